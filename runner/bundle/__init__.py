@@ -1,0 +1,1 @@
+"""Provenance bundles: writing, verifying and reading (DESIGN §4)."""

@@ -1,0 +1,72 @@
+"""Reading bundles back: summaries for ``xrun show`` and ``xrun ls``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.bundle.write import BUNDLE_VERSION, latest_records, read_journal
+from runner.errors import UsageError
+
+
+@dataclass
+class Bundle:
+    root: Path
+    meta: dict[str, Any]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        return latest_records(read_journal(self.root / "trials.jsonl"))
+
+    def json(self, name: str) -> Any:
+        path = self.root / name
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+def open_bundle(path: Path) -> Bundle:
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such bundle")
+    meta_path = path / "bundle.json"
+    if not meta_path.is_file():
+        raise UsageError(f"{path}: not a bundle (no bundle.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{meta_path}: unreadable ({exc})") from None
+    version = meta.get("bundle_version")
+    if version != BUNDLE_VERSION:
+        raise UsageError(f"{path}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})")
+    return Bundle(path, meta)
+
+
+def find_bundles(directory: Path) -> list[Bundle]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    out = []
+    for child in sorted(directory.iterdir()):
+        if (child / "bundle.json").is_file():
+            try:
+                out.append(open_bundle(child))
+            except UsageError:
+                continue
+    return out
+
+
+def summary_row(b: Bundle) -> dict[str, Any]:
+    m = b.meta
+    return {
+        "path": str(b.root),
+        "run_id": m.get("run_id"),
+        "created": m.get("created"),
+        "status": m.get("status"),
+        "backend": m.get("backend"),
+        "counts": m.get("counts", {}),
+        "best": m.get("best"),
+        "duration_seconds": m.get("duration_seconds"),
+    }

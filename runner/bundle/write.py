@@ -1,0 +1,215 @@
+"""Writing a provenance bundle (DESIGN §4).
+
+One recorder writes provenance: builders elsewhere return values, and
+:class:`BundleWriter` turns them into files. The journal (``trials.jsonl``) is
+append-only and fsynced in batches; everything a run computes is in the trial
+cache before it is journaled, so a killed driver loses nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import secrets as _secrets
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+from runner.bundle.manifest import write_manifest
+
+BUNDLE_VERSION = 1
+FSYNC_EVERY_SECONDS = 0.5
+FSYNC_EVERY_LINES = 256
+
+
+def new_run_id(name: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{_secrets.token_hex(3)}"
+
+
+def _dump(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Journal:
+    """``trials.jsonl``: one line per finished trial, fsynced in batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "a", encoding="utf-8")
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        self._fh.flush()  # in the kernel: survives a SIGKILL of this process
+        self._unsynced += 1
+        if self._unsynced >= FSYNC_EVERY_LINES or time.monotonic() - self._last_sync > FSYNC_EVERY_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._unsynced:
+            os.fsync(self._fh.fileno())
+            self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Records of ``trials.jsonl``; a torn last line (killed mid-write) is skipped."""
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+class BundleWriter:
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.root = root
+        self.run_id = run_id
+        self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        root.mkdir(parents=True, exist_ok=False)
+        for sub in ("env", "code", "logs", "artifacts"):
+            (root / sub).mkdir()
+        self.journal = Journal(root / "trials.jsonl")
+
+    # ---------------------------------------------------------- inputs
+
+    def write_inputs(
+        self,
+        *,
+        spec_text: str,
+        resolved: dict[str, Any],
+        env_files: dict[str, bytes],
+        env_info: dict[str, Any],
+        code_archive: bytes,
+        git: dict[str, Any],
+        code_files: dict[str, str],
+        data: dict[str, Any],
+    ) -> None:
+        (self.root / "spec.yaml").write_text(spec_text, encoding="utf-8")
+        _dump(self.root / "spec.resolved.json", resolved)
+        for name, content in env_files.items():
+            (self.root / "env" / name).write_bytes(content)
+        _dump(self.root / "env" / "env.json", env_info)
+        (self.root / "code" / "source.tar.gz").write_bytes(code_archive)
+        _dump(self.root / "code" / "git.json", git)
+        _dump(self.root / "code" / "files.json", code_files)
+        _dump(self.root / "data.json", data)
+
+    def write_json(self, name: str, value: Any) -> None:
+        _dump(self.root / name, value)
+
+    def write_status(self, summary: dict[str, Any]) -> None:
+        _dump(self.root / "bundle.json", {
+            "bundle_version": BUNDLE_VERSION,
+            "run_id": self.run_id,
+            "xrun_version": __version__,
+            "created": self.created,
+            **summary,
+        })  # fmt: skip
+
+    # ---------------------------------------------------------- trials
+
+    def record_trial(self, record: dict[str, Any], log: str, artifacts: list[tuple[str, bytes]] | None = None, artifacts_from: Path | None = None) -> None:
+        """Write a finished trial's log and artifacts, then journal it."""
+        tid = record["id"]
+        (self.root / "logs" / f"{tid}.log").write_text(log, encoding="utf-8", errors="replace")
+        if artifacts:
+            base = self.root / "artifacts" / tid
+            for rel, data in artifacts:
+                target = base / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        elif artifacts_from is not None and artifacts_from.is_dir():
+            import shutil
+
+            shutil.copytree(artifacts_from, self.root / "artifacts" / tid, dirs_exist_ok=True)
+        self.journal.append(record)
+
+    # ---------------------------------------------------------- finish
+
+    def finish(self, summary: dict[str, Any], host: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        self.journal.close()
+        records = latest_records(read_journal(self.root / "trials.jsonl"))
+        write_results_csv(self.root / "results.csv", records)
+        _dump(self.root / "host.json", host)
+        for name, value in (extra or {}).items():
+            _dump(self.root / name, value)
+        self.write_status(summary)
+        write_manifest(self.root)
+
+
+def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per trial id (the last one), in trial order."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in records:
+        by_id[r["id"]] = r
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def write_results_csv(path: Path, records: list[dict[str, Any]]) -> None:
+    params = sorted({k for r in records for k in r.get("params", {})})
+    metrics = sorted({k for r in records for k in (r.get("metrics") or {})})
+    base = ["id", "key", "status", "failure_class", "seed", "attempts", "cached", "worker", "start", "end", "duration", "error"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(base + [f"param.{p}" for p in params] + [f"metric.{m}" for m in metrics])
+        for r in records:
+            duration = (r["end"] - r["start"]) if r.get("end") and r.get("start") else ""
+            row = [r.get("id"), r.get("key"), r.get("status"), r.get("failure_class") or "", r.get("seed"),
+                   r.get("attempts"), r.get("cached"), r.get("worker") or "", r.get("start") or "",
+                   r.get("end") or "", duration, (r.get("error") or "").splitlines()[0] if r.get("error") else ""]  # fmt: skip
+            row += [_cell(r.get("params", {}).get(p)) for p in params]
+            row += [_cell((r.get("metrics") or {}).get(m)) for m in metrics]
+            w.writerow(row)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def driver_info() -> dict[str, Any]:
+    from importlib import metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "cpus": os.cpu_count(),
+        "xrun": __version__,
+        "packages": {n: version(n) for n in ("dask", "distributed", "pydantic", "scikit-learn", "numpy", "docker", "py-rattler", "conda-lock")},
+    }

@@ -1,0 +1,357 @@
+"""The ``xrun`` command: parses, calls one core function, renders its result.
+
+The only module that prints or imports typer/rich. Exit codes (DESIGN §3):
+0 success, 1 the work ran but failed, 2 bad usage or spec, 3 infrastructure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runner import config
+from runner.errors import UsageError, VerifyError, XrunError
+
+app = typer.Typer(
+    name="xrun",
+    help="Declarative, reproducible experiment runner. `xrun SPEC` is `xrun run SPEC`.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+env_app = typer.Typer(help="Locked environments.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+_state: dict[str, Any] = {"quiet": False, "verbose": 0}
+
+SpecArg = typer.Argument(..., help="the spec file (YAML)", show_default=False)
+SetOpt = typer.Option([], "--set", help="override a spec value: KEY.PATH=VALUE (YAML-typed); repeatable")
+
+
+@app.callback()
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the final result"),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more detail (-vv: debug logs)"),
+) -> None:
+    _state["quiet"], _state["verbose"] = quiet, verbose
+    if verbose < 2:  # read by dask's config when distributed is first imported
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        for noisy in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _say(text: str) -> None:
+    if not _state["quiet"]:
+        err.print(text)
+
+
+def _load(spec: Path, overrides: list[str], backend: str | None = None, workers: int | None = None) -> Any:
+    from runner.spec import load_spec
+
+    sets = list(overrides)
+    if backend:
+        sets.append(f"cluster.backend={backend}")
+    if workers is not None:
+        sets.append(f"cluster.workers={workers}")
+    loaded = load_spec(spec, sets)
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    return loaded
+
+
+def _kv(items: list[str], flag: str) -> dict[str, str]:
+    outd = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        outd[k] = v
+    return outd
+
+
+# ------------------------------------------------------------------ run
+
+
+@app.command()
+def run(
+    spec: Path = SpecArg,
+    backend: Optional[str] = typer.Option(None, "--backend", help="local | docker | kubernetes | address"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="number of workers"),
+    set_: list[str] = SetOpt,
+    build_arg: list[str] = typer.Option([], "--build-arg", help="image build argument K=V; repeatable"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="run every trial, ignoring cached results"),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failed trial"),
+    relock: bool = typer.Option(False, "--relock", help="lock the environment first if its lock is missing or stale"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="directory for the bundle (default: the spec's output)"),
+) -> None:
+    """Run every trial of SPEC's sweep and write a provenance bundle (its path is printed last)."""
+    from runner.run import RunOptions, check_result
+    from runner.run import run as run_spec
+
+    loaded = _load(spec, set_, backend, workers)
+    options = RunOptions(
+        use_cache=not no_cache, fail_fast=fail_fast, relock=relock,
+        output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"),
+    )  # fmt: skip
+    from runner._progress import Progress
+
+    progress = Progress(err, loaded, enabled=not _state["quiet"])
+    options.on_event = progress.event
+    options.on_status = progress.status
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if options.stop.is_set():
+            raise KeyboardInterrupt
+        options.stop.set()
+        progress.status("[yellow]stopping: waiting for running trials (Ctrl-C again to cancel them)[/]")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with progress:
+            result = run_spec(loaded, options)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not _state["quiet"]:
+        progress.summary(result)
+    out.print(str(result.bundle))
+    if result.status == "interrupted":
+        raise typer.Exit(130)
+    check_result(result)
+
+
+# ------------------------------------------------------------------ validate / plan
+
+
+@app.command()
+def validate(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
+    """Check SPEC and report the first problem with file, line and key path."""
+    from runner import sweep
+
+    loaded = _load(spec, set_)
+    s = loaded.spec
+    _say(f"[green]✓[/] {loaded.display}: valid spec {s.name!r} — {sweep.count(s.sweep):,} trials, "
+         f"{s.trial.kind} trial, {s.environment.kind} environment, {s.cluster.backend} backend")  # fmt: skip
+
+
+@app.command()
+def plan(
+    spec: Path = SpecArg,
+    set_: list[str] = SetOpt,
+    no_cache: bool = typer.Option(False, "--no-cache"),
+    json_: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Dry run: the trials, how many are cached and why the others are not."""
+    from runner.env import check_lock
+    from runner.plan import explain_misses, make_plan
+    from runner.run import load_environment
+
+    loaded = _load(spec, set_)
+    s = loaded.spec
+    fresh, reason = check_lock(s.environment)
+    env = load_environment(loaded, relock=False)
+    p = make_plan(loaded, env, use_cache=not no_cache)
+    reasons = explain_misses(p)
+    info = {
+        "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),
+        "to_run": len(p.pending), "why_not_cached": reasons,
+        "environment": {"kind": env.kind, "lock_hash": env.lock_hash, "lock": str(env.lock_file) if env.lock_file else None,
+                        "fresh": fresh, "status": reason},
+        "code": {"files": len(p.code.files), "hash": p.code.hash},
+        "data": {k: v["sha256"] for k, v in p.data.items()},
+        "backend": s.cluster.backend, "workers": s.cluster.workers,
+        "image": "built (or reused) for this lock" if s.cluster.backend in ("docker", "kubernetes") else None,
+    }  # fmt: skip
+    if json_:
+        out.print_json(json.dumps(info))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("spec", f"{loaded.display} ({s.name})")
+    table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
+    table.add_row("environment", f"{env.kind}, lock {env.lock_hash[:12]} — {reason}")
+    table.add_row("code", f"{len(p.code.files)} files, hash {p.code.hash[:12]}")
+    for k, v in p.data.items():
+        table.add_row(f"data {k}", f"sha256 {v['sha256'][:12]}, {v.get('size') or '?'} bytes")
+    table.add_row("cluster", f"{s.cluster.backend}, {s.cluster.workers} workers × {s.cluster.threads_per_worker} threads")
+    if info["image"]:
+        table.add_row("image", info["image"])
+    out.print(table)
+    for r in reasons:
+        out.print(f"  not cached: {r}")
+    preview = p.pending[:10]
+    if preview:
+        t = Table(title="next trials to run", title_justify="left")
+        t.add_column("id")
+        t.add_column("seed", justify="right")
+        t.add_column("params")
+        for tr in preview:
+            t.add_row(tr.id, str(tr.point.seed), json.dumps(tr.point.params, sort_keys=True))
+        out.print(t)
+        if len(p.pending) > len(preview):
+            out.print(f"  … and {len(p.pending) - len(preview):,} more")
+
+
+# ------------------------------------------------------------------ bundles
+
+
+@app.command()
+def show(bundle: Path = typer.Argument(..., help="a bundle directory"), json_: bool = typer.Option(False, "--json")) -> None:
+    """Summary of a bundle: status, counts, best trials, failures."""
+    from runner.bundle.read import open_bundle, summary_row
+
+    b = open_bundle(bundle)
+    trials = b.trials
+    if json_:
+        out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
+        return
+    m = b.meta
+    out.print(f"[bold]{m.get('run_id')}[/]  status: {m.get('status')}  backend: {m.get('backend')}  "
+              f"duration: {m.get('duration_seconds')}s")  # fmt: skip
+    c = m.get("counts", {})
+    out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
+              f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
+    from runner._progress import trials_table
+
+    best = m.get("best") or {}
+    out.print(trials_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20))
+
+
+@app.command("ls")
+def ls_(directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"), json_: bool = typer.Option(False, "--json")) -> None:
+    """List the bundles in DIRECTORY."""
+    from runner.bundle.read import find_bundles, summary_row
+
+    rows = [summary_row(b) for b in find_bundles(directory)]
+    if json_:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table()
+    for col in ("run id", "created", "status", "trials", "ok", "cached", "failed", "best"):
+        t.add_column(col)
+    for r in rows:
+        c = r["counts"]
+        best = r["best"]
+        t.add_row(r["run_id"], r["created"], r["status"], str(c.get("total", "")), str(c.get("ok", "")),
+                  str(c.get("cached", "")), str(c.get("failed", "")),
+                  f"{best['metric']}={best['value']:.4g} ({best['trial']})" if best else "")  # fmt: skip
+    out.print(t)
+
+
+@app.command()
+def verify(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
+    """Check every file of BUNDLE against its MANIFEST.sha256."""
+    from runner.bundle.manifest import verify as verify_bundle
+    from runner.bundle.read import open_bundle
+
+    b = open_bundle(bundle)
+    res = verify_bundle(b.root)
+    if res.manifest_missing:
+        raise VerifyError(f"{b.root}: MANIFEST.sha256 is missing (the run did not finish writing its bundle)")
+    if not res.ok:
+        lines = [f"changed: {p}" for p in res.changed] + [f"missing: {p}" for p in res.missing] + [f"extra: {p}" for p in res.extra]
+        raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
+    _say(f"[green]✓[/] {b.root}: {res.checked} files match MANIFEST.sha256")
+
+
+# ------------------------------------------------------------------ environments
+
+
+@app.command()
+def lock(
+    spec: Path = SpecArg,
+    set_: list[str] = SetOpt,
+    check: bool = typer.Option(False, "--check", help="exit 1 if the lock is missing or stale, without locking"),
+) -> None:
+    """(Re)lock SPEC's environment, or check that its lock is current."""
+    from runner.env import check_lock, lock_env
+
+    loaded = _load(spec, set_)
+    env_spec = loaded.spec.environment
+    if check:
+        fresh, reason = check_lock(env_spec)
+        if not fresh:
+            err.print(f"[red]stale:[/] {reason}")
+            raise typer.Exit(1)
+        _say(f"[green]✓[/] {reason}")
+        return
+    locked = lock_env(env_spec)
+    _say(f"[green]✓[/] locked {len(locked.packages)} packages → {locked.lock_file} (hash {locked.lock_hash[:12]})")
+    if locked.added:
+        _say(f"  added for the workers: {', '.join(locked.added)}")
+
+
+@env_app.command("create")
+def env_create(
+    spec: Path = SpecArg,
+    set_: list[str] = SetOpt,
+    prefix: Optional[Path] = typer.Option(None, "--prefix", help="where to create it (default: cached by lock hash)"),
+) -> None:
+    """Materialize SPEC's locked environment; prints its python executable."""
+    from runner.env import create_env
+    from runner.run import load_environment
+
+    loaded = _load(spec, set_)
+    env = load_environment(loaded)
+    if env.kind == "current":
+        raise UsageError(f"{loaded.where('environment')}: `current: true` uses this interpreter; there is nothing to create")
+    python = create_env(env, prefix=prefix.resolve() if prefix else None)
+    out.print(str(python))
+
+
+# ------------------------------------------------------------------ entry point
+
+COMMANDS = {"run", "validate", "plan", "show", "ls", "verify", "lock", "env", "build", "manifests",
+            "reproduce", "diff", "pack", "report", "clean", "--help", "-h", "--install-completion",
+            "--show-completion"}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # `xrun SPEC` is `xrun run SPEC`: the first argument that is not an option decides.
+    first = next((a for a in args if not a.startswith("-")), None)
+    if first is not None and first not in COMMANDS:
+        i = args.index(first)
+        args = [*args[:i], "run", *args[i:]]
+    try:
+        app(args=args, prog_name="xrun", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        sys.exit(2)
+    except XrunError as exc:
+        if config.debug():
+            raise
+        err.print(f"error: {exc.message}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so, without a traceback unless asked
+        if config.debug():
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} (set XRUN_DEBUG=1 for the traceback)", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""``backend: address``: a scheduler someone already started (``dask scheduler``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from runner.cluster import ClusterInfo
+
+
+class AddressBackend:
+    def __init__(self, *, address: str, workers: int = 1) -> None:
+        self.address = address
+        self.workers = workers
+
+    @contextmanager
+    def open(self) -> Iterator[ClusterInfo]:
+        yield ClusterInfo("address", self.address, None, self.workers)

@@ -1,0 +1,26 @@
+"""Environment variables and where xrun keeps things, defined once.
+
+Precedence everywhere: command-line flag > environment variable > spec > default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_CACHE_DIR = "XRUN_CACHE_DIR"
+ENV_DEBUG = "XRUN_DEBUG"
+
+
+def debug() -> bool:
+    return os.environ.get(ENV_DEBUG, "") not in ("", "0", "false", "no")
+
+
+def cache_dir() -> Path:
+    """Root of xrun's caches: trial results, environments, image metadata."""
+    value = os.environ.get(ENV_CACHE_DIR)
+    if value:
+        return Path(value).expanduser().resolve()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("xrun", appauthor=False))

@@ -1,0 +1,50 @@
+"""Hashing a spec's data inputs (DESIGN §4 ``data.json``)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from runner.errors import SpecError
+from runner.spec import Spec
+
+CHUNK = 1024 * 1024
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
+    """name → {path|url, sha256, size}; a directory hashes its sorted files."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, item in spec.data.items():
+        if item.url is not None:
+            out[name] = {"url": item.url, "sha256": item.sha256, "size": None}
+            continue
+        assert item.path is not None
+        path = item.path
+        if path.is_dir():
+            h = hashlib.sha256()
+            size = 0
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                rel = f.relative_to(path).as_posix()
+                h.update(f"{rel}\0{file_sha256(f)}\n".encode())
+                size += f.stat().st_size
+            digest = h.hexdigest()
+        elif path.is_file():
+            digest, size = file_sha256(path), path.stat().st_size
+        else:
+            raise SpecError(f"data.{name}.path: file not found: {path}")
+        if item.sha256 is not None and item.sha256 != digest:
+            raise SpecError(
+                f"data.{name}: sha256 of {path} is {digest}, but the spec pins {item.sha256}; "
+                "the data changed: update the pin or restore the file"
+            )
+        out[name] = {"path": str(path), "sha256": digest, "size": size}
+    return out

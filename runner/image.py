@@ -1,0 +1,479 @@
+"""Hermetic, reproducible worker images, cached by lock hash.
+
+The Dockerfile is a pure function of the base Dockerfile and the lock
+(:func:`render_dockerfile`, snapshot-tested). :func:`build_image` then
+
+1. downloads every wheel the lock pins on the host, checked against its hashes;
+2. sends a build context that carries all of them, and builds with the network
+   disabled (``network_mode="none"``): nothing is fetched during the build;
+3. installs into ``/opt/xrun/env`` in a builder stage, makes the bytecode and
+   timestamps deterministic, and copies the result into the final stage as one
+   layer whose digest is the same for every build of the same inputs;
+4. tags the image ``xrun-env/<name>:<lock hash>-<inputs hash>`` so that an
+   unchanged lock is a cache hit without any build.
+
+The image ID still differs between builds (the config records the build time):
+the environment layer digest is what identifies an environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+from runner import _image_wheels as wheels
+from runner._image_docker import BUILD_TIMEOUT, docker_client
+from runner.errors import InfraError, UsageError
+
+if TYPE_CHECKING:
+    import docker
+
+    from runner.env import LockedEnv
+
+log = logging.getLogger(__name__)
+
+IMAGE_FORMAT = 1  # bump when the rendered Dockerfile or context changes meaning
+ENV_PREFIX = "/opt/xrun/env"
+ENV_PYTHON = f"{ENV_PREFIX}/bin/python"
+DEFAULT_PYTHON_VERSION = "3.11"
+# The public base xrun builds on when a spec names none. Tests and offline
+# machines pass a local one: --build-arg BASE_IMAGE=xrun-base:bookworm.
+DEFAULT_BASE_IMAGE = (
+    "python:3.11-slim-bookworm"
+    "@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
+)
+# Timestamp of every file in the environment layer. 1980-01-01, not 0: zip
+# files cannot hold earlier dates, and tools zip site-packages.
+SOURCE_DATE_EPOCH = 315532800
+BASE_STAGE = "xrun-base"
+BUILDER_STAGE = "xrun-env-builder"
+FINAL_STAGE = "xrun-env"
+REPOSITORY_PREFIX = "xrun-env"
+
+LABEL_IMAGE = "xrun.image"  # format version; marks images xrun built
+LABEL_LOCK = "xrun.lock-hash"
+LABEL_INPUTS = "xrun.inputs-hash"
+LABEL_KIND = "xrun.env-kind"
+
+_SECRET_KEY_RE = re.compile(r"SECRET|TOKEN|PASSW|PWD|KEY|CREDENTIAL|AUTH|PRIVATE", re.I)
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A built (or reused) worker image, as recorded in ``image.json``."""
+
+    image: str  # local tag, xrun-env/<name>:<lock hash>-<inputs hash>
+    image_id: str
+    env_layer_digest: str  # sha256 of the environment layer (RootFS diff id): reproducible
+    cached: bool  # True when no build ran
+    base: str  # base image reference (BASE_IMAGE)
+    dockerfile: str  # rendered Dockerfile text
+    build_args: dict[str, str]  # values of secret-looking keys are redacted
+    python: str  # interpreter of the environment inside the image
+    base_id: str | None = None  # local image ID of the base, when the daemon has it
+    lock_hash: str = ""
+    pushed: str | None = None  # <registry>:<tag> when pushed
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImageInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# --------------------------------------------------------------------- rendering
+
+_FROM_RE = re.compile(
+    r"^(?P<head>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*(?P<image>\S+))"
+    r"(?:[ \t]+AS[ \t]+(?P<stage>\S+))?[ \t]*$",
+    re.I | re.M,
+)
+_ARG_BASE_RE = re.compile(r"^[ \t]*ARG[ \t]+BASE_IMAGE(?:=(?P<default>\S+))?[ \t]*$", re.M)
+
+
+def reference_dockerfile(reference: str) -> str:
+    """A base Dockerfile for a spec whose ``image.base`` is an image reference."""
+    return f"ARG BASE_IMAGE={reference}\nFROM ${{BASE_IMAGE}}\n"
+
+
+def render_dockerfile(
+    env_kind: str,
+    python_path: str = ENV_PYTHON,
+    *,
+    base_dockerfile: str | None = None,
+    python_version: str = DEFAULT_PYTHON_VERSION,
+    source_date_epoch: int = SOURCE_DATE_EPOCH,
+) -> str:
+    """The Dockerfile of a worker image: a pure function of its arguments.
+
+    ``base_dockerfile`` is the text of the spec's base Dockerfile (default: the
+    pinned public Python image); its last stage becomes ``xrun-base``. The
+    environment is installed into the prefix of ``python_path`` from the build
+    context (``requirements.lock``, ``wheelhouse/``, ``tools/``), which the
+    build reaches without a network.
+    """
+    if env_kind != "pip":
+        raise UsageError(
+            f"images for `environment.{env_kind}` are not supported yet; "
+            "use a pip environment (environment.pip) with the docker backend"
+        )
+    prefix = str(PurePosixPath(python_path).parent.parent)
+    base_text, base_stage = _name_base_stage(base_dockerfile or reference_dockerfile(DEFAULT_BASE_IMAGE))
+    major, minor = (int(p) for p in python_version.split(".")[:2])
+    pip = f"/xrun/tools/{wheels.PIP_TOOL_WHEEL}/pip"
+    return f"""\
+# Rendered by xrun (image format {IMAGE_FORMAT}); do not edit.
+# Built with the network disabled: every artifact comes from the build context.
+
+# ---- base: the spec's base Dockerfile ----
+{base_text.rstrip()}
+
+# ---- builder: install the locked environment from the wheelhouse ----
+FROM {base_stage} AS {BUILDER_STAGE}
+ARG SOURCE_DATE_EPOCH={source_date_epoch}
+ENV PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python3 -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == ({major}, {minor}) else "xrun: the base image has Python %d.%d but the lock is for {major}.{minor}" % v)'
+COPY tools/ /xrun/tools/
+COPY requirements.lock /xrun/requirements.lock
+COPY wheelhouse/ /xrun/wheelhouse/
+RUN python3 -m venv --without-pip {prefix}
+RUN {prefix}/bin/python {pip} install --no-index --find-links=/xrun/wheelhouse --require-hashes --no-deps --no-compile --no-warn-script-location -r /xrun/requirements.lock
+# Reproducible layer: bytecode checked by hash (not mtime), fixed hash seed,
+# every timestamp set to SOURCE_DATE_EPOCH in a staging copy.
+RUN find {prefix} -depth -type d -name __pycache__ -exec rm -rf {{}} + \\
+ && ({prefix}/bin/python -m compileall -q -q -j 0 --invalidation-mode unchecked-hash {prefix} || true) \\
+ && mkdir -p /xrun/stage{PurePosixPath(prefix).parent} \\
+ && cp -a {prefix} /xrun/stage{prefix} \\
+ && find /xrun/stage -exec touch -h -d "@$SOURCE_DATE_EPOCH" {{}} +
+
+# ---- final: the base plus one environment layer ----
+FROM {base_stage} AS {FINAL_STAGE}
+COPY --from={BUILDER_STAGE} /xrun/stage/ /
+ENV VIRTUAL_ENV={prefix} PATH={prefix}/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+"""
+
+
+def _name_base_stage(text: str) -> tuple[str, str]:
+    """Name the last stage of a base Dockerfile (``xrun-base`` unless it has a name)."""
+    matches = list(_FROM_RE.finditer(text))
+    if not matches:
+        raise UsageError("image.base: the base Dockerfile has no FROM instruction")
+    last = matches[-1]
+    if last.group("stage"):
+        return text, last.group("stage")
+    named = f"{last.group('head')} AS {BASE_STAGE}"
+    return text[: last.start()] + named + text[last.end() :], BASE_STAGE
+
+
+def base_reference(base_dockerfile: str, build_args: Mapping[str, str]) -> str:
+    """The base image a Dockerfile builds on: ``BASE_IMAGE`` if it declares it."""
+    match = _ARG_BASE_RE.search(base_dockerfile)
+    if match:
+        return build_args.get("BASE_IMAGE") or match.group("default") or ""
+    froms = _FROM_RE.findall(base_dockerfile)
+    return froms[0][1] if froms else ""
+
+
+def redact_build_args(build_args: Mapping[str, str]) -> dict[str, str]:
+    """Build args as recorded: values of secret-looking keys replaced."""
+    return {k: (REDACTED if _SECRET_KEY_RE.search(k) else v) for k, v in sorted(build_args.items())}
+
+
+def image_tag(name: str, lock_hash: str, inputs_hash: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise UsageError(f"name: {name!r} cannot be used in an image tag (use [a-z0-9-])")
+    return f"{REPOSITORY_PREFIX}/{name}:{lock_hash[:12]}-{inputs_hash[:8]}"
+
+
+# --------------------------------------------------------------------- building
+
+
+def build_image(
+    *,
+    name: str,
+    locked: LockedEnv,
+    dockerfile_base: Path | str | None,
+    build_args: Mapping[str, str],
+    no_cache: bool = False,
+    push_to: str | None = None,
+) -> ImageInfo:
+    """Build (or reuse) the worker image of ``locked`` and return what was built.
+
+    ``dockerfile_base`` is a Dockerfile declaring ``ARG BASE_IMAGE`` (a path), an
+    image reference (a string that is not an existing file), or None for the
+    default pinned base. ``build_args`` are the merged spec and CLI build args
+    (the CLI's win; the caller merges). ``no_cache`` rebuilds every step.
+    ``push_to`` pushes the image as ``<push_to>:<tag>``.
+
+    Raises :class:`InfraError` when Docker is unreachable, a download fails, the
+    base image is missing, or the build fails (with the tail of the build log).
+    """
+    if locked.kind != "pip":
+        raise UsageError(
+            f"environment.{locked.kind}: only pip environments can be built into "
+            "an image so far; use environment.pip with the docker backend"
+        )
+    if locked.lock_file is None:
+        raise UsageError("environment.pip: no lock file; run `xrun lock SPEC` first")
+    base_text = _read_base(dockerfile_base)
+    lock_text = Path(locked.lock_file).read_text(encoding="utf-8")
+    python_version = wheels.lock_python_version(lock_text, DEFAULT_PYTHON_VERSION)
+    dockerfile = render_dockerfile("pip", ENV_PYTHON, base_dockerfile=base_text, python_version=python_version)
+    args = dict(sorted(build_args.items()))
+    base = base_reference(base_text, args)
+
+    client = docker_client(timeout=BUILD_TIMEOUT)
+    base_id = _local_image_id(client, base) if base else None
+    # A digest-pinned base is immutable; a local tag is identified by its image ID.
+    base_identity = base if "@sha256:" in base else (base_id or f"missing:{base}")
+    inputs_hash = _sha256_json(
+        {
+            "format": IMAGE_FORMAT,
+            "kind": locked.kind,
+            "lock_hash": locked.lock_hash,
+            "dockerfile": dockerfile,
+            "build_args": args,
+            "base": base_identity,
+            "platforms": wheels.platform_tags(),
+            "pip": wheels.PIP_TOOL_SHA256,
+        }
+    )
+    tag = image_tag(name, locked.lock_hash, inputs_hash)
+
+    def info(image: docker.models.images.Image, cached: bool) -> ImageInfo:
+        return ImageInfo(
+            image=tag,
+            image_id=image.id,
+            env_layer_digest=_env_layer_digest(image),
+            cached=cached,
+            base=base,
+            dockerfile=dockerfile,
+            build_args=redact_build_args(args),
+            python=ENV_PYTHON,
+            base_id=base_id,
+            lock_hash=locked.lock_hash,
+        )
+
+    existing = _local_image(client, tag)
+    if existing is not None and not no_cache and existing.labels.get(LABEL_INPUTS) == inputs_hash:
+        log.info("image %s is up to date (lock %s)", tag, locked.lock_hash[:12])
+        result = info(existing, cached=True)
+    else:
+        wheel_files = wheels.wheelhouse(
+            Path(locked.lock_file), python_version=python_version, lock_hash=locked.lock_hash
+        )
+        files = {
+            "Dockerfile": dockerfile.encode(),
+            "requirements.lock": lock_text.encode(),
+            **{f"wheelhouse/{w.name}": w for w in wheel_files},
+            f"tools/{wheels.PIP_TOOL_WHEEL}": wheels.pip_tool_wheel(),
+        }
+        labels = {
+            LABEL_IMAGE: str(IMAGE_FORMAT),
+            LABEL_LOCK: locked.lock_hash,
+            LABEL_INPUTS: inputs_hash,
+            LABEL_KIND: locked.kind,
+        }
+        log.info("building image %s on %s (%d wheels, network disabled)", tag, base, len(wheel_files))
+        image_id = _docker_build(client, files, tag=tag, build_args=args, labels=labels, no_cache=no_cache, base=base)
+        built = client.images.get(image_id)
+        if existing is not None and existing.id != built.id:
+            _remove_quietly(client, existing.id)  # the old image lost its tag; don't hoard it
+        result = info(built, cached=False)
+
+    if push_to:
+        result = _push(client, result, push_to)
+    return result
+
+
+def _read_base(dockerfile_base: Path | str | None) -> str:
+    if dockerfile_base is None:
+        return reference_dockerfile(DEFAULT_BASE_IMAGE)
+    path = Path(dockerfile_base)
+    if isinstance(dockerfile_base, Path) or path.is_file():
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"image.base: cannot read {path}: {exc.strerror}") from exc
+    reference = str(dockerfile_base)
+    if "@sha256:" not in reference:
+        log.warning("image.base %s is not pinned by digest; builds may not be reproducible", reference)
+    return reference_dockerfile(reference)
+
+
+def _docker_build(
+    client: docker.DockerClient,
+    files: Mapping[str, bytes | Path],
+    *,
+    tag: str,
+    build_args: Mapping[str, str],
+    labels: Mapping[str, str],
+    no_cache: bool,
+    base: str,
+) -> str:
+    """Run one classic-builder build with the network disabled; return the image ID."""
+    from docker.errors import APIError, DockerException
+
+    lines: list[str] = []
+    image_id: str | None = None
+    error: str | None = None
+    with tempfile.TemporaryFile() as context:
+        _write_context(context, files)
+        context.seek(0)
+        try:
+            stream = client.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                nocache=no_cache,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                network_mode="none",
+                buildargs=dict(build_args),
+                labels=dict(labels),
+                decode=True,
+                use_config_proxy=False,
+            )
+            for chunk in stream:
+                image_id, error = _consume(chunk, lines, image_id, error)
+        except (APIError, DockerException, OSError) as exc:
+            error = str(exc)
+    if error is not None or image_id is None:
+        tail = "\n".join(_tail(lines, 25))
+        hint = ""
+        if base and _local_image_id(client, base) is None:
+            hint = (
+                f"\nThe base image {base} is not on this Docker daemon and could not be pulled: "
+                "pull or build it first (offline: `bash .ci/docker-setup.sh` makes "
+                "xrun-base:bookworm), or pass --build-arg BASE_IMAGE=<local image>"
+            )
+        raise InfraError(f"docker build of {tag} failed: {error or 'no image produced'}\n{tail}{hint}")
+    return image_id
+
+
+def _consume(
+    chunk: Mapping[str, Any], lines: list[str], image_id: str | None, error: str | None
+) -> tuple[str | None, str | None]:
+    if "stream" in chunk:
+        for line in str(chunk["stream"]).splitlines():
+            if line.strip():
+                lines.append(line)
+                log.debug("build: %s", line)
+    if "status" in chunk:  # base image pull progress
+        lines.append(str(chunk["status"]))
+    if "error" in chunk:
+        error = str(chunk["error"]).strip()
+        lines.append(error)
+    aux = chunk.get("aux")
+    if isinstance(aux, dict) and "ID" in aux:
+        image_id = str(aux["ID"])
+    return image_id, error
+
+
+def _write_context(out: IO[bytes], files: Mapping[str, bytes | Path]) -> None:
+    """A build context tar with fixed metadata: same inputs, same bytes."""
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            data = files[name]
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = 0o644, SOURCE_DATE_EPOCH
+            if isinstance(data, bytes):
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.size = data.stat().st_size
+                with data.open("rb") as f:
+                    tar.addfile(info, f)
+
+
+def _env_layer_digest(image: docker.models.images.Image) -> str:
+    """The environment layer: the last layer, made by the final stage's only COPY."""
+    layers = image.attrs.get("RootFS", {}).get("Layers") or []
+    if not layers:
+        raise InfraError(f"image {image.id} has no layers; rebuild with `xrun build --no-cache`")
+    return str(layers[-1])
+
+
+def _local_image(client: docker.DockerClient, ref: str) -> docker.models.images.Image | None:
+    from docker.errors import ImageNotFound
+
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
+
+
+def _local_image_id(client: docker.DockerClient, ref: str) -> str | None:
+    from docker.errors import APIError
+
+    try:
+        image = _local_image(client, ref)
+    except APIError:  # e.g. an invalid reference
+        return None
+    return image.id if image is not None else None
+
+
+def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:
+    from docker.errors import APIError
+
+    try:
+        client.images.remove(image_id)
+    except APIError as exc:  # still used by a container, or tagged elsewhere
+        log.debug("kept image %s: %s", image_id, exc)
+
+
+def _push(client: docker.DockerClient, info: ImageInfo, registry: str) -> ImageInfo:
+    """Tag ``info.image`` as ``<registry>:<tag>`` and push it (untested here: no registry)."""
+    from docker.errors import APIError
+
+    tag = info.image.rsplit(":", 1)[1]
+    remote = f"{registry}:{tag}"
+    try:
+        client.images.get(info.image_id).tag(registry, tag=tag)
+        errors = [
+            str(chunk.get("error"))
+            for chunk in client.images.push(registry, tag=tag, stream=True, decode=True)
+            if "error" in chunk
+        ]
+    except APIError as exc:
+        errors = [str(exc)]
+    if errors:
+        raise InfraError(
+            f"pushing {remote} failed: {errors[-1]}\n"
+            f"Log in first (`docker login {registry.split('/')[0]}`) and check image.registry"
+        )
+    return ImageInfo(**{**asdict(info), "pushed": remote})
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _tail(lines: Iterable[str], n: int) -> list[str]:
+    return list(lines)[-n:]
+
+
+__all__ = [
+    "DEFAULT_BASE_IMAGE",
+    "ENV_PREFIX",
+    "ENV_PYTHON",
+    "ImageInfo",
+    "base_reference",
+    "build_image",
+    "redact_build_args",
+    "reference_dockerfile",
+    "render_dockerfile",
+]

@@ -1,0 +1,194 @@
+"""Plan, then apply: everything a run will do, computed without running it.
+
+``make_plan`` feeds both ``xrun plan`` (printed) and ``xrun run`` (executed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner import code as code_mod
+from runner import sweep as sweep_mod
+from runner.cache import TrialCache
+from runner.data import hash_inputs
+from runner.env import LockedEnv
+from runner.errors import SpecError
+from runner.spec import FunctionTrial, LoadedSpec, SklearnTrial
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    point: sweep_mod.TrialPoint
+    key: str
+
+    @property
+    def id(self) -> str:
+        return self.point.id
+
+
+@dataclass
+class Plan:
+    loaded: LoadedSpec
+    env: LockedEnv
+    code: code_mod.CodeSnapshot
+    data: dict[str, dict[str, Any]]
+    definition: dict[str, Any]
+    trials: list[PlannedTrial]
+    cached: dict[str, dict[str, Any]] = field(default_factory=dict)
+    use_cache: bool = True
+
+    @property
+    def spec(self):  # type: ignore[no-untyped-def]
+        return self.loaded.spec
+
+    @property
+    def pending(self) -> list[PlannedTrial]:
+        return [t for t in self.trials if t.key not in self.cached]
+
+    @property
+    def objective(self) -> tuple[str, str] | None:
+        obj = self.spec.sweep.objective
+        if obj is not None:
+            return obj.metric, obj.goal
+        if isinstance(self.spec.trial, SklearnTrial):
+            return self.spec.trial.sklearn.scoring[0], "maximize"
+        return None
+
+    def components(self) -> dict[str, Any]:
+        """What trial keys are made of, for explaining cache misses later."""
+        return {
+            "env_hash": self.env.lock_hash,
+            "packages": self.env.packages,
+            "code_hash": self.code.hash,
+            "code_files": self.code.files,
+            "data": {k: v["sha256"] for k, v in self.data.items()},
+            "definition": self.definition,
+            "seed": self.spec.sweep.seed,
+        }
+
+
+def make_plan(
+    loaded: LoadedSpec,
+    env: LockedEnv,
+    *,
+    use_cache: bool = True,
+    cache: TrialCache | None = None,
+) -> Plan:
+    spec = loaded.spec
+    snapshot = code_mod.snapshot(
+        spec.code.root, spec.code.include, spec.code.exclude, skip=[spec.output]
+    )
+    if isinstance(spec.trial, FunctionTrial):
+        module = spec.trial.function.split(":")[0]
+        rel = module.replace(".", "/")
+        if f"{rel}.py" not in snapshot.files and f"{rel}/__init__.py" not in snapshot.files:
+            raise SpecError(
+                f"module {module!r} ({rel}.py) is not in the code snapshot: "
+                f"add it to code.include (now {spec.code.include})",
+                file=loaded.display,
+                line=loaded.lines.get(("trial", "function")),
+                path="trial.function",
+            )
+    data = hash_inputs(spec)
+    definition = sweep_mod.trial_definition(spec)
+    data_hashes = {k: v["sha256"] for k, v in data.items()}
+    trials = []
+    for point in sweep_mod.expand(spec.sweep):
+        try:
+            key = sweep_mod.trial_key(
+                params=point.params,
+                seed=point.seed,
+                definition=definition,
+                code_hash=snapshot.hash,
+                env_hash=env.lock_hash,
+                data_hashes=data_hashes,
+            )
+        except (TypeError, ValueError) as exc:
+            raise SpecError(
+                f"parameter values must be strings, numbers, booleans or null ({exc})",
+                file=loaded.display,
+                line=loaded.lines.get(("sweep",)),
+                path="sweep",
+            ) from None
+        trials.append(PlannedTrial(point, key))
+    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache)
+    if use_cache:
+        cache = cache or TrialCache()
+        for t in trials:
+            entry = cache.get(t.key)
+            if entry is not None:
+                plan.cached[t.key] = entry
+    return plan
+
+
+def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
+    """Why trials are not cached, against the nearest earlier run of this spec."""
+    if not plan.use_cache:
+        return ["--no-cache: every trial runs"]
+    if not plan.pending:
+        return []
+    cache = cache or TrialCache()
+    now = plan.components()
+    best: tuple[int, dict[str, Any]] | None = None
+    for record in cache.run_records(plan.spec.name):
+        diffs = _differences(record.get("components", {}), now)
+        if best is None or len(diffs) < best[0]:
+            best = (len(diffs), record)
+        if not diffs:
+            break
+    if best is None:
+        return [f"no earlier run of {plan.spec.name!r} in the cache"]
+    record = best[1]
+    diffs = _differences(record.get("components", {}), now)
+    if not diffs:
+        return [
+            f"same environment, code, data and trial definition as run {record.get('run_id')}: "
+            "the missing trials are new parameter points, or failed or did not finish there"
+        ]
+    return [f"compared with run {record.get('run_id')}: " + d for d in diffs]
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if old.get("env_hash") != new["env_hash"]:
+        changes = diff_versions(old.get("packages", {}), new["packages"])
+        out.append("environment changed: " + (", ".join(changes[:8]) or "lock hash differs"))
+        if len(changes) > 8:
+            out[-1] += f" (+{len(changes) - 8} more)"
+    if old.get("code_hash") != new["code_hash"]:
+        changed = diff_files(old.get("code_files", {}), new["code_files"])
+        out.append("code changed: " + (", ".join(changed[:8]) or "code hash differs"))
+    old_data, new_data = old.get("data", {}), new["data"]
+    for name in sorted(set(old_data) | set(new_data)):
+        if old_data.get(name) != new_data.get(name):
+            a, b = old_data.get(name), new_data.get(name)
+            out.append(
+                f"data {name!r} changed: sha256 {str(a)[:12] if a else 'absent'} → {str(b)[:12] if b else 'absent'}"
+            )
+    if old.get("definition") != new["definition"]:
+        out.append("trial definition changed (function, estimator, dataset, cv or scoring)")
+    if old.get("seed") != new["seed"]:
+        out.append(f"sweep.seed changed: {old.get('seed')} → {new['seed']}")
+    return out
+
+
+def diff_versions(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a != b:
+            out.append(f"{name} {a or 'absent'} → {b or 'absent'}")
+    return out
+
+
+def diff_files(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        if name not in old:
+            out.append(f"{name} (added)")
+        elif name not in new:
+            out.append(f"{name} (removed)")
+        elif old[name] != new[name]:
+            out.append(f"{name} (modified)")
+    return out

@@ -1,0 +1,282 @@
+"""``xrun run``: plan, start workers, execute, record. The one place that wires
+the stages of DESIGN §1 together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import sweep as sweep_mod
+from runner.bundle.write import BundleWriter, driver_info, new_run_id
+from runner.cache import TrialCache
+from runner.cluster import Backend, ClusterInfo
+from runner.env import LockedEnv
+from runner.errors import InfraError, TrialsFailed, UsageError, XrunError
+from runner.execute import Event, Executor, Options, Outcome
+from runner.plan import Plan, make_plan
+from runner.spec import LoadedSpec
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 60.0
+WORKERS_TIMEOUT = 180.0
+
+
+@dataclass
+class RunOptions:
+    use_cache: bool = True
+    fail_fast: bool = False
+    relock: bool = False
+    output: Path | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_event: Callable[[Event], None] | None = None
+    on_status: Callable[[str], None] | None = None  # human progress lines ("starting 2 workers…")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    bundle: Path
+    status: str  # ok | failed | interrupted | error
+    outcome: Outcome
+    total: int
+    dashboard: str | None = None
+    duration: float = 0.0
+
+
+def load_environment(loaded: LoadedSpec, relock: bool = False) -> LockedEnv:
+    from runner.env import load_env
+
+    return load_env(loaded.spec.environment, relock=relock)
+
+
+def secret_values(loaded: LoadedSpec) -> dict[str, str]:
+    missing = [n for n in loaded.spec.secrets if n not in os.environ]
+    if missing:
+        raise UsageError(
+            f"{loaded.where('secrets')}: environment variable(s) not set: {', '.join(missing)}; "
+            "export them before running (their values are passed to workers, never recorded)"
+        )
+    return {n: os.environ[n] for n in loaded.spec.secrets}
+
+
+def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
+    options = options or RunOptions()
+    status_cb = options.on_status or (lambda s: None)
+    started = time.monotonic()
+    spec = loaded.spec
+    secrets = secret_values(loaded)
+    env = load_environment(loaded, relock=options.relock)
+    cache = TrialCache()
+    plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+    output = options.output or spec.output
+    run_id = new_run_id(spec.name)
+    writer = BundleWriter(output / run_id, run_id)
+    _write_inputs(writer, plan)
+    cache.record_run(spec.name, {"run_id": run_id, "bundle": str(writer.root), "created": writer.created,
+                                  "components": plan.components()})  # fmt: skip
+    total = len(plan.trials)
+    writer.write_status({"status": "running", "counts": {"total": total}})
+    executor = Executor(
+        plan, writer, cache, run_id,
+        options=Options(fail_fast=options.fail_fast, max_in_flight=_in_flight(spec)),
+        on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
+    )  # fmt: skip
+    executor.record_cached()
+    host: dict[str, Any] = {"driver": driver_info(), "backend": spec.cluster.backend, "workers": {}}
+    extra: dict[str, Any] = {}
+    info: ClusterInfo | None = None
+    error: BaseException | None = None
+    try:
+        if plan.pending and not options.stop.is_set():
+            backend = make_backend(plan, run_id, secrets, options, extra)
+            status_cb(f"starting {spec.cluster.backend} cluster ({spec.cluster.workers} workers)")
+            with backend.open() as info:
+                host["scheduler"] = info.address
+                host["dashboard"] = info.dashboard
+                _execute(plan, info, executor, secrets, host, status_cb)
+    except KeyboardInterrupt:
+        executor.outcome.interrupted = True
+    except BaseException as exc:  # recorded in the bundle, then re-raised
+        error = exc
+    outcome = executor.outcome
+    done = sum(outcome.counts.values())
+    outcome.not_run = total - done
+    if error is not None:
+        status = "error"
+    elif outcome.interrupted:
+        status = "interrupted"
+    elif outcome.counts["failed"] or outcome.not_run:
+        status = "failed"
+    else:
+        status = "ok"
+    summary = _summary(plan, outcome, status, time.monotonic() - started, error)
+    writer.finish(summary, host, extra)
+    result = RunResult(run_id, writer.root, status, outcome, total,
+                       info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
+    if error is not None:
+        if isinstance(error, XrunError):
+            error.message += f"\n(partial results kept in {writer.root})"
+            error.args = (error.message,)
+        raise error
+    return result
+
+
+def _in_flight(spec: Any) -> int:
+    slots = spec.cluster.workers * spec.cluster.threads_per_worker
+    return max(4, 2 * slots + 2)
+
+
+def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunOptions, extra: dict[str, Any]) -> Backend:
+    spec = plan.spec
+    c = spec.cluster
+    if c.backend == "local":
+        from runner.cluster.local import LocalBackend
+
+        python = None
+        if plan.env.kind != "current":
+            from runner.env import create_env
+
+            python = create_env(plan.env)
+        return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
+                            memory_limit=c.memory_limit, python=python)  # fmt: skip
+    if c.backend == "address":
+        from runner.cluster.address import AddressBackend
+
+        return AddressBackend(address=c.address, workers=c.workers)  # type: ignore[union-attr]
+    if c.backend == "docker":
+        from runner.cluster.docker import DockerBackend
+        from runner.image import build_for_spec
+
+        image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args)
+        extra["image.json"] = image.to_record()
+        data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
+        return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
+                             memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths)  # fmt: skip
+    raise UsageError(
+        f"{plan.loaded.where('cluster', 'backend')}: the {c.backend} backend cannot run sweeps in this "
+        "version of xrun; use local, docker or address"
+    )
+
+
+def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],
+             host: dict[str, Any], status_cb: Callable[[str], None]) -> None:  # fmt: skip
+    from distributed import Client
+
+    from runner import _plugin, _worker
+
+    try:
+        client = Client(info.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except OSError as exc:
+        raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
+    with client:
+        try:
+            client.wait_for_workers(min(info.workers, 1) or 1, timeout=WORKERS_TIMEOUT)
+        except TimeoutError:
+            raise InfraError(
+                f"no Dask worker joined the scheduler at {info.address} within {WORKERS_TIMEOUT:.0f}s"
+            ) from None
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(_plugin)
+        source = Path(_worker.__file__).read_text(encoding="utf-8")
+        client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
+        reports = client.run(_plugin.call_info)
+        host["workers"] = reports
+        _check_workers(plan, reports)
+        if info.dashboard:
+            status_cb(f"dashboard: {info.dashboard}")
+        executor.run(client)
+
+
+def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
+    """Each worker must have the environment's pinned versions."""
+    if plan.env.kind == "current":
+        expected = plan.env.packages
+        keys = ("dask", "distributed", "scikit-learn", "numpy", "cloudpickle")
+        for addr, rep in reports.items():
+            diffs = [f"{k}: driver {expected.get(k)}, worker {rep['packages'].get(k)}" for k in keys
+                     if expected.get(k) and rep["packages"].get(k) != expected.get(k)]  # fmt: skip
+            if diffs:
+                raise InfraError(
+                    f"worker {addr} does not match the driver's environment: " + "; ".join(diffs)
+                    + "; install the same versions on the workers or pin an environment in the spec"
+                )
+        return
+    from runner.env import worker_packages_mismatch
+
+    for addr, rep in reports.items():
+        diffs = worker_packages_mismatch(plan.env, rep["packages"])
+        if diffs:
+            raise InfraError(
+                f"worker {addr} does not match the lock ({plan.env.lock_file}): " + "; ".join(diffs[:10])
+            )
+
+
+def _write_inputs(writer: BundleWriter, plan: Plan) -> None:
+    from runner.code import git_info
+
+    loaded = plan.loaded
+    env = plan.env
+    env_files: dict[str, bytes] = {}
+    if env.kind == "current":
+        env_files["freeze.txt"] = env.freeze.encode()
+        conda_meta = Path(os.environ.get("CONDA_PREFIX", "/nonexistent")) / "conda-meta"
+        if conda_meta.is_dir():
+            env_files["conda-meta.txt"] = "\n".join(sorted(p.name for p in conda_meta.glob("*.json"))).encode()
+    for p in (env.env_file, env.lock_file):
+        if p is not None and Path(p).is_file():
+            env_files[Path(p).name] = Path(p).read_bytes()
+    env_info = {"kind": env.kind, "lock_hash": env.lock_hash, "added": list(env.added),
+                "platforms": list(env.platforms), "packages": env.packages,
+                "env_file": env.env_file.name if env.env_file else None,
+                "lock_file": env.lock_file.name if env.lock_file else None}  # fmt: skip
+    resolved = loaded.spec.model_dump(mode="json")
+    resolved["_overrides"] = list(loaded.overrides)
+    writer.write_inputs(
+        spec_text=loaded.text,
+        resolved=resolved,
+        env_files=env_files,
+        env_info=env_info,
+        code_archive=plan.code.archive,
+        git=git_info(plan.code.root),
+        code_files=plan.code.files,
+        data=plan.data,
+    )
+
+
+def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: BaseException | None) -> dict[str, Any]:
+    best = None
+    if outcome.best and plan.objective:
+        best = {"trial": outcome.best[0], "metric": plan.objective[0], "goal": plan.objective[1],
+                "value": outcome.best[1]}  # fmt: skip
+    summary: dict[str, Any] = {
+        "status": status,
+        "spec_name": plan.spec.name,
+        "backend": plan.spec.cluster.backend,
+        "counts": {"total": len(plan.trials), **outcome.counts, "not_run": outcome.not_run},
+        "failures": outcome.failures,
+        "best": best,
+        "duration_seconds": round(duration, 3),
+        "env": {"kind": plan.env.kind, "lock_hash": plan.env.lock_hash},
+        "code_hash": plan.code.hash,
+        "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep)},
+    }
+    if outcome.stopped_early:
+        summary["stopped"] = "fail-fast"
+    if error is not None:
+        summary["error"] = str(error) if isinstance(error, XrunError) else f"{type(error).__name__}: {error}"
+    return summary
+
+
+def check_result(result: RunResult) -> None:
+    """Raise for a run whose trials failed (exit 1), after the bundle is written."""
+    if result.status == "failed":
+        raise TrialsFailed(f"{result.outcome.counts['failed']} of {result.total} trials failed")

@@ -1,0 +1,707 @@
+"""Spec v1: pydantic models, YAML loading with line numbers, ``--set`` overrides.
+
+Every problem is reported as ``file:line key.path: what is wrong``. Paths in a
+spec are relative to the spec file and are resolved to absolute paths here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+)
+
+from runner import _yaml
+from runner.errors import SpecError
+
+SPEC_VERSION = 1
+NAME_RE = r"^[a-z0-9][a-z0-9-]*$"
+IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+# ---------------------------------------------------------------- value types
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """``"10m"``, ``"1h30m"``, ``"45s"``, ``90`` (seconds) → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 10m or 1h")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if value.strip() and m and any(m.groups()):
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return h * 3600 + mi * 60 + s
+    raise ValueError(f"expected a duration like 30s, 10m or 1h, got {value!r}")
+
+
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_bytes(value: Any) -> Any:
+    """``"2GiB"``, ``"500MB"``, ``2147483648`` → bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 512MiB or 2GiB")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = _BYTES_RE.match(value)
+        if m:
+            number, unit = float(m.group(1)), (m.group(2) or "").lower()
+            base = 1024 if "i" in unit else 1000
+            power = "bkmgt".index(unit[0]) if unit else 0
+            return int(number * base**power)
+    raise ValueError(f"expected a size like 512MiB or 2GiB, got {value!r}")
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base")
+    path = Path(value).expanduser()
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    return Path(_normpath(path))
+
+
+def _normpath(path: Path) -> str:
+    import os
+
+    return os.path.normpath(os.fspath(path))
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
+SpecPath = Annotated[Path, AfterValidator(_resolve_path)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; loaded specs never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- environment
+
+
+class CondaEnv(StrictModel):
+    conda: SpecPath = Field(description="conda environment.yml; its lock is <stem>.conda-lock.yml beside it")
+    platforms: list[Literal["linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64"]] = Field(
+        default_factory=lambda: ["linux-64"], min_length=1
+    )
+
+    @property
+    def kind(self) -> Literal["conda"]:
+        return "conda"
+
+
+class PipEnv(StrictModel):
+    pip: SpecPath = Field(description="requirements input; its lock is <stem>.lock beside it")
+
+    @property
+    def kind(self) -> Literal["pip"]:
+        return "pip"
+
+
+class CurrentEnv(StrictModel):
+    current: Literal[True] = Field(True, description="the interpreter running xrun; recorded, not rebuilt")
+
+    @property
+    def kind(self) -> Literal["current"]:
+        return "current"
+
+
+def _one_of(options: Sequence[str]) -> Any:
+    def tag(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            return next((o for o in options if o in type(value).model_fields), None)
+        if not isinstance(value, dict):
+            return None
+        present = [o for o in options if o in value]
+        return present[0] if len(present) == 1 else None
+
+    return tag
+
+
+Environment = Annotated[
+    Union[
+        Annotated[CondaEnv, Tag("conda")],
+        Annotated[PipEnv, Tag("pip")],
+        Annotated[CurrentEnv, Tag("current")],
+    ],
+    Discriminator(
+        _one_of(("conda", "pip", "current")),
+        custom_error_type="one_of",
+        custom_error_message="expected exactly one of conda, pip, current",
+    ),
+]
+
+# ---------------------------------------------------------------- image, code, data
+
+
+class Image(StrictModel):
+    base: str = Field(
+        "Dockerfile.base",
+        description="a Dockerfile declaring ARG BASE_IMAGE (relative to the spec), or an image reference pinned by digest",
+    )
+    build_args: dict[str, str] = Field(default_factory=dict)
+    registry: str | None = None
+
+
+class Code(StrictModel):
+    root: SpecPath = Field(Path("."), description="directory shipped to workers and snapshotted")
+    include: list[NonEmptyStr] = Field(default_factory=lambda: ["**/*.py"])
+    exclude: list[NonEmptyStr] = Field(default_factory=list)
+
+
+class DataItem(StrictModel):
+    path: SpecPath | None = None
+    url: str | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+# ---------------------------------------------------------------- trial
+
+
+class _TrialBase(StrictModel):
+    timeout: Duration | None = Field(None, description="e.g. 30s, 10m, 1h; a hung trial is stopped")
+    retries: Annotated[int, Field(ge=0, le=100)] = 0
+
+
+class FunctionTrial(_TrialBase):
+    function: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] = Field(
+        description="module:function under code.root; def f(params: dict, ctx) -> dict[str, float]"
+    )
+
+    @property
+    def kind(self) -> Literal["function"]:
+        return "function"
+
+
+class SklearnSpec(StrictModel):
+    estimator: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")]
+    params: dict[str, Any] = Field(default_factory=dict, description="fixed estimator params")
+    dataset: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    data: str | None = None
+    target: str | None = None
+    cv: Annotated[int, Field(ge=2, le=1000)] = 5
+    scoring: list[NonEmptyStr] = Field(default_factory=lambda: ["accuracy"], min_length=1)
+
+
+class SklearnTrial(_TrialBase):
+    sklearn: SklearnSpec
+
+    @property
+    def kind(self) -> Literal["sklearn"]:
+        return "sklearn"
+
+
+Trial = Annotated[
+    Union[Annotated[FunctionTrial, Tag("function")], Annotated[SklearnTrial, Tag("sklearn")]],
+    Discriminator(
+        _one_of(("function", "sklearn")),
+        custom_error_type="one_of",
+        custom_error_message="expected exactly one of function, sklearn",
+    ),
+]
+
+# ---------------------------------------------------------------- sweep
+
+
+class Uniform(StrictModel):
+    uniform: tuple[float, float]
+
+
+class LogUniform(StrictModel):
+    loguniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+
+
+class IntRange(StrictModel):
+    int: tuple[int, int]
+
+
+Distribution = Annotated[
+    Union[
+        Annotated[Uniform, Tag("uniform")],
+        Annotated[LogUniform, Tag("loguniform")],
+        Annotated[IntRange, Tag("int")],
+    ],
+    Discriminator(
+        _one_of(("uniform", "loguniform", "int")),
+        custom_error_type="one_of",
+        custom_error_message="expected a list of choices or one of {uniform: [lo, hi]}, {loguniform: [lo, hi]}, {int: [lo, hi]}",
+    ),
+]
+
+
+def _param_tag(value: Any) -> str:
+    return "dist" if isinstance(value, (dict, BaseModel)) else "choices"
+
+
+Parameter = Annotated[
+    Union[
+        Annotated[list[Any], Field(min_length=1), Tag("choices")],
+        Annotated[Distribution, Tag("dist")],
+    ],
+    Discriminator(_param_tag),
+]
+
+
+class Objective(StrictModel):
+    metric: NonEmptyStr
+    goal: Literal["maximize", "minimize"] = "maximize"
+
+
+class Sweep(StrictModel):
+    method: Literal["grid", "random", "list"] = "grid"
+    parameters: dict[Annotated[str, Field(pattern=IDENT_RE)], Parameter] = Field(default_factory=dict)
+    points: list[dict[str, Any]] | None = None
+    samples: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    repeats: Annotated[int, Field(ge=1, le=10_000)] = 1
+    objective: Objective | None = None
+
+
+# ---------------------------------------------------------------- cluster
+
+
+class KubernetesOptions(StrictModel):
+    namespace: str = "default"
+    context: str | None = None
+    spot: bool = False
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    operator: bool = False
+
+
+class _ClusterBase(StrictModel):
+    workers: Annotated[int, Field(ge=1, le=10_000)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1, le=1024)] = 1
+    memory_limit: ByteSize | None = None
+
+
+class LocalCluster(_ClusterBase):
+    backend: Literal["local"] = "local"
+
+
+class DockerCluster(_ClusterBase):
+    backend: Literal["docker"]
+
+
+class KubernetesCluster(_ClusterBase):
+    backend: Literal["kubernetes"]
+    kubernetes: KubernetesOptions = Field(default_factory=KubernetesOptions)
+
+
+class AddressCluster(_ClusterBase):
+    backend: Literal["address"]
+    address: Annotated[str, Field(pattern=r"^(tcp|tls|ucx|inproc|ws|wss)://\S+$")]
+    workers: Annotated[int, Field(ge=1, le=10_000)] = 1  # wait for at least this many
+
+
+BACKENDS = ("local", "docker", "kubernetes", "address")
+
+
+def _backend_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return getattr(value, "backend", None)
+    if not isinstance(value, dict):
+        return None
+    backend = value.get("backend", "local")
+    return backend if backend in BACKENDS else None
+
+
+Cluster = Annotated[
+    Union[
+        Annotated[LocalCluster, Tag("local")],
+        Annotated[DockerCluster, Tag("docker")],
+        Annotated[KubernetesCluster, Tag("kubernetes")],
+        Annotated[AddressCluster, Tag("address")],
+    ],
+    Discriminator(
+        _backend_tag,
+        custom_error_type="backend",
+        custom_error_message="unknown backend (expected one of local, docker, kubernetes, address)",
+    ),
+]
+
+
+class Reproduce(StrictModel):
+    tolerance: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the spec
+
+
+class Spec(StrictModel):
+    """xrun spec, format version 1."""
+
+    xrun: Literal[1] = Field(description="spec format version")
+    name: Annotated[str, Field(pattern=NAME_RE, max_length=40)]
+    description: str = ""
+    environment: Environment = Field(default_factory=CurrentEnv)
+    image: Image = Field(default_factory=Image)
+    code: Code = Field(default_factory=Code)
+    data: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")], DataItem] = Field(
+        default_factory=dict
+    )
+    trial: Trial
+    sweep: Sweep = Field(default_factory=Sweep)
+    cluster: Cluster = Field(default_factory=LocalCluster)
+    reproduce: Reproduce = Field(default_factory=Reproduce)
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(default_factory=list)
+    output: SpecPath = Field(Path("runs"), description="bundles go to <output>/<name>-<UTC time>-<6 hex>/")
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec with what it was made from."""
+
+    spec: Spec
+    path: Path  # absolute path of the spec file
+    text: str  # the spec exactly as given
+    overrides: tuple[str, ...] = ()
+    lines: dict[_yaml.KeyPath, int] = field(default_factory=dict, repr=False, compare=False)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def base(self) -> Path:
+        return self.path.parent
+
+    def where(self, *path: str | int) -> str:
+        """``file:line key.path`` for messages about an already valid spec."""
+        line = _yaml.line_for(self.lines, path)
+        loc = f"{self.display}:{line}" if line else self.display
+        return f"{loc} {_yaml.dotted(path)}".rstrip()
+
+    @property
+    def display(self) -> str:
+        return display_path(self.path)
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
+    """Read, parse and validate a spec file, applying ``--set key.path=value`` overrides."""
+    path = Path(path)
+    file = display_path(path.absolute())
+    if path.is_dir():
+        raise SpecError("is a directory, not a spec file", file=file)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("spec file not found", file=file) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror}", file=file) from None
+    text = _yaml.decode(data, file)
+    raw, lines = _yaml.load(text, file)
+    overrides = tuple(overrides)
+    if raw is None:
+        raise SpecError("the spec is empty; it needs at least `xrun: 1`, `name` and `trial`", file=file, line=1)
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"the top level must be a mapping of keys, not a {_kind(raw)}", file=file, line=1
+        )
+    overridden: dict[_yaml.KeyPath, str] = {}
+    for item in overrides:
+        key_path = apply_override(raw, item)
+        overridden[key_path] = item
+    return validate(raw, path.absolute(), text=text, lines=lines, overrides=overrides, overridden=overridden)
+
+
+def validate(
+    raw: dict[str, Any],
+    path: Path,
+    *,
+    text: str = "",
+    lines: dict[_yaml.KeyPath, int] | None = None,
+    overrides: tuple[str, ...] = (),
+    overridden: dict[_yaml.KeyPath, str] | None = None,
+) -> LoadedSpec:
+    lines = lines or {}
+    file = display_path(path)
+    if "xrun" in raw and raw["xrun"] != SPEC_VERSION and isinstance(raw["xrun"], int):
+        raise SpecError(
+            f"spec format version {raw['xrun']} is not supported by this xrun (supports {SPEC_VERSION})",
+            file=file,
+            line=lines.get(("xrun",)),
+            path="xrun",
+        )
+    try:
+        spec = Spec.model_validate(raw, context={"base": path.parent})
+    except ValidationError as exc:
+        raise _spec_error(exc, raw, file, lines, overridden or {}) from None
+    except RecursionError:
+        raise SpecError("spec nests too deeply", file=file) from None
+    loaded = LoadedSpec(spec=spec, path=path, text=text, overrides=overrides, lines=lines)
+    from runner._speccheck import check_semantics
+
+    warnings = check_semantics(loaded)
+    return LoadedSpec(
+        spec=spec, path=path, text=text, overrides=overrides, lines=lines, warnings=tuple(warnings)
+    )
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def apply_override(raw: dict[str, Any], item: str) -> _yaml.KeyPath:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to ``raw`` in place."""
+    if "=" not in item:
+        raise SpecError(f"--set {item!r}: expected KEY.PATH=VALUE")
+    key, _, value_text = item.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise SpecError(f"--set {item!r}: the key path is empty or has an empty part")
+    try:
+        value, _ = _yaml.load(value_text, f"--set {key}")
+    except SpecError as exc:
+        raise SpecError(f"--set {item!r}: value is not valid YAML ({exc.what})") from None
+    node: Any = raw
+    path: list[str | int] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        index: str | int = part
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {item!r}: {_yaml.dotted(tuple(path))} has no item {part}")
+            index = int(part)
+        elif not isinstance(node, dict):
+            raise SpecError(
+                f"--set {item!r}: {_yaml.dotted(tuple(path))} is a {_kind(node)}, not a mapping"
+            )
+        path.append(index)
+        if last:
+            node[index] = value
+        else:
+            if isinstance(node, dict) and (index not in node or node[index] is None):
+                node[index] = {}
+            node = node[index]
+    return tuple(path)
+
+
+# ---------------------------------------------------------------- errors
+
+_FRIENDLY = {
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "missing": "required key is missing",
+    "tuple_type": "expected a list of two values",
+    "path_type": "expected a path",
+}
+
+
+def _spec_error(
+    exc: ValidationError,
+    raw: dict[str, Any],
+    file: str,
+    lines: dict[_yaml.KeyPath, int],
+    overridden: dict[_yaml.KeyPath, str],
+) -> SpecError:
+    messages: list[tuple[int, str, int | None, str]] = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(raw, err["loc"])
+        line = _yaml.line_for(lines, path)
+        what = _describe(err, raw, path)
+        source = next((o for k, o in overridden.items() if path[: len(k)] == k), None)
+        if source:
+            what += f" (from --set {source})"
+        messages.append((line or 0, _yaml.dotted(path), line, what))
+    messages.sort(key=lambda m: m[0])
+    # Unknown-key errors of a wrong union member are noise next to the real one.
+    first_line, first_path, line, what = messages[0]
+    error = SpecError(what, file=file, line=line, path=first_path)
+    if len(messages) > 1:
+        rest = [
+            SpecError(w, file=file, line=ln, path=p).message for _, p, ln, w in messages[1:10]
+        ]
+        more = f"\n  … and {len(messages) - 10} more" if len(messages) > 10 else ""
+        error = SpecError(what, file=file, line=line, path=first_path)
+        error.message = error.message + "\n" + "\n".join(rest) + more
+        error.args = (error.message,)
+    return error
+
+
+def _data_path(raw: Any, loc: tuple[Any, ...]) -> _yaml.KeyPath:
+    """Map a pydantic error location onto keys that exist in the data (dropping union tags)."""
+    node = raw
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node:
+            # a missing key or an unknown tag; keep real field names of missing keys
+            if _is_field_name(part):
+                path.append(part)
+                node = None
+        elif part == "[key]":
+            continue
+    return tuple(path)
+
+
+def _is_field_name(part: str) -> bool:
+    return part in _all_field_names() and part not in _TAGS
+
+
+_TAGS = {"choices", "dist", "function-after[_resolve_path(), Path]"}
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    for model in _models():
+        names.update(model.model_fields)
+    return names
+
+
+def _models() -> list[type[BaseModel]]:
+    return [
+        Spec, CondaEnv, PipEnv, CurrentEnv, Image, Code, DataItem, FunctionTrial, SklearnSpec,
+        SklearnTrial, Uniform, LogUniform, IntRange, Objective, Sweep, KubernetesOptions,
+        LocalCluster, DockerCluster, KubernetesCluster, AddressCluster, Reproduce,
+    ]  # fmt: skip
+
+
+_SECTION_MODELS: dict[_yaml.KeyPath, list[type[BaseModel]]] = {
+    (): [Spec],
+    ("environment",): [CondaEnv, PipEnv, CurrentEnv],
+    ("image",): [Image],
+    ("code",): [Code],
+    ("trial",): [FunctionTrial, SklearnTrial],
+    ("trial", "sklearn"): [SklearnSpec],
+    ("sweep",): [Sweep],
+    ("sweep", "objective"): [Objective],
+    ("cluster",): [LocalCluster, DockerCluster, KubernetesCluster, AddressCluster],
+    ("cluster", "kubernetes"): [KubernetesOptions],
+    ("reproduce",): [Reproduce],
+}
+
+
+def _allowed_keys(parent: _yaml.KeyPath) -> list[str]:
+    if len(parent) == 2 and parent[0] == "data":
+        return list(DataItem.model_fields)
+    if len(parent) == 3 and parent[:2] == ("sweep", "parameters"):
+        return ["uniform", "loguniform", "int"]
+    keys: list[str] = []
+    for model in _SECTION_MODELS.get(parent, []):
+        keys += [k for k in model.model_fields if k not in keys]
+    return keys
+
+
+def _describe(err: Any, raw: Any, path: _yaml.KeyPath) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        allowed = _allowed_keys(path[:-1])
+        hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        msg = f"unknown key {key!r}"
+        if hint:
+            msg += f"; did you mean {hint[0]!r}?"
+        elif allowed:
+            msg += f" (allowed: {', '.join(allowed)})"
+        return msg
+    if kind == "backend":
+        backend = _get(raw, path + ("backend",))
+        hint = difflib.get_close_matches(str(backend), BACKENDS, n=1, cutoff=0.5)
+        msg = f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})"
+        return msg + (f"; did you mean {hint[0]!r}?" if hint else "")
+    if kind == "one_of":
+        value = _get(raw, path)
+        if not isinstance(value, dict):
+            return f"expected a mapping, got {_kind(value)}"
+        return str(err["msg"])
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"expected {expected}, got {err.get('input')!r}"
+    if kind == "string_pattern_mismatch":
+        return _pattern_message(path, err.get("input"))
+    if kind in _FRIENDLY:
+        msg = _FRIENDLY[kind]
+        if kind != "missing" and "input" in err:
+            msg += f", got {_kind(err['input'])} {_short(err['input'])}"
+        return msg
+    msg = str(err["msg"])
+    msg = msg.removeprefix("Value error, ")
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _pattern_message(path: _yaml.KeyPath, value: Any) -> str:
+    last = path[-1] if path else ""
+    if last == "name" and len(path) == 1:
+        return f"{value!r} is not a valid name: use lowercase letters, digits and '-' (starting with a letter or digit)"
+    if last in ("function", "dataset"):
+        return f"{value!r} is not of the form module.path:function"
+    if last == "estimator":
+        return f"{value!r} is not an import path like sklearn.svm.SVC"
+    if path[:1] == ("secrets",):
+        return f"{value!r} is not an environment variable name"
+    if path[:1] == ("cluster",) and last == "address":
+        return f"{value!r} is not a scheduler address like tcp://host:8786"
+    return f"{value!r} has an invalid format"
+
+
+def _get(raw: Any, path: _yaml.KeyPath) -> Any:
+    node = raw
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"
+    }.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of spec v1, as committed in ``schema/spec-v1.json``."""
+    schema = Spec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://xrun.dev/schema/spec-v1.json"
+    return schema
