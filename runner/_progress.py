@@ -109,16 +109,19 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     table.add_column("params")
     for m in metrics:
         table.add_column(m, justify="right")
+    if failed:
+        table.add_column("error")
+    pad = [""] if failed else []
     for t in ok[:limit]:
         status = "cached" if t.get("cached") else "ok"
         table.add_row(t["id"], status, _params(t.get("params", {})),
-                      *[_fmt(t["metrics"].get(m)) for m in metrics])  # fmt: skip
+                      *[_fmt(t["metrics"].get(m)) for m in metrics], *pad)  # fmt: skip
     if len(ok) > limit:
-        table.add_row("…", f"{len(ok) - limit} more", "", *["" for _ in metrics])
+        table.add_row("…", f"{len(ok) - limit} more", "", *["" for _ in metrics], *pad)
     for t in failed[:limit]:
         msg = (t.get("error") or "").splitlines()[0] if t.get("error") else ""
         table.add_row(t["id"], f"[red]{t.get('failure_class') or t.get('status')}[/]",
-                      _params(t.get("params", {})), msg[:80], *["" for _ in metrics[1:]])  # fmt: skip
+                      _params(t.get("params", {})), *["" for _ in metrics], msg[:100])  # fmt: skip
     return table
 
 

@@ -32,7 +32,7 @@ app = typer.Typer(
 env_app = typer.Typer(help="Locked environments.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 _state: dict[str, Any] = {"quiet": False, "verbose": 0}
 
@@ -47,7 +47,7 @@ def _root(
 ) -> None:
     _state["quiet"], _state["verbose"] = quiet, verbose
     if verbose < 2:  # read by dask's config when distributed is first imported
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:
@@ -319,25 +319,22 @@ COMMANDS = {"run", "validate", "plan", "show", "ls", "verify", "lock", "env", "b
             "--show-completion"}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    import click
+GLOBAL_FLAGS = {"-q", "--quiet", "-v", "--verbose", "-vv"}
 
+
+def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    # -q/-v work anywhere on the line, as in pytest and uv.
+    flags = [a for a in args if a in GLOBAL_FLAGS]
+    args = flags + [a for a in args if a not in GLOBAL_FLAGS]
     # `xrun SPEC` is `xrun run SPEC`: the first argument that is not an option decides.
     first = next((a for a in args if not a.startswith("-")), None)
     if first is not None and first not in COMMANDS:
         i = args.index(first)
         args = [*args[:i], "run", *args[i:]]
     try:
-        app(args=args, prog_name="xrun", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        sys.exit(2)
+        # click reports usage errors itself (exit 2); our errors come out here.
+        app(args=args, prog_name="xrun", standalone_mode=True)
     except XrunError as exc:
         if config.debug():
             raise

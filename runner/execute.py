@@ -308,7 +308,7 @@ class _Deadlines(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=5)
+        self.join(timeout=120)  # lets a worker restart in progress finish
 
     def run(self) -> None:
         ex = self.executor

@@ -151,7 +151,8 @@ COPY wheelhouse/ /xrun/wheelhouse/
 RUN python3 -m venv --without-pip {prefix}
 RUN {prefix}/bin/python {pip} install --no-index --find-links=/xrun/wheelhouse --require-hashes --no-deps --no-compile --no-warn-script-location -r /xrun/requirements.lock
 # Reproducible layer: bytecode checked by hash (not mtime), fixed hash seed,
-# every timestamp set to SOURCE_DATE_EPOCH in a staging copy.
+# every timestamp set to SOURCE_DATE_EPOCH in a staging copy. Like pip, ignore
+# files that do not compile (test data shipped in some packages).
 RUN find {prefix} -depth -type d -name __pycache__ -exec rm -rf {{}} + \\
  && ({prefix}/bin/python -m compileall -q -q -j 0 --invalidation-mode unchecked-hash {prefix} || true) \\
  && mkdir -p /xrun/stage{PurePosixPath(prefix).parent} \\
@@ -287,8 +288,12 @@ def build_image(
             LABEL_KIND: locked.kind,
         }
         log.info("building image %s on %s (%d wheels, network disabled)", tag, base, len(wheel_files))
-        image_id = _docker_build(client, files, tag=tag, build_args=args, labels=labels, no_cache=no_cache, base=base)
+        image_id, builder_id = _docker_build(
+            client, files, tag=tag, build_args=args, labels=labels, no_cache=no_cache, base=base
+        )
         built = client.images.get(image_id)
+        if builder_id:  # the builder stage (~2x the env) is only a step on the way
+            _remove_quietly(client, builder_id)
         if existing is not None and existing.id != built.id:
             _remove_quietly(client, existing.id)  # the old image lost its tag; don't hoard it
         result = info(built, cached=False)
@@ -322,8 +327,11 @@ def _docker_build(
     labels: Mapping[str, str],
     no_cache: bool,
     base: str,
-) -> str:
-    """Run one classic-builder build with the network disabled; return the image ID."""
+) -> tuple[str, str | None]:
+    """Run one classic-builder build with the network disabled.
+
+    Returns the image ID and the ID of the builder stage's last image (if seen).
+    """
     from docker.errors import APIError, DockerException
 
     lines: list[str] = []
@@ -361,7 +369,24 @@ def _docker_build(
                 "xrun-base:bookworm), or pass --build-arg BASE_IMAGE=<local image>"
             )
         raise InfraError(f"docker build of {tag} failed: {error or 'no image produced'}\n{tail}{hint}")
-    return image_id
+    return image_id, _builder_image_id(lines)
+
+
+_STEP_RE = re.compile(r"^Step \d+/\d+ : FROM (?P<image>\S+)(?: AS (?P<stage>\S+))?", re.I)
+_IMAGE_LINE_RE = re.compile(r"^ ---> (?P<id>[0-9a-f]{12,64})$")
+
+
+def _builder_image_id(lines: Iterable[str]) -> str | None:
+    """The builder stage's final image, read from the classic builder's step log."""
+    last_id: str | None = None
+    for line in lines:
+        step = _STEP_RE.match(line)
+        if step and (step.group("stage") or "").lower() == FINAL_STAGE:
+            return last_id
+        image = _IMAGE_LINE_RE.match(line)
+        if image:
+            last_id = image.group("id")
+    return None
 
 
 def _consume(
@@ -427,11 +452,15 @@ def _local_image_id(client: docker.DockerClient, ref: str) -> str | None:
 
 
 def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:
+    """Remove an image xrun made that no tag names any more (else leave it)."""
     from docker.errors import APIError
 
     try:
-        client.images.remove(image_id)
-    except APIError as exc:  # still used by a container, or tagged elsewhere
+        image = client.images.get(image_id)
+        if image.tags:
+            return
+        client.images.remove(image.id)
+    except APIError as exc:  # gone already, or still used by a container
         log.debug("kept image %s: %s", image_id, exc)
 
 

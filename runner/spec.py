@@ -165,7 +165,7 @@ class Image(StrictModel):
 
 
 class Code(StrictModel):
-    root: SpecPath = Field(Path("."), description="directory shipped to workers and snapshotted")
+    root: SpecPath = Field(Path("."), validate_default=True, description="directory shipped to workers and snapshotted")
     include: list[NonEmptyStr] = Field(default_factory=lambda: ["**/*.py"])
     exclude: list[NonEmptyStr] = Field(default_factory=list)
 
@@ -356,7 +356,7 @@ class Spec(StrictModel):
     description: str = ""
     environment: Environment = Field(default_factory=CurrentEnv)
     image: Image = Field(default_factory=Image)
-    code: Code = Field(default_factory=Code)
+    code: Code = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     data: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")], DataItem] = Field(
         default_factory=dict
     )
@@ -365,7 +365,7 @@ class Spec(StrictModel):
     cluster: Cluster = Field(default_factory=LocalCluster)
     reproduce: Reproduce = Field(default_factory=Reproduce)
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(default_factory=list)
-    output: SpecPath = Field(Path("runs"), description="bundles go to <output>/<name>-<UTC time>-<6 hex>/")
+    output: SpecPath = Field(Path("runs"), validate_default=True, description="bundles go to <output>/<name>-<UTC time>-<6 hex>/")
 
 
 # ---------------------------------------------------------------- loading
@@ -534,11 +534,12 @@ def _spec_error(
     messages: list[tuple[int, str, int | None, str]] = []
     for err in exc.errors(include_url=False):
         path = _data_path(raw, err["loc"])
-        line = _yaml.line_for(lines, path)
+        line = _yaml.line_for(lines, path) or (1 if lines else None)
         what = _describe(err, raw, path)
         source = next((o for k, o in overridden.items() if path[: len(k)] == k), None)
         if source:
             what += f" (from --set {source})"
+            line = lines.get(path)
         messages.append((line or 0, _yaml.dotted(path), line, what))
     messages.sort(key=lambda m: m[0])
     # Unknown-key errors of a wrong union member are noise next to the real one.
@@ -555,32 +556,39 @@ def _spec_error(
     return error
 
 
+_UNION_FIELDS = {("environment",), ("trial",), ("cluster",)}
+
+
+def _is_union(path: list[str | int]) -> bool:
+    return tuple(path) in _UNION_FIELDS or (len(path) == 3 and tuple(path[:2]) == ("sweep", "parameters"))
+
+
 def _data_path(raw: Any, loc: tuple[Any, ...]) -> _yaml.KeyPath:
-    """Map a pydantic error location onto keys that exist in the data (dropping union tags)."""
+    """Map a pydantic error location onto keys of the data, dropping union tags."""
     node = raw
     path: list[str | int] = []
-    for part in loc:
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        i += 1
         if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node:
-            # a missing key or an unknown tag; keep real field names of missing keys
-            if _is_field_name(part):
-                path.append(part)
-                node = None
-        elif part == "[key]":
+        elif isinstance(part, str) and part in _all_field_names():
+            path.append(part)  # a missing key
+            node = None
+        else:
             continue
+        if _is_union(path) and i < len(parts):
+            skipped = parts[i]
+            i += 1  # the union's tag
+            if skipped == "dist" and i < len(parts):
+                i += 1  # the distribution's tag
     return tuple(path)
-
-
-def _is_field_name(part: str) -> bool:
-    return part in _all_field_names() and part not in _TAGS
-
-
-_TAGS = {"choices", "dist", "function-after[_resolve_path(), Path]"}
 
 
 def _all_field_names() -> set[str]:

@@ -211,8 +211,12 @@ def write_lock(
     packages: list[LockedDependency],
     platforms: Sequence[str],
     added: Sequence[str],
+    lock_dir: Path,
 ) -> None:
-    """Write a conda-lock v1 file with conda-lock's writer (sorted, no timestamp)."""
+    """Write a conda-lock v1 file with conda-lock's writer (sorted, no timestamp).
+
+    ``lock_dir`` is where the file will live (sources are relative to it).
+    """
     custom = {CUSTOM_ADDED: " ".join(added)} if added else None
     hashes = content_hashes(spec)
     lockfile = Lockfile(
@@ -221,7 +225,7 @@ def write_lock(
             content_hash={p: hashes[p] for p in platforms},
             channels=list(spec.channels),
             platforms=list(platforms),
-            sources=[_relative(src, path.parent) for src in spec.sources],
+            sources=[_relative(src, lock_dir) for src in spec.sources],
             custom_metadata=custom,
         ),
     )

@@ -121,8 +121,9 @@ def compile_hashed(
 
 def _compile(args: list[str], *, cwd: Path, stdin: str | None, what: str) -> None:
     try:
+        # Resolving needs no interpreter of the target version: never download one.
         _proc.run(args, cwd=cwd, input=stdin, what="uv pip compile",
-                  env={**os.environ, "UV_NO_PROGRESS": "1"})
+                  env={**os.environ, "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"})
     except ProcessError as exc:
         raise EnvFileError(
             f"cannot resolve the requirements: {_explain(exc)}", file=what

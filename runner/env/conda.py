@@ -127,7 +127,7 @@ def lock(env_file: Path, platforms: Sequence[str]) -> LockedEnv:
     with tempfile.TemporaryDirectory(prefix=".xrun-lock-", dir=lock_file.parent) as tmp:
         staged = Path(tmp) / lock_file.name
         _condalock().write_lock(staged, spec=spec, packages=packages, platforms=platforms,
-                                added=added)
+                                added=added, lock_dir=lock_file.parent)
         os.replace(staged, lock_file)
     _warn_distributed(lock_file)
     return read(env_file)
@@ -144,11 +144,23 @@ async def _solve(channels: list[str], specs: list[str], platform: str, where: st
         Channel,
         Gateway,
         GenericVirtualPackage,
+        MatchSpec,
         PackageName,
         Version,
         solve,
     )
-    from rattler.exceptions import FetchRepoDataError, GatewayError, SolverError
+    from rattler.exceptions import (
+        FetchRepoDataError,
+        GatewayError,
+        InvalidMatchSpecError,
+        SolverError,
+    )
+
+    try:
+        # Lenient parsing, as conda reads environment.yml ("numpy 1.26" means 1.26.*).
+        match_specs = [MatchSpec(s) for s in specs]
+    except InvalidMatchSpecError as exc:
+        raise EnvFileError(f"invalid package spec: {exc}", file=where) from exc
 
     virtual = [
         GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
@@ -157,7 +169,7 @@ async def _solve(channels: list[str], specs: list[str], platform: str, where: st
     try:
         return await solve(
             [Channel(c) for c in channels],
-            specs,
+            match_specs,
             gateway=Gateway(),
             platforms=[platform, "noarch"],
             virtual_packages=virtual,

@@ -67,6 +67,7 @@ def create_env(
         _clear_leftover(final, cached=prefix is None)
         log.info("creating the %s environment %s in %s", locked.kind, locked.lock_hash[:16], final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; an environment is shared like any install
         try:
             if locked.kind == "conda":
                 _check_has_python(locked, platform)

@@ -1,0 +1,394 @@
+"""Docker backend: a Dask scheduler and N workers in containers of the run's image.
+
+Everything a run creates (one user network, one scheduler, N workers) carries
+the labels ``xrun.managed=1``, ``xrun.run-id=<run id>`` and ``xrun.driver``
+(host, pid and start time of the driver process), and is removed when
+:meth:`DockerBackend.open` exits: on success, on an exception, on Ctrl-C. What a
+killed driver leaves behind is removed by :func:`clean` (``xrun clean``, and
+the start of every docker run), which only touches runs whose driver is gone.
+
+Only the scheduler is published, on 127.0.0.1 at a port Docker picks; the
+driver's Client talks to it alone (results are gathered through the scheduler).
+Secrets reach workers through the container environment, never argv or logs.
+Data files are bind-mounted read-only at the same absolute path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner._image_docker import (
+    LABEL_DRIVER,
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    LABEL_RUN_ID,
+    docker_client,
+)
+from runner.cluster import ClusterInfo
+from runner.errors import InfraError, UsageError
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+    from runner.image import ImageInfo
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_PORT = 8786
+DASHBOARD_PORT = 8787
+SCHEDULER_ALIAS = "scheduler"  # DNS name of the scheduler on the run's network
+START_TIMEOUT = 90.0  # seconds for the scheduler and every worker to come up
+LOG_TAIL = 30
+
+__all__ = ["DockerBackend", "clean", "docker_client"]
+
+
+class DockerBackend:
+    """A Dask cluster in containers for one run (``cluster.backend: docker``)."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        image: ImageInfo,
+        workers: int,
+        threads_per_worker: int,
+        memory_limit_bytes: int | None,
+        secrets: Mapping[str, str],
+        data_paths: Sequence[Path],
+        code_dir: Path | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        if workers < 1 or threads_per_worker < 1:
+            raise UsageError("cluster: workers and threads_per_worker must be at least 1")
+        self.run_id = run_id
+        self.image = image
+        self.workers = workers
+        self.threads_per_worker = threads_per_worker
+        self.memory_limit_bytes = memory_limit_bytes
+        self._secrets = dict(secrets)
+        self.data_paths = [Path(p) for p in data_paths]
+        self.code_dir = code_dir
+        self.start_timeout = start_timeout
+        self.network_name = f"xrun-{run_id}"
+        self._client: docker.DockerClient | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @contextmanager
+    def open(self) -> Iterator[ClusterInfo]:
+        """Start the cluster, yield how to reach it, and remove it whatever happens."""
+        client = docker_client()
+        self._client = client
+        removed = clean(client=client)
+        if removed:
+            log.info("removed %d objects left by killed runs: %s", len(removed), ", ".join(removed))
+        mounts = self._mounts()  # fail on a missing data path before creating anything
+        started = time.monotonic()
+        try:
+            network = client.networks.create(
+                self.network_name, driver="bridge", labels=self._labels(), check_duplicate=True
+            )
+            scheduler = self._run_scheduler(client, network.name)
+            address, dashboard = self._published(scheduler)
+            workers = [self._run_worker(client, network.name, i, mounts) for i in range(self.workers)]
+            self._wait_ready(address, scheduler, workers)
+            log.info(
+                "docker cluster %s: %d workers ready at %s in %.1fs",
+                self.run_id, len(workers), address, time.monotonic() - started,
+            )  # fmt: skip
+            yield ClusterInfo(backend="docker", address=address, dashboard=dashboard, workers=self.workers)
+        finally:
+            with _sigint_deferred():
+                self._teardown(client)
+
+    def containers(self, role: str | None = None) -> list[Container]:
+        """This run's containers (``role``: "scheduler" or "worker"), e.g. to kill one in a test."""
+        client = self._client or docker_client()
+        labels = [f"{LABEL_RUN_ID}={self.run_id}"] + ([f"{LABEL_ROLE}={role}"] if role else [])
+        return list(client.containers.list(all=True, filters={"label": labels}))
+
+    # ----------------------------------------------------------------- helpers
+
+    def _labels(self, role: str | None = None) -> dict[str, str]:
+        labels = {LABEL_MANAGED: "1", LABEL_RUN_ID: self.run_id, LABEL_DRIVER: _driver_id()}
+        if role:
+            labels[LABEL_ROLE] = role
+        return labels
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "image": self.image.image_id,
+            "detach": True,
+            "init": True,  # signals reach Dask; zombies are reaped
+            "user": f"{os.getuid()}:{os.getgid()}",  # files are read (and made) as the driver's user
+            "working_dir": "/tmp",
+        }
+
+    def _run_scheduler(self, client: docker.DockerClient, network: str) -> Container:
+        command = [
+            self.image.python, "-m", "distributed.cli.dask_scheduler",
+            "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
+            "--dashboard-address", f":{DASHBOARD_PORT}",
+        ]  # fmt: skip
+        container = client.containers.create(
+            command=command,
+            name=f"{self.network_name}-scheduler",
+            hostname=SCHEDULER_ALIAS,
+            labels=self._labels("scheduler"),
+            environment={"HOME": "/tmp"},
+            # Docker picks a free host port on loopback only.
+            ports={f"{SCHEDULER_PORT}/tcp": ("127.0.0.1",), f"{DASHBOARD_PORT}/tcp": ("127.0.0.1",)},
+            network=network,
+            networking_config={network: client.api.create_endpoint_config(aliases=[SCHEDULER_ALIAS])},
+            **self._common(),
+        )
+        container.start()
+        return container
+
+    def _run_worker(
+        self, client: docker.DockerClient, network: str, index: int, mounts: list[Any]
+    ) -> Container:
+        name = f"worker-{index}"
+        memory = self.memory_limit_bytes
+        command = [
+            self.image.python, "-m", "distributed.cli.dask_worker",
+            f"tcp://{SCHEDULER_ALIAS}:{SCHEDULER_PORT}",
+            "--name", name,
+            "--nthreads", str(self.threads_per_worker),
+            "--memory-limit", str(memory) if memory else "auto",
+            "--nanny", "--death-timeout", "60",
+            "--local-directory", "/tmp/dask-worker-space",
+        ]  # fmt: skip
+        limits: dict[str, Any] = {"nano_cpus": int(self._cpus(client) * 1e9)}
+        if memory:
+            # One limit for the worker and its nanny; no swap, so it is a real limit.
+            limits.update(mem_limit=memory, memswap_limit=memory)
+        # Secrets go in the environment only: never in argv, labels or logs.
+        environment = {**self._secrets, "HOME": "/tmp"}
+        container = client.containers.create(
+            command=command,
+            name=f"{self.network_name}-{name}",
+            hostname=name,
+            labels=self._labels("worker"),
+            environment=environment,
+            network=network,
+            mounts=mounts,
+            **limits,
+            **self._common(),
+        )
+        container.start()
+        return container
+
+    def _cpus(self, client: docker.DockerClient) -> float:
+        """threads_per_worker CPUs, at most what the daemon's machine has."""
+        try:
+            available = float(client.info().get("NCPU") or os.cpu_count() or 1)
+        except Exception:  # info is only a bound; never fail a run for it
+            available = float(os.cpu_count() or 1)
+        return min(float(self.threads_per_worker), available)
+
+    def _mounts(self) -> list[Any]:
+        from docker.types import Mount
+
+        paths: list[Path] = []
+        for path in [*self.data_paths, *([self.code_dir] if self.code_dir else [])]:
+            resolved = Path(path).resolve()
+            if not resolved.exists():
+                raise UsageError(f"data: {path} does not exist, so it cannot be mounted into workers")
+            paths.append(resolved)
+        # A path inside another mounted directory is already visible.
+        kept = [p for p in sorted(set(paths)) if not any(p != q and p.is_relative_to(q) for q in paths)]
+        return [Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in kept]
+
+    def _published(self, scheduler: Container) -> tuple[str, str | None]:
+        scheduler.reload()
+        ports = scheduler.attrs["NetworkSettings"]["Ports"] or {}
+
+        def host_port(port: int) -> str | None:
+            bindings = ports.get(f"{port}/tcp") or []
+            return bindings[0]["HostPort"] if bindings else None
+
+        sched = host_port(SCHEDULER_PORT)
+        if sched is None:
+            raise InfraError(
+                f"the scheduler container of run {self.run_id} has no published port; "
+                f"its log:\n{_logs_tail(scheduler)}"
+            )
+        dash = host_port(DASHBOARD_PORT)
+        return f"tcp://127.0.0.1:{sched}", (f"http://127.0.0.1:{dash}/status" if dash else None)
+
+    def _wait_ready(self, address: str, scheduler: Container, workers: list[Container]) -> None:
+        """Wait until the scheduler answers and every worker has joined it."""
+        from distributed import Client
+
+        deadline = time.monotonic() + self.start_timeout
+        client: Client | None = None
+        try:
+            while True:
+                for container in [scheduler, *workers]:
+                    _raise_if_exited(container, self.run_id)
+                if client is None:
+                    try:
+                        with warnings.catch_warnings():  # the executor's Client reports versions
+                            warnings.simplefilter("ignore")
+                            client = Client(address, timeout=2, set_as_default=False)
+                    except (OSError, TimeoutError):
+                        client = None
+                if client is not None and len(client.nthreads()) >= len(workers):
+                    return
+                if time.monotonic() > deadline:
+                    logs = "\n".join(f"--- {c.name}:\n{_logs_tail(c, 10)}" for c in [scheduler, *workers])
+                    raise InfraError(
+                        f"the docker cluster of run {self.run_id} did not start within "
+                        f"{self.start_timeout:g}s; container logs:\n{logs}"
+                    )
+                time.sleep(0.2)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _teardown(self, client: docker.DockerClient) -> None:
+        removed = _remove_run(client, self.run_id)
+        log.info("docker cluster %s removed (%d objects)", self.run_id, len(removed))
+
+
+# ----------------------------------------------------------------------- clean
+
+
+def clean(run_id: str | None = None, *, client: docker.DockerClient | None = None) -> list[str]:
+    """Remove containers and networks xrun left behind; return their names.
+
+    With ``run_id``, remove that run's objects whatever state its driver is in.
+    Without, remove every ``xrun.managed`` object whose driver process is gone
+    (objects of drivers on other hosts, or still alive, are left alone).
+    """
+    client = client or docker_client()
+    if run_id is not None:
+        return _remove_run(client, run_id)
+    runs: dict[str, str] = {}
+    for obj in [*_managed_containers(client), *_managed_networks(client)]:
+        labels = obj.attrs.get("Config", {}).get("Labels") or obj.attrs.get("Labels") or {}
+        if LABEL_RUN_ID in labels:
+            runs.setdefault(labels[LABEL_RUN_ID], labels.get(LABEL_DRIVER, ""))
+    removed: list[str] = []
+    for rid, driver in sorted(runs.items()):
+        if not _driver_alive(driver):
+            removed += _remove_run(client, rid)
+    return removed
+
+
+def _managed_containers(client: docker.DockerClient, run_id: str | None = None) -> list[Container]:
+    labels = [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN_ID}={run_id}"] if run_id else [])
+    return list(client.containers.list(all=True, filters={"label": labels}))
+
+
+def _managed_networks(client: docker.DockerClient, run_id: str | None = None) -> list[Any]:
+    labels = [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN_ID}={run_id}"] if run_id else [])
+    return list(client.networks.list(filters={"label": labels}))
+
+
+def _remove_run(client: docker.DockerClient, run_id: str) -> list[str]:
+    """Remove one run's containers, then its network; tolerate objects already gone."""
+    from docker.errors import APIError, NotFound
+
+    removed: list[str] = []
+    for container in _managed_containers(client, run_id):
+        try:
+            container.remove(force=True)  # SIGKILL: there is nothing to flush
+            removed.append(container.name)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if "already in progress" not in str(exc):
+                log.warning("could not remove container %s: %s", container.name, exc)
+    for network in _managed_networks(client, run_id):
+        try:
+            network.remove()
+            removed.append(network.name)
+        except NotFound:
+            pass
+        except APIError as exc:
+            log.warning("could not remove network %s: %s", network.name, exc)
+    return removed
+
+
+# ----------------------------------------------------------- driver liveness
+
+
+def _driver_id(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}|{pid}|{_start_ticks(pid) or ''}"
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process start time (clock ticks since boot): tells a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _driver_alive(driver: str) -> bool:
+    host, _, rest = driver.partition("|")
+    pid_text, _, ticks = rest.partition("|")
+    if host != socket.gethostname():
+        return True  # another machine's run: we cannot tell, so leave it
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return not ticks or _start_ticks(pid) == ticks
+
+
+# ----------------------------------------------------------------------- misc
+
+
+def _raise_if_exited(container: Container, run_id: str) -> None:
+    container.reload()
+    if container.status in ("exited", "dead"):
+        code = container.attrs.get("State", {}).get("ExitCode")
+        raise InfraError(
+            f"container {container.name} of run {run_id} exited (code {code}) while starting; "
+            f"its log:\n{_logs_tail(container)}"
+        )
+
+
+def _logs_tail(container: Container, lines: int = LOG_TAIL) -> str:
+    try:
+        return container.logs(tail=lines).decode(errors="replace").rstrip()
+    except Exception as exc:  # the log is a courtesy in an error message
+        return f"(log unavailable: {exc})"
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Let teardown finish when Ctrl-C is pressed again; re-raise it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[bool] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pending.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt

@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated trial cache, tiny projects, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.mktemp("xrun-cache")
+    monkeypatch.setenv("XRUN_CACHE_DIR", str(cache))
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "error")
+    monkeypatch.delenv("XRUN_DEBUG", raising=False)
+    return cache
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def bundle(self) -> Path:
+        return Path(self.out.strip().splitlines()[-1])
+
+
+def xrun(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+    """Run the real `xrun` command in a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def run_xrun():
+    return xrun
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """A project directory with an `experiments` package; returns a writer."""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='demo'\nversion='0'\n")
+
+    class Project:
+        root = tmp_path
+
+        def file(self, rel: str, text: str) -> Path:
+            return write(tmp_path / rel, text)
+
+        def spec(self, text: str, name: str = "spec.yaml") -> Path:
+            return write(tmp_path / name, text)
+
+    return Project()

@@ -1,0 +1,149 @@
+"""The rendered Dockerfile and the pure helpers of runner.image (no Docker needed).
+
+Snapshots live in tests/snapshots/; refresh them with XRUN_UPDATE_SNAPSHOTS=1
+after an intended change, and read the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runner import _image_wheels as wheels
+from runner.errors import UsageError
+from runner.image import (
+    DEFAULT_BASE_IMAGE,
+    ImageInfo,
+    _builder_image_id,
+    base_reference,
+    image_tag,
+    redact_build_args,
+    reference_dockerfile,
+    render_dockerfile,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SNAPSHOTS = REPO / "tests" / "snapshots"
+
+
+def assert_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("XRUN_UPDATE_SNAPSHOTS") == "1" or (
+        not path.exists() and os.environ.get("CI") != "true"
+    ):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; rerun with XRUN_UPDATE_SNAPSHOTS=1 if intended"
+
+
+def test_dockerfile_for_repo_base_matches_snapshot():
+    base = (REPO / "Dockerfile.base").read_text()
+    assert_snapshot("Dockerfile.pip", render_dockerfile("pip", base_dockerfile=base))
+
+
+def test_dockerfile_for_image_reference_matches_snapshot():
+    text = render_dockerfile(
+        "pip", base_dockerfile=reference_dockerfile("debian:bookworm@sha256:" + "0" * 64)
+    )
+    assert_snapshot("Dockerfile.pip-reference", text)
+
+
+def test_render_is_pure_and_depends_only_on_its_inputs():
+    base = (REPO / "Dockerfile.base").read_text()
+    a = render_dockerfile("pip", base_dockerfile=base)
+    assert a == render_dockerfile("pip", base_dockerfile=base)
+    assert a != render_dockerfile("pip", base_dockerfile=base, python_version="3.12")
+    assert "(3, 12)" in render_dockerfile("pip", base_dockerfile=base, python_version="3.12")
+
+
+def test_render_installs_hermetically_and_reproducibly():
+    text = render_dockerfile("pip")
+    assert "--no-index" in text and "--require-hashes" in text and "--no-compile" in text
+    assert "--invalidation-mode unchecked-hash" in text
+    assert 'touch -h -d "@$SOURCE_DATE_EPOCH"' in text
+    assert "COPY --from=xrun-env-builder /xrun/stage/ /" in text
+    # The final stage adds exactly one filesystem layer: the environment.
+    final = text.split("AS xrun-env\n", 1)[1]
+    assert [line.split()[0] for line in final.splitlines() if line.strip()] == ["COPY", "ENV"]
+
+
+def test_render_uses_prefix_of_python_path():
+    text = render_dockerfile("pip", "/srv/env/bin/python")
+    assert "python3 -m venv --without-pip /srv/env" in text
+    assert "/opt/xrun" not in text
+
+
+def test_render_rejects_kinds_it_cannot_build():
+    for kind in ("conda", "current"):
+        with pytest.raises(UsageError, match=f"environment.{kind}"):
+            render_dockerfile(kind)
+
+
+def test_last_base_stage_is_named_or_kept():
+    unnamed = "ARG BASE_IMAGE=x@sha256:1\nFROM ${BASE_IMAGE}\nRUN true\n"
+    assert "FROM ${BASE_IMAGE} AS xrun-base\nRUN true" in render_dockerfile("pip", base_dockerfile=unnamed)
+    named = "FROM a AS tools\nFROM b as runtime\n"
+    text = render_dockerfile("pip", base_dockerfile=named)
+    assert "FROM runtime AS xrun-env-builder" in text and "FROM runtime AS xrun-env\n" in text
+    with pytest.raises(UsageError, match="no FROM"):
+        render_dockerfile("pip", base_dockerfile="ARG X=1\n")
+
+
+def test_base_reference_prefers_build_arg_then_default():
+    base = (REPO / "Dockerfile.base").read_text()
+    assert base_reference(base, {}) == DEFAULT_BASE_IMAGE
+    assert base_reference(base, {"BASE_IMAGE": "mine:1"}) == "mine:1"
+    assert base_reference("FROM debian:12@sha256:abc\n", {}) == "debian:12@sha256:abc"
+    assert "@sha256:" in DEFAULT_BASE_IMAGE
+
+
+def test_secret_looking_build_args_are_redacted():
+    assert redact_build_args({"BASE_IMAGE": "b", "PIP_TOKEN": "t", "api_key": "k"}) == {
+        "BASE_IMAGE": "b",
+        "PIP_TOKEN": "<redacted>",
+        "api_key": "<redacted>",
+    }
+
+
+def test_image_tag_carries_lock_and_inputs_hashes():
+    assert image_tag("iris-svm", "a" * 64, "b" * 64) == "xrun-env/iris-svm:aaaaaaaaaaaa-bbbbbbbb"
+    with pytest.raises(UsageError):
+        image_tag("Bad_Name", "a" * 64, "b" * 64)
+
+
+def test_image_info_json_round_trip():
+    info = ImageInfo(
+        image="xrun-env/x:1", image_id="sha256:1", env_layer_digest="sha256:2", cached=True,
+        base="b", dockerfile="FROM b\n", build_args={"BASE_IMAGE": "b"}, python="/opt/xrun/env/bin/python",
+    )  # fmt: skip
+    data = info.to_json()
+    assert {"image", "image_id", "env_layer_digest", "cached", "base"} <= data.keys()
+    assert ImageInfo.from_json({**data, "unknown": 1}) == info
+
+
+def test_platform_tags_cover_every_glibc_up_to_bookworm():
+    tags = wheels.platform_tags()
+    assert tags[0] == "manylinux_2_36_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64"} <= set(tags)
+
+
+def test_lock_helpers_read_uv_output():
+    lock = (REPO / "tests/docker/data/tiny.lock").read_text()
+    assert wheels.lock_python_version(lock, "3.10") == "3.11"
+    assert wheels.lock_python_version("x==1\n", "3.10") == "3.10"
+    assert len(wheels.lock_hashes(lock)) == 2
+
+
+def test_builder_stage_image_is_read_from_the_build_log():
+    log = [
+        "Step 3/9 : FROM xrun-base AS xrun-env-builder",
+        " ---> 3e842973bffc",
+        "Step 4/9 : RUN true",
+        " ---> Running in c1ce310d503d",
+        " ---> 7e67497f0d11",
+        "Step 5/9 : FROM xrun-base AS xrun-env",
+        " ---> 3e842973bffc",
+    ]
+    assert _builder_image_id(log) == "7e67497f0d11"
+    assert _builder_image_id(log[:3]) is None
