@@ -47,7 +47,13 @@ def decode(data: bytes, file: str) -> str:
 
 def load(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
     """Parse one YAML document; return (value, {key path: 1-based line})."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise SpecError(
+            f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML", file=file, line=line
+        ) from None
     try:
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
@@ -62,6 +68,9 @@ def load(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
         if exc.context:
             problem = f"{exc.context}, {problem}"
         raise SpecError(f"invalid YAML: {problem}", file=file, line=line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise SpecError(f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML", file=file, line=line) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", file=file) from None
     except RecursionError:

@@ -417,6 +417,12 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", file=file) from None
     text = _yaml.decode(data, file)
+    return loads_spec(text, path.absolute(), overrides)
+
+
+def loads_spec(text: str, path: Path, overrides: Iterable[str] = ()) -> LoadedSpec:
+    """Validate spec ``text`` as if read from ``path`` (paths resolve beside it)."""
+    file = display_path(path)
     raw, lines = _yaml.load(text, file)
     overrides = tuple(overrides)
     if raw is None:
@@ -429,7 +435,7 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
     for item in overrides:
         key_path = apply_override(raw, item)
         overridden[key_path] = item
-    return validate(raw, path.absolute(), text=text, lines=lines, overrides=overrides, overridden=overridden)
+    return validate(raw, path, text=text, lines=lines, overrides=overrides, overridden=overridden)
 
 
 def validate(

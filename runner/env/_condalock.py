@@ -191,7 +191,9 @@ def conda_dependency(
     )
 
 
-def pip_dependency(name: str, version: str, url: str, sha256: str, platform: str) -> LockedDependency:
+def pip_dependency(
+    name: str, version: str, url: str, sha256: str, platform: str
+) -> LockedDependency:
     """A pip package entry: the one artifact (wheel, else sdist) pip installs from."""
     return LockedDependency(
         name=name,

@@ -10,9 +10,16 @@ import yaml
 from runner.errors import EnvFileError
 
 KNOWN_KEYS = (
-    "name", "channels", "dependencies", "variables", "prefix",
+    "name",
+    "channels",
+    "dependencies",
+    "variables",
+    "prefix",
     # conda-lock's extensions
-    "platforms", "category", "pip-repositories", "allow-pypi-requests",
+    "platforms",
+    "category",
+    "pip-repositories",
+    "allow-pypi-requests",
 )
 
 
@@ -34,8 +41,9 @@ def validate(path: Path) -> None:
     if root is None:
         raise EnvFileError("the environment file is empty", file=where)
     if not isinstance(root, yaml.MappingNode):
-        raise EnvFileError("expected a mapping with channels: and dependencies:",
-                           file=where, line=_line(root))
+        raise EnvFileError(
+            "expected a mapping with channels: and dependencies:", file=where, line=_line(root)
+        )
     keys = {}
     for key, value in root.value:
         name = key.value if isinstance(key, yaml.ScalarNode) else None
@@ -46,11 +54,15 @@ def validate(path: Path) -> None:
         keys[name] = (key, value)
     if "pip-repositories" in keys:
         key, _ = keys["pip-repositories"]
-        raise EnvFileError("pip-repositories is not supported by xrun; use PyPI or a uv index "
-                           "configuration", file=where, line=_line(key))
+        raise EnvFileError(
+            "pip-repositories is not supported by xrun; use PyPI or a uv index configuration",
+            file=where,
+            line=_line(key),
+        )
     if "channels" not in keys:
-        raise EnvFileError("no channels: list; add one, e.g. `channels: [conda-forge]`",
-                           file=where, line=1)
+        raise EnvFileError(
+            "no channels: list; add one, e.g. `channels: [conda-forge]`", file=where, line=1
+        )
     channels = _strings(keys["channels"][1], "channels", where)
     if not channels:
         raise EnvFileError("channels: is empty", file=where, line=_line(keys["channels"][1]))
@@ -65,8 +77,11 @@ def validate(path: Path) -> None:
         elif isinstance(item, yaml.MappingNode) and [k.value for k, _ in item.value] == ["pip"]:
             _strings(item.value[0][1], "dependencies.pip", where)
         else:
-            raise EnvFileError("dependencies: expected a package spec or a `pip:` list",
-                               file=where, line=_line(item))
+            raise EnvFileError(
+                "dependencies: expected a package spec or a `pip:` list",
+                file=where,
+                line=_line(item),
+            )
 
 
 def _strings(node: yaml.Node, what: str, where: str) -> list[str]:
@@ -84,8 +99,9 @@ def _check_match_spec(node: yaml.ScalarNode, where: str) -> None:
     try:
         MatchSpec(str(node.value))
     except Exception as exc:  # rattler raises its own InvalidMatchSpecError
-        raise EnvFileError(f"invalid package spec {node.value!r}: {exc}",
-                           file=where, line=_line(node)) from exc
+        raise EnvFileError(
+            f"invalid package spec {node.value!r}: {exc}", file=where, line=_line(node)
+        ) from exc
 
 
 def _line(node: yaml.Node) -> int:

@@ -41,11 +41,18 @@ _MANYLINUX_ARM = [f"manylinux_2_{m}_aarch64" for m in range(28, 16, -1)]
 CONDA_TO_UV: dict[str, tuple[str, list[str]]] = {
     "linux-64": (
         LINUX_X86_64,
-        [*_MANYLINUX_X86, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64",
-         "linux_x86_64"],
+        [
+            *_MANYLINUX_X86,
+            "manylinux2014_x86_64",
+            "manylinux2010_x86_64",
+            "manylinux1_x86_64",
+            "linux_x86_64",
+        ],
     ),
-    "linux-aarch64": ("aarch64-manylinux_2_28", [*_MANYLINUX_ARM, "manylinux2014_aarch64",
-                                                 "linux_aarch64"]),
+    "linux-aarch64": (
+        "aarch64-manylinux_2_28",
+        [*_MANYLINUX_ARM, "manylinux2014_aarch64", "linux_aarch64"],
+    ),
     "osx-64": ("x86_64-apple-darwin", list(mac_platforms((13, 0), "x86_64"))),
     "osx-arm64": ("aarch64-apple-darwin", list(mac_platforms((13, 0), "arm64"))),
     "win-64": ("x86_64-pc-windows-msvc", ["win_amd64"]),
@@ -59,12 +66,12 @@ def uv() -> str:
     try:
         from uv import find_uv_bin
 
-        return str(find_uv_bin())
+        found: str | None = str(find_uv_bin())
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
-        if found is None:
-            raise InfraError("uv is needed to lock pip environments: pip install 'xrun[pip]'")
-        return found
+    if found is None:
+        raise InfraError("uv is needed for pip environments: pip install 'xrun[pip]'")
+    return found
 
 
 def local_uv_platform() -> str | None:
@@ -106,8 +113,17 @@ def compile_hashed(
     ``extra`` is more requirements, read from stdin so annotations stay free of
     temporary paths. Returns the output without uv's header.
     """
-    args = [uv(), "pip", "compile", *inputs, "--generate-hashes", "--no-header",
-            "--python-version", python_version, "--quiet"]
+    args = [
+        uv(),
+        "pip",
+        "compile",
+        *inputs,
+        "--generate-hashes",
+        "--no-header",
+        "--python-version",
+        python_version,
+        "--quiet",
+    ]
     if extra:
         args.append("-")
     if python_platform:
@@ -122,12 +138,15 @@ def compile_hashed(
 def _compile(args: list[str], *, cwd: Path, stdin: str | None, what: str) -> None:
     try:
         # Resolving needs no interpreter of the target version: never download one.
-        _proc.run(args, cwd=cwd, input=stdin, what="uv pip compile",
-                  env={**os.environ, "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"})
+        _proc.run(
+            args,
+            cwd=cwd,
+            input=stdin,
+            what="uv pip compile",
+            env={**os.environ, "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
+        )
     except ProcessError as exc:
-        raise EnvFileError(
-            f"cannot resolve the requirements: {_explain(exc)}", file=what
-        ) from exc
+        raise EnvFileError(f"cannot resolve the requirements: {_explain(exc)}", file=what) from exc
 
 
 def _explain(exc: ProcessError) -> str:
@@ -171,10 +190,24 @@ def resolve_artifacts(
         cons = tmpdir / "constraints.txt"
         cons.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())))
         out = tmpdir / "pylock.toml"
-        args = [uv(), "pip", "compile", str(reqs), "--constraint", str(cons),
-                "--format", "pylock.toml", "--no-header", "--quiet",
-                "--python-platform", uv_platform, "--python-version", python_version,
-                "-o", str(out)]
+        args = [
+            uv(),
+            "pip",
+            "compile",
+            str(reqs),
+            "--constraint",
+            str(cons),
+            "--format",
+            "pylock.toml",
+            "--no-header",
+            "--quiet",
+            "--python-platform",
+            uv_platform,
+            "--python-version",
+            python_version,
+            "-o",
+            str(out),
+        ]
         _compile(args, cwd=cwd, stdin=None, what=what)
         data = tomllib.loads(out.read_text())
     tags = _tags(python_version, wheel_platforms)
@@ -190,8 +223,10 @@ def resolve_artifacts(
 
 def _tags(python_version: str, platforms: list[str]) -> dict[Tag, int]:
     major, minor = (int(p) for p in python_version.split(".")[:2])
-    ordered = [*cpython_tags((major, minor), platforms=platforms),
-               *compatible_tags((major, minor), f"cp{major}{minor}", platforms=platforms)]
+    ordered = [
+        *cpython_tags((major, minor), platforms=platforms),
+        *compatible_tags((major, minor), f"cp{major}{minor}", platforms=platforms),
+    ]
     rank: dict[Tag, int] = {}
     for i, tag in enumerate(ordered):
         rank.setdefault(tag, i)

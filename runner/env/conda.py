@@ -102,7 +102,7 @@ def lock(env_file: Path, platforms: Sequence[str]) -> LockedEnv:
         except ValueError as exc:
             raise EnvFileError(str(exc), file=where) from exc
         extra = runtime_additions("conda", request.conda_names | request.pip_names)
-        added = extra  # the same on every platform: it depends on names only
+        added = list(dict.fromkeys(added + extra))
         specs = request.conda + [_conda_pin(req) for req in extra]
         records = _run(_solve(channels, specs, platform, where))
         for rec in records:
@@ -126,8 +126,14 @@ def lock(env_file: Path, platforms: Sequence[str]) -> LockedEnv:
     # name in a temporary directory beside it, then move it into place.
     with tempfile.TemporaryDirectory(prefix=".xrun-lock-", dir=lock_file.parent) as tmp:
         staged = Path(tmp) / lock_file.name
-        _condalock().write_lock(staged, spec=spec, packages=packages, platforms=platforms,
-                                added=added, lock_dir=lock_file.parent)
+        _condalock().write_lock(
+            staged,
+            spec=spec,
+            packages=packages,
+            platforms=platforms,
+            added=added,
+            lock_dir=lock_file.parent,
+        )
         os.replace(staged, lock_file)
     _warn_distributed(lock_file)
     return read(env_file)
@@ -146,6 +152,7 @@ async def _solve(channels: list[str], specs: list[str], platform: str, where: st
         GenericVirtualPackage,
         MatchSpec,
         PackageName,
+        Subdir,
         Version,
         solve,
     )
@@ -171,7 +178,7 @@ async def _solve(channels: list[str], specs: list[str], platform: str, where: st
             [Channel(c) for c in channels],
             match_specs,
             gateway=Gateway(),
-            platforms=[platform, "noarch"],
+            platforms=[Subdir(platform), Subdir("noarch")],
             virtual_packages=virtual,
         )
     except SolverError as exc:
@@ -200,16 +207,20 @@ def _lock_pip_section(
             file=str(env_file),
         )
     constraints = {
-        name: version for name, version in versions.items() if _pep508_name(name)
-        and _pep440(version) and name != "python"
+        name: version
+        for name, version in versions.items()
+        if _pep508_name(name) and _pep440(version) and name != "python"
     }
     artifacts = _uv.resolve_artifacts(
-        requirements, conda_platform=platform, python_version=python,
-        constraints=constraints, cwd=env_file.parent, what=str(env_file),
+        requirements,
+        conda_platform=platform,
+        python_version=python,
+        constraints=constraints,
+        cwd=env_file.parent,
+        what=str(env_file),
     )
     return [
-        _condalock().pip_dependency(a.name, a.version, a.url, a.sha256, platform)
-        for a in artifacts
+        _condalock().pip_dependency(a.name, a.version, a.url, a.sha256, platform) for a in artifacts
     ]
 
 
@@ -235,7 +246,9 @@ def _warn_distributed(lock_file: Path) -> None:
         if entry.name == "distributed" and entry.version != driver:
             log.warning(
                 "%s pins distributed %s but this driver runs %s; workers may not connect",
-                lock_file.name, entry.version, driver,
+                lock_file.name,
+                entry.version,
+                driver,
             )
             return
 
@@ -264,8 +277,10 @@ def check(env_file: Path, platforms: Sequence[str]) -> tuple[bool, str]:
     pinned = added_distributed_version(read_lock.added)
     driver = driver_distributed_version()
     if pinned is not None and pinned != driver:
-        return False, (f"{lock_file.name} added distributed {pinned} for the workers but "
-                       f"this driver runs {driver}")
+        return False, (
+            f"{lock_file.name} added distributed {pinned} for the workers but "
+            f"this driver runs {driver}"
+        )
     if not any(e.name == "distributed" for e in read_lock.entries):
         return False, f"{lock_file.name} has no distributed, which workers need"
     return True, f"{lock_file.name} is up to date"
@@ -277,20 +292,20 @@ def read(env_file: Path, platforms: Sequence[str] | None = None) -> LockedEnv:
     try:
         read_lock = _condalock().read_lock(lock_file)
     except FileNotFoundError as exc:
-        raise EnvFileError(f"no lock file {lock_file.name}; run `xrun lock SPEC`",
-                           file=str(env_file)) from exc
+        raise EnvFileError(
+            f"no lock file {lock_file.name}; run `xrun lock SPEC`", file=str(env_file)
+        ) from exc
     except Exception as exc:
-        raise EnvFileError(f"not a conda-lock file: {exc}; relock with `xrun lock SPEC`",
-                           file=str(lock_file)) from exc
+        raise EnvFileError(
+            f"not a conda-lock file: {exc}; relock with `xrun lock SPEC`", file=str(lock_file)
+        ) from exc
     entries = sorted(
-        (e.platform, e.manager, e.name, e.version, e.sha256 or e.md5 or "",
-         _basename(e.url)) for e in read_lock.entries
+        (e.platform, e.manager, e.name, e.version, e.sha256 or e.md5 or "", _basename(e.url))
+        for e in read_lock.entries
     )
     lock_hash = hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
     platform = _packages_platform(read_lock.platforms)
-    packages = {
-        normalize(e.name): e.version for e in read_lock.entries if e.platform == platform
-    }
+    packages = {normalize(e.name): e.version for e in read_lock.entries if e.platform == platform}
     return LockedEnv(
         kind="conda",
         lock_hash=lock_hash,
@@ -299,6 +314,7 @@ def read(env_file: Path, platforms: Sequence[str] | None = None) -> LockedEnv:
         lock_file=lock_file,
         added=read_lock.added,
         platforms=tuple(platforms) if platforms else read_lock.platforms,
+        python_version=packages.get("python"),
     )
 
 
@@ -340,15 +356,19 @@ def install(lock_file: Path, tmp_prefix: Path, final_prefix: Path, platform: str
     if env is None:  # pragma: no cover - conda-lock files always have one
         raise EnvFileError("the lock has no environment", file=str(lock_file))
     lock_platform = next((p for p in env.platforms() if p.name == platform), None)
-    records = (env.conda_repodata_records_for_platform(lock_platform) or []) if lock_platform else []
+    records = (
+        (env.conda_repodata_records_for_platform(lock_platform) or []) if lock_platform else []
+    )
     expected = {
-        (e.name, e.version): e for e in read_lock.entries
+        (e.name, e.version): e
+        for e in read_lock.entries
         if e.platform == platform and e.manager == "conda"
     }
     for rec in records:
         entry = expected.get((rec.name.normalized, str(rec.version)))
-        verify_package(rec.url, entry.sha256 if entry else None,
-                       entry.md5 if entry else None, rec.file_name)
+        verify_package(
+            rec.url, entry.sha256 if entry else None, entry.md5 if entry else None, rec.file_name
+        )
     _run(
         rattler_install(
             records,

@@ -22,7 +22,7 @@ def freeze() -> dict[str, str]:
 
 def current_env() -> LockedEnv:
     packages = freeze()
-    text = "".join(f"{name}=={version}\n" for name, version in packages.items())
+    text = "".join(sorted(f"{name}=={version}\n" for name, version in packages.items()))
     python = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
     return LockedEnv(
         kind="current",

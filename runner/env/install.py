@@ -20,7 +20,7 @@ from filelock import FileLock
 
 from runner import _proc
 from runner.config import cache_dir
-from runner.env import _uv, conda
+from runner.env import _uv, conda, pip
 from runner.env.model import LockedEnv
 from runner.env.pip import driver_python
 from runner.errors import EnvFileError, UsageError
@@ -53,9 +53,11 @@ def create_env(
     if locked.kind == "current":
         return Path(sys.executable)
     if locked.lock_file is None or not locked.lock_file.exists():
-        raise EnvFileError("the environment is not locked; run `xrun lock SPEC`",
-                           file=str(locked.env_file or ""))
-    platform = platform or conda.current_platform()
+        raise EnvFileError(
+            "the environment is not locked; run `xrun lock SPEC`", file=str(locked.env_file or "")
+        )
+    if locked.kind == "conda":
+        platform = platform or conda.current_platform()
     final = (Path(prefix) if prefix is not None else env_prefix(locked)).absolute()
     python = python_in(final, locked.kind)
     if _complete(final, locked):
@@ -64,12 +66,14 @@ def create_env(
     with FileLock(str(final.with_name(final.name + ".lock"))):
         if _complete(final, locked):
             return python
+        _check_unchanged(locked)
         _clear_leftover(final, cached=prefix is None)
         log.info("creating the %s environment %s in %s", locked.kind, locked.lock_hash[:16], final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; an environment is shared like any install
         try:
             if locked.kind == "conda":
+                assert platform is not None
                 _check_has_python(locked, platform)
                 conda.install(locked.lock_file, tmp, final, platform)
             else:
@@ -80,12 +84,26 @@ def create_env(
             raise
         try:
             if locked.kind == "conda":
+                assert platform is not None
                 _install_pip_entries(locked, final, platform)
             _write_marker(final, locked, platform)
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)
             raise
     return python
+
+
+def _check_unchanged(locked: LockedEnv) -> None:
+    """The lock file must still be what ``locked`` was read from: the prefix is named,
+    and later found, by that hash."""
+    if locked.env_file is None:
+        return
+    now = conda.read(locked.env_file) if locked.kind == "conda" else pip.read(locked.env_file)
+    if now.lock_hash != locked.lock_hash:
+        raise EnvFileError(
+            "the lock changed after it was loaded; load the environment again",
+            file=str(locked.lock_file),
+        )
 
 
 def _complete(prefix: Path, locked: LockedEnv) -> bool:
@@ -113,13 +131,18 @@ def _clear_leftover(prefix: Path, *, cached: bool) -> None:
     elif prefix.is_dir() and not any(prefix.iterdir()):
         prefix.rmdir()
     else:
-        raise UsageError(f"{prefix} exists and is not an xrun environment; "
-                         "choose an empty or new --prefix")
+        raise UsageError(
+            f"{prefix} exists and is not an xrun environment; choose an empty or new --prefix"
+        )
 
 
-def _write_marker(prefix: Path, locked: LockedEnv, platform: str) -> None:
-    data = {"lock_hash": locked.lock_hash, "kind": locked.kind, "platform": platform,
-            "lock_file": str(locked.lock_file)}
+def _write_marker(prefix: Path, locked: LockedEnv, platform: str | None) -> None:
+    data = {
+        "lock_hash": locked.lock_hash,
+        "kind": locked.kind,
+        "platform": platform,
+        "lock_file": str(locked.lock_file),
+    }
     tmp = prefix / (MARKER + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, prefix / MARKER)
@@ -129,11 +152,17 @@ def _check_has_python(locked: LockedEnv, platform: str) -> None:
     assert locked.lock_file is not None
     from runner.env._condalock import read_lock
 
-    names = {e.name for e in read_lock(locked.lock_file).entries
-             if e.platform == platform and e.manager == "conda"}
+    names = {
+        e.name
+        for e in read_lock(locked.lock_file).entries
+        if e.platform == platform and e.manager == "conda"
+    }
     if names and "python" not in names:
-        raise EnvFileError("the environment has no python, which workers need; add python "
-                           "to its dependencies and relock", file=str(locked.env_file))
+        raise EnvFileError(
+            "the environment has no python, which workers need; add python "
+            "to its dependencies and relock",
+            file=str(locked.env_file),
+        )
 
 
 def _install_pip_entries(locked: LockedEnv, prefix: Path, platform: str) -> None:
@@ -144,9 +173,20 @@ def _install_pip_entries(locked: LockedEnv, prefix: Path, platform: str) -> None
     with tempfile.TemporaryDirectory(prefix="xrun-pip-") as tmp:
         reqs = Path(tmp) / "requirements.txt"
         reqs.write_text("".join(r + "\n" for r in requirements))
-        _proc.run([_uv.uv(), "pip", "install", "--python", python_in(prefix, "conda"),
-                   "--no-deps", "--require-hashes", "-r", reqs],
-                  what="uv pip install (pip: section)")
+        _proc.run(
+            [
+                _uv.uv(),
+                "pip",
+                "install",
+                "--python",
+                python_in(prefix, "conda"),
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                reqs,
+            ],
+            what="uv pip install (pip: section)",
+        )
 
 
 def _make_venv(locked: LockedEnv, prefix: Path) -> None:
@@ -154,7 +194,19 @@ def _make_venv(locked: LockedEnv, prefix: Path) -> None:
     version = locked.python_version or driver_python()
     interpreter = sys.executable if version == driver_python() else version
     uv = _uv.uv()
-    _proc.run([uv, "venv", "--relocatable", "--quiet", "--python", interpreter, prefix],
-              what="uv venv")
-    _proc.run([uv, "pip", "sync", "--python", python_in(prefix, "pip"), "--require-hashes",
-               "--quiet", locked.lock_file], what="uv pip sync")
+    _proc.run(
+        [uv, "venv", "--relocatable", "--quiet", "--python", interpreter, prefix], what="uv venv"
+    )
+    _proc.run(
+        [
+            uv,
+            "pip",
+            "sync",
+            "--python",
+            python_in(prefix, "pip"),
+            "--require-hashes",
+            "--quiet",
+            locked.lock_file,
+        ],
+        what="uv pip sync",
+    )

@@ -57,8 +57,11 @@ def lock_env(env_spec: Any, *, python_version: str | None = None) -> LockedEnv:
     env_file = _env_file(env_spec, kind)
     if kind == "conda":
         if python_version:
-            log.debug("python_version=%s ignored: conda takes python from %s",
-                      python_version, env_file.name)
+            log.debug(
+                "python_version=%s ignored: conda takes python from %s",
+                python_version,
+                env_file.name,
+            )
         return conda.lock(env_file, _platforms(env_spec))
     return pip.lock(env_file, python_version)
 

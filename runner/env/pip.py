@@ -42,8 +42,10 @@ _INCLUDE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)")
 def lock_path(env_file: Path) -> Path:
     """``sklearn.in`` → ``sklearn.lock`` beside it."""
     if env_file.suffix == ".lock":
-        raise EnvFileError("a pip environment file cannot end in .lock (that is its lock's name)",
-                           file=str(env_file))
+        raise EnvFileError(
+            "a pip environment file cannot end in .lock (that is its lock's name)",
+            file=str(env_file),
+        )
     return env_file.with_suffix(".lock")
 
 
@@ -94,15 +96,22 @@ def lock(env_file: Path, python_version: str | None = None) -> LockedEnv:
     added = runtime_additions("pip", _named(env_file))
     platforms = [_uv.LINUX_X86_64]
     body = _uv.compile_hashed(
-        [env_file.name], cwd=env_file.parent, python_version=python_version,
-        python_platform=_uv.LINUX_X86_64, extra="".join(a + "\n" for a in added),
+        [env_file.name],
+        cwd=env_file.parent,
+        python_version=python_version,
+        python_platform=_uv.LINUX_X86_64,
+        extra="".join(a + "\n" for a in added),
         what=str(env_file),
     )
     local = _uv.local_uv_platform()
     if local is not None:
         here = _uv.compile_hashed(
-            [env_file.name], cwd=env_file.parent, python_version=python_version,
-            python_platform=local, extra="".join(a + "\n" for a in added), what=str(env_file),
+            [env_file.name],
+            cwd=env_file.parent,
+            python_version=python_version,
+            python_platform=local,
+            extra="".join(a + "\n" for a in added),
+            what=str(env_file),
         )
         differ = _differences(_uv.pins(body), _uv.pins(here))
         if differ:
@@ -167,8 +176,10 @@ def check(env_file: Path) -> tuple[bool, str]:
     pinned = added_distributed_version(head.get("added-for-worker-runtime", "").split())
     driver = driver_distributed_version()
     if pinned is not None and pinned != driver:
-        return False, (f"{lock_file.name} added distributed {pinned} for the workers but "
-                       f"this driver runs {driver}")
+        return False, (
+            f"{lock_file.name} added distributed {pinned} for the workers but "
+            f"this driver runs {driver}"
+        )
     return True, f"{lock_file.name} is up to date"
 
 
@@ -181,8 +192,9 @@ def requirement_text(lock_file: Path) -> str:
 def read(env_file: Path) -> LockedEnv:
     lock_file = lock_path(env_file)
     if not lock_file.exists():
-        raise EnvFileError(f"no lock file {lock_file.name}; run `xrun lock SPEC`",
-                           file=str(env_file))
+        raise EnvFileError(
+            f"no lock file {lock_file.name}; run `xrun lock SPEC`", file=str(env_file)
+        )
     head = header(lock_file)
     python_version = head.get("python-version") or driver_python()
     text = requirement_text(lock_file)

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 
 from packaging.version import InvalidVersion, Version
 
+from runner.env.model import LockedEnv
 from runner.errors import InfraError
 
 # kind -> the names added, distributed first
@@ -65,13 +66,13 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def worker_packages_mismatch(locked: object, reported: Mapping[str, str]) -> list[str]:
+def worker_packages_mismatch(locked: LockedEnv, reported: Mapping[str, str]) -> list[str]:
     """Lines like ``scikit-learn: lock 1.5.2, worker 1.9.1`` for every package in the
     lock whose version on a worker (``reported``: name -> version) differs.
 
     Packages the worker does not report are not compared.
     """
-    packages: Mapping[str, str] = getattr(locked, "packages")  # noqa: B009 - LockedEnv
+    packages = locked.packages
     seen = {normalize(k): v for k, v in reported.items()}
     lines = []
     for name, version in sorted((normalize(k), v) for k, v in packages.items()):

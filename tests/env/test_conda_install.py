@@ -33,19 +33,30 @@ def test_create_installs_the_lock_into_the_cache_and_reuses_it(
     assert installed == [
         f"dask-core-{locked.packages['dask-core']}-0.json",
         f"distributed-{locked.packages['distributed']}-0.json",
-        "liba-1.0-0.json", "libb-2.0-0.json", "libc-3.0-0.json",
+        "liba-1.0-0.json",
+        "libb-2.0-0.json",
+        "libc-3.0-0.json",
         f"python-{locked.packages['python']}-0.json",
     ]
     marker = json.loads((prefix / ".xrun-env.json").read_text())
     assert marker["lock_hash"] == locked.lock_hash and marker["platform"] == "linux-64"
-    out = subprocess.run([python, "-c", "import sys; print(sys.prefix)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == str(prefix)
 
     start = time.perf_counter()
     assert create_env(locked) == python
     assert time.perf_counter() - start < 0.05
     assert not [p for p in prefix.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_files_name_the_final_prefix_not_the_temporary_one(tmp_path: Path, channel: Path) -> None:
+    env_file = write_env_yml(tmp_path / "proj", channel, "- python\n- libp\n")
+    locked = lock_env(conda_spec(env_file))
+    create_env(locked)
+    conf = env_prefix(locked) / "etc" / "libp.conf"
+    assert conf.read_text() == f"prefix={env_prefix(locked)}\n"
 
 
 def test_prefix_overrides_the_cache(locked, tmp_path: Path) -> None:
@@ -76,7 +87,7 @@ def test_a_tampered_package_fails_the_install_naming_it(locked, channel: Path) -
 
 
 def test_a_platform_not_in_the_lock_is_an_error(locked) -> None:
-    with pytest.raises(EnvFileError, match="not win-64; add it to environment.platforms"):
+    with pytest.raises(EnvFileError, match=r"not win-64; add it to environment\.platforms"):
         create_env(locked, platform="win-64")
 
 
@@ -100,8 +111,12 @@ print(create_env(load_env(env)))
 
 def test_concurrent_creates_do_not_corrupt(locked) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", _CREATE, str(locked.env_file)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATE, str(locked.env_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     results = [p.communicate(timeout=120) for p in procs]
@@ -116,20 +131,30 @@ def test_concurrent_creates_do_not_corrupt(locked) -> None:
 def test_pip_section_is_locked_with_hashes_and_installed(tmp_path: Path, channel: Path) -> None:
     """A pip: section is resolved with uv against PyPI (needs it reachable) and written as
     conda-lock pip entries, one artifact per platform; create installs them with hashes."""
-    env_file = write_env_yml(tmp_path / "proj", channel,
-                             "- python 3.11.*\n- pip:\n  - six==1.16.0\n")
+    env_file = write_env_yml(
+        tmp_path / "proj", channel, "- python 3.11.*\n- pip:\n  - six==1.16.0\n"
+    )
     locked = lock_env(conda_spec(env_file, ["linux-64", "osx-arm64"]))
     from runner.env._condalock import read_lock
 
     pip = [e for e in read_lock(locked.lock_file).entries if e.manager == "pip"]
     assert sorted(e.platform for e in pip) == ["linux-64", "osx-arm64"]
-    assert all(e.name == "six" and e.version == "1.16.0" and e.url.endswith(".whl")
-               and len(e.sha256 or "") == 64 for e in pip)
+    assert all(
+        e.name == "six"
+        and e.version == "1.16.0"
+        and e.url.endswith(".whl")
+        and len(e.sha256 or "") == 64
+        for e in pip
+    )
     conda = {e.name for e in read_lock(locked.lock_file).entries if e.manager == "conda"}
     assert "pip" in conda  # conda-lock adds pip itself when there is a pip: section
     assert locked.packages["six"] == "1.16.0"
 
     python = create_env(locked)
-    out = subprocess.run([python, "-c", "import six, sys; print(six.__version__, sys.prefix)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python, "-c", "import six, sys; print(six.__version__, sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.split() == ["1.16.0", str(env_prefix(locked))]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.env.condachannel import DISTRIBUTED, conda_spec, write_env_yml
 
 from runner.env import check_lock, load_env, lock_env, lock_path_for
 from runner.errors import EnvFileError
+from tests.env.condachannel import DISTRIBUTED, conda_spec, write_env_yml
 
 BOTH = ["linux-64", "osx-arm64"]
 
@@ -90,8 +90,19 @@ def test_conda_lock_render_accepts_the_lock(env_file: Path, tmp_path: Path) -> N
     out = tmp_path / "render"
     out.mkdir()
     proc = subprocess.run(
-        [conda_lock_cli(), "render", "--kind", "explicit", "-p", "osx-arm64", str(locked.lock_file)],
-        cwd=out, capture_output=True, text=True, timeout=120,
+        [
+            conda_lock_cli(),
+            "render",
+            "--kind",
+            "explicit",
+            "-p",
+            "osx-arm64",
+            str(locked.lock_file),
+        ],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     rendered = (out / "conda-osx-arm64.lock").read_text()
@@ -104,15 +115,26 @@ def _fake_conda(tmp_path: Path) -> Path:
     """Answers `--version` (conda-lock asks first) and fails on anything else, so a
     conda-lock run that decides to solve fails loudly."""
     conda = tmp_path / "fake-conda"
-    conda.write_text('#!/bin/sh\n[ "$1" = "--version" ] && { echo "conda 24.7.1"; exit 0; }\n'
-                     'echo "fake conda asked to solve: $*" >&2; exit 97\n')
+    conda.write_text(
+        '#!/bin/sh\n[ "$1" = "--version" ] && { echo "conda 24.7.1"; exit 0; }\n'
+        'echo "fake conda asked to solve: $*" >&2; exit 97\n'
+    )
     conda.chmod(0o755)
     return conda
 
 
 def _conda_lock_check_input_hash(env_file: Path, lock_file: Path, conda: Path):
-    args = [conda_lock_cli(), "lock", "--check-input-hash", "-f", env_file.name,
-            "--lockfile", lock_file.name, "--conda", str(conda)]
+    args = [
+        conda_lock_cli(),
+        "lock",
+        "--check-input-hash",
+        "-f",
+        env_file.name,
+        "--lockfile",
+        lock_file.name,
+        "--conda",
+        str(conda),
+    ]
     for platform in BOTH:
         args += ["-p", platform]
     return subprocess.run(args, cwd=env_file.parent, capture_output=True, text=True, timeout=120)
@@ -142,8 +164,11 @@ def test_content_hash_is_the_one_conda_lock_computes(env_file: Path) -> None:
     from conda_lock.virtual_package import default_virtual_package_repodata
 
     locked = lock_env(conda_spec(env_file, BOTH))
-    spec = make_lock_spec(src_files=[env_file], platform_overrides=BOTH,
-                          mapping_url="https://example.invalid/not-fetched.json")
+    spec = make_lock_spec(
+        src_files=[env_file],
+        platform_overrides=BOTH,
+        mapping_url="https://example.invalid/not-fetched.json",
+    )
     expected = compute_content_hashes(spec, default_virtual_package_repodata())
     written = yaml.safe_load(locked.lock_file.read_text())["metadata"]["content_hash"]
     assert written == expected

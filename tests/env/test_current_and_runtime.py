@@ -51,8 +51,11 @@ def test_lock_paths() -> None:
 
 
 def test_worker_packages_mismatch_normalizes_names() -> None:
-    locked = LockedEnv(kind="pip", lock_hash="0" * 64,
-                       packages={"scikit-learn": "1.5.2", "numpy": "2.4.6", "dask": "2026.8.0"})
+    locked = LockedEnv(
+        kind="pip",
+        lock_hash="0" * 64,
+        packages={"scikit-learn": "1.5.2", "numpy": "2.4.6", "dask": "2026.8.0"},
+    )
     reported = {"scikit_learn": "1.9.1", "NumPy": "2.4.6", "dask": "2026.08.0", "extra": "1"}
     assert worker_packages_mismatch(locked, reported) == ["scikit-learn: lock 1.5.2, worker 1.9.1"]
 

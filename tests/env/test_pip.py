@@ -31,8 +31,11 @@ def test_lock_pins_and_hashes_everything(small_in: Path) -> None:
     locked = lock_env(pip_spec(small_in))
     assert locked.lock_file == small_in.with_name("small.lock") == lock_path_for(small_in, "pip")
     text = locked.lock_file.read_text()
-    requirements = [line for line in text.splitlines() if line and not line.startswith(" ")
-                    and not line.startswith("#")]
+    requirements = [
+        line
+        for line in text.splitlines()
+        if line and not line.startswith(" ") and not line.startswith("#")
+    ]
     assert requirements and all("==" in r and r.endswith("\\") for r in requirements)
     assert "six==1.16.0" in text and "--hash=sha256:" in text
     # the worker runtime: distributed and dask at the driver's version, recorded
@@ -58,12 +61,13 @@ def test_round_trip_lock_check_edit_stale(small_in: Path) -> None:
     assert check_lock(spec) == (True, "small.lock is up to date")
     assert load_env(spec) == locked
 
-    small_in.write_text("six==1.16.0\nsortedcontainers\n")
+    small_in.write_text("six==1.16.0\nidna==3.7\n")
     assert check_lock(spec) == (False, "small.in changed since it was locked")
     with pytest.raises(EnvFileError) as err:
         load_env(spec)
-    assert str(err.value) == (f"{small_in}: small.in changed since it was locked; "
-                              "run `xrun lock SPEC` (or pass --relock)")
+    assert str(err.value) == (
+        f"{small_in}: small.in changed since it was locked; run `xrun lock SPEC` (or pass --relock)"
+    )
     assert err.value.exit_code == 2
     relocked = load_env(spec, relock=True)
     assert relocked.lock_hash != locked.lock_hash
@@ -113,12 +117,22 @@ def test_a_created_pip_env_runs_the_locked_sklearn(tmp_path: Path) -> None:
     python = create_env(locked)
     assert python == env_prefix(locked) / "bin" / "python"
     out = subprocess.run(
-        [python, "-c", "import sklearn, distributed; print(sklearn.__version__, distributed.__version__)"],
-        capture_output=True, text=True, check=True,
+        [
+            python,
+            "-c",
+            "import sklearn, distributed; print(sklearn.__version__, distributed.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.split() == ["1.5.2", DISTRIBUTED]
     # the venv is relocatable: it still runs from where the atomic rename put it
-    dask = subprocess.run([env_prefix(locked) / "bin" / "dask", "--version"],
-                          capture_output=True, text=True, check=True)
+    dask = subprocess.run(
+        [env_prefix(locked) / "bin" / "dask", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert DISTRIBUTED in dask.stdout
     assert create_env(locked) == python  # second time: the cached prefix
