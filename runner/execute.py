@@ -209,6 +209,14 @@ class Executor:
                 for value in self.redact:
                     text = text.replace(value, "[secret]")
                 result[field_name] = text
+        if result.get("artifacts"):
+            secrets = [v.encode() for v in self.redact]
+            cleaned = []
+            for rel, data in result["artifacts"]:
+                for value in secrets:
+                    data = data.replace(value, b"[secret]")
+                cleaned.append((rel, data))
+            result["artifacts"] = cleaned
         return result
 
     def _handle(self, fut: Any, trial: PlannedTrial, attempt: int, queue: deque[tuple[PlannedTrial, int]]) -> None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import docker
 
     from runner.env import LockedEnv
+    from runner.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ class ImageInfo:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_record(self) -> dict[str, Any]:
+        """The content of a bundle's ``image.json``."""
+        return {"image_format": IMAGE_FORMAT, **self.to_json()}
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ImageInfo:
         known = {f for f in cls.__dataclass_fields__}
@@ -130,7 +135,9 @@ def render_dockerfile(
             "use a pip environment (environment.pip) with the docker backend"
         )
     prefix = str(PurePosixPath(python_path).parent.parent)
-    base_text, base_stage = _name_base_stage(base_dockerfile or reference_dockerfile(DEFAULT_BASE_IMAGE))
+    base_text, base_stage = _name_base_stage(
+        base_dockerfile or reference_dockerfile(DEFAULT_BASE_IMAGE)
+    )
     major, minor = (int(p) for p in python_version.split(".")[:2])
     pip = f"/xrun/tools/{wheels.PIP_TOOL_WHEEL}/pip"
     return f"""\
@@ -231,7 +238,9 @@ def build_image(
     base_text = _read_base(dockerfile_base)
     lock_text = Path(locked.lock_file).read_text(encoding="utf-8")
     python_version = wheels.lock_python_version(lock_text, DEFAULT_PYTHON_VERSION)
-    dockerfile = render_dockerfile("pip", ENV_PYTHON, base_dockerfile=base_text, python_version=python_version)
+    dockerfile = render_dockerfile(
+        "pip", ENV_PYTHON, base_dockerfile=base_text, python_version=python_version
+    )
     args = dict(sorted(build_args.items()))
     base = base_reference(base_text, args)
 
@@ -275,7 +284,7 @@ def build_image(
         wheel_files = wheels.wheelhouse(
             Path(locked.lock_file), python_version=python_version, lock_hash=locked.lock_hash
         )
-        files = {
+        files: dict[str, bytes | Path] = {
             "Dockerfile": dockerfile.encode(),
             "requirements.lock": lock_text.encode(),
             **{f"wheelhouse/{w.name}": w for w in wheel_files},
@@ -287,7 +296,9 @@ def build_image(
             LABEL_INPUTS: inputs_hash,
             LABEL_KIND: locked.kind,
         }
-        log.info("building image %s on %s (%d wheels, network disabled)", tag, base, len(wheel_files))
+        log.info(
+            "building image %s on %s (%d wheels, network disabled)", tag, base, len(wheel_files)
+        )
         image_id, builder_id = _docker_build(
             client, files, tag=tag, build_args=args, labels=labels, no_cache=no_cache, base=base
         )
@@ -303,6 +314,46 @@ def build_image(
     return result
 
 
+def build_for_spec(
+    loaded: LoadedSpec,
+    locked: LockedEnv,
+    *,
+    build_args: Mapping[str, str] | None = None,
+    no_cache: bool = False,
+    push: bool = False,
+) -> ImageInfo:
+    """:func:`build_image` for a loaded spec: its base, build args and registry.
+
+    ``build_args`` are the CLI's ``--build-arg`` values; they win over the
+    spec's ``image.build_args``. ``push`` pushes to ``image.registry``.
+    """
+    spec = loaded.spec
+    base_value = spec.image.base
+    base_path = (loaded.base / base_value).resolve()
+    base: Path | str
+    if base_path.is_file():
+        base = base_path
+    elif re.fullmatch(r"[\w.\-/:]+(@sha256:[0-9a-f]{64})?", base_value) and (
+        ":" in base_value or "@" in base_value
+    ):
+        base = base_value
+    else:
+        raise UsageError(
+            f"{loaded.where('image', 'base')}: {base_value!r} is neither a Dockerfile "
+            f"(looked for {base_path}) nor an image reference such as {DEFAULT_BASE_IMAGE}"
+        )
+    if push and not spec.image.registry:
+        raise UsageError(f"{loaded.where('image')}: --push needs image.registry (where to push)")
+    return build_image(
+        name=spec.name,
+        locked=locked,
+        dockerfile_base=base,
+        build_args={**spec.image.build_args, **(build_args or {})},
+        no_cache=no_cache,
+        push_to=spec.image.registry if push else None,
+    )
+
+
 def _read_base(dockerfile_base: Path | str | None) -> str:
     if dockerfile_base is None:
         return reference_dockerfile(DEFAULT_BASE_IMAGE)
@@ -314,7 +365,9 @@ def _read_base(dockerfile_base: Path | str | None) -> str:
             raise UsageError(f"image.base: cannot read {path}: {exc.strerror}") from exc
     reference = str(dockerfile_base)
     if "@sha256:" not in reference:
-        log.warning("image.base %s is not pinned by digest; builds may not be reproducible", reference)
+        log.warning(
+            "image.base %s is not pinned by digest; builds may not be reproducible", reference
+        )
     return reference_dockerfile(reference)
 
 
@@ -368,7 +421,9 @@ def _docker_build(
                 "pull or build it first (offline: `bash .ci/docker-setup.sh` makes "
                 "xrun-base:bookworm), or pass --build-arg BASE_IMAGE=<local image>"
             )
-        raise InfraError(f"docker build of {tag} failed: {error or 'no image produced'}\n{tail}{hint}")
+        raise InfraError(
+            f"docker build of {tag} failed: {error or 'no image produced'}\n{tail}{hint}"
+        )
     return image_id, _builder_image_id(lines)
 
 
@@ -488,7 +543,9 @@ def _push(client: docker.DockerClient, info: ImageInfo, registry: str) -> ImageI
 
 
 def _sha256_json(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def _tail(lines: Iterable[str], n: int) -> list[str]:
@@ -501,6 +558,7 @@ __all__ = [
     "ENV_PYTHON",
     "ImageInfo",
     "base_reference",
+    "build_for_spec",
     "build_image",
     "redact_build_args",
     "reference_dockerfile",

@@ -104,13 +104,17 @@ class DockerBackend:
             )
             scheduler = self._run_scheduler(client, network.name)
             address, dashboard = self._published(scheduler)
-            workers = [self._run_worker(client, network.name, i, mounts) for i in range(self.workers)]
+            workers = [
+                self._run_worker(client, network.name, i, mounts) for i in range(self.workers)
+            ]
             self._wait_ready(address, scheduler, workers)
             log.info(
                 "docker cluster %s: %d workers ready at %s in %.1fs",
                 self.run_id, len(workers), address, time.monotonic() - started,
             )  # fmt: skip
-            yield ClusterInfo(backend="docker", address=address, dashboard=dashboard, workers=self.workers)
+            yield ClusterInfo(
+                backend="docker", address=address, dashboard=dashboard, workers=self.workers
+            )
         finally:
             with _sigint_deferred():
                 self._teardown(client)
@@ -151,9 +155,14 @@ class DockerBackend:
             labels=self._labels("scheduler"),
             environment={"HOME": "/tmp"},
             # Docker picks a free host port on loopback only.
-            ports={f"{SCHEDULER_PORT}/tcp": ("127.0.0.1",), f"{DASHBOARD_PORT}/tcp": ("127.0.0.1",)},
+            ports={
+                f"{SCHEDULER_PORT}/tcp": ("127.0.0.1",),
+                f"{DASHBOARD_PORT}/tcp": ("127.0.0.1",),
+            },
             network=network,
-            networking_config={network: client.api.create_endpoint_config(aliases=[SCHEDULER_ALIAS])},
+            networking_config={
+                network: client.api.create_endpoint_config(aliases=[SCHEDULER_ALIAS])
+            },
             **self._common(),
         )
         container.start()
@@ -208,10 +217,14 @@ class DockerBackend:
         for path in [*self.data_paths, *([self.code_dir] if self.code_dir else [])]:
             resolved = Path(path).resolve()
             if not resolved.exists():
-                raise UsageError(f"data: {path} does not exist, so it cannot be mounted into workers")
+                raise UsageError(
+                    f"data: {path} does not exist, so it cannot be mounted into workers"
+                )
             paths.append(resolved)
         # A path inside another mounted directory is already visible.
-        kept = [p for p in sorted(set(paths)) if not any(p != q and p.is_relative_to(q) for q in paths)]
+        kept = [
+            p for p in sorted(set(paths)) if not any(p != q and p.is_relative_to(q) for q in paths)
+        ]
         return [Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in kept]
 
     def _published(self, scheduler: Container) -> tuple[str, str | None]:
@@ -251,7 +264,9 @@ class DockerBackend:
                 if client is not None and len(client.nthreads()) >= len(workers):
                     return
                 if time.monotonic() > deadline:
-                    logs = "\n".join(f"--- {c.name}:\n{_logs_tail(c, 10)}" for c in [scheduler, *workers])
+                    logs = "\n".join(
+                        f"--- {c.name}:\n{_logs_tail(c, 10)}" for c in [scheduler, *workers]
+                    )
                     raise InfraError(
                         f"the docker cluster of run {self.run_id} did not start within "
                         f"{self.start_timeout:g}s; container logs:\n{logs}"

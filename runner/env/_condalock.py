@@ -10,6 +10,7 @@ them. These are private conda-lock APIs: conda-lock is pinned exactly
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,8 +35,21 @@ from conda_lock.models.lock_spec import LockSpecification, VersionedDependency
 from conda_lock.src_parser import make_lock_spec
 from conda_lock.virtual_package import FakeRepoData, default_virtual_package_repodata
 
+from runner.errors import InfraError
+
 CONDA_LOCK_VERSION = "4.0.3"
 CUSTOM_ADDED = "xrun-added-for-worker-runtime"
+
+
+@functools.cache
+def require_pinned_version() -> None:
+    """These are private APIs: only the version they were written against will do."""
+    found = importlib.metadata.version("conda-lock")
+    if found != CONDA_LOCK_VERSION:
+        raise InfraError(
+            f"xrun needs conda-lock=={CONDA_LOCK_VERSION} (its lock format and content hash "
+            f"are used as is), found {found}: pip install 'xrun[conda]'"
+        )
 
 
 @dataclass(frozen=True)

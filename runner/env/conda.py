@@ -53,8 +53,16 @@ def lock_path(env_file: Path) -> Path:
 
 def _condalock() -> Any:
     """conda-lock's internals, imported on first use (importing conda-lock takes ~1 s)."""
-    from runner.env import _condalock as module
+    try:
+        import rattler  # noqa: F401
 
+        from runner.env import _condalock as module
+    except ImportError as exc:
+        raise InfraError(
+            f"conda environments need py-rattler and conda-lock ({exc}): "
+            "pip install 'xrun[conda]'"
+        ) from exc
+    module.require_pinned_version()
     return module
 
 

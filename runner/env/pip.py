@@ -78,12 +78,21 @@ def input_digest(env_file: Path) -> str:
     return h.hexdigest()
 
 
-def _named(env_file: Path) -> set[str]:
+def _named(env_file: Path, seen: set[Path] | None = None) -> set[str]:
+    """Names of the requirements in ``env_file`` and the files it includes with -r."""
+    seen = seen if seen is not None else set()
+    if env_file.resolve() in seen:
+        return set()
+    seen.add(env_file.resolve())
     names = set()
-    for line in env_file.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in env_file.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        include = re.match(r"^(?:-r|--requirement)[\s=]+(\S+)", line)
+        if include:
+            names |= _named(env_file.parent / include.group(1), seen)
+            continue
         m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-        if m and not line.startswith("-"):
+        if m:
             names.add(m.group(1))
     return names
 

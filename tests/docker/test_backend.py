@@ -34,7 +34,9 @@ def backend(image: ImageInfo, run_id: str, **overrides) -> DockerBackend:
     return DockerBackend(**options)
 
 
-def test_cluster_runs_the_pinned_environment(worker_image: ImageInfo, docker_client, tmp_path: Path):
+def test_cluster_runs_the_pinned_environment(
+    worker_image: ImageInfo, docker_client, tmp_path: Path
+):
     from distributed import Client
 
     data = tmp_path / "data" / "table.csv"
@@ -75,7 +77,9 @@ def test_cluster_runs_the_pinned_environment(worker_image: ImageInfo, docker_cli
         assert worker["HostConfig"]["Memory"] == 768 * 2**20
         assert worker["HostConfig"]["NanoCpus"] == 10**9
         assert any(m["Destination"] == str(data) and not m["RW"] for m in worker["Mounts"])
-        published = containers[f"xrun-{run_id}-scheduler"].attrs["NetworkSettings"]["Ports"]["8786/tcp"]
+        published = containers[f"xrun-{run_id}-scheduler"].attrs["NetworkSettings"]["Ports"][
+            "8786/tcp"
+        ]
         assert [b["HostIp"] for b in published] == ["127.0.0.1"]
         assert docker_client.networks.get(f"xrun-{run_id}").attrs["Labels"]["xrun.run-id"] == run_id
     assert run_objects(docker_client, run_id) == []
@@ -171,7 +175,9 @@ def test_cluster_that_cannot_start_reports_the_container_log(tiny_env, docker_cl
     assert run_objects(docker_client, run_id) == []
 
 
-def test_missing_data_path_is_a_usage_error_before_anything_starts(worker_image: ImageInfo, docker_client, tmp_path):
+def test_missing_data_path_is_a_usage_error_before_anything_starts(
+    worker_image: ImageInfo, docker_client, tmp_path
+):
     run_id = new_run_id()
     with pytest.raises(UsageError, match="does not exist"):
         with backend(worker_image, run_id, data_paths=[tmp_path / "missing.csv"]).open():

@@ -34,18 +34,26 @@ def test_unchanged_lock_is_a_fast_cache_hit(worker_image: ImageInfo, worker_env:
     )
 
 
-def test_image_records_what_it_is_built_from(worker_image: ImageInfo, worker_env: LockedEnv, docker_client):
+def test_image_records_what_it_is_built_from(
+    worker_image: ImageInfo, worker_env: LockedEnv, docker_client
+):
     assert worker_image.image.startswith(f"xrun-env/{TEST_IMAGE_NAME}:{worker_env.lock_hash[:12]}-")
     assert worker_image.base == "xrun-base:bookworm"
     assert worker_image.base_id == docker_client.images.get("xrun-base:bookworm").id
     assert worker_image.build_args == BASE_ARGS
-    assert "--network" not in worker_image.dockerfile  # network is a build option, not an instruction
+    assert (
+        "--network" not in worker_image.dockerfile
+    )  # network is a build option, not an instruction
     image = docker_client.images.get(worker_image.image_id)
     assert image.labels["xrun.lock-hash"] == worker_env.lock_hash
     assert image.attrs["RootFS"]["Layers"][-1] == worker_image.env_layer_digest
     out = docker_client.containers.run(
         worker_image.image_id,
-        [worker_image.python, "-c", "import sklearn, distributed; print(sklearn.__version__, distributed.__version__)"],
+        [
+            worker_image.python,
+            "-c",
+            "import sklearn, distributed; print(sklearn.__version__, distributed.__version__)",
+        ],
         remove=True,
         network_mode="none",
     )
@@ -53,7 +61,9 @@ def test_image_records_what_it_is_built_from(worker_image: ImageInfo, worker_env
 
 
 @pytest.mark.slow
-def test_two_no_cache_builds_give_the_same_env_layer(worker_image: ImageInfo, worker_env: LockedEnv):
+def test_two_no_cache_builds_give_the_same_env_layer(
+    worker_image: ImageInfo, worker_env: LockedEnv
+):
     # Another name, so the session image keeps its tag for the other tests.
     builds = [
         build_image(
@@ -76,20 +86,29 @@ def test_build_runs_with_the_network_disabled(tmp_path: Path, tiny_env: LockedEn
     base.write_text(
         "ARG BASE_IMAGE\n"
         "FROM ${BASE_IMAGE}\n"
-        "RUN python3 -c \"import socket, sys; names = sorted(n for _, n in socket.if_nameindex()); "
+        'RUN python3 -c "import socket, sys; names = sorted(n for _, n in socket.if_nameindex()); '
         "sys.exit(0 if names == ['lo'] else 'build has a network: %s' % names)\"\n"
     )
     info = build_image(
-        name="xrun-docker-test-offline", locked=tiny_env, dockerfile_base=base, build_args=BASE_ARGS, no_cache=True
+        name="xrun-docker-test-offline",
+        locked=tiny_env,
+        dockerfile_base=base,
+        build_args=BASE_ARGS,
+        no_cache=True,
     )
     assert info.cached is False
     out = docker_client.containers.run(
-        info.image_id, [info.python, "-c", "import toolz; print(toolz.__version__)"], remove=True, network_mode="none"
+        info.image_id,
+        [info.python, "-c", "import toolz; print(toolz.__version__)"],
+        remove=True,
+        network_mode="none",
     )
     assert out.decode().strip() == tiny_env.packages["toolz"]
 
 
-def test_missing_base_image_is_an_infra_error_with_the_build_log(tiny_env: LockedEnv, docker_client):
+def test_missing_base_image_is_an_infra_error_with_the_build_log(
+    tiny_env: LockedEnv, docker_client
+):
     with pytest.raises(InfraError) as caught:
         build_image(
             name="xrun-docker-test-nobase",
@@ -104,10 +123,19 @@ def test_missing_base_image_is_an_infra_error_with_the_build_log(tiny_env: Locke
     assert "xrun-test-no-such-base:v0 is not on this Docker daemon" in message
 
 
-def test_failing_build_step_is_an_infra_error_with_the_build_log(tmp_path: Path, tiny_env: LockedEnv):
+def test_failing_build_step_is_an_infra_error_with_the_build_log(
+    tmp_path: Path, tiny_env: LockedEnv
+):
     base = tmp_path / "Dockerfile.base"
-    base.write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo xrun-marker-before-failure && false\n")
+    base.write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo xrun-marker-before-failure && false\n"
+    )
     with pytest.raises(InfraError) as caught:
-        build_image(name="xrun-docker-test-fail", locked=tiny_env, dockerfile_base=base, build_args=BASE_ARGS)
+        build_image(
+            name="xrun-docker-test-fail",
+            locked=tiny_env,
+            dockerfile_base=base,
+            build_args=BASE_ARGS,
+        )
     assert "xrun-marker-before-failure" in str(caught.value)
     assert "returned a non-zero code: 1" in str(caught.value)

@@ -34,7 +34,9 @@ def assert_snapshot(name: str, text: str) -> None:
         not path.exists() and os.environ.get("CI") != "true"
     ):
         path.write_text(text)
-    assert text == path.read_text(), f"{name} changed; rerun with XRUN_UPDATE_SNAPSHOTS=1 if intended"
+    assert text == path.read_text(), (
+        f"{name} changed; rerun with XRUN_UPDATE_SNAPSHOTS=1 if intended"
+    )
 
 
 def test_dockerfile_for_repo_base_matches_snapshot():
@@ -82,7 +84,9 @@ def test_render_rejects_kinds_it_cannot_build():
 
 def test_last_base_stage_is_named_or_kept():
     unnamed = "ARG BASE_IMAGE=x@sha256:1\nFROM ${BASE_IMAGE}\nRUN true\n"
-    assert "FROM ${BASE_IMAGE} AS xrun-base\nRUN true" in render_dockerfile("pip", base_dockerfile=unnamed)
+    assert "FROM ${BASE_IMAGE} AS xrun-base\nRUN true" in render_dockerfile(
+        "pip", base_dockerfile=unnamed
+    )
     named = "FROM a AS tools\nFROM b as runtime\n"
     text = render_dockerfile("pip", base_dockerfile=named)
     assert "FROM runtime AS xrun-env-builder" in text and "FROM runtime AS xrun-env\n" in text
@@ -147,3 +151,43 @@ def test_builder_stage_image_is_read_from_the_build_log():
     ]
     assert _builder_image_id(log) == "7e67497f0d11"
     assert _builder_image_id(log[:3]) is None
+
+
+def _loaded(tmp_path: Path, image_block: str):
+    from runner.spec import loads_spec
+
+    spec = tmp_path / "specs" / "s.yaml"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "xrun: 1\nname: img-test\nenvironment: {current: true}\n"
+        f"image: {image_block}\n"
+        "trial: {function: m:f}\nsweep: {method: grid, parameters: {a: [1]}}\n"
+    )
+    spec.write_text(text)
+    (spec.parent / "m.py").write_text("def f(params, ctx):\n    return {}\n")
+    return loads_spec(text, spec)
+
+
+def test_build_for_spec_resolves_base_and_lets_cli_build_args_win(tmp_path, monkeypatch):
+    import runner.image as image
+
+    calls = []
+    monkeypatch.setattr(image, "build_image", lambda **kw: calls.append(kw) or kw)
+    (tmp_path / "Dockerfile.base").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+    loaded = _loaded(
+        tmp_path,
+        "{base: ../Dockerfile.base, build_args: {BASE_IMAGE: a, X: spec}, registry: r.io/x}",
+    )
+    image.build_for_spec(loaded, "LOCKED", build_args={"X": "cli"}, push=True)
+    assert calls[-1]["dockerfile_base"] == (tmp_path / "Dockerfile.base").resolve()
+    assert calls[-1]["build_args"] == {"BASE_IMAGE": "a", "X": "cli"}
+    assert calls[-1]["name"] == "img-test" and calls[-1]["push_to"] == "r.io/x"
+
+    ref = "debian:bookworm@sha256:" + "0" * 64
+    image.build_for_spec(_loaded(tmp_path, f"{{base: '{ref}'}}"), "LOCKED")
+    assert calls[-1]["dockerfile_base"] == ref and calls[-1]["push_to"] is None
+
+    with pytest.raises(UsageError, match=r"image\.base: 'nope\.txt' is neither a Dockerfile"):
+        image.build_for_spec(_loaded(tmp_path, "{base: nope.txt}"), "LOCKED")
+    with pytest.raises(UsageError, match=r"--push needs image\.registry"):
+        image.build_for_spec(_loaded(tmp_path, f"{{base: '{ref}'}}"), "LOCKED", push=True)

@@ -86,8 +86,9 @@ def test_an_included_file_is_part_of_the_input(tmp_path: Path) -> None:
 
 
 def test_an_env_naming_distributed_gets_nothing_added(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text(f"distributed=={DISTRIBUTED}\n")
     path = tmp_path / "d.in"
-    path.write_text(f"distributed=={DISTRIBUTED}\n")
+    path.write_text("-r base.txt\n")
     locked = lock_env(pip_spec(path))
     assert locked.added == ()
     assert "added-for-worker-runtime" not in header(locked.lock_file)
