@@ -24,21 +24,34 @@ from runner.errors import EnvFileError, InfraError
 
 log = logging.getLogger(__name__)
 
-# pip that installs the wheelhouse inside the builder stage. It runs from its
-# wheel (`python pip.whl/pip install ...`) so the environment holds exactly the
-# lock: no ensurepip, whose bytecode would make the layer differ between builds.
-PIP_TOOL = "pip==25.2"
-PIP_TOOL_SHA256 = "6d67a2b4e7f14d8b31b8b52648866fa717f45a1eb70e83002f4331d07e953717"
-PIP_TOOL_WHEEL = "pip-25.2-py3-none-any.whl"
+# Tools the builder stage runs, pinned by hash like everything else. pip runs
+# from its wheel (`python pip.whl/pip install ...`) so the environment holds
+# exactly the lock: no ensurepip, whose bytecode would differ between builds.
+# py-rattler installs conda locks (abi3: any CPython >= 3.10 in the base).
+TOOLS = {
+    "pip": (
+        "pip==25.2",
+        "6d67a2b4e7f14d8b31b8b52648866fa717f45a1eb70e83002f4331d07e953717",
+        "pip-25.2-py3-none-any.whl",
+    ),
+    "py-rattler": (
+        "py-rattler==0.28.0",
+        "4f4ab1d34d5394e7ce130a86e59009c95ace4f5757d9c3af04de1351bcea47eb",
+        "py_rattler-0.28.0-cp310-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    ),
+}
+PIP_TOOL_WHEEL = TOOLS["pip"][2]
 
 # Wheels must run on the base image: Debian bookworm has glibc 2.36, so every
 # manylinux tag up to 2.36 fits. pip does not expand `manylinux_2_X` itself.
 GLIBC = (2, 36)
 ARCH = "x86_64"
+TOOL_PYTHON = "3.11"  # tools are pure or abi3 wheels: any CPython >= 3.10 takes them
 
 _MARKER = ".xrun-wheelhouse.json"
 _SHA_RE = re.compile(r"--hash=sha256:([0-9a-fA-F]{64})")
-_PY_RE = re.compile(r"--python-version[ =](\d+\.\d+)")
+# `--python-version 3.11` in uv's own header, `# python-version: 3.11` in xrun's.
+_PY_RE = re.compile(r"(?:--python-version[ =]|^# python-version: )(\d+\.\d+)", re.M)
 
 
 def platform_tags(glibc: tuple[int, int] = GLIBC, arch: str = ARCH) -> list[str]:
@@ -54,7 +67,7 @@ def lock_hashes(lock_text: str) -> set[str]:
 
 
 def lock_python_version(lock_text: str, default: str) -> str:
-    """The ``--python-version`` a uv lock was compiled for (from its header), else ``default``."""
+    """The Python version a lock was compiled for (from its header), else ``default``."""
     match = _PY_RE.search(lock_text)
     return match.group(1) if match else default
 
@@ -112,20 +125,27 @@ def wheelhouse(lock_file: Path, *, python_version: str, lock_hash: str) -> list[
     return result
 
 
-def pip_tool_wheel() -> Path:
-    """The pinned pip wheel used inside the builder stage (downloaded once)."""
+def tool_wheel(name: str) -> Path:
+    """The pinned wheel of a builder-stage tool (see :data:`TOOLS`), downloaded once."""
+    requirement, sha256, filename = TOOLS[name]
     dest = config.cache_dir() / "wheelhouse" / "tools"
-    wheel = dest / PIP_TOOL_WHEEL
-    if wheel.is_file() and sha256_file(wheel) == PIP_TOOL_SHA256:
+    wheel = dest / filename
+    if wheel.is_file() and sha256_file(wheel) == sha256:
         return wheel
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        req = Path(tmp) / "pip-tool.txt"
-        req.write_text(f"{PIP_TOOL} --hash=sha256:{PIP_TOOL_SHA256}\n")
+        req = Path(tmp) / "tool.txt"
+        req.write_text(f"{requirement} --hash=sha256:{sha256}\n")
         out = Path(tmp) / "out"
-        _pip_download(["-r", str(req)], out, python_version=None)
-        os.replace(out / PIP_TOOL_WHEEL, wheel)
+        _pip_download(["-r", str(req)], out, python_version=TOOL_PYTHON)
+        os.replace(out / filename, wheel)
     return wheel
+
+
+def tool_requirements(name: str) -> str:
+    """A hash-pinned requirements line installing tool ``name`` offline."""
+    requirement, sha256, _ = TOOLS[name]
+    return f"{requirement} --hash=sha256:{sha256}\n"
 
 
 def _verified(dest: Path, allowed: set[str]) -> list[Path] | None:

@@ -10,6 +10,14 @@ from pathlib import Path
 
 ENV_CACHE_DIR = "XRUN_CACHE_DIR"
 ENV_DEBUG = "XRUN_DEBUG"
+ENV_CONNECT_TIMEOUT = "XRUN_CONNECT_TIMEOUT"  # seconds to reach a scheduler
+
+
+def connect_timeout() -> float:
+    try:
+        return float(os.environ.get(ENV_CONNECT_TIMEOUT, "30"))
+    except ValueError:
+        return 30.0
 
 
 def debug() -> bool:

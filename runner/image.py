@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
+from runner import _image_conda as _conda
 from runner import _image_wheels as wheels
 from runner._image_docker import BUILD_TIMEOUT, docker_client
 from runner.errors import InfraError, UsageError
@@ -126,20 +127,54 @@ def render_dockerfile(
     ``base_dockerfile`` is the text of the spec's base Dockerfile (default: the
     pinned public Python image); its last stage becomes ``xrun-base``. The
     environment is installed into the prefix of ``python_path`` from the build
-    context (``requirements.lock``, ``wheelhouse/``, ``tools/``), which the
-    build reaches without a network.
+    context (``tools/``, ``requirements.lock``, ``wheelhouse/``, and for conda
+    ``conda/``), which the build reads without a network. ``python_version``
+    is the Python the pip lock was made for (pip only).
     """
-    if env_kind != "pip":
+    if env_kind not in ("pip", "conda"):
         raise UsageError(
-            f"images for `environment.{env_kind}` are not supported yet; "
-            "use a pip environment (environment.pip) with the docker backend"
+            f"environment.{env_kind} cannot be built into an image: the docker backend "
+            "needs a locked environment (environment.pip or environment.conda)"
         )
     prefix = str(PurePosixPath(python_path).parent.parent)
     base_text, base_stage = _name_base_stage(
         base_dockerfile or reference_dockerfile(DEFAULT_BASE_IMAGE)
     )
-    major, minor = (int(p) for p in python_version.split(".")[:2])
     pip = f"/xrun/tools/{wheels.PIP_TOOL_WHEEL}/pip"
+    pip_install = (
+        f"{pip} install --no-index --find-links=/xrun/wheelhouse --require-hashes --no-deps "
+        "--no-compile --no-warn-script-location -r /xrun/requirements.lock"
+    )
+    if env_kind == "pip":
+        major, minor = (int(p) for p in python_version.split(".")[:2])
+        install = f"""\
+# ---- builder: install the locked pip environment from the wheelhouse ----
+FROM {base_stage} AS {BUILDER_STAGE}
+ARG SOURCE_DATE_EPOCH={source_date_epoch}
+ENV {_BUILD_ENV}
+RUN python3 -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == ({major}, {minor}) else "xrun: the base image has Python %d.%d but the lock is for {major}.{minor}" % v)'
+COPY tools/ /xrun/tools/
+COPY requirements.lock /xrun/requirements.lock
+COPY wheelhouse/ /xrun/wheelhouse/
+RUN python3 -m venv --without-pip {prefix}
+RUN {prefix}/bin/python {pip_install}
+"""
+    else:
+        install = f"""\
+# ---- builder: install the locked conda environment with py-rattler ----
+FROM {base_stage} AS {BUILDER_STAGE}
+ARG SOURCE_DATE_EPOCH={source_date_epoch}
+ENV {_BUILD_ENV}
+RUN python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "xrun: conda images need python3 >= 3.10 in the base image (to run py-rattler)")'
+COPY tools/ /xrun/tools/
+RUN python3 -m venv --without-pip /xrun/tool \\
+ && /xrun/tool/bin/python {pip} install --no-index --find-links=/xrun/tools --require-hashes --no-deps --no-compile -r /xrun/tools/requirements.txt
+COPY conda/ /xrun/conda/
+COPY requirements.lock /xrun/requirements.lock
+COPY wheelhouse/ /xrun/wheelhouse/
+RUN /xrun/tool/bin/python /xrun/conda/install.py /xrun/conda/conda-lock.yml {prefix} {_conda.PLATFORM}
+RUN if [ -s /xrun/requirements.lock ]; then {prefix}/bin/python {pip_install}; fi
+"""
     return f"""\
 # Rendered by xrun (image format {IMAGE_FORMAT}); do not edit.
 # Built with the network disabled: every artifact comes from the build context.
@@ -147,16 +182,7 @@ def render_dockerfile(
 # ---- base: the spec's base Dockerfile ----
 {base_text.rstrip()}
 
-# ---- builder: install the locked environment from the wheelhouse ----
-FROM {base_stage} AS {BUILDER_STAGE}
-ARG SOURCE_DATE_EPOCH={source_date_epoch}
-ENV PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python3 -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == ({major}, {minor}) else "xrun: the base image has Python %d.%d but the lock is for {major}.{minor}" % v)'
-COPY tools/ /xrun/tools/
-COPY requirements.lock /xrun/requirements.lock
-COPY wheelhouse/ /xrun/wheelhouse/
-RUN python3 -m venv --without-pip {prefix}
-RUN {prefix}/bin/python {pip} install --no-index --find-links=/xrun/wheelhouse --require-hashes --no-deps --no-compile --no-warn-script-location -r /xrun/requirements.lock
+{install}
 # Reproducible layer: bytecode checked by hash (not mtime), fixed hash seed,
 # every timestamp set to SOURCE_DATE_EPOCH in a staging copy. Like pip, ignore
 # files that do not compile (test data shipped in some packages).
@@ -171,6 +197,12 @@ FROM {base_stage} AS {FINAL_STAGE}
 COPY --from={BUILDER_STAGE} /xrun/stage/ /
 ENV VIRTUAL_ENV={prefix} PATH={prefix}/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 """
+
+
+_BUILD_ENV = (
+    "PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1 "
+    "PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1"
+)
 
 
 def _name_base_stage(text: str) -> tuple[str, str]:
@@ -228,18 +260,16 @@ def build_image(
     Raises :class:`InfraError` when Docker is unreachable, a download fails, the
     base image is missing, or the build fails (with the tail of the build log).
     """
-    if locked.kind != "pip":
-        raise UsageError(
-            f"environment.{locked.kind}: only pip environments can be built into "
-            "an image so far; use environment.pip with the docker backend"
-        )
+    if locked.kind not in ("pip", "conda"):
+        render_dockerfile(locked.kind)  # raises the UsageError that explains it
     if locked.lock_file is None:
-        raise UsageError("environment.pip: no lock file; run `xrun lock SPEC` first")
+        raise UsageError(f"environment.{locked.kind}: no lock file; run `xrun lock SPEC` first")
+    lock_file = Path(locked.lock_file)
     base_text = _read_base(dockerfile_base)
-    lock_text = Path(locked.lock_file).read_text(encoding="utf-8")
+    lock_text = lock_file.read_text(encoding="utf-8")
     python_version = wheels.lock_python_version(lock_text, DEFAULT_PYTHON_VERSION)
     dockerfile = render_dockerfile(
-        "pip", ENV_PYTHON, base_dockerfile=base_text, python_version=python_version
+        locked.kind, ENV_PYTHON, base_dockerfile=base_text, python_version=python_version
     )
     args = dict(sorted(build_args.items()))
     base = base_reference(base_text, args)
@@ -257,7 +287,8 @@ def build_image(
             "build_args": args,
             "base": base_identity,
             "platforms": wheels.platform_tags(),
-            "pip": wheels.PIP_TOOL_SHA256,
+            "tools": {name: tool[1] for name, tool in wheels.TOOLS.items()},
+            "conda_script": _conda.INSTALL_SCRIPT if locked.kind == "conda" else None,
         }
     )
     tag = image_tag(name, locked.lock_hash, inputs_hash)
@@ -281,24 +312,15 @@ def build_image(
         log.info("image %s is up to date (lock %s)", tag, locked.lock_hash[:12])
         result = info(existing, cached=True)
     else:
-        wheel_files = wheels.wheelhouse(
-            Path(locked.lock_file), python_version=python_version, lock_hash=locked.lock_hash
-        )
-        files: dict[str, bytes | Path] = {
-            "Dockerfile": dockerfile.encode(),
-            "requirements.lock": lock_text.encode(),
-            **{f"wheelhouse/{w.name}": w for w in wheel_files},
-            f"tools/{wheels.PIP_TOOL_WHEEL}": wheels.pip_tool_wheel(),
-        }
+        files = _context_files(locked.kind, lock_file, lock_text, python_version, locked.lock_hash)
+        files["Dockerfile"] = dockerfile.encode()
         labels = {
             LABEL_IMAGE: str(IMAGE_FORMAT),
             LABEL_LOCK: locked.lock_hash,
             LABEL_INPUTS: inputs_hash,
             LABEL_KIND: locked.kind,
         }
-        log.info(
-            "building image %s on %s (%d wheels, network disabled)", tag, base, len(wheel_files)
-        )
+        log.info("building image %s on %s (%d files, network disabled)", tag, base, len(files))
         image_id, builder_id = _docker_build(
             client, files, tag=tag, build_args=args, labels=labels, no_cache=no_cache, base=base
         )
@@ -312,6 +334,36 @@ def build_image(
     if push_to:
         result = _push(client, result, push_to)
     return result
+
+
+def _context_files(
+    kind: str, lock_file: Path, lock_text: str, python_version: str, lock_hash: str
+) -> dict[str, bytes | Path | None]:
+    """What the build context carries, by path (None: an empty directory)."""
+    files: dict[str, bytes | Path | None] = {
+        "wheelhouse/": None,
+        f"tools/{wheels.PIP_TOOL_WHEEL}": wheels.tool_wheel("pip"),
+    }
+    if kind == "pip":
+        found = wheels.wheelhouse(lock_file, python_version=python_version, lock_hash=lock_hash)
+        files["requirements.lock"] = lock_text.encode()
+        files.update({f"wheelhouse/{w.name}": w for w in found})
+        return files
+    context = _conda.conda_context(lock_file)
+    rattler = wheels.tool_wheel("py-rattler")
+    files.update(
+        {
+            f"tools/{rattler.name}": rattler,
+            "tools/requirements.txt": wheels.tool_requirements("py-rattler").encode(),
+            "conda/conda-lock.yml": context.lock,
+            "conda/install.py": _conda.INSTALL_SCRIPT.encode(),
+            "conda/pkgs/": None,
+            "requirements.lock": context.pip_requirements.encode(),
+            **{f"conda/pkgs/{name}": path for name, path in sorted(context.packages.items())},
+            **{f"wheelhouse/{w.name}": w for w in context.wheels},
+        }
+    )
+    return files
 
 
 def build_for_spec(
@@ -373,7 +425,7 @@ def _read_base(dockerfile_base: Path | str | None) -> str:
 
 def _docker_build(
     client: docker.DockerClient,
-    files: Mapping[str, bytes | Path],
+    files: Mapping[str, bytes | Path | None],
     *,
     tag: str,
     build_args: Mapping[str, str],
@@ -463,14 +515,17 @@ def _consume(
     return image_id, error
 
 
-def _write_context(out: IO[bytes], files: Mapping[str, bytes | Path]) -> None:
+def _write_context(out: IO[bytes], files: Mapping[str, bytes | Path | None]) -> None:
     """A build context tar with fixed metadata: same inputs, same bytes."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
             data = files[name]
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(name.rstrip("/"))
             info.mode, info.mtime = 0o644, SOURCE_DATE_EPOCH
-            if isinstance(data, bytes):
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif isinstance(data, bytes):
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
             else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import config
 from runner import sweep as sweep_mod
 from runner.bundle.write import BundleWriter, driver_info, new_run_id
 from runner.cache import TrialCache
@@ -24,7 +25,6 @@ from runner.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 60.0
 WORKERS_TIMEOUT = 180.0
 
 
@@ -173,15 +173,16 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
     from runner import _plugin, _worker
 
     try:
-        client = Client(info.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        client = Client(info.address, timeout=config.connect_timeout(), set_as_default=False)
     except OSError as exc:
         raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
     with client:
         try:
-            client.wait_for_workers(min(info.workers, 1) or 1, timeout=WORKERS_TIMEOUT)
+            client.wait_for_workers(max(info.workers, 1), timeout=WORKERS_TIMEOUT)
         except TimeoutError:
             raise InfraError(
-                f"no Dask worker joined the scheduler at {info.address} within {WORKERS_TIMEOUT:.0f}s"
+                f"fewer than {max(info.workers, 1)} Dask workers joined the scheduler at {info.address} "
+                f"within {WORKERS_TIMEOUT:.0f}s; start more workers or lower cluster.workers"
             ) from None
         import cloudpickle
 

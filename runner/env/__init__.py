@@ -12,13 +12,14 @@ from __future__ import annotations
 from runner.env.install import create_env, env_prefix
 from runner.env.lock import check_lock, env_kind, load_env, lock_env, lock_path_for
 from runner.env.model import EnvKind, LockedEnv
-from runner.env.runtime import worker_packages_mismatch
+from runner.env.runtime import driver_mismatch, worker_packages_mismatch
 
 __all__ = [
     "EnvKind",
     "LockedEnv",
     "check_lock",
     "create_env",
+    "driver_mismatch",
     "env_kind",
     "env_prefix",
     "load_env",

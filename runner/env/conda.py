@@ -29,12 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from runner.env import _envyml, _uv
 from runner.env.model import LockedEnv
-from runner.env.runtime import (
-    added_distributed_version,
-    driver_distributed_version,
-    normalize,
-    runtime_additions,
-)
+from runner.env.runtime import driver_distributed_version, normalize, runtime_additions
 from runner.errors import EnvFileError, InfraError, VerifyError
 
 log = logging.getLogger(__name__)
@@ -59,8 +54,7 @@ def _condalock() -> Any:
         from runner.env import _condalock as module
     except ImportError as exc:
         raise InfraError(
-            f"conda environments need py-rattler and conda-lock ({exc}): "
-            "pip install 'xrun[conda]'"
+            f"conda environments need py-rattler and conda-lock ({exc}): pip install 'xrun[conda]'"
         ) from exc
     module.require_pinned_version()
     return module
@@ -282,13 +276,6 @@ def check(env_file: Path, platforms: Sequence[str]) -> tuple[bool, str]:
     for platform in platforms:
         if read_lock.content_hash.get(platform) not in _condalock().accepted_hashes(spec, platform):
             return False, f"{env_file.name} changed since it was locked (platform {platform})"
-    pinned = added_distributed_version(read_lock.added)
-    driver = driver_distributed_version()
-    if pinned is not None and pinned != driver:
-        return False, (
-            f"{lock_file.name} added distributed {pinned} for the workers but "
-            f"this driver runs {driver}"
-        )
     if not any(e.name == "distributed" for e in read_lock.entries):
         return False, f"{lock_file.name} has no distributed, which workers need"
     return True, f"{lock_file.name} is up to date"

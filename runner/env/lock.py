@@ -9,6 +9,7 @@ from typing import Any
 from runner.env import conda, pip
 from runner.env.current import current_env
 from runner.env.model import EnvKind, LockedEnv
+from runner.env.runtime import driver_mismatch
 from runner.errors import EnvFileError
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ def load_env(env_spec: Any, *, relock: bool = False) -> LockedEnv:
             log.info("relocking %s: %s", env_file.name, why)
             return lock_env(env_spec)
         raise EnvFileError(f"{why}; run `xrun lock SPEC` (or pass --relock)", file=str(env_file))
-    if kind == "conda":
-        return conda.read(env_file, _platforms(env_spec))
-    return pip.read(env_file)
+    locked = conda.read(env_file, _platforms(env_spec)) if kind == "conda" else pip.read(env_file)
+    mismatch = driver_mismatch(locked)
+    if mismatch:
+        log.warning("%s: %s", locked.lock_file, mismatch)
+    return locked

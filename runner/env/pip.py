@@ -25,11 +25,7 @@ from pathlib import Path
 
 from runner.env import _uv
 from runner.env.model import LockedEnv
-from runner.env.runtime import (
-    added_distributed_version,
-    driver_distributed_version,
-    runtime_additions,
-)
+from runner.env.runtime import runtime_additions
 from runner.errors import EnvFileError
 
 log = logging.getLogger(__name__)
@@ -182,13 +178,6 @@ def check(env_file: Path) -> tuple[bool, str]:
         return False, f"{lock_file.name} has no xrun header (input-sha256)"
     if head["input-sha256"] != input_digest(env_file):
         return False, f"{env_file.name} changed since it was locked"
-    pinned = added_distributed_version(head.get("added-for-worker-runtime", "").split())
-    driver = driver_distributed_version()
-    if pinned is not None and pinned != driver:
-        return False, (
-            f"{lock_file.name} added distributed {pinned} for the workers but "
-            f"this driver runs {driver}"
-        )
     return True, f"{lock_file.name} is up to date"
 
 

@@ -51,11 +51,23 @@ def runtime_additions(kind: str, named: Collection[str]) -> list[str]:
     return added
 
 
-def added_distributed_version(added: Collection[str]) -> str | None:
-    for req in added:
-        name, _, version = req.partition("==")
-        if normalize(name) == "distributed":
-            return version
+def driver_mismatch(locked: LockedEnv) -> str | None:
+    """Why workers of ``locked`` may not talk to this driver, or None.
+
+    Not a reason to call the lock stale: a lock made by an older driver must stay
+    usable as it is (``xrun reproduce`` rebuilds exactly what a bundle recorded).
+    """
+    if locked.kind == "current":
+        return None
+    pinned = locked.packages.get("distributed")
+    driver = driver_distributed_version()
+    if pinned is None:
+        return f"the environment has no distributed; workers need distributed {driver}"
+    if not _same_version(pinned, driver):
+        return (
+            f"the environment pins distributed {pinned} but this driver runs {driver}; "
+            "relock (`xrun lock SPEC`) to pin the driver's version"
+        )
     return None
 
 

@@ -76,10 +76,23 @@ def test_render_uses_prefix_of_python_path():
     assert "/opt/xrun" not in text
 
 
+def test_conda_dockerfile_matches_snapshot():
+    base = (REPO / "Dockerfile.base").read_text()
+    text = render_dockerfile("conda", base_dockerfile=base)
+    assert_snapshot("Dockerfile.conda", text)
+    assert (
+        "/xrun/tool/bin/python /xrun/conda/install.py /xrun/conda/conda-lock.yml /opt/xrun/env linux-64"
+        in text
+    )
+    assert (
+        text.split("# Reproducible layer")[1]
+        == render_dockerfile("pip", base_dockerfile=base).split("# Reproducible layer")[1]
+    )  # the same normalization and final stage
+
+
 def test_render_rejects_kinds_it_cannot_build():
-    for kind in ("conda", "current"):
-        with pytest.raises(UsageError, match=f"environment.{kind}"):
-            render_dockerfile(kind)
+    with pytest.raises(UsageError, match=r"environment\.current cannot be built"):
+        render_dockerfile("current")
 
 
 def test_last_base_stage_is_named_or_kept():
@@ -136,6 +149,10 @@ def test_lock_helpers_read_uv_output():
     lock = (REPO / "tests/docker/data/tiny.lock").read_text()
     assert wheels.lock_python_version(lock, "3.10") == "3.11"
     assert wheels.lock_python_version("x==1\n", "3.10") == "3.10"
+    assert (
+        wheels.lock_python_version("# xrun-lock: 1\n# python-version: 3.12\nx==1\n", "3.10")
+        == "3.12"
+    )
     assert len(wheels.lock_hashes(lock)) == 2
 
 

@@ -204,16 +204,17 @@ def test_a_new_platform_makes_the_lock_stale(env_file: Path) -> None:
     assert not fresh and "no solution for osx-arm64" in why
 
 
-def test_a_driver_with_another_distributed_makes_the_lock_stale(
-    env_file: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_driver_with_another_distributed_warns_but_the_lock_stays_usable(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    lock_env(conda_spec(env_file))
-    import runner.env.conda as conda_mod
+    locked = lock_env(conda_spec(env_file))
+    import runner.env.runtime as runtime
 
-    monkeypatch.setattr(conda_mod, "driver_distributed_version", lambda: "1999.1.0")
-    fresh, why = check_lock(conda_spec(env_file))
-    assert not fresh
-    assert f"added distributed {DISTRIBUTED} for the workers but this driver runs 1999.1.0" in why
+    monkeypatch.setattr(runtime, "driver_distributed_version", lambda: "1999.1.0")
+    assert check_lock(conda_spec(env_file))[0]  # a bundle's lock must stay reproducible
+    with caplog.at_level("WARNING", logger="runner.env.lock"):
+        assert load_env(conda_spec(env_file)).lock_hash == locked.lock_hash
+    assert f"pins distributed {DISTRIBUTED} but this driver runs 1999.1.0; relock" in caplog.text
 
 
 def test_unsolvable_environment_carries_the_solvers_explanation(
