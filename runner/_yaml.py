@@ -63,11 +63,11 @@ def load(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
         return value, lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        at: int | None = mark.line + 1 if mark is not None else None
         problem = exc.problem or "invalid YAML"
         if exc.context:
             problem = f"{exc.context}, {problem}"
-        raise SpecError(f"invalid YAML: {problem}", file=file, line=line) from None
+        raise SpecError(f"invalid YAML: {problem}", file=file, line=at) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         raise SpecError(f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML", file=file, line=line) from None

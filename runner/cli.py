@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -90,14 +90,14 @@ def _kv(items: list[str], flag: str) -> dict[str, str]:
 @app.command()
 def run(
     spec: Path = SpecArg,
-    backend: Optional[str] = typer.Option(None, "--backend", help="local | docker | kubernetes | address"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="number of workers"),
+    backend: str | None = typer.Option(None, "--backend", help="local | docker | kubernetes | address"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="number of workers"),
     set_: list[str] = SetOpt,
     build_arg: list[str] = typer.Option([], "--build-arg", help="image build argument K=V; repeatable"),
     no_cache: bool = typer.Option(False, "--no-cache", help="run every trial, ignoring cached results"),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failed trial"),
     relock: bool = typer.Option(False, "--relock", help="lock the environment first if its lock is missing or stale"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="directory for the bundle (default: the spec's output)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="directory for the bundle (default: the spec's output)"),
 ) -> None:
     """Run every trial of SPEC's sweep and write a provenance bundle (its path is printed last)."""
     from runner.run import RunOptions, check_result
@@ -298,7 +298,7 @@ def lock(
 def env_create(
     spec: Path = SpecArg,
     set_: list[str] = SetOpt,
-    prefix: Optional[Path] = typer.Option(None, "--prefix", help="where to create it (default: cached by lock hash)"),
+    prefix: Path | None = typer.Option(None, "--prefix", help="where to create it (default: cached by lock hash)"),
 ) -> None:
     """Materialize SPEC's locked environment; prints its python executable."""
     from runner.env import create_env

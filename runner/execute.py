@@ -210,12 +210,12 @@ class Executor:
                     text = text.replace(value, "[secret]")
                 result[field_name] = text
         if result.get("artifacts"):
-            secrets = [v.encode() for v in self.redact]
+            encoded = [v.encode() for v in self.redact]
             cleaned = []
-            for rel, data in result["artifacts"]:
-                for value in secrets:
-                    data = data.replace(value, b"[secret]")
-                cleaned.append((rel, data))
+            for rel, blob in result["artifacts"]:
+                for secret in encoded:
+                    blob = blob.replace(secret, b"[secret]")
+                cleaned.append((rel, blob))
             result["artifacts"] = cleaned
         return result
 
@@ -250,7 +250,7 @@ class Executor:
 
     def _lost_result(self, fut: Any, trial: PlannedTrial, forced: str | None) -> dict[str, Any]:
         now = time.time()
-        base = {"trial_id": trial.id, "key": trial.key, "metrics": {}, "start": None, "end": now,
+        base: dict[str, Any] = {"trial_id": trial.id, "key": trial.key, "metrics": {}, "start": None, "end": now,
                 "log": "", "worker": None, "traceback": None}  # fmt: skip
         if forced == "timeout":
             return {**base, "status": "timeout", "failure_class": "timeout",

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -103,7 +103,7 @@ class StrictModel(BaseModel):
 class CondaEnv(StrictModel):
     conda: SpecPath = Field(description="conda environment.yml; its lock is <stem>.conda-lock.yml beside it")
     platforms: list[Literal["linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64"]] = Field(
-        default_factory=lambda: ["linux-64"], min_length=1
+        default_factory=lambda: ["linux-64"], min_length=1  # type: ignore[arg-type,return-value]
     )
 
     @property
@@ -140,11 +140,7 @@ def _one_of(options: Sequence[str]) -> Any:
 
 
 Environment = Annotated[
-    Union[
-        Annotated[CondaEnv, Tag("conda")],
-        Annotated[PipEnv, Tag("pip")],
-        Annotated[CurrentEnv, Tag("current")],
-    ],
+    Annotated[CondaEnv, Tag("conda")] | Annotated[PipEnv, Tag("pip")] | Annotated[CurrentEnv, Tag("current")],
     Discriminator(
         _one_of(("conda", "pip", "current")),
         custom_error_type="one_of",
@@ -213,7 +209,7 @@ class SklearnTrial(_TrialBase):
 
 
 Trial = Annotated[
-    Union[Annotated[FunctionTrial, Tag("function")], Annotated[SklearnTrial, Tag("sklearn")]],
+    Annotated[FunctionTrial, Tag("function")] | Annotated[SklearnTrial, Tag("sklearn")],
     Discriminator(
         _one_of(("function", "sklearn")),
         custom_error_type="one_of",
@@ -237,11 +233,7 @@ class IntRange(StrictModel):
 
 
 Distribution = Annotated[
-    Union[
-        Annotated[Uniform, Tag("uniform")],
-        Annotated[LogUniform, Tag("loguniform")],
-        Annotated[IntRange, Tag("int")],
-    ],
+    Annotated[Uniform, Tag("uniform")] | Annotated[LogUniform, Tag("loguniform")] | Annotated[IntRange, Tag("int")],
     Discriminator(
         _one_of(("uniform", "loguniform", "int")),
         custom_error_type="one_of",
@@ -255,10 +247,7 @@ def _param_tag(value: Any) -> str:
 
 
 Parameter = Annotated[
-    Union[
-        Annotated[list[Any], Field(min_length=1), Tag("choices")],
-        Annotated[Distribution, Tag("dist")],
-    ],
+    Annotated[list[Any], Field(min_length=1), Tag("choices")] | Annotated[Distribution, Tag("dist")],
     Discriminator(_param_tag),
 ]
 
@@ -327,12 +316,7 @@ def _backend_tag(value: Any) -> str | None:
 
 
 Cluster = Annotated[
-    Union[
-        Annotated[LocalCluster, Tag("local")],
-        Annotated[DockerCluster, Tag("docker")],
-        Annotated[KubernetesCluster, Tag("kubernetes")],
-        Annotated[AddressCluster, Tag("address")],
-    ],
+    Annotated[LocalCluster, Tag("local")] | Annotated[DockerCluster, Tag("docker")] | Annotated[KubernetesCluster, Tag("kubernetes")] | Annotated[AddressCluster, Tag("address")],
     Discriminator(
         _backend_tag,
         custom_error_type="backend",
@@ -354,8 +338,8 @@ class Spec(StrictModel):
     xrun: Literal[1] = Field(description="spec format version")
     name: Annotated[str, Field(pattern=NAME_RE, max_length=40)]
     description: str = ""
-    environment: Environment = Field(default_factory=CurrentEnv)
-    image: Image = Field(default_factory=Image)
+    environment: Environment = Field(default_factory=CurrentEnv)  # type: ignore[arg-type]
+    image: Image = Field(default_factory=Image)  # type: ignore[arg-type]
     code: Code = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     data: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")], DataItem] = Field(
         default_factory=dict

@@ -103,7 +103,7 @@ def count(sweep: Sweep) -> int:
     if sweep.method == "list":
         n = len(sweep.points or [])
     elif sweep.method == "grid":
-        n = math.prod(len(v) for v in sweep.parameters.values())  # type: ignore[arg-type]
+        n = math.prod(len(v) for v in sweep.parameters.values())  # type: ignore[arg-type,misc]
     else:
         n = sweep.samples or 0
     return n * sweep.repeats

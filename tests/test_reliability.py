@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from runner.bundle.manifest import verify
 from runner.bundle.write import read_journal

@@ -69,7 +69,7 @@ class Journal:
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Records of ``trials.jsonl``; a torn last line (killed mid-write) is skipped."""
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
