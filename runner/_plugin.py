@@ -104,11 +104,16 @@ class UnsafeArchive(Exception):
     pass
 
 
-def safe_extract(data: bytes, dest: Path) -> None:
-    """Extract a tar(.gz) refusing absolute paths, ``..``, links, devices and
-    anything else that would land outside ``dest``."""
+def safe_extract(data: bytes | Path, dest: Path) -> None:
+    """Extract a tar(.gz) (bytes, or a file) refusing absolute paths, ``..``,
+    links, devices and anything else that would land outside ``dest``."""
     dest = Path(dest).resolve()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+    opened = (
+        tarfile.open(name=str(data), mode="r:*")
+        if isinstance(data, Path)
+        else tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    )
+    with opened as tar:
         members = tar.getmembers()
         for m in members:
             check_member(m, dest)

@@ -209,7 +209,7 @@ def plan(
 
 
 @app.command()
-def show(bundle: Path = typer.Argument(..., help="a bundle directory"), json_: bool = typer.Option(False, "--json")) -> None:
+def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
     from runner.bundle.read import open_bundle, summary_row
 
@@ -252,7 +252,7 @@ def ls_(directory: Path = typer.Argument(Path("runs"), help="directory holding b
 
 
 @app.command()
-def verify(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
+def verify(bundle: Path = typer.Argument(..., help="a bundle directory or archive")) -> None:
     """Check every file of BUNDLE against its MANIFEST.sha256."""
     from runner.bundle.manifest import verify as verify_bundle
     from runner.bundle.read import open_bundle
@@ -265,6 +265,98 @@ def verify(bundle: Path = typer.Argument(..., help="a bundle directory")) -> Non
         lines = [f"changed: {p}" for p in res.changed] + [f"missing: {p}" for p in res.missing] + [f"extra: {p}" for p in res.extra]
         raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
     _say(f"[green]✓[/] {b.root}: {res.checked} files match MANIFEST.sha256")
+
+
+@app.command()
+def reproduce(
+    bundle: Path = typer.Argument(..., help="a bundle directory or a `xrun pack` archive"),
+    trials: str = typer.Option("best", "--trials", help="best | all | N (the N best) | t00003,t00007"),
+    backend: str | None = typer.Option(None, "--backend", help="run on another backend than recorded"),
+    data: list[str] = typer.Option([], "--data", help="NAME=PATH for data not at its recorded path; repeatable"),
+    build_arg: list[str] = typer.Option([], "--build-arg", help="image build argument K=V; repeatable"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where the new bundle goes"),
+) -> None:
+    """Rebuild BUNDLE's environment, re-run its trials and compare every metric."""
+    from runner.bundle.reproduce import mismatch_summary
+    from runner.bundle.reproduce import reproduce as reproduce_bundle
+    from runner.run import RunOptions
+
+    options = RunOptions(output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"))
+    data_paths = {k: Path(v).resolve() for k, v in _kv(data, "--data").items()}
+    result = reproduce_bundle(bundle, trials=trials, backend=backend, data=data_paths, options=options)
+    _say(f"environment: {result.environment}")
+    t = Table(title=f"reproduction of {result.original.meta.get('run_id')}", title_justify="left")
+    for col in ("trial", "metric", "recorded", "reproduced", "|Δ|", "match"):
+        t.add_column(col, justify="right" if col in ("recorded", "reproduced", "|Δ|") else "left")
+    for r in result.rows:
+        t.add_row(r.trial, r.metric, _num(r.recorded), _num(r.reproduced), _num(r.delta),
+                  "[green]yes[/]" if r.match else "[red]NO[/]")  # fmt: skip
+    err.print(t)
+    for p in result.problems:
+        err.print(f"[red]problem:[/] {p}")
+    _say(("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]"))
+    out.print(str(result.bundle))
+    if not result.ok:
+        raise VerifyError(mismatch_summary(result))
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+@app.command()
+def diff(
+    a: Path = typer.Argument(..., help="first bundle"),
+    b: Path = typer.Argument(..., help="second bundle"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
+    """What differs between two bundles: environment, code, data, sweep, metrics."""
+    from runner.bundle.diff import diff_bundles
+    from runner.bundle.read import open_bundle
+
+    d = diff_bundles(open_bundle(a), open_bundle(b))
+    if json_:
+        out.print_json(json.dumps(d))
+        return
+    out.print(f"[bold]A[/] {d['a']}\n[bold]B[/] {d['b']}")
+    env = d["environment"]
+    if env["lock_hash"][0] == env["lock_hash"][1]:
+        out.print("environment: identical")
+    else:
+        out.print(f"environment: {env['kind'][0]} {str(env['lock_hash'][0])[:12]} → {env['kind'][1]} {str(env['lock_hash'][1])[:12]}")
+        for line in env["packages"]:
+            out.print(f"  {line}", markup=False)
+    for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep")):
+        out.print(f"{title}: " + ("identical" if not d[key] else ""))
+        for line in d[key]:
+            out.print(f"  {line}", markup=False)
+    t = Table(title="metrics (ok trials)", title_justify="left")
+    for col in ("metric", "A mean", "B mean", "A best", "B best", "A n", "B n"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m in d["metrics"]:
+        t.add_row(m["metric"], _num(m["a_mean"]), _num(m["b_mean"]), _num(m["a_best"]), _num(m["b_best"]),
+                  str(m["a_n"]), str(m["b_n"]))  # fmt: skip
+    out.print(t)
+
+
+@app.command()
+def pack(
+    bundle: Path = typer.Argument(..., help="a bundle directory"),
+    output: Path = typer.Option(..., "--output", "-o", help="the archive to write (.tar.gz)"),
+) -> None:
+    """Write BUNDLE as one deterministic .tar.gz (reproduce, verify and show accept it)."""
+    from runner.bundle.pack import SUFFIXES
+    from runner.bundle.pack import pack as pack_bundle
+    from runner.bundle.read import open_bundle
+
+    if not output.name.endswith(SUFFIXES):
+        raise UsageError(f"--output {output}: the archive name must end with .tar.gz")
+    b = open_bundle(bundle)
+    path = pack_bundle(b.root, output, created=b.meta.get("created"))
+    _say(f"packed {b.root.name} → {path}")
+    out.print(str(path))
 
 
 # ------------------------------------------------------------------ environments

@@ -267,7 +267,8 @@ def build_image(
     lock_file = Path(locked.lock_file)
     base_text = _read_base(dockerfile_base)
     lock_text = lock_file.read_text(encoding="utf-8")
-    python_version = wheels.lock_python_version(lock_text, DEFAULT_PYTHON_VERSION)
+    version = locked.python_version or wheels.lock_python_version(lock_text, DEFAULT_PYTHON_VERSION)
+    python_version = ".".join(version.split(".")[:2])  # wheels and the base check use X.Y
     dockerfile = render_dockerfile(
         locked.kind, ENV_PYTHON, base_dockerfile=base_text, python_version=python_version
     )
@@ -287,7 +288,7 @@ def build_image(
             "build_args": args,
             "base": base_identity,
             "platforms": wheels.platform_tags(),
-            "tools": {name: tool[1] for name, tool in wheels.TOOLS.items()},
+            "tools": {tool: pin[1] for tool, pin in wheels.TOOLS.items()},
             "conda_script": _conda.INSTALL_SCRIPT if locked.kind == "conda" else None,
         }
     )

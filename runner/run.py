@@ -69,13 +69,31 @@ def secret_values(loaded: LoadedSpec) -> dict[str, str]:
 
 def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     options = options or RunOptions()
-    status_cb = options.on_status or (lambda s: None)
-    started = time.monotonic()
-    spec = loaded.spec
     secrets = secret_values(loaded)
     env = load_environment(loaded, relock=options.relock)
     cache = TrialCache()
     plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+    return run_plan(plan, options, secrets=secrets, cache=cache)
+
+
+# Called after the trials ran, before the bundle is sealed: returns extra JSON
+# files for the bundle and extra keys for bundle.json.
+Finalizer = Callable[[BundleWriter, Outcome, dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def run_plan(
+    plan: Plan,
+    options: RunOptions,
+    *,
+    secrets: dict[str, str],
+    cache: TrialCache | None = None,
+    finalize: Finalizer | None = None,
+) -> RunResult:
+    """Execute a plan and write its bundle; shared by ``run`` and ``reproduce``."""
+    status_cb = options.on_status or (lambda s: None)
+    started = time.monotonic()
+    spec = plan.spec
+    cache = cache or TrialCache()
     output = options.output or spec.output
     run_id = new_run_id(spec.name)
     writer = BundleWriter(output / run_id, run_id)
@@ -118,6 +136,10 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     else:
         status = "ok"
     summary = _summary(plan, outcome, status, time.monotonic() - started, error)
+    if finalize is not None and error is None:
+        files, keys = finalize(writer, outcome, extra)
+        extra.update(files)
+        summary.update(keys)
     writer.finish(summary, host, extra)
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip

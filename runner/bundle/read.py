@@ -28,9 +28,14 @@ class Bundle:
 
 
 def open_bundle(path: Path) -> Bundle:
+    """A bundle directory, or a ``xrun pack`` archive (extracted safely once)."""
+    from runner.bundle.pack import is_archive, unpack
+
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such bundle")
+    if is_archive(path):
+        path = unpack(path)
     meta_path = path / "bundle.json"
     if not meta_path.is_file():
         raise UsageError(f"{path}: not a bundle (no bundle.json)")

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
 SCHEDULER_ALIAS = "scheduler"  # DNS name of the scheduler on the run's network
+NANNY_HEADROOM = 256 * 2**20  # container memory on top of the worker's memory_limit
 START_TIMEOUT = 90.0  # seconds for the scheduler and every worker to come up
 LOG_TAIL = 30
 
@@ -97,24 +98,9 @@ class DockerBackend:
         if removed:
             log.info("removed %d objects left by killed runs: %s", len(removed), ", ".join(removed))
         mounts = self._mounts()  # fail on a missing data path before creating anything
-        started = time.monotonic()
         try:
-            network = client.networks.create(
-                self.network_name, driver="bridge", labels=self._labels(), check_duplicate=True
-            )
-            scheduler = self._run_scheduler(client, network.name)
-            address, dashboard = self._published(scheduler)
-            workers = [
-                self._run_worker(client, network.name, i, mounts) for i in range(self.workers)
-            ]
-            self._wait_ready(address, scheduler, workers)
-            log.info(
-                "docker cluster %s: %d workers ready at %s in %.1fs",
-                self.run_id, len(workers), address, time.monotonic() - started,
-            )  # fmt: skip
-            yield ClusterInfo(
-                backend="docker", address=address, dashboard=dashboard, workers=self.workers
-            )
+            info = self._start(client, mounts)
+            yield info
         finally:
             with _sigint_deferred():
                 self._teardown(client)
@@ -126,6 +112,37 @@ class DockerBackend:
         return list(client.containers.list(all=True, filters={"label": labels}))
 
     # ----------------------------------------------------------------- helpers
+
+    def _start(self, client: docker.DockerClient, mounts: list[Any]) -> ClusterInfo:
+        from docker.errors import DockerException, ImageNotFound
+
+        started = time.monotonic()
+        try:
+            network = client.networks.create(
+                self.network_name, driver="bridge", labels=self._labels(), check_duplicate=True
+            )
+            scheduler = self._run_scheduler(client, network.name)
+            address, dashboard = self._published(scheduler)
+            workers = [
+                self._run_worker(client, network.name, i, mounts) for i in range(self.workers)
+            ]
+            self._wait_ready(address, scheduler, workers)
+        except ImageNotFound as exc:
+            raise InfraError(
+                f"the image {self.image.image} ({self.image.image_id}) is not on this Docker "
+                "daemon any more; build it again with `xrun build SPEC`"
+            ) from exc
+        except DockerException as exc:
+            raise InfraError(
+                f"starting the docker cluster of run {self.run_id} failed: {exc}"
+            ) from exc
+        log.info(
+            "docker cluster %s: %d workers ready at %s in %.1fs",
+            self.run_id, len(workers), address, time.monotonic() - started,
+        )  # fmt: skip
+        return ClusterInfo(
+            backend="docker", address=address, dashboard=dashboard, workers=self.workers
+        )
 
     def _labels(self, role: str | None = None) -> dict[str, str]:
         labels = {LABEL_MANAGED: "1", LABEL_RUN_ID: self.run_id, LABEL_DRIVER: _driver_id()}
@@ -184,8 +201,11 @@ class DockerBackend:
         ]  # fmt: skip
         limits: dict[str, Any] = {"nano_cpus": int(self._cpus(client) * 1e9)}
         if memory:
-            # One limit for the worker and its nanny; no swap, so it is a real limit.
-            limits.update(mem_limit=memory, memswap_limit=memory)
+            # Dask enforces memory_limit on the worker (spill, pause, restart at 95%);
+            # the container adds room for the nanny so the kernel's OOM killer is
+            # only a backstop. No swap, so the limit is real.
+            hard = memory + NANNY_HEADROOM
+            limits.update(mem_limit=hard, memswap_limit=hard)
         # Secrets go in the environment only: never in argv, labels or logs.
         environment = {**self._secrets, "HOME": "/tmp"}
         container = client.containers.create(
@@ -277,7 +297,17 @@ class DockerBackend:
                 client.close()
 
     def _teardown(self, client: docker.DockerClient) -> None:
-        removed = _remove_run(client, self.run_id)
+        from docker.errors import DockerException
+
+        try:
+            removed = _remove_run(client, self.run_id)
+        except (DockerException, OSError) as exc:  # don't hide the error that got us here
+            log.warning(
+                "could not remove the containers of run %s (%s); `xrun clean` will",
+                self.run_id,
+                exc,
+            )
+            return
         log.info("docker cluster %s removed (%d objects)", self.run_id, len(removed))
 
 

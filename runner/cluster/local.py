@@ -60,6 +60,7 @@ class LocalBackend:
                 memory_limit=memory,
                 processes=True,
                 dashboard_address=_dashboard_address(),
+                worker_dashboard_address=None,
                 silence_logs=logging.ERROR,
             ) as cluster:
                 yield ClusterInfo("local", cluster.scheduler_address, cluster.dashboard_link if _dashboard_address() else None, self.workers)

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from runner.cluster.docker import DockerBackend, clean
+from runner.cluster.docker import NANNY_HEADROOM, DockerBackend, clean
 from runner.errors import InfraError, UsageError
 from runner.image import ImageInfo, build_image
 
 from .conftest import BASE_ARGS, PINNED_SKLEARN, REPO, run_objects
 
-pytestmark = pytest.mark.docker
+pytestmark = [
+    pytest.mark.docker,
+    # The driver's Python (and pandas) differ from the image's; Dask says so, rightly.
+    pytest.mark.filterwarnings("ignore:Mismatched versions found"),
+]
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex  # a value that must never show up outside the env
 
@@ -74,7 +78,9 @@ def test_cluster_runs_the_pinned_environment(
             assert SECRET not in json.dumps(attrs["Config"]["Cmd"]) + json.dumps(attrs["Args"])
             assert SECRET not in json.dumps(attrs["Config"]["Labels"])
         worker = containers[f"xrun-{run_id}-worker-0"].attrs
-        assert worker["HostConfig"]["Memory"] == 768 * 2**20
+        assert worker["HostConfig"]["Memory"] == 768 * 2**20 + NANNY_HEADROOM
+        assert "--memory-limit" in worker["Args"]
+        assert worker["Args"][worker["Args"].index("--memory-limit") + 1] == str(768 * 2**20)
         assert worker["HostConfig"]["NanoCpus"] == 10**9
         assert any(m["Destination"] == str(data) and not m["RW"] for m in worker["Mounts"])
         published = containers[f"xrun-{run_id}-scheduler"].attrs["NetworkSettings"]["Ports"][
@@ -181,5 +187,16 @@ def test_missing_data_path_is_a_usage_error_before_anything_starts(
     run_id = new_run_id()
     with pytest.raises(UsageError, match="does not exist"):
         with backend(worker_image, run_id, data_paths=[tmp_path / "missing.csv"]).open():
+            pass
+    assert run_objects(docker_client, run_id) == []
+
+
+def test_image_gone_from_the_daemon_is_an_infra_error(worker_image: ImageInfo, docker_client):
+    import dataclasses
+
+    gone = dataclasses.replace(worker_image, image_id="sha256:" + "0" * 64)
+    run_id = new_run_id()
+    with pytest.raises(InfraError, match="not on this Docker daemon any more"):
+        with backend(gone, run_id, workers=1).open():
             pass
     assert run_objects(docker_client, run_id) == []

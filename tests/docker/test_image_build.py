@@ -139,3 +139,81 @@ def test_failing_build_step_is_an_infra_error_with_the_build_log(
         )
     assert "xrun-marker-before-failure" in str(caught.value)
     assert "returned a non-zero code: 1" in str(caught.value)
+
+
+def test_conda_environment_is_installed_by_rattler_offline_and_reproducibly(
+    tmp_path: Path, docker_client
+):
+    from runner.env import lock_env
+    from tests.env.condachannel import (
+        DISTRIBUTED,
+        PLACEHOLDER,
+        conda_spec,
+        index_channel,
+        make_package,
+        write_env_yml,
+    )
+
+    # A tiny channel. Its `python` is a venv of the base image's interpreter, so
+    # the environment runs in the container without a real conda Python.
+    channel = tmp_path / "channel"
+    cfg = b"home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"
+    make_package(
+        channel,
+        "linux-64",
+        "python",
+        "3.11.2",
+        files={"pyvenv.cfg": cfg},
+        links={"bin/python": "/usr/bin/python3"},
+    )
+    module = {"lib/python3.11/site-packages/liba.py": b"VALUE = 42\n"}
+    make_package(channel, "noarch", "liba", "1.0", files=module)
+    conf = {"etc/libp.conf": f"prefix={PLACEHOLDER}\n".encode()}
+    make_package(channel, "noarch", "libp", "1.0", text_with_prefix=conf)
+    make_package(channel, "noarch", "dask-core", DISTRIBUTED, depends=("python",))
+    deps = ("python", f"dask-core {DISTRIBUTED}.*")
+    make_package(channel, "noarch", "distributed", DISTRIBUTED, depends=deps)
+    index_channel(channel)
+    locked = lock_env(
+        conda_spec(write_env_yml(tmp_path / "proj", channel, "- python\n- liba\n- libp\n"))
+    )
+
+    builds = [
+        build_image(
+            name="xrun-docker-test-conda",
+            locked=locked,
+            dockerfile_base=REPO / "Dockerfile.base",
+            build_args=BASE_ARGS,
+            no_cache=True,
+        )
+        for _ in range(2)
+    ]
+    assert builds[0].env_layer_digest == builds[1].env_layer_digest
+    assert "install.py /xrun/conda/conda-lock.yml /opt/xrun/env linux-64" in builds[1].dockerfile
+    script = "import sys, liba; print(sys.prefix, liba.VALUE, open(sys.prefix + '/etc/libp.conf').read())"
+    out = docker_client.containers.run(
+        builds[1].image_id, [builds[1].python, "-c", script], remove=True, network_mode="none"
+    )
+    # Installed at its final prefix: conda's placeholder was replaced by /opt/xrun/env.
+    assert out.decode().split() == ["/opt/xrun/env", "42", "prefix=/opt/xrun/env"]
+
+
+def test_tampered_conda_package_is_refused_before_building(tmp_path: Path):
+    from runner.env import lock_env
+    from runner.errors import VerifyError
+    from tests.env.condachannel import conda_spec, index_channel, make_package, write_env_yml
+
+    channel = tmp_path / "channel"
+    package = make_package(channel, "noarch", "liba", "1.0", files={"share/a.txt": b"a\n"})
+    for name in ("python", "dask-core", "distributed"):
+        make_package(channel, "noarch", name, "2026.8.0" if name != "python" else "3.11.2")
+    index_channel(channel)
+    locked = lock_env(conda_spec(write_env_yml(tmp_path / "proj", channel, "- liba\n")))
+    package.write_bytes(package.read_bytes() + b"tampered")
+    with pytest.raises(VerifyError, match="liba does not match the lock"):
+        build_image(
+            name="xrun-docker-test-conda-bad",
+            locked=locked,
+            dockerfile_base=REPO / "Dockerfile.base",
+            build_args=BASE_ARGS,
+        )

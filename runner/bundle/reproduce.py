@@ -1,0 +1,273 @@
+"""``xrun reproduce``: rebuild a run from its bundle alone and compare results.
+
+Only what the bundle holds is used: the spec as resolved, the environment
+file and lock, the code snapshot, the data manifest (data must be at its
+recorded path, or given with ``--data name=path``, and match its sha256), and
+each trial's params and seed. The chosen trials run again without the cache,
+and every metric is compared within ``reproduce.tolerance`` (default: exact).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.bundle.read import Bundle, open_bundle
+from runner.bundle.write import BundleWriter, latest_records, read_journal
+from runner.data import file_sha256
+from runner.errors import UsageError
+from runner.execute import Outcome
+
+REPRODUCE_FILE = "reproduce.json"
+
+
+@dataclass
+class Row:
+    trial: str
+    metric: str
+    recorded: float | None
+    reproduced: float | None
+    delta: float | None
+    tolerance: float
+    match: bool
+
+
+@dataclass
+class Reproduction:
+    original: Bundle
+    bundle: Path | None = None
+    rows: list[Row] = field(default_factory=list)
+    verdict: str = "mismatch"
+    environment: str = ""  # what could be said about the environment
+    env_identical: bool | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "match"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "original_run_id": self.original.meta.get("run_id"),
+            "original_bundle": str(self.original.root),
+            "verdict": self.verdict,
+            "environment": self.environment,
+            "env_identical": self.env_identical,
+            "problems": self.problems,
+            "rows": [r.__dict__ for r in self.rows],
+        }
+
+
+def select_trials(bundle: Bundle, which: str) -> list[dict[str, Any]]:
+    records = [r for r in bundle.trials if r.get("status") == "ok"]
+    if not records:
+        raise UsageError(f"{bundle.root}: no successful trial to reproduce")
+    best = bundle.meta.get("best") or {}
+    metric, goal = best.get("metric"), best.get("goal", "maximize")
+    if metric:
+        sign = -1 if goal == "maximize" else 1
+
+        def score(r: dict[str, Any]) -> tuple[float, str]:
+            v = r["metrics"].get(metric)
+            return (sign * v if isinstance(v, (int, float)) else math.inf, r["id"])
+
+        records.sort(key=score)
+    if which == "all":
+        return records
+    if which == "best":
+        if best.get("trial"):
+            return [r for r in records if r["id"] == best["trial"]] or records[:1]
+        return records[:1]
+    if which.isdigit():
+        n = int(which)
+        if n < 1:
+            raise UsageError("--trials N: N must be at least 1")
+        return records[:n]
+    wanted = [w.strip() for w in which.split(",") if w.strip()]
+    by_id = {r["id"]: r for r in records}
+    unknown = [w for w in wanted if w not in by_id]
+    if unknown:
+        raise UsageError(f"--trials: no successful trial {', '.join(unknown)} in {bundle.root}")
+    return [by_id[w] for w in wanted]
+
+
+def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[str, Path], output: Path | None) -> Any:
+    """A spec equivalent to the recorded one, pointing into ``workdir``."""
+    from runner._plugin import safe_extract
+    from runner.spec import validate
+
+    resolved = bundle.json("spec.resolved.json")
+    if not isinstance(resolved, dict):
+        raise UsageError(f"{bundle.root}: spec.resolved.json is missing or unreadable")
+    resolved.pop("_overrides", None)
+    code_dir = workdir / "code"
+    code_dir.mkdir(parents=True)
+    safe_extract(bundle.root / "code" / "source.tar.gz", code_dir)
+    resolved["code"]["root"] = str(code_dir)
+    env_info = bundle.json("env/env.json") or {}
+    env_dir = workdir / "env"
+    env_dir.mkdir()
+    for name in (env_info.get("env_file"), env_info.get("lock_file")):
+        if name:
+            shutil.copy2(bundle.root / "env" / name, env_dir / name)
+    kind = env_info.get("kind", "current")
+    if kind in ("conda", "pip"):
+        resolved["environment"][kind] = str(env_dir / env_info["env_file"])
+    recorded_data = bundle.json("data.json") or {}
+    for name, entry in recorded_data.items():
+        if entry.get("url"):
+            continue
+        path = Path(data.get(name) or entry["path"])
+        if not path.is_file() and not path.is_dir():
+            raise UsageError(
+                f"data {name!r}: {path} not found; put it back at its recorded path or pass --data {name}=PATH"
+            )
+        if path.is_file():
+            digest = file_sha256(path)
+            if digest != entry["sha256"]:
+                raise UsageError(
+                    f"data {name!r}: {path} has sha256 {digest[:16]}…, the bundle recorded {entry['sha256'][:16]}…; "
+                    f"pass the original with --data {name}=PATH"
+                )
+        resolved["data"][name]["path"] = str(path)
+    for name in data:
+        if name not in recorded_data:
+            raise UsageError(f"--data {name}: the bundle has no data entry {name!r}")
+    if backend:
+        resolved["cluster"]["backend"] = backend
+        if backend != "kubernetes":
+            resolved["cluster"].pop("kubernetes", None)
+        if backend != "address":
+            resolved["cluster"].pop("address", None)
+    resolved["output"] = str(output or _default_output(bundle))
+    spec_path = workdir / "spec.yaml"
+    text = (bundle.root / "spec.yaml").read_text(encoding="utf-8")
+    spec_path.write_text(text, encoding="utf-8")
+    return validate(resolved, spec_path, text=text)
+
+
+def _default_output(bundle: Bundle) -> Path:
+    from runner import config
+
+    parent = bundle.root.parent
+    if config.cache_dir() in bundle.root.parents:  # an unpacked archive
+        return Path.cwd() / "runs"
+    return parent
+
+
+def environment_note(bundle: Bundle, env: Any) -> tuple[str, bool | None]:
+    env_info = bundle.json("env/env.json") or {}
+    if env_info.get("kind", "current") == "current":
+        from runner.plan import diff_versions
+
+        freeze = (bundle.root / "env" / "freeze.txt").read_text(encoding="utf-8") if (bundle.root / "env" / "freeze.txt").is_file() else ""
+        recorded = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
+        changes = diff_versions(recorded, env.packages)
+        head = ("the environment was `current: true` (the interpreter that ran xrun): it cannot be rebuilt; "
+                "compared the recorded freeze with this interpreter: ")  # fmt: skip
+        if not changes:
+            return head + "identical package versions", None
+        shown = ", ".join(changes[:10]) + (f" (+{len(changes) - 10} more)" if len(changes) > 10 else "")
+        return head + f"{len(changes)} difference(s): {shown}", None
+    if env_info.get("lock_hash") == env.lock_hash:
+        return f"rebuilt from the bundle's {env_info.get('kind')} lock (hash {env.lock_hash[:12]})", None
+    return (f"rebuilt from the bundle's lock, but its hash is now {env.lock_hash[:12]} "
+            f"(recorded {str(env_info.get('lock_hash'))[:12]})"), False  # fmt: skip
+
+
+def compare(original: list[dict[str, Any]], reproduced: list[dict[str, Any]], tolerance: dict[str, float]) -> tuple[list[Row], list[str]]:
+    rows: list[Row] = []
+    problems: list[str] = []
+    again = {r["id"]: r for r in reproduced}
+    for rec in original:
+        new = again.get(rec["id"])
+        if new is None:
+            problems.append(f"{rec['id']}: did not run")
+            continue
+        if new.get("status") != "ok":
+            problems.append(f"{rec['id']}: {new.get('failure_class')}: {new.get('error')}")
+        for metric, value in sorted(rec.get("metrics", {}).items()):
+            tol = float(tolerance.get(metric, 0.0))
+            got = (new.get("metrics") or {}).get(metric)
+            if isinstance(value, (int, float)) and isinstance(got, (int, float)):
+                delta = abs(float(got) - float(value))
+                match = delta <= tol
+            else:
+                delta, match = None, value == got
+            rows.append(Row(rec["id"], metric, value, got, delta, tol, match))
+    return rows, problems
+
+
+def reproduce(
+    path: Path,
+    *,
+    trials: str = "best",
+    backend: str | None = None,
+    data: dict[str, Path] | None = None,
+    options: Any = None,
+) -> Reproduction:
+    from runner.plan import make_plan
+    from runner.run import RunOptions, load_environment, run_plan, secret_values
+
+    bundle = open_bundle(path)
+    chosen = select_trials(bundle, trials)
+    result = Reproduction(original=bundle)
+    options = options or RunOptions()
+    options.use_cache = False
+    workdir = Path(tempfile.mkdtemp(prefix="xrun-reproduce-"))
+    try:
+        loaded = prepare(bundle, workdir, backend=backend, data=data or {}, output=options.output)
+        env = load_environment(loaded)
+        result.environment, result.env_identical = environment_note(bundle, env)
+        plan = make_plan(loaded, env, use_cache=False)
+        by_id = {t.id: t for t in plan.trials}
+        selected = []
+        for rec in chosen:
+            t = by_id.get(rec["id"])
+            if t is None or t.point.params != rec["params"] or t.point.seed != rec["seed"]:
+                result.problems.append(f"{rec['id']}: the sweep no longer yields its recorded params and seed")
+                continue
+            selected.append(t)
+        plan.trials = selected
+        tolerance = dict(loaded.spec.reproduce.tolerance)
+        recorded_image = bundle.json("image.json")
+
+        def finalize(writer: BundleWriter, outcome: Outcome, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            new = latest_records(read_journal(writer.root / "trials.jsonl"))
+            result.rows, problems = compare(chosen, new, tolerance)
+            result.problems += problems
+            image = extra.get("image.json")
+            if recorded_image and image:
+                same = recorded_image.get("env_layer_digest") == image.get("env_layer_digest")
+                result.env_identical = same
+                result.environment += (
+                    f"; image environment layer {'bit-identical' if same else 'DIFFERENT'} "
+                    f"({str(image.get('env_layer_digest'))[:19]} vs recorded {str(recorded_image.get('env_layer_digest'))[:19]})"
+                )
+            result.verdict = "match" if result.rows and all(r.match for r in result.rows) and not result.problems else "mismatch"
+            return {REPRODUCE_FILE: result.to_json()}, {
+                "reproduces": bundle.meta.get("run_id"),
+                "verdict": result.verdict,
+            }
+
+        run = run_plan(plan, options, secrets=secret_values(loaded), finalize=finalize)
+        result.bundle = run.bundle
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def mismatch_summary(result: Reproduction) -> str:
+    bad = [f"{r.trial} {r.metric}: recorded {r.recorded!r}, reproduced {r.reproduced!r}" for r in result.rows if not r.match]
+    lines = bad[:10] + result.problems[:10]
+    return "reproduction does not match:\n  " + "\n  ".join(lines)
+
+
+def load_reproduction(bundle_dir: Path) -> dict[str, Any] | None:
+    path = Path(bundle_dir) / REPRODUCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
