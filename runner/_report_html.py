@@ -42,6 +42,13 @@ def num(value: Any, cls: str = "num") -> Cell:
     return Cell(esc(fmt(value)), sort, cls)
 
 
+def exact(value: Any, cls: str = "num") -> Cell:
+    """A number with every digit (``repr``): where a difference in the last digit matters."""
+    if isinstance(value, float) and math.isfinite(value):
+        return Cell(esc(repr(value)), value, cls)
+    return num(value, cls)
+
+
 def table(
     headers: Sequence[str],
     rows: Iterable[Sequence[Cell]],
@@ -51,7 +58,9 @@ def table(
     numeric: Sequence[bool] = (),
 ) -> str:
     head = "".join(
-        f'<th class="num">{esc(h)}</th>' if i < len(numeric) and numeric[i] else f"<th>{esc(h)}</th>"
+        f'<th class="num">{esc(h)}</th>'
+        if i < len(numeric) and numeric[i]
+        else f"<th>{esc(h)}</th>"
         for i, h in enumerate(headers)
     )
     body = []
@@ -172,7 +181,7 @@ dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;font-size:12.5px}
 .table-wrap{overflow-x:auto;margin:6px 0}
 table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:5px 9px;border-bottom:1px solid var(--line);vertical-align:top}
+th,td{text-align:left;padding:5px 9px;border-bottom:1px solid var(--line);vertical-align:baseline}
 th{background:#f3f5f7;font-weight:600;white-space:nowrap;position:sticky;top:0}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafbfc}
@@ -188,7 +197,7 @@ h1+.badge{margin-left:10px;font-size:13px}
 .s-timeout,.s-interrupted{background:var(--warn)}
 .s-oom{background:var(--purple)}.s-worker-lost{background:#4a4a4a}
 .s-cached{background:#6a9fc8}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px 18px}
 figure{margin:0}
 svg.plot{width:100%;height:auto;display:block}
 figcaption{color:var(--muted);font-size:12.5px;margin-top:4px}

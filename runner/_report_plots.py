@@ -38,9 +38,9 @@ TEXT = "#2b2f36"
 RASTERIZE_ABOVE = 1500
 MAX_CATEGORY_LABELS = 24
 
-_RC = {
+_RC: dict[str, Any] = {
     "svg.fonttype": "none",  # text stays text: small, selectable, searchable
-    "font.family": ["DejaVu Sans", "Liberation Sans", "Arial", "sans-serif"],
+    "font.family": "DejaVu Sans",  # ships with matplotlib: same metrics everywhere
     "font.size": 9.0,
     "axes.edgecolor": "#9aa1ab",
     "axes.labelcolor": TEXT,
@@ -52,6 +52,8 @@ _RC = {
     "ytick.color": "#59606b",
     "legend.frameon": False,
     "path.simplify": True,
+    "text.parse_math": False,  # labels are user text: "$5" is five dollars, not mathtext
+    "text.usetex": False,
 }
 
 
@@ -97,16 +99,35 @@ def _attr(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(
+    width: float, height: float, *, left: float, right: float, top: float, bottom: float
+) -> Any:
+    """A figure ``width`` x ``height`` inches with margins in pixels (at 100 dpi).
+
+    Fixed margins instead of a layout engine: the plots' contents are known,
+    and a layout pass would double the drawing time of large sweeps.
+    """
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
+    w, h = width * 100, height * 100
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h)
+    return fig
+
+
+def _plain_log_axis(axis: Any) -> None:
+    """Log ticks as plain numbers (0.001, not 10^-3): no mathtext, which is slow to start."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _rc() -> Any:
     import matplotlib
 
-    return matplotlib.rc_context(_RC)
+    rc: Any = _RC
+    return matplotlib.rc_context(rc)
 
 
 def _jitter(n: int, width: float = 0.28) -> list[float]:
@@ -127,32 +148,32 @@ def objective_vs_param(
     xs: Sequence[Any],
     ys: Sequence[float],
     failed_xs: Sequence[Any],
-    best_x: Any,
-    best_y: float | None,
+    best: int | None,
     objective: Objective,
 ) -> str:
     """Objective of each successful trial against one parameter.
 
     ``xs`` are numbers for numeric parameters and display labels (members of
-    ``param.categories``) for categorical ones. Failed trials are marked on the
-    bottom edge, so it shows where in the space trials fail.
+    ``param.categories``) for categorical ones; ``best`` indexes the best trial
+    in ``xs``/``ys``. Failed trials are marked in a band below the data, so the
+    plot shows where in the space trials fail.
     """
     from matplotlib.transforms import blended_transform_factory
 
+    _, shown, rotate = _category_ticks(param.categories if param.categorical else [])
+    # Slanted category labels need room below the axis: about 0.6 of their length.
+    bottom = 44 + (max(len(s) for s in shown) * 4.2 if rotate else 0)
     with _rc():
-        fig = _figure(4.3, 3.1)
+        fig = _figure(4.6, 3.2 + (bottom - 44) / 100, left=62, right=12, top=30, bottom=bottom)
         ax = fig.add_subplot()
         ax.grid(True, color=GRID, linewidth=0.8)
         ax.set_axisbelow(True)
-        n = len(xs) + len(failed_xs)
-        raster = n > RASTERIZE_ABOVE
+        raster = len(xs) + len(failed_xs) > RASTERIZE_ABOVE
         alpha = 0.85 if len(xs) < 50 else 0.55 if len(xs) < 400 else 0.3
         index = {c: i for i, c in enumerate(param.categories)}
         if param.categorical:
-            offsets = _jitter(len(xs))
-            px = [index[x] + o for x, o in zip(xs, offsets)]
-            fx = [index[x] for x in failed_xs]
-            bx = index.get(best_x) if best_x is not None else None
+            px = [index[x] + o for x, o in zip(xs, _jitter(len(xs)))]
+            fx = [index[x] + o for x, o in zip(failed_xs, _jitter(len(failed_xs)))]
             # A short bar at each category's median objective.
             for cat, i in index.items():
                 vals = sorted(y for x, y in zip(xs, ys) if x == cat)
@@ -162,35 +183,90 @@ def objective_vs_param(
             _category_axis(ax, param.categories, "x")
             ax.set_xlim(-0.6, len(param.categories) - 0.4)
         else:
-            px, fx, bx = list(xs), list(failed_xs), best_x
+            px, fx = list(xs), list(failed_xs)
             if param.log:
                 ax.set_xscale("log")
-        ax.scatter(px, ys, s=18, color=POINT, alpha=alpha, linewidths=0, rasterized=raster, zorder=3)
-        if bx is not None and best_y is not None:
-            ax.scatter([bx], [best_y], s=90, marker="*", color=BEST, edgecolors="white",
-                       linewidths=0.6, zorder=5, label="best")  # fmt: skip
+                _plain_log_axis(ax.xaxis)
+        ax.scatter(
+            px, ys, s=18, color=POINT, alpha=alpha, linewidths=0, rasterized=raster, zorder=3
+        )
+        handles = []
+        if best is not None:
+            handles.append(
+                ax.scatter(
+                    [px[best]],
+                    [ys[best]],
+                    s=110,
+                    marker="*",
+                    color=BEST,
+                    edgecolors="white",
+                    linewidths=0.6,
+                    zorder=5,
+                    label="best",
+                )
+            )
+        lo, hi = min(ys), max(ys)
+        pad = (hi - lo) * 0.06 or abs(hi) * 0.05 or 0.05
         if fx:
+            # The data fill the axes above 12% of its height; failures sit below.
+            span = (hi - lo) + 2 * pad
+            ax.set_ylim(lo - pad - span * 0.12 / 0.88, hi + pad)
             trans = blended_transform_factory(ax.transData, ax.transAxes)
-            fy = [0.03] * len(fx)
-            if param.categorical:
-                fx = [x + o for x, o in zip(fx, _jitter(len(fx)))]
-            ax.scatter(fx, fy, s=22, marker="x", color=FAILED, transform=trans, linewidths=1.1,
-                       rasterized=raster, zorder=5, clip_on=False, label="failed")  # fmt: skip
+            ax.axhspan(lo - pad - span, lo - pad, color=FAILED, alpha=0.06, linewidth=0, zorder=1)
+            handles.append(
+                ax.scatter(
+                    fx,
+                    [0.055] * len(fx),
+                    s=22,
+                    marker="x",
+                    color=FAILED,
+                    transform=trans,
+                    linewidths=1.1,
+                    rasterized=raster,
+                    zorder=5,
+                    label="failed",
+                )
+            )
+        else:
+            ax.set_ylim(lo - pad, hi + pad)
+        # No objective ticks in the failure band: failed trials have no value.
+        ax.set_yticks([y for y in ax.get_yticks() if lo - pad <= y <= hi + pad])
         ax.set_xlabel(param.name + (" (log)" if param.log else ""))
         ax.set_ylabel(objective.metric)
-        if fx or bx is not None:
-            ax.legend(loc="best", fontsize=8, handletextpad=0.2, borderaxespad=0.2)
+        if handles:
+            ax.legend(
+                handles=handles,
+                loc="lower right",
+                bbox_to_anchor=(1.0, 1.0),
+                ncols=len(handles),
+                fontsize=8,
+                handletextpad=0.1,
+                columnspacing=0.8,
+                borderaxespad=0.1,
+            )
         ax.set_title(f"{objective.metric} by {param.name}", loc="left")
         return _svg(fig, f"param-{param.name}", f"{objective.metric} against {param.name}")
 
 
-def _category_axis(ax: Any, labels: Sequence[str], which: str) -> None:
+def _category_ticks(labels: Sequence[str]) -> tuple[list[int], list[str], bool]:
+    """Tick positions, their (shortened) labels, and whether to slant them."""
     step = max(1, math.ceil(len(labels) / MAX_CATEGORY_LABELS))
     ticks = list(range(0, len(labels), step))
     shown = [_short(labels[i]) for i in ticks]
     rotate = len(ticks) > 6 or max((len(s) for s in shown), default=0) > 8
+    return ticks, shown, rotate
+
+
+def _category_axis(ax: Any, labels: Sequence[str], which: str) -> None:
+    ticks, shown, rotate = _category_ticks(labels)
     if which == "x":
-        ax.set_xticks(ticks, shown, rotation=35 if rotate else 0, ha="right" if rotate else "center")
+        ax.set_xticks(
+            ticks,
+            shown,
+            rotation=35 if rotate else 0,
+            ha="right" if rotate else "center",
+            rotation_mode="anchor",
+        )
     else:
         ax.set_yticks(ticks, shown)
 
@@ -219,7 +295,7 @@ def parallel_coordinates(
     from matplotlib.colors import Normalize
 
     with _rc():
-        fig = _figure(11.0, 3.9)
+        fig = _figure(11.0, 3.9, left=12, right=12, top=44, bottom=28)
         ax = fig.add_subplot()
         axes_n = len(params) + 1
         scalers = [_scaler(p, [r[0][i] for r in rows]) for i, p in enumerate(params)]
@@ -233,36 +309,57 @@ def parallel_coordinates(
             values, obj = rows[i]
             ys = [scalers[j][0](values[j]) for j in range(len(params))] + [obj_scale(obj)]
             segments.append(list(zip(range(axes_n), ys)))
-        cmap = colormaps["viridis" if not reverse else "viridis_r"]
+        # viridis without its palest end, which vanishes on white; reversed when lower is better.
+        cmap = colormaps["viridis"]
         norm = Normalize(lo, hi if hi > lo else lo + 1)
-        colors = [cmap(norm(objs[i])) for i in order]
+
+        def color(v: float) -> Any:
+            f = float(norm(v))
+            return cmap(0.88 * (1 - f if reverse else f))
+
+        colors = [color(objs[i]) for i in order]
         alpha = 0.9 if len(rows) < 50 else 0.55 if len(rows) < 400 else 0.3
-        lines = LineCollection(segments, colors=colors, linewidths=1.2, alpha=alpha,
-                               rasterized=len(rows) > RASTERIZE_ABOVE)  # fmt: skip
+        lines = LineCollection(
+            segments,
+            colors=colors,
+            linewidths=1.2,
+            alpha=alpha,
+            rasterized=len(rows) > RASTERIZE_ABOVE,
+        )
         ax.add_collection(lines)
         if best is not None:
             values, obj = rows[best]
             ys = [scalers[j][0](values[j]) for j in range(len(params))] + [obj_scale(obj)]
             ax.plot(range(axes_n), ys, color=BEST, linewidth=2.6, zorder=5, label="best trial")
-            ax.legend(loc="upper left", bbox_to_anchor=(0, 1.13), fontsize=8)
+            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, borderaxespad=0.1)
         for j in range(axes_n):
             ax.axvline(j, color="#59606b", linewidth=1.0, zorder=4)
             ticks = scalers[j][1] if j < len(params) else _numeric_ticks(lo, hi, False)
             for y, label in ticks:
-                ax.text(j + 0.03, y, label, fontsize=7.5, va="center", ha="left", color=TEXT,
-                        zorder=6, bbox={"boxstyle": "round,pad=0.12", "fc": "white",
-                                        "ec": "none", "alpha": 0.75})  # fmt: skip
+                ax.text(
+                    j + 0.03,
+                    y,
+                    label,
+                    fontsize=7.5,
+                    va="center",
+                    ha="left",
+                    color=TEXT,
+                    zorder=6,
+                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75},
+                )
         names = [p.name + (" (log)" if p.log else "") for p in params] + [objective.metric]
         ax.set_xticks(range(axes_n), [_short(n, 18) for n in names])
         ax.get_xticklabels()[-1].set_fontweight("bold")
-        ax.set_xlim(-0.1, axes_n - 1 + 0.45)
+        ax.set_xlim(-0.08, axes_n - 1 + 0.25)
         ax.set_ylim(-0.06, 1.06)
         ax.set_yticks([])
         for side in ("left", "bottom"):
             ax.spines[side].set_visible(False)
         ax.tick_params(axis="x", length=0)
         ax.set_title(f"parameters → {objective.metric}", loc="left")
-        return _svg(fig, "parallel", f"parallel coordinates of the parameters and {objective.metric}")
+        return _svg(
+            fig, "parallel", f"parallel coordinates of the parameters and {objective.metric}"
+        )
 
 
 def _scaler(param: Param, values: Sequence[Any]) -> tuple[Any, list[tuple[float, str]]]:
@@ -291,7 +388,7 @@ def _numeric_ticks(lo: float, hi: float, log: bool) -> list[tuple[float, str]]:
     if hi == lo:
         return [(0.5, f"{lo:.4g}")]
     mid = 10 ** ((math.log10(lo) + math.log10(hi)) / 2) if log else (lo + hi) / 2
-    return [(0.0, f"{lo:.4g}"), (0.5, f"{mid:.3g}"), (1.0, f"{hi:.4g}")]
+    return [(0.0, f"{lo:.3g}"), (0.5, f"{mid:.3g}"), (1.0, f"{hi:.3g}")]
 
 
 # ------------------------------------------------------------------ timeline
@@ -310,9 +407,12 @@ def timeline(
     from matplotlib.patches import Patch
 
     rows = {w: i for i, w in enumerate(workers)}
+    label_size = 8.0 if len(workers) <= 30 else 5.5
+    longest = max((len(_short(w, 28)) for w in workers), default=4)
+    left = 20 + longest * label_size * 0.62 * 100 / 72
     with _rc():
-        height = min(0.9 + 0.34 * len(workers), 12.0)
-        fig = _figure(11.0, max(height, 1.9))
+        height = max(min(0.8 + 0.3 * len(workers), 12.0), 1.9)
+        fig = _figure(11.0, height, left=left, right=14, top=34, bottom=40)
         ax = fig.add_subplot()
         polys, faces = [], []
         for worker, start, end, status in bars:
@@ -320,18 +420,29 @@ def timeline(
             end = max(end, start + 1e-3)
             polys.append([(start, y - 0.38), (end, y - 0.38), (end, y + 0.38), (start, y + 0.38)])
             faces.append(STATUS_COLORS.get(status, STATUS_COLORS["error"]))
-        ax.add_collection(PolyCollection(polys, facecolors=faces, edgecolors="white",
-                                         linewidths=0.5, rasterized=len(polys) > RASTERIZE_ABOVE))  # fmt: skip
+        ax.add_collection(
+            PolyCollection(
+                polys,
+                facecolors=faces,
+                edgecolors="white",
+                linewidths=0.5,
+                rasterized=len(polys) > RASTERIZE_ABOVE,
+            )
+        )
         span = max((b[2] for b in bars), default=1.0) or 1.0
         ax.set_xlim(0, span * 1.01)
         ax.set_ylim(len(workers) - 0.5, -0.5)
-        label_size = 8.0 if len(workers) <= 30 else 5.5
         ax.set_yticks(range(len(workers)), [_short(w, 28) for w in workers], fontsize=label_size)
         ax.set_xlabel("seconds since the first trial started")
         ax.grid(True, axis="x", color=GRID, linewidth=0.8)
         ax.set_axisbelow(True)
         present = [s for s in STATUS_COLORS if any(b[3] == s for b in bars)]
-        ax.legend(handles=[Patch(color=STATUS_COLORS[s], label=s) for s in present],
-                  loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=len(present), fontsize=8)  # fmt: skip
+        ax.legend(
+            handles=[Patch(color=STATUS_COLORS[s], label=s) for s in present],
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncols=len(present),
+            fontsize=8,
+        )
         ax.set_title("trials per worker", loc="left")
         return _svg(fig, "timeline", "timeline of trials per worker, coloured by status")

@@ -404,6 +404,98 @@ def env_create(
     out.print(str(python))
 
 
+# ------------------------------------------------------------------ images, clusters, reports
+
+
+@app.command()
+def build(
+    spec: Path = SpecArg,
+    set_: list[str] = SetOpt,
+    push: bool = typer.Option(False, "--push", help="push to image.registry (needed by the kubernetes backend)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even when an image for this lock exists"),
+    build_arg: list[str] = typer.Option([], "--build-arg", help="build argument K=V (wins over image.build_args); repeatable"),
+    json_: bool = typer.Option(False, "--json", help="print {image, image_id, env_layer_digest, cached, base}"),
+) -> None:
+    """Build SPEC's image hermetically (network off), cached by lock hash."""
+    from runner.image import build_for_spec
+    from runner.run import load_environment
+
+    loaded = _load(spec, set_)
+    env = load_environment(loaded)
+    info = build_for_spec(loaded, env, build_args=_kv(build_arg, "--build-arg"), no_cache=no_cache, push=push)
+    data = info.to_json()
+    if json_:
+        out.print_json(json.dumps({k: data[k] for k in ("image", "image_id", "env_layer_digest", "cached", "base")}))
+        return
+    _say(f"{'[green]cached[/]' if info.cached else '[green]built[/]'} {info.image}")
+    _say(f"  image id          {info.image_id}\n  env layer digest  {info.env_layer_digest}\n  base              {info.base}")
+    if info.pushed:
+        _say(f"  pushed            {info.pushed}")
+    out.print(info.image)
+
+
+@app.command()
+def manifests(
+    spec: Path = SpecArg,
+    set_: list[str] = SetOpt,
+    output: Path | None = typer.Option(None, "--output", "-o", help="write one YAML file per object here"),
+    image: str | None = typer.Option(None, "--image", help="the pushed image by digest (default: a placeholder)"),
+) -> None:
+    """Write the Kubernetes objects of a run of SPEC as YAML, without a cluster."""
+    from runner.cluster.kubernetes import manifests_for_spec, to_yaml, write_manifests
+    from runner.image import ENV_PYTHON
+
+    objects = manifests_for_spec(_load(spec, set_).spec, image_ref=image, python=ENV_PYTHON)
+    if output is None:
+        sys.stdout.write(to_yaml(objects))
+        return
+    for path in write_manifests(objects, output):
+        out.print(str(path))
+
+
+@app.command()
+def clean(
+    run_id: str | None = typer.Option(None, "--run-id", help="only this run's leftovers"),
+    kubernetes: bool = typer.Option(False, "--kubernetes", help="also require cleaning the Kubernetes cluster"),
+    namespace: str | None = typer.Option(None, "--namespace", help="Kubernetes namespace (default: all xrun runs visible)"),
+) -> None:
+    """Remove containers, networks and cluster objects left by killed runs."""
+    from runner.errors import InfraError
+
+    removed: list[str] = []
+    try:
+        from runner.cluster.docker import clean as docker_clean
+
+        removed += docker_clean(run_id)
+    except InfraError as exc:
+        _say(f"[yellow]docker skipped:[/] {exc}")
+    from runner.cluster import kubernetes as k8s
+
+    if kubernetes or k8s.kubeconfig_available():
+        try:
+            removed += k8s.clean(namespace=namespace, run_id=run_id)
+        except InfraError as exc:
+            if kubernetes:
+                raise
+            _say(f"[yellow]kubernetes skipped:[/] {exc}")
+    for name in removed:
+        out.print(name, markup=False)
+    _say(f"removed {len(removed)} object(s)")
+
+
+@app.command()
+def report(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
+    """(Re)write BUNDLE's report.html (and its RO-Crate metadata and manifest)."""
+    from runner.bundle.read import open_bundle
+    from runner.bundle.write import seal
+
+    b = open_bundle(bundle)
+    if b.root != Path(bundle) and not Path(bundle).is_dir():
+        raise UsageError(f"{bundle}: an archive cannot be rewritten; unpack it or use the bundle directory")
+    seal(b.root)
+    out.print(str(b.root / "report.html"))
+
+
 # ------------------------------------------------------------------ entry point
 
 COMMANDS = {"run", "validate", "plan", "show", "ls", "verify", "lock", "env", "build", "manifests",

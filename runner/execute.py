@@ -92,6 +92,7 @@ class Executor:
         self._started: dict[str, tuple[str, float]] = {}
         self._oom_warned: set[str] = set()
         self._forced: dict[str, str] = {}  # dask key -> failure class forced by the driver
+        self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
 
     # ------------------------------------------------------------------ cached
 
@@ -121,6 +122,8 @@ class Executor:
         in_flight: dict[str, tuple[PlannedTrial, int, Any]] = {}
         ac = as_completed(with_results=False, loop=client.loop)
 
+        trial_fn = _shipped(_plugin.call_trial)
+
         def submit_more() -> None:
             while len(in_flight) < self.options.max_in_flight and not self.stop.is_set():
                 if queue:
@@ -132,7 +135,7 @@ class Executor:
                     item = (item, 1)  # type: ignore[assignment]
                 trial, attempt = item
                 fut = client.submit(
-                    _plugin.call_trial,
+                    trial_fn,
                     self._task(trial),
                     key=f"{TRIAL_PREFIX}-{trial.id}-{attempt}-{self.run_id[-6:]}",
                     pure=False,
@@ -140,9 +143,8 @@ class Executor:
                 in_flight[fut.key] = (trial, attempt, fut)
                 ac.add(fut)
 
-        watchdog = _Deadlines(self, in_flight) if self.timeout else None
-        if watchdog:
-            watchdog.start()
+        watchdog = _Monitor(self, in_flight)
+        watchdog.start()
         try:
             submit_more()
             while in_flight:
@@ -155,16 +157,16 @@ class Executor:
                         self._cancel(in_flight)
                         in_flight.clear()
                         break
+                if self.fatal is not None:
+                    self._cancel(in_flight)
+                    raise self.fatal
                 submit_more()
-                if not in_flight and queue and not self.stop.is_set():
-                    submit_more()
         except KeyboardInterrupt:
             self.outcome.interrupted = True
             self._cancel(in_flight)
             in_flight.clear()
         finally:
-            if watchdog:
-                watchdog.stop()
+            watchdog.stop()
             try:
                 client.unsubscribe_topic("xrun")
             except Exception:
@@ -301,15 +303,35 @@ class Executor:
             self.outcome.best = (record["id"], float(value))
 
 
-class _Deadlines(threading.Thread):
-    """Restarts the worker of a trial stuck past ``timeout + grace``.
+def _shipped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A closure Dask cannot import, so it travels with cloudpickle, by value.
 
-    The worker raises a timeout inside the trial's thread first; this catches
-    trials stuck in C code, where that exception cannot land.
+    Schedulers and workers in containers or other environments have no xrun to
+    import ``runner._plugin`` from; the task graph must carry the function.
+    """
+
+    def call(*args: Any) -> Any:
+        return fn(*args)
+
+    return call
+
+
+WORKERLESS_TIMEOUT = 90.0  # seconds with trials in flight and no worker at all
+
+
+class _Monitor(threading.Thread):
+    """Watches the cluster while trials run.
+
+    * Restarts the worker of a trial stuck past ``timeout + grace``: the worker
+      raises a timeout inside the trial's thread first; this catches trials
+      stuck in C code, where that exception cannot land.
+    * Gives up, with a clear error, when no worker has been connected for
+      ``WORKERLESS_TIMEOUT`` seconds (workers that cannot start keep nothing
+      running forever).
     """
 
     def __init__(self, executor: Executor, in_flight: dict[str, tuple[PlannedTrial, int, Any]]) -> None:
-        super().__init__(daemon=True, name="xrun-deadlines")
+        super().__init__(daemon=True, name="xrun-monitor")
         self.executor = executor
         self.in_flight = in_flight
         self._halt = threading.Event()
@@ -321,8 +343,31 @@ class _Deadlines(threading.Thread):
     def run(self) -> None:
         ex = self.executor
         limit = (ex.timeout or 0) + HARD_TIMEOUT_GRACE
+        workerless_since: float | None = None
+        last_check = 0.0
         while not self._halt.wait(0.25):
             now = time.monotonic()
+            if now - last_check > 2.0:
+                last_check = now
+                try:
+                    n = len(ex._client.nthreads())
+                except Exception:
+                    n = -1
+                if n == 0 and self.in_flight:
+                    workerless_since = workerless_since or now
+                    if now - workerless_since > WORKERLESS_TIMEOUT:
+                        from runner.errors import InfraError
+
+                        ex.fatal = InfraError(
+                            f"no Dask worker has been connected for {WORKERLESS_TIMEOUT:.0f}s; workers are "
+                            "crashing or cannot reach the scheduler (run with -vv to see their logs)"
+                        )
+                        ex._cancel(self.in_flight)
+                        return
+                else:
+                    workerless_since = None
+            if not ex.timeout:
+                continue
             for dask_key, (trial, _attempt, fut) in list(self.in_flight.items()):
                 started = ex._started.get(trial.key)
                 if started is None or now - started[1] < limit or dask_key in ex._forced:

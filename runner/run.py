@@ -182,20 +182,33 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
         data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
         return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
                              memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths)  # fmt: skip
-    raise UsageError(
-        f"{plan.loaded.where('cluster', 'backend')}: the {c.backend} backend cannot run sweeps in this "
-        "version of xrun; use local, docker or address"
-    )
+    from runner.cluster.kubernetes import KubernetesBackend, image_reference
+    from runner.image import build_for_spec
+
+    if not spec.image.registry:
+        raise UsageError(
+            f"{plan.loaded.where('image')}: the kubernetes backend pulls the image from image.registry; "
+            "set it (e.g. ghcr.io/me/xrun) and push with `xrun build --push`"
+        )
+    image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args, push=True)
+    ref = image_reference(image)
+    extra["image.json"] = {**image.to_record(), "reference": ref}
+    return KubernetesBackend(spec=spec, run_id=run_id, image_ref=ref, python=image.python, secrets=secrets)
 
 
 def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],
              host: dict[str, Any], status_cb: Callable[[str], None]) -> None:  # fmt: skip
+    import warnings
+
     from distributed import Client
 
     from runner import _plugin, _worker
 
     try:
-        client = Client(info.address, timeout=config.connect_timeout(), set_as_default=False)
+        with warnings.catch_warnings():
+            # Workers' packages are checked against the lock below, precisely.
+            warnings.simplefilter("ignore")
+            client = Client(info.address, timeout=config.connect_timeout(), set_as_default=False)
     except OSError as exc:
         raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
     with client:
@@ -211,7 +224,9 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         cloudpickle.register_pickle_by_value(_plugin)
         source = Path(_worker.__file__).read_text(encoding="utf-8")
         client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
-        reports = client.run(_plugin.call_info)
+        from runner.execute import _shipped
+
+        reports = client.run(_shipped(_plugin.call_info))
         host["workers"] = reports
         _check_workers(plan, reports)
         if info.dashboard:

@@ -270,11 +270,25 @@ class Sweep(StrictModel):
 # ---------------------------------------------------------------- cluster
 
 
+class Toleration(StrictModel):
+    """A Kubernetes toleration, spelled as in Kubernetes."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: Annotated[int, Field(ge=0)] | None = None  # noqa: N815
+
+
 class KubernetesOptions(StrictModel):
-    namespace: str = "default"
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] = "default"
     context: str | None = None
     spot: bool = False
     node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    image_pull_secrets: list[NonEmptyStr] = Field(default_factory=list)
+    service_account: str | None = None
+    deadline: Duration = Field(86400.0, description="worker Job activeDeadlineSeconds; `xrun clean` removes older runs")
     operator: bool = False
 
 
@@ -591,7 +605,7 @@ def _all_field_names() -> set[str]:
 def _models() -> list[type[BaseModel]]:
     return [
         Spec, CondaEnv, PipEnv, CurrentEnv, Image, Code, DataItem, FunctionTrial, SklearnSpec,
-        SklearnTrial, Uniform, LogUniform, IntRange, Objective, Sweep, KubernetesOptions,
+        SklearnTrial, Uniform, LogUniform, IntRange, Objective, Sweep, KubernetesOptions, Toleration,
         LocalCluster, DockerCluster, KubernetesCluster, AddressCluster, Reproduce,
     ]  # fmt: skip
 
@@ -607,6 +621,7 @@ _SECTION_MODELS: dict[_yaml.KeyPath, list[type[BaseModel]]] = {
     ("sweep", "objective"): [Objective],
     ("cluster",): [LocalCluster, DockerCluster, KubernetesCluster, AddressCluster],
     ("cluster", "kubernetes"): [KubernetesOptions],
+    ("cluster", "kubernetes", "tolerations"): [Toleration],
     ("reproduce",): [Reproduce],
 }
 

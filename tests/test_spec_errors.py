@@ -93,7 +93,9 @@ def test_malformed_spec_exits_2_with_location(case, proj: Path, capsys, monkeypa
 def test_good_spec_validates(proj: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(proj)
     (proj / "spec.yaml").write_text(GOOD)
-    main(["validate", "spec.yaml"])  # returns normally: exit 0
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "spec.yaml"])
+    assert exc.value.code == 0
     assert "valid spec 'demo'" in capsys.readouterr().err
 
 

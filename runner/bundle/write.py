@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import platform
 import secrets as _secrets
@@ -22,6 +23,8 @@ from typing import Any
 
 from runner import __version__
 from runner.bundle.manifest import write_manifest
+
+log = logging.getLogger(__name__)
 
 BUNDLE_VERSION = 1
 FSYNC_EVERY_SECONDS = 0.5
@@ -158,7 +161,30 @@ class BundleWriter:
         for name, value in (extra or {}).items():
             _dump(self.root / name, value)
         self.write_status(summary)
-        write_manifest(self.root)
+        seal(self.root)
+
+
+def seal(root: Path) -> None:
+    """Write the derived files (report, RO-Crate), then the manifest over everything.
+
+    A failure to render the report or the crate is logged and recorded; it
+    never costs the results, which are already on disk.
+    """
+    from runner.bundle.rocrate import write_crate
+
+    for name, make in (("report.html", _write_report), ("ro-crate-metadata.json", write_crate)):
+        try:
+            make(root)
+        except Exception as exc:  # pragma: no cover - exercised only by bugs
+            log.error("could not write %s: %s", name, exc, exc_info=True)
+            (root / f"{name}.error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
+    write_manifest(root)
+
+
+def _write_report(root: Path) -> None:
+    from runner.report import write_report
+
+    write_report(root)
 
 
 def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

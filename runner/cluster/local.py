@@ -12,10 +12,14 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from runner import _proc
 from runner.cluster import ClusterInfo
 from runner.errors import InfraError
 
@@ -50,10 +54,16 @@ class LocalBackend:
 
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
+        import warnings
+
         from distributed import LocalCluster
 
+        # "Port 8787 is already in use": a dashboard on another port is fine.
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+
         memory = self.memory_limit if self.memory_limit is not None else "auto"
-        if self.python is None or Path(self.python).resolve() == Path(sys.executable).resolve():
+        # Compare without resolving symlinks: a venv python links to its base interpreter.
+        if self.python is None or Path(self.python).absolute() == Path(sys.executable).absolute():
             with LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=self.threads,
@@ -66,10 +76,12 @@ class LocalBackend:
                 yield ClusterInfo("local", cluster.scheduler_address, cluster.dashboard_link if _dashboard_address() else None, self.workers)
             return
         with LocalCluster(
-            n_workers=0, processes=False, dashboard_address=_dashboard_address(), silence_logs=logging.ERROR
-        ) as cluster:
-            procs = [self._start_worker(cluster.scheduler_address, i, memory) for i in range(self.workers)]
+            n_workers=0, processes=True, host="127.0.0.1", scheduler_port=0,
+            dashboard_address=_dashboard_address(), silence_logs=logging.ERROR,
+        ) as cluster, tempfile.TemporaryDirectory(prefix="xrun-workers-") as logs:  # fmt: skip
+            procs = [self._start_worker(cluster.scheduler_address, i, memory, Path(logs)) for i in range(self.workers)]
             try:
+                self._wait(cluster, procs, Path(logs))
                 yield ClusterInfo("local", cluster.scheduler_address, cluster.dashboard_link if _dashboard_address() else None, self.workers)
             finally:
                 for p in procs:
@@ -81,7 +93,19 @@ class LocalBackend:
                         p.kill()
                         p.wait()
 
-    def _start_worker(self, address: str, index: int, memory: int | str) -> subprocess.Popen[bytes]:
+    def _wait(self, cluster: Any, procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
+        """Until every worker joined; a worker process that dies says why."""
+        deadline = time.monotonic() + self.start_timeout
+        while len(cluster.scheduler.workers) < self.workers:
+            for i, p in enumerate(procs):
+                if p.poll() is not None:
+                    log_tail = _proc.tail((logs / f"worker-{i}.log").read_text(errors="replace"))
+                    raise InfraError(f"worker {i} ({self.python}) exited with code {p.returncode}:\n{log_tail}")
+            if time.monotonic() > deadline:
+                raise InfraError(f"workers from {self.python} did not join within {self.start_timeout:.0f}s")
+            time.sleep(0.1)
+
+    def _start_worker(self, address: str, index: int, memory: int | str, logs: Path) -> subprocess.Popen[bytes]:
         args = [
             str(self.python), "-m", "distributed.cli.dask_worker", address,
             "--nthreads", str(self.threads), "--memory-limit", str(memory),
@@ -90,8 +114,7 @@ class LocalBackend:
         env = {**os.environ, **self.env}
         env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
         try:
-            return subprocess.Popen(
-                args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=False
-            )
+            with open(logs / f"worker-{index}.log", "wb") as fh:
+                return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT)
         except OSError as exc:
             raise InfraError(f"cannot start a worker with {self.python}: {exc}") from exc

@@ -208,3 +208,53 @@ def test_build_for_spec_resolves_base_and_lets_cli_build_args_win(tmp_path, monk
         image.build_for_spec(_loaded(tmp_path, "{base: nope.txt}"), "LOCKED")
     with pytest.raises(UsageError, match=r"--push needs image\.registry"):
         image.build_for_spec(_loaded(tmp_path, f"{{base: '{ref}'}}"), "LOCKED", push=True)
+
+
+def test_conda_context_rewrites_urls_and_checks_every_file(tmp_path: Path):
+    import hashlib
+
+    import yaml
+
+    from runner import _image_conda as conda
+    from runner.errors import VerifyError
+
+    pkg = tmp_path / "ch" / "noarch" / "liba-1.0-0.tar.bz2"
+    whl = tmp_path / "wheels" / "six-1.0-py3-none-any.whl"
+    for path, data in ((pkg, b"conda package"), (whl, b"wheel")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+
+    def entry(manager, name, path, platform="linux-64"):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return {"name": name, "version": "1.0", "manager": manager, "platform": platform,
+                "url": path.as_uri(), "hash": {"sha256": digest}}  # fmt: skip
+
+    lock = tmp_path / "env.conda-lock.yml"
+    data = {
+        "version": 1,
+        "metadata": {"platforms": ["linux-64", "osx-arm64"]},
+        "package": [
+            entry("conda", "liba", pkg),
+            entry("pip", "six", whl),
+            {"name": "libz", "platform": "osx-arm64", "url": "https://x/y.conda"},
+        ],
+    }
+    lock.write_text(yaml.safe_dump(data))
+    context = conda.conda_context(lock)
+    rewritten = yaml.safe_load(context.lock)
+    assert rewritten["package"][0]["url"] == "file:///xrun/conda/pkgs/liba-1.0-0.tar.bz2"
+    assert rewritten["package"][2]["url"] == "https://x/y.conda"  # other platforms untouched
+    assert context.packages == {"liba-1.0-0.tar.bz2": pkg}
+    assert context.wheels == [whl]
+    assert (
+        context.pip_requirements
+        == f"six==1.0 --hash=sha256:{entry('pip', 'six', whl)['hash']['sha256']}\n"
+    )
+
+    pkg.write_bytes(b"tampered")
+    with pytest.raises(VerifyError, match="liba does not match the lock"):
+        conda.conda_context(lock)
+    data["metadata"]["platforms"] = ["osx-arm64"]
+    lock.write_text(yaml.safe_dump(data))
+    with pytest.raises(UsageError, match=r"add it to environment\.platforms"):
+        conda.conda_context(lock)

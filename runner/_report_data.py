@@ -1,0 +1,214 @@
+"""What the report reads from a bundle, and the small facts derived from it.
+
+Only files inside the bundle are read. Missing optional files (``image.json``,
+``reproduce.json``, …) are ``None``; an unreadable one is left out with a
+warning rather than failing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import _report_html as h
+from runner._report_plots import Objective, Param
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """A bundle as the report sees it: its files, parsed, and what follows from them."""
+
+    root: Path
+    meta: dict[str, Any]
+    resolved: dict[str, Any]
+    trials: list[dict[str, Any]]
+    env: dict[str, Any]
+    host: dict[str, Any]
+    image: dict[str, Any] | None
+    git: dict[str, Any] | None
+    data: dict[str, Any] | None
+    reproduce: dict[str, Any] | None
+    code_files: int | None
+    objective: Objective | None = None
+    params: list[Param] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("spec_name") or self.resolved.get("name") or self.root.name)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t.get("status") == "ok"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t.get("status") != "ok"]
+
+    def value(self, trial: dict[str, Any]) -> float | None:
+        """The trial's objective, when it is a finite number."""
+        if self.objective is None:
+            return None
+        v: Any = (trial.get("metrics") or {}).get(self.objective.metric)
+        return float(v) if is_number(v) else None
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """Successful trials, best objective first (by id when there is none)."""
+        scored = [t for t in self.ok if self.value(t) is not None]
+        if self.objective is None or not scored:
+            return sorted(self.ok, key=lambda t: str(t.get("id")))
+        sign = -1.0 if self.objective.goal == "maximize" else 1.0
+        rest = [t for t in self.ok if self.value(t) is None]
+        return (
+            sorted(scored, key=lambda t: (sign * (self.value(t) or 0.0), str(t.get("id")))) + rest
+        )
+
+    @property
+    def best_id(self) -> str | None:
+        best = self.meta.get("best") or {}
+        if best.get("trial"):
+            return str(best["trial"])
+        ranked = self.ranked()
+        return str(ranked[0]["id"]) if ranked and self.value(ranked[0]) is not None else None
+
+
+def load_run(root: Path) -> Run:
+    from runner.bundle.write import latest_records, read_journal
+
+    run = Run(
+        root=root,
+        meta=_read_meta(root),
+        resolved=_read_json(root, "spec.resolved.json") or {},
+        trials=latest_records(read_journal(root / "trials.jsonl")),
+        env=_read_json(root, "env/env.json") or {},
+        host=_read_json(root, "host.json") or {},
+        image=_read_json(root, "image.json"),
+        git=_read_json(root, "code/git.json"),
+        data=_read_json(root, "data.json"),
+        reproduce=_read_json(root, "reproduce.json"),
+        code_files=_count(_read_json(root, "code/files.json")),
+    )
+    run.objective = _objective(run)
+    run.params = _params(run)
+    return run
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    """``bundle.json``, checked like ``open_bundle`` does (which would also import
+    the archive code, and with it Dask: a report needs neither)."""
+    from runner.bundle.write import BUNDLE_VERSION
+    from runner.errors import UsageError
+
+    path = root / "bundle.json"
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a bundle directory (unpack an archive first)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{root}: not a bundle (no bundle.json)") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("bundle_version") != BUNDLE_VERSION:
+        version = meta.get("bundle_version") if isinstance(meta, dict) else None
+        raise UsageError(
+            f"{root}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})"
+        )
+    return meta
+
+
+def _read_json(root: Path, name: str) -> Any:
+    path = root / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("report: %s is unreadable (%s); leaving it out", path, exc)
+        return None
+
+
+def _count(value: Any) -> int | None:
+    return len(value) if isinstance(value, (dict, list)) else None
+
+
+def _objective(run: Run) -> Objective | None:
+    best = run.meta.get("best") or {}
+    declared = (run.resolved.get("sweep") or {}).get("objective") or {}
+    metric = best.get("metric") or declared.get("metric")
+    if not metric:
+        scoring = ((run.resolved.get("trial") or {}).get("sklearn") or {}).get("scoring") or []
+        names = sorted(
+            {m for t in run.ok for m, v in (t.get("metrics") or {}).items() if is_number(v)}
+        )
+        metric = scoring[0] if scoring else (names[0] if names else None)
+    if not metric:
+        return None
+    goal = best.get("goal") or declared.get("goal") or "maximize"
+    return Objective(str(metric), "minimize" if goal == "minimize" else "maximize")
+
+
+def _params(run: Run) -> list[Param]:
+    declared = (run.resolved.get("sweep") or {}).get("parameters") or {}
+    names = sorted({k for t in run.trials for k in (t.get("params") or {})} | set(declared))
+    out = []
+    for name in names:
+        values = [t["params"][name] for t in run.trials if name in (t.get("params") or {})]
+        decl = declared.get(name)
+        numeric = bool(values) and all(is_number(v) for v in values)
+        if numeric:
+            log_scale = isinstance(decl, dict) and "loguniform" in decl
+            if isinstance(decl, list) and all(is_number(v) for v in decl):
+                lo, hi = min(decl), max(decl)
+                log_scale = lo > 0 and hi / lo >= 100
+            out.append(Param(name, categorical=False, log=log_scale))
+            continue
+        labels = [h.param_label(v) for v in decl] if isinstance(decl, list) else []
+        seen = set(labels)
+        extra = sorted({h.param_label(v) for v in values} - seen, key=natural_key)
+        out.append(Param(name, categorical=True, categories=list(dict.fromkeys(labels + extra))))
+    return out
+
+
+def natural_key(label: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def trial_duration(t: dict[str, Any]) -> float | None:
+    s: Any = t.get("start")
+    e: Any = t.get("end")
+    return float(e - s) if is_number(s) and is_number(e) and e >= s else None
+
+
+def worker_label(address: Any) -> str:
+    """A worker address without its ``tcp://``."""
+    if address is None:
+        return "(no worker)"
+    s = str(address)
+    return s.split("://", 1)[1] if "://" in s else s
+
+
+def params_text(t: dict[str, Any]) -> str:
+    def show(v: Any) -> str:
+        return f"{v:.6g}" if isinstance(v, float) else h.param_label(v)
+
+    return "  ".join(f"{k}={show(v)}" for k, v in sorted((t.get("params") or {}).items()))
+
+
+def metric_names(trials: list[dict[str, Any]], obj: Objective | None, limit: int = 5) -> list[str]:
+    names = sorted({m for t in trials for m in (t.get("metrics") or {})})
+    if obj and obj.metric in names:
+        names.remove(obj.metric)
+        names.insert(0, obj.metric)
+    return names[:limit]

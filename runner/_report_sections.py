@@ -1,0 +1,390 @@
+"""Report sections about the sweep's results: the run, best trials, plots, all trials."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runner import _report_html as h
+from runner._report_data import (
+    Run,
+    is_number,
+    metric_names,
+    params_text,
+    trial_duration,
+    worker_label,
+)
+from runner._report_plots import Param
+
+TOP_TRIALS = 10
+MAX_PARAM_PLOTS = 16
+MAX_PARALLEL_PARAMS = 12
+MAX_TRIAL_ROWS = 5000
+
+
+def run_section(run: Run) -> str:
+    m = run.meta
+    counts = m.get("counts") or {}
+    total = counts.get("total", len(run.trials))
+    tiles = [
+        ("status", h.badge(m.get("status")), ""),
+        ("trials", h.esc(total), ""),
+        ("ran ok", h.esc(counts.get("ok", 0)), "good" if counts.get("ok") else ""),
+        ("cached", h.esc(counts.get("cached", 0)), ""),
+        ("failed", h.esc(counts.get("failed", 0)), "bad" if counts.get("failed") else ""),
+        ("not run", h.esc(counts.get("not_run", 0)), "bad" if counts.get("not_run") else ""),
+    ]
+    best = m.get("best") or {}
+    if best.get("metric") is not None:
+        tiles.append(
+            (
+                f"best {best['metric']}",
+                f"{h.esc(h.fmt(best.get('value')))} <small>{h.esc(best.get('trial'))}</small>",
+                "",
+            )
+        )
+    tiles.append(("duration", h.esc(h.duration(m.get("duration_seconds"))), ""))
+    workers = run.host.get("workers") or {}
+    backend = m.get("backend") or run.host.get("backend") or "—"
+    tiles.append(
+        (
+            "backend",
+            h.esc(backend) + (f" <small>{len(workers)} workers</small>" if workers else ""),
+            "",
+        )
+    )
+    if run.reproduce:
+        tiles.append(("reproduction", h.badge(run.reproduce.get("verdict")), ""))
+    tile_html = "".join(
+        f'<div class="tile {cls}"><div class="k">{h.esc(k)}</div><div class="v">{v}</div></div>'
+        for k, v, cls in tiles
+    )
+
+    sweep = run.resolved.get("sweep") or {}
+    sweep_meta = m.get("sweep") or {}
+    parts = [
+        f"method {sweep.get('method') or sweep_meta.get('method', '—')}",
+        f"seed {sweep.get('seed', sweep_meta.get('seed', '—'))}",
+    ]
+    if sweep.get("samples"):
+        parts.append(f"{sweep['samples']} samples")
+    if (sweep.get("repeats") or 1) > 1:
+        parts.append(f"{sweep['repeats']} repeats per point")
+    parts.append(f"{sweep_meta.get('trials', total)} trials")
+    durations = [
+        d for d in (trial_duration(t) for t in run.trials if not t.get("cached")) if d is not None
+    ]
+    items: list[tuple[str, str]] = [
+        ("run id", h.mono(m.get("run_id"))),
+        ("created", h.esc(m.get("created"))),
+        ("trial", _trial_kind(run)),
+        ("sweep", h.esc(", ".join(parts))),
+    ]
+    if run.objective:
+        items.append(
+            ("objective", f"{h.esc(run.objective.goal)} <b>{h.esc(run.objective.metric)}</b>")
+        )
+    if durations:
+        ordered = sorted(durations)
+        items.append(
+            (
+                "trial time",
+                h.esc(
+                    f"{h.duration(sum(durations))} in total over {len(durations)} trials; "
+                    f"median {h.duration(ordered[len(ordered) // 2])}, longest {h.duration(ordered[-1])}"
+                ),
+            )
+        )
+    items.append(("xrun", h.esc(m.get("xrun_version"))))
+    if m.get("reproduces"):
+        items.append(("reproduces", h.mono(m["reproduces"])))
+    if m.get("stopped"):
+        items.append(("stopped", h.esc(m["stopped"])))
+    if m.get("error"):
+        items.append(("run error", f'<span class="err">{h.esc(m["error"])}</span>'))
+    overrides = run.resolved.get("_overrides") or []
+    if overrides:
+        items.append(("overrides", " ".join(h.mono(o) for o in overrides)))
+    return f'<div class="tiles">{tile_html}</div>\n' + h.dl(items)
+
+
+def _trial_kind(run: Run) -> str:
+    trial = run.resolved.get("trial") or {}
+    limits = []
+    if trial.get("timeout"):
+        limits.append(f"timeout {h.duration(trial['timeout'])}")
+    if trial.get("retries"):
+        limits.append(f"{trial['retries']} retries")
+    suffix = h.esc(f" ({', '.join(limits)})") if limits else ""
+    if trial.get("function"):
+        return f"function {h.mono(trial['function'])}{suffix}"
+    sk = trial.get("sklearn") or {}
+    if sk:
+        source = sk.get("dataset") or sk.get("data")
+        return (
+            f"scikit-learn {h.mono(sk.get('estimator'))} on {h.mono(source)}, "
+            f"{h.esc(sk.get('cv'))}-fold cross-validation{suffix}"
+        )
+    return "—"
+
+
+def best_section(run: Run) -> str:
+    ranked = run.ranked()
+    if not ranked:
+        return '<p class="note">No trial succeeded.</p>'
+    top = ranked[:TOP_TRIALS]
+    obj = run.objective
+    metrics = metric_names(top, obj)
+    headers, numeric = ["#", "trial"], [True, False]
+    wide = len(run.params) > 6
+    headers += ["params"] if wide else [p.name for p in run.params]
+    numeric += [False] if wide else [not p.categorical for p in run.params]
+    headers += metrics + ["duration", "source"]
+    numeric += [True] * len(metrics) + [True, False]
+    rows = []
+    for rank, t in enumerate(top, 1):
+        row = [h.num(rank), h.text(t.get("id"), "mono")] + _param_cells(run, t, wide)
+        row += [_metric_cell(t, m, bold=obj is not None and m == obj.metric) for m in metrics]
+        d = trial_duration(t)
+        row += [h.Cell(h.esc(h.duration(d)), d, "num"), _source(t)]
+        rows.append(row)
+    title = (
+        f"Top {len(top)} of {len(run.ok)} successful trials by {obj.metric} ({obj.goal})"
+        if obj
+        else f"{len(run.ok)} successful trials"
+    )
+    out = f'<p class="note">{h.esc(title)}.</p>' + h.table(
+        headers, rows, cls="best-table", numeric=numeric
+    )
+    return out.replace("<tbody><tr>", '<tbody><tr class="best">', 1) if obj else out
+
+
+def _metric_cell(t: dict[str, Any], metric: str, bold: bool = False) -> h.Cell:
+    cell = h.num((t.get("metrics") or {}).get(metric))
+    if bold:
+        cell.html = f"<b>{cell.html}</b>"
+    return cell
+
+
+def _param_cells(run: Run, t: dict[str, Any], wide: bool) -> list[h.Cell]:
+    params = t.get("params") or {}
+    if wide:
+        return [h.text(params_text(t), "mono")]
+    cells = []
+    for p in run.params:
+        v = params.get(p.name)
+        cells.append(
+            h.num(v) if not p.categorical else h.text(h.param_label(v) if p.name in params else "—")
+        )
+    return cells
+
+
+def _source(t: dict[str, Any]) -> h.Cell:
+    if t.get("cached"):
+        origin = t.get("cached_from")
+        return h.Cell(h.badge("cached") + (f" <small>{h.esc(origin)}</small>" if origin else ""))
+    attempts = t.get("attempts") or 1
+    return h.Cell("ran" + (h.esc(f" ({attempts} attempts)") if attempts > 1 else ""))
+
+
+def objective_section(run: Run) -> str:
+    from runner import _report_plots as plots
+
+    obj = run.objective
+    if obj is None:
+        return '<p class="note">No objective and no numeric metric to plot.</p>'
+    if not run.params:
+        return '<p class="note">The sweep has no parameters to plot against.</p>'
+    scored = [t for t in run.ok if run.value(t) is not None]
+    if not scored:
+        return f'<p class="note">No successful trial reported {h.esc(obj.metric)}.</p>'
+    best_id = run.best_id
+    figures = []
+    for p in run.params[:MAX_PARAM_PLOTS]:
+        xs: list[Any] = []
+        ys: list[float] = []
+        best: int | None = None
+        for t in scored:
+            x = _plot_x(p, t)
+            if x is not _MISSING:
+                if str(t.get("id")) == best_id:
+                    best = len(xs)
+                xs.append(x)
+                ys.append(run.value(t) or 0.0)
+        if not xs:
+            continue
+        failed = [x for x in (_plot_x(p, t) for t in run.failed) if x is not _MISSING]
+        svg = plots.objective_vs_param(p, xs, ys, failed, best, obj)
+        figures.append(f"<figure>{svg}</figure>")
+    more = len(run.params) - MAX_PARAM_PLOTS
+    note = (
+        f"Each dot is a successful trial ({len(scored)}); ★ marks the best"
+        + (f", × in the shaded band a failed trial ({len(run.failed)})" if run.failed else "")
+        + ". Categorical values are spread sideways, with a bar at their median."
+        + (f" {more} more parameters are not plotted." if more > 0 else "")
+    )
+    return f'<div class="plots">{"".join(figures)}</div>\n<p class="note">{h.esc(note)}</p>'
+
+
+_MISSING = object()
+
+
+def _plot_x(p: Param, t: dict[str, Any]) -> Any:
+    params = t.get("params") or {}
+    if p.name not in params:
+        return _MISSING
+    v = params[p.name]
+    if p.categorical:
+        return h.param_label(v)
+    if not is_number(v) or (p.log and v <= 0):
+        return _MISSING
+    return v
+
+
+def parallel_section(run: Run) -> str:
+    from runner import _report_plots as plots
+
+    obj = run.objective
+    params = run.params[:MAX_PARALLEL_PARAMS]
+    scored = [t for t in run.ok if run.value(t) is not None]
+    if obj is None or not params or not scored:
+        return '<p class="note">Needs at least one parameter and one trial with an objective.</p>'
+    rows: list[tuple[list[Any], float]] = []
+    best: int | None = None
+    for t in scored:
+        xs = [_plot_x(p, t) for p in params]
+        if any(x is _MISSING for x in xs):
+            continue
+        if str(t.get("id")) == run.best_id:
+            best = len(rows)
+        rows.append((xs, run.value(t) or 0.0))
+    if not rows:
+        return '<p class="note">No trial has every parameter with a plottable value.</p>'
+    svg = plots.parallel_coordinates(params, rows, best, obj)
+    better = "brighter" if obj.goal == "maximize" else "brighter (lower)"
+    note = (
+        f"One line per successful trial, coloured by {obj.metric} ({better} is better); "
+        "the best trial in red."
+    )
+    if len(run.params) > len(params):
+        note += f" Only the first {len(params)} parameters are drawn."
+    return f"<figure>{svg}<figcaption>{h.esc(note)}</figcaption></figure>"
+
+
+RESTARTED = "(restarted worker)"
+
+
+def timeline_section(run: Run) -> str:
+    from runner import _report_plots as plots
+
+    ran = [t for t in run.trials if not t.get("cached")]
+    spans = {str(t.get("id")): span for t in ran if (span := _span(run, t)) is not None}
+    notes = [_cached_note(run)]
+    guessed = [t for t in ran if str(t.get("id")) in spans and trial_duration(t) is None]
+    if guessed:
+        ids = ", ".join(str(t.get("id")) for t in guessed[:20])
+        notes.append(
+            f"{len(guessed)} trials hit their timeout and their worker was restarted ({ids}); "
+            f"they are drawn on the row {RESTARTED} as the timeout before they were stopped."
+        )
+    untimed = [t for t in ran if str(t.get("id")) not in spans]
+    if untimed:
+        ids = ", ".join(str(t.get("id")) for t in untimed[:20])
+        notes.append(f"{len(untimed)} trials have no recorded start and end: {ids}.")
+    if not spans:
+        return '<p class="note">No trial ran in this run.</p>' + "".join(
+            f'<p class="note">{h.esc(n)}</p>' for n in notes if n
+        )
+    t0 = min(start for _, start, _ in spans.values())
+    addresses = [w for w, _, _ in spans.values()] + list(run.host.get("workers") or {})
+    workers = sorted({worker_label(a) for a in addresses if a != RESTARTED}, key=_natural_worker)
+    workers += [RESTARTED] if guessed else []
+    bars = []
+    for t in ran:
+        span = spans.get(str(t.get("id")))
+        if span is not None:
+            worker, start, end = span
+            row = RESTARTED if worker == RESTARTED else worker_label(worker)
+            status = str(t.get("failure_class") or t.get("status") or "error")
+            bars.append((row, start - t0, end - t0, status))
+    svg = plots.timeline(bars, workers)
+    wall = max(b[2] for b in bars)
+    real = len(workers) - (1 if guessed else 0)
+    busy = sum(b[2] - b[1] for b in bars if b[0] != RESTARTED)
+    lead = f"{len(bars)} trials on {real} workers over {h.duration(wall)}"
+    if wall > 0 and real:
+        lead += f"; workers were busy {100 * busy / (wall * real):.0f}% of that time"
+    caption = " ".join(x for x in [lead + ".", *notes] if x)
+    return f"<figure>{svg}<figcaption>{h.esc(caption)}</figcaption></figure>"
+
+
+def _span(run: Run, t: dict[str, Any]) -> tuple[Any, float, float] | None:
+    """Where and when a trial ran: (worker, start, end), or None when unknown.
+
+    A trial stuck past its timeout is stopped by restarting its worker; its
+    record then has an end but no start or worker, and it ran for the timeout.
+    """
+    d = trial_duration(t)
+    if d is not None:
+        return t.get("worker"), float(t["start"]), float(t["end"])
+    timeout: Any = (run.resolved.get("trial") or {}).get("timeout")
+    end: Any = t.get("end")
+    if t.get("status") == "timeout" and is_number(end) and is_number(timeout):
+        return RESTARTED, float(end) - float(timeout), float(end)
+    return None
+
+
+def _cached_note(run: Run) -> str:
+    cached = [t for t in run.trials if t.get("cached")]
+    if not cached:
+        return ""
+    origins = sorted({str(t.get("cached_from")) for t in cached if t.get("cached_from")})
+    source = (
+        f" (from {', '.join(origins[:3])}{' …' if len(origins) > 3 else ''})" if origins else ""
+    )
+    ids = ", ".join(str(t.get("id")) for t in cached[:30]) + (", …" if len(cached) > 30 else ".")
+    return (
+        f"{len(cached)} trials came from the cache{source} and did not run here, "
+        f"so they are not drawn: {ids}"
+    )
+
+
+def _natural_worker(label: str) -> list[Any]:
+    """Sort key: numbers inside a label compare as numbers (10.0.0.2 before 10.0.0.10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
+
+
+def trials_section(run: Run) -> str:
+    trials = run.trials
+    if not trials:
+        return '<p class="note">No trial finished.</p>'
+    metrics = metric_names(trials, run.objective, limit=6)
+    wide = len(run.params) > 6
+    headers = ["trial", "status"] + (["params"] if wide else [p.name for p in run.params])
+    numeric = [False, False] + ([False] if wide else [not p.categorical for p in run.params])
+    headers += metrics + ["duration", "attempts", "worker", "source"]
+    numeric += [True] * len(metrics) + [True, True, False, False]
+    rows = []
+    for t in trials[:MAX_TRIAL_ROWS]:
+        status = t.get("failure_class") or t.get("status")
+        d = trial_duration(t)
+        rows.append(
+            [h.text(t.get("id"), "mono"), h.Cell(h.badge(status), None)]
+            + _param_cells(run, t, wide)
+            + [_metric_cell(t, m) for m in metrics]
+            + [
+                h.Cell(h.esc(h.duration(d)), d, "num"),
+                h.num(t.get("attempts")),
+                h.text(worker_label(t.get("worker")), "mono"),
+                _source(t),
+            ]
+        )
+    more = (
+        f' <span class="note">(the first {MAX_TRIAL_ROWS}; all are in results.csv)</span>'
+        if len(trials) > MAX_TRIAL_ROWS
+        else ""
+    )
+    return (
+        f"<details><summary>Show all {len(trials)} trials (click a column to sort)</summary>{more}"
+        f"{h.table(headers, rows, sortable=True, numeric=numeric)}</details>"
+    )
