@@ -218,7 +218,8 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         "traceback": None,
         "metrics": {},
     }
-    _emit({"start": task["key"], "worker": address, "time": time.time()})
+    if task.get("timeout"):  # the driver restarts a worker whose trial is stuck past it
+        _emit({"start": task["key"], "worker": address, "time": time.time()})
     dog = _Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, task["trial_id"])
     out_router.local.buffer = buf
     err_router.local.buffer = buf

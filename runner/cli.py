@@ -496,9 +496,22 @@ def report(bundle: Path = typer.Argument(..., help="a bundle directory")) -> Non
     out.print(str(b.root / "report.html"))
 
 
+@app.command()
+def init(
+    directory: Path = typer.Argument(Path("."), help="where to create the project"),
+    name: str = typer.Option("my-sweep", "--name", help="the spec's name"),
+) -> None:
+    """Scaffold a project: a spec, experiments/train.py and an environment file."""
+    from runner.scaffold import init as scaffold
+
+    for path in scaffold(directory, name):
+        out.print(str(path))
+    _say(f"next: cd {directory} && xrun {name}.yaml")
+
+
 # ------------------------------------------------------------------ entry point
 
-COMMANDS = {"run", "validate", "plan", "show", "ls", "verify", "lock", "env", "build", "manifests",
+COMMANDS = {"init", "run", "validate", "plan", "show", "ls", "verify", "lock", "env", "build", "manifests",
             "reproduce", "diff", "pack", "report", "clean", "--help", "-h", "--install-completion",
             "--show-completion"}  # fmt: skip
 

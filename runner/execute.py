@@ -48,7 +48,21 @@ class Event:
 class Options:
     fail_fast: bool = False
     max_in_flight: int = 8
-    batch_size: int = 1
+    slots: int = 2  # worker threads in the cluster
+    batch_size: int = 0  # trials per Dask task; 0 = adaptive
+
+
+@dataclass
+class _Unit:
+    """One Dask task: a trial, or a batch of short trials."""
+
+    items: list[tuple[PlannedTrial, int]]
+    fut: Any
+
+
+TARGET_TASK_SECONDS = 0.25
+MAX_BATCH = 500
+MIN_SAMPLES = 4
 
 
 @dataclass
@@ -59,6 +73,7 @@ class Outcome:
     interrupted: bool = False
     stopped_early: bool = False  # --fail-fast
     not_run: int = 0
+    tasks: int = 0  # Dask tasks submitted (short trials are batched)
 
 
 class Executor:
@@ -93,6 +108,9 @@ class Executor:
         self._oom_warned: set[str] = set()
         self._forced: dict[str, str] = {}  # dask key -> failure class forced by the driver
         self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
+        self._n_durations = 0
+        self._mean_duration: float | None = None
+        self._unsubmitted = 0
 
     # ------------------------------------------------------------------ cached
 
@@ -117,30 +135,49 @@ class Executor:
 
         self._client = client
         client.subscribe_topic("xrun", self._on_worker_event)
-        queue: deque[tuple[PlannedTrial, int]] = deque()
-        todo = iter(self.plan.pending)
-        in_flight: dict[str, tuple[PlannedTrial, int, Any]] = {}
+        queue: deque[tuple[PlannedTrial, int, bool]] = deque()  # (trial, attempt, run alone)
+        pending = self.plan.pending
+        todo = iter(pending)
+        self._unsubmitted = len(pending)
+        in_flight: dict[str, _Unit] = {}
         ac = as_completed(with_results=False, loop=client.loop)
-
         trial_fn = _shipped(_plugin.call_trial)
+        batch_fn = _shipped(_plugin.call_batch)
+        counter = 0
+
+        def next_items() -> list[tuple[PlannedTrial, int]]:
+            if queue and queue[0][2]:
+                trial, attempt, _ = queue.popleft()
+                return [(trial, attempt)]
+            size = self._batch_size()
+            items: list[tuple[PlannedTrial, int]] = []
+            while len(items) < size:
+                if queue and not queue[0][2]:
+                    trial, attempt, _ = queue.popleft()
+                    items.append((trial, attempt))
+                    continue
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                self._unsubmitted -= 1
+                items.append((nxt, 1))
+            return items
 
         def submit_more() -> None:
+            nonlocal counter
             while len(in_flight) < self.options.max_in_flight and not self.stop.is_set():
-                if queue:
-                    item = queue.popleft()
+                items = next_items()
+                if not items:
+                    return
+                counter += 1
+                first, attempt = items[0]
+                key = f"{TRIAL_PREFIX}-{first.id}-{attempt}-{counter}-{self.run_id[-6:]}"
+                if len(items) == 1:
+                    fut = client.submit(trial_fn, self._task(first), key=key, pure=False)
                 else:
-                    item = next(todo, None)  # type: ignore[assignment]
-                    if item is None:
-                        return
-                    item = (item, 1)  # type: ignore[assignment]
-                trial, attempt = item
-                fut = client.submit(
-                    trial_fn,
-                    self._task(trial),
-                    key=f"{TRIAL_PREFIX}-{trial.id}-{attempt}-{self.run_id[-6:]}",
-                    pure=False,
-                )
-                in_flight[fut.key] = (trial, attempt, fut)
+                    fut = client.submit(batch_fn, [self._task(t) for t, _ in items], key=key, pure=False)
+                in_flight[key] = _Unit(items, fut)
+                self.outcome.tasks += 1
                 ac.add(fut)
 
         watchdog = _Monitor(self, in_flight)
@@ -149,8 +186,10 @@ class Executor:
             submit_more()
             while in_flight:
                 for fut in ac.next_batch(block=True):
-                    trial, attempt, _ = in_flight.pop(fut.key)
-                    self._handle(fut, trial, attempt, queue)
+                    unit = in_flight.pop(fut.key, None)
+                    if unit is None:  # cancelled by --fail-fast or the monitor
+                        continue
+                    self._handle_unit(unit, queue)
                     if self.options.fail_fast and self.outcome.counts["failed"]:
                         self.stop.set()
                         self.outcome.stopped_early = True
@@ -177,8 +216,52 @@ class Executor:
         self.outcome.not_run = len(self.plan.trials) - done
         return self.outcome
 
-    def _cancel(self, in_flight: dict[str, tuple[PlannedTrial, int, Any]]) -> None:
-        futures = [f for (_, _, f) in in_flight.values()]
+    def _batch_size(self) -> int:
+        """Trials per Dask task: 1 until trials are known to be short, then
+        enough to make each task ~TARGET_TASK_SECONDS of work, while leaving
+        every worker slot something to do."""
+        if self.options.batch_size:
+            return self.options.batch_size
+        if self._n_durations < MIN_SAMPLES or self._mean_duration is None:
+            return 1
+        size = int(TARGET_TASK_SECONDS / max(self._mean_duration, 1e-5))
+        spread = max(1, self._unsubmitted // max(1, 2 * self.options.slots))
+        return max(1, min(size, spread, MAX_BATCH))
+
+    def _note_duration(self, result: dict[str, Any]) -> None:
+        start, end = result.get("start"), result.get("end")
+        if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+            d = max(0.0, end - start)
+            self._n_durations += 1
+            m = self._mean_duration
+            self._mean_duration = d if m is None else m + (d - m) * 0.1
+
+    def _handle_unit(self, unit: _Unit, queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
+        fut = unit.fut
+        forced = self._forced.pop(fut.key, None)  # key of the trial the monitor timed out
+        if fut.status == "finished":
+            results = fut.result()
+            if len(unit.items) == 1:
+                results = [results]
+            for (trial, attempt), result in zip(unit.items, results):
+                self._note_duration(result)
+                self._handle(trial, attempt, result, queue)
+        elif len(unit.items) == 1:
+            trial, attempt = unit.items[0]
+            self._handle(trial, attempt, self._lost_result(fut, trial, forced == trial.key), queue)
+        else:
+            # A batch died (lost worker, timeout restart): which trial did it is
+            # unknown, so each runs again alone, without counting an attempt.
+            for trial, attempt in unit.items:
+                if forced == trial.key:
+                    self._handle(trial, attempt, self._lost_result(fut, trial, True), queue)
+                else:
+                    self._started.pop(trial.key, None)
+                    queue.append((trial, attempt, True))
+        fut.release()
+
+    def _cancel(self, in_flight: dict[str, _Unit]) -> None:
+        futures = [u.fut for u in list(in_flight.values())]
         if futures:
             try:
                 self._client.cancel(futures, force=True)
@@ -221,20 +304,14 @@ class Executor:
             result["artifacts"] = cleaned
         return result
 
-    def _handle(self, fut: Any, trial: PlannedTrial, attempt: int, queue: deque[tuple[PlannedTrial, int]]) -> None:
+    def _handle(self, trial: PlannedTrial, attempt: int, result: dict[str, Any], queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         self._started.pop(trial.key, None)
-        forced = self._forced.pop(fut.key, None)
-        if fut.status == "finished":
-            result = fut.result()
-        else:
-            result = self._lost_result(fut, trial, forced)
-        fut.release()
         if self.redact:
             result = self._scrub(result)
         if result["status"] == "error" and attempt <= self.retries and not self.stop.is_set():
             record = self._record(trial, result, attempts=attempt, cached=False)
             self.on_event(Event("retry", record, dict(self.outcome.counts), self.outcome.best))
-            queue.append((trial, attempt + 1))
+            queue.append((trial, attempt + 1, False))
             return
         record = self._record(trial, result, attempts=attempt, cached=False)
         if result["status"] == "ok":
@@ -250,11 +327,11 @@ class Executor:
         self.writer.record_trial(record, result.get("log", ""), result.get("artifacts") or [])
         self.on_event(Event("done" if result["status"] == "ok" else "failed", record, dict(self.outcome.counts), self.outcome.best))
 
-    def _lost_result(self, fut: Any, trial: PlannedTrial, forced: str | None) -> dict[str, Any]:
+    def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any]:
         now = time.time()
         base: dict[str, Any] = {"trial_id": trial.id, "key": trial.key, "metrics": {}, "start": None, "end": now,
                 "log": "", "worker": None, "traceback": None}  # fmt: skip
-        if forced == "timeout":
+        if timed_out:
             return {**base, "status": "timeout", "failure_class": "timeout",
                     "error": f"trial exceeded its timeout of {self.timeout:g}s and did not stop; its worker was restarted"}  # fmt: skip
         if fut.status == "cancelled":
@@ -330,7 +407,7 @@ class _Monitor(threading.Thread):
       running forever).
     """
 
-    def __init__(self, executor: Executor, in_flight: dict[str, tuple[PlannedTrial, int, Any]]) -> None:
+    def __init__(self, executor: Executor, in_flight: dict[str, _Unit]) -> None:
         super().__init__(daemon=True, name="xrun-monitor")
         self.executor = executor
         self.in_flight = in_flight
@@ -368,16 +445,20 @@ class _Monitor(threading.Thread):
                     workerless_since = None
             if not ex.timeout:
                 continue
-            for dask_key, (trial, _attempt, fut) in list(self.in_flight.items()):
-                started = ex._started.get(trial.key)
-                if started is None or now - started[1] < limit or dask_key in ex._forced:
+            for dask_key, unit in list(self.in_flight.items()):
+                if dask_key in ex._forced:
                     continue
-                worker = started[0]
-                log.warning("trial %s is stuck past its timeout; restarting worker %s", trial.id, worker)
-                ex._forced[dask_key] = "timeout"
-                try:
-                    ex._client.cancel([fut], force=True)
-                    if worker:
-                        ex._client.restart_workers([worker], raise_for_error=False)
-                except Exception:
-                    log.debug("could not restart %s", worker, exc_info=True)
+                for trial, _attempt in unit.items:
+                    started = ex._started.get(trial.key)
+                    if started is None or now - started[1] < limit:
+                        continue
+                    worker = started[0]
+                    log.warning("trial %s is stuck past its timeout; restarting worker %s", trial.id, worker)
+                    ex._forced[dask_key] = trial.key
+                    try:
+                        ex._client.cancel([unit.fut], force=True)
+                        if worker:
+                            ex._client.restart_workers([worker], raise_for_error=False)
+                    except Exception:
+                        log.debug("could not restart %s", worker, exc_info=True)
+                    break

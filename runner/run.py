@@ -104,7 +104,8 @@ def run_plan(
     writer.write_status({"status": "running", "counts": {"total": total}})
     executor = Executor(
         plan, writer, cache, run_id,
-        options=Options(fail_fast=options.fail_fast, max_in_flight=_in_flight(spec)),
+        options=Options(fail_fast=options.fail_fast, max_in_flight=_in_flight(spec),
+                        slots=spec.cluster.workers * spec.cluster.threads_per_worker),
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
     executor.record_cached()
@@ -301,6 +302,7 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "backend": plan.spec.cluster.backend,
         "counts": {"total": len(plan.trials), **outcome.counts, "not_run": outcome.not_run},
         "failures": outcome.failures,
+        "dask_tasks": outcome.tasks,
         "best": best,
         "duration_seconds": round(duration, 3),
         "env": {"kind": plan.env.kind, "lock_hash": plan.env.lock_hash},

@@ -273,3 +273,36 @@ def test_secret_values_never_reach_bundle_logs_cache_or_output(project, run_xrun
                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert missing.returncode == 2
     assert "environment variable(s) not set: XRUN_TEST_TOKEN" in missing.stderr
+
+
+QUICK = '''
+import time
+
+def train(params, ctx):
+    time.sleep(0.005)
+    return {"score": float(params["x"])}
+'''
+
+
+def test_short_trials_are_batched_and_a_killed_worker_loses_none(project) -> None:
+    project.file("experiments/quick.py", QUICK)
+    spec = project.spec(f"""
+        xrun: 1
+        name: quick
+        code: {{include: ["experiments/*.py"]}}
+        trial: {{function: "experiments.quick:train", timeout: 1m}}
+        sweep: {{parameters: {{x: {list(range(1500))}}}, objective: {{metric: score}}}}
+        cluster: {{workers: 2}}
+        output: runs
+    """)
+    proc = start(spec, "-q", cwd=project.root)
+    wait_for_lines(project.root / "runs", 200, proc)
+    victims = dask_workers(proc.pid)
+    victims[0].send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    bundle = Path(out.strip().splitlines()[-1])
+    seen = ids(bundle)
+    assert sorted(seen) == [f"t{i:05d}" for i in range(1500)]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["dask_tasks"] < 500, meta["dask_tasks"]  # batched, not one task per trial
