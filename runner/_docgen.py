@@ -186,6 +186,10 @@ class _Doc:
                 rows += self._rows(path, nested)
             elif "patternProperties" in sub:
                 rows += self._pattern_rows(path, sub)
+            elif sub.get("type") == "array" and sub.get("items"):
+                item = self._object(sub["items"])
+                if item is not None and item.get("properties"):
+                    rows += self._rows(f"{path}[]", item)
         return rows
 
     def _pattern_rows(self, path: str, s: dict[str, Any]) -> list[str]:
