@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,12 @@ class Run:
     def name(self) -> str:
         return str(self.meta.get("spec_name") or self.resolved.get("name") or self.root.name)
 
-    @property
+    # Cached: sections ask for these inside loops over every trial.
+    @cached_property
     def ok(self) -> list[dict[str, Any]]:
         return [t for t in self.trials if t.get("status") == "ok"]
 
-    @property
+    @cached_property
     def failed(self) -> list[dict[str, Any]]:
         return [t for t in self.trials if t.get("status") != "ok"]
 
@@ -59,6 +61,10 @@ class Run:
 
     def ranked(self) -> list[dict[str, Any]]:
         """Successful trials, best objective first (by id when there is none)."""
+        return list(self._ranked)
+
+    @cached_property
+    def _ranked(self) -> list[dict[str, Any]]:
         scored = [t for t in self.ok if self.value(t) is not None]
         if self.objective is None or not scored:
             return sorted(self.ok, key=lambda t: str(t.get("id")))
@@ -68,7 +74,7 @@ class Run:
             sorted(scored, key=lambda t: (sign * (self.value(t) or 0.0), str(t.get("id")))) + rest
         )
 
-    @property
+    @cached_property
     def best_id(self) -> str | None:
         best = self.meta.get("best") or {}
         if best.get("trial"):
