@@ -111,6 +111,13 @@ def project_root(spec_path: Path) -> Path:
 
 
 def _escape_warnings(loaded: LoadedSpec) -> list[str]:
+    """Paths that leave the project tree are reported (a spec that reads
+    ``/etc`` or a sibling checkout is worth a look) unless explicitly allowed
+    with ``XRUN_ALLOW_OUTSIDE_PATHS=1``."""
+    from runner import config
+
+    if config.allow_outside_paths():
+        return []
     root = project_root(loaded.path)
     spec = loaded.spec
     paths: list[tuple[tuple[str, ...], Path]] = [(("code", "root"), spec.code.root), (("output",), spec.output)]
@@ -124,5 +131,8 @@ def _escape_warnings(loaded: LoadedSpec) -> list[str]:
         try:
             path.resolve().relative_to(root.resolve())
         except ValueError:
-            out.append(f"{loaded.where(*key)}: {path} is outside the project tree {root}")
+            out.append(
+                f"{loaded.where(*key)}: {path} is outside the project tree {root} "
+                "(set XRUN_ALLOW_OUTSIDE_PATHS=1 if that is intended)"
+            )
     return out

@@ -11,6 +11,11 @@ from pathlib import Path
 ENV_CACHE_DIR = "XRUN_CACHE_DIR"
 ENV_DEBUG = "XRUN_DEBUG"
 ENV_CONNECT_TIMEOUT = "XRUN_CONNECT_TIMEOUT"  # seconds to reach a scheduler
+ENV_ALLOW_OUTSIDE = "XRUN_ALLOW_OUTSIDE_PATHS"  # 1: spec paths may leave the project tree silently
+
+
+def allow_outside_paths() -> bool:
+    return os.environ.get(ENV_ALLOW_OUTSIDE, "") not in ("", "0", "false", "no")
 
 
 def connect_timeout() -> float:

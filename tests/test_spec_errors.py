@@ -123,3 +123,20 @@ def test_errors_list_several_problems(proj: Path, capsys, monkeypatch) -> None:
         main(["validate", "spec.yaml"])
     err = capsys.readouterr().err
     assert "spec.yaml:9 clustr" in err and "spec.yaml:10 secretz" in err
+
+
+def test_paths_outside_the_project_are_reported_unless_allowed(proj: Path, tmp_path_factory, capsys, monkeypatch) -> None:
+    outside = tmp_path_factory.mktemp("elsewhere") / "data.csv"
+    outside.write_text("a,b\n1,2\n")
+    (proj / "pyproject.toml").write_text("")
+    monkeypatch.chdir(proj)
+    (proj / "spec.yaml").write_text(GOOD + f"data:\n  table: {{path: {outside}}}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "spec.yaml"])
+    assert exc.value.code == 0
+    err = capsys.readouterr().err
+    assert "warning: spec.yaml:10 data.table.path" in err and "outside the project tree" in err
+    monkeypatch.setenv("XRUN_ALLOW_OUTSIDE_PATHS", "1")
+    with pytest.raises(SystemExit):
+        main(["validate", "spec.yaml"])
+    assert "outside the project tree" not in capsys.readouterr().err
