@@ -182,6 +182,7 @@ class Ctx:
     repeats: int | None
     keep: bool
     env: dict[str, str] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)  # dispatch sizes; empty = the defaults
 
     @property
     def logs(self) -> Path:
@@ -337,13 +338,12 @@ def bench_startup(ctx: Ctx) -> None:
 
 def bench_dispatch(ctx: Ctx) -> None:
     """N no-op trials vs LocalCluster + client.map + gather."""
-    sizes = [2_000, 20_000] if ctx.quick else [2_000, 20_000, 100_000]
-    # (repeats, xrun timeout, baseline timeout): a timed-out xrun run ends the
-    # alternation early: its median is unknown anyway and more runs cost minutes
-    plan = {2_000: (ctx.n(3, 2), 120, 120), 20_000: (ctx.n(3, 2), 180, 300), 100_000: (ctx.n(1, 1), 300, 900)}
+    sizes = ctx.sizes or ([2_000, 20_000] if ctx.quick else [2_000, 20_000, 100_000])
     rows, everything = [], []
     for n in sizes:
-        reps, t_x, t_b = plan[n]
+        # (repeats, xrun timeout, baseline timeout): a timed-out run ends the
+        # alternation early: its median is unknown anyway and more runs cost minutes
+        reps, t_x, t_b = (ctx.n(3, 2), 120, 120) if n <= 2_000 else (ctx.n(3, 2), 180, 300) if n <= 20_000 else (ctx.n(1, 1), 300, 900)
         spec = noop_spec(ctx, n)
         xs: list[Sample] = []
         bs: list[Sample] = []
@@ -686,14 +686,14 @@ def render(data: dict[str, Any]) -> str:
             L.append(f"Measured {b['date']}; 1-min load around the runs: min {ld.get('min')}, "
                      f"median {ld.get('median')}, max {ld.get('max')}." if ld else f"Measured {b['date']}.")  # fmt: skip
             L.append("")
-        L += ["| case | runs | all runs (s) | median | trial phase (median) | driver peak RSS | status |",
+        L += ["| case | runs | all runs (s) | median | trial phase (median) | peak RSS (driver process) | status |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in b["rows"]:
             for who, d in (("xrun", r.get("xrun")), (r.get("baseline_name") or "baseline", r.get("baseline"))):
-                if not d:
+                if not d or (who != "xrun" and b.get("baselines")):  # listed below, one row each
                     continue
                 tp = f"{d['trial_phase_median_s']:.2f} s" if d.get("trial_phase_median_s") is not None else "–"
-                rss = f"{d['peak_rss_mb_max']:.0f} MB" if d.get("peak_rss_mb_max") is not None and who == "xrun" else "–"
+                rss = f"{d['peak_rss_mb_max']:.0f} MB" if d.get("peak_rss_mb_max") is not None else "–"
                 st = r["status"] if who == "xrun" else ""
                 L.append(f"| {r['case']}: {who} | {len(d['runs_s'])} | {_runs(d)} | {_t(d)} | {tp} | {rss} | {st} |")
         for bname, d in (b.get("baselines") or {}).items():
@@ -716,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="skip 100,000 trials (dispatch, scale); fewer repeats")
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help=f"comma-separated, from {', '.join(NAMES)}")
     ap.add_argument("--repeats", type=int, default=None, help="alternating runs per measurement (default: per benchmark)")
+    ap.add_argument("--sizes", default="", help="dispatch sizes, comma-separated (default 2000,20000,100000; --quick: 2000,20000)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (bundles, logs, cache)")
     ap.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.json go (default: bench/)")
     args = ap.parse_args(argv)
@@ -729,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="xrun-bench-"))
     ctx = Ctx(work=work, quick=args.quick, repeats=args.repeats, keep=args.keep,
-              env={"XRUN_CACHE_DIR": str(work / "cache"), "XRUN_DEBUG": ""})  # fmt: skip
+              env={"XRUN_CACHE_DIR": str(work / "cache")},
+              sizes=[int(x.replace("_", "")) for x in args.sizes.split(",") if x])  # fmt: skip
     progress(f"work dir {work}; benchmarks: {', '.join(selected)}")
     started = time.monotonic()
     data: dict[str, Any] = {"benchmarks": {}}

@@ -10,7 +10,6 @@ become a wheelhouse and a hash-pinned requirements file, installed after.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import urllib.request
@@ -22,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from runner import config
+from runner._hashing import file_digest
 from runner.errors import EnvFileError, InfraError, UsageError, VerifyError
 
 PLATFORM = "linux-64"  # what the images run (x86_64 Linux)
@@ -114,7 +114,7 @@ def _fetch(url: str, filename: str, sha256: str | None, md5: str | None, name: s
             _download(url, path)
     else:
         raise EnvFileError(f"package {name}: cannot fetch {url} (expected file, http or https)")
-    actual = _digest(path, algo)
+    actual = file_digest(path, algo)
     if actual != want:
         raise VerifyError(
             f"package {name} does not match the lock: {algo} {actual}, the lock says {want} "
@@ -136,10 +136,3 @@ def _download(url: str, dest: Path) -> None:
             ) from exc
     Path(tmp.name).replace(dest)
 
-
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -294,7 +294,7 @@ def reproduce(
     err.print(t)
     for p in result.problems:
         err.print(f"[red]problem:[/] {p}")
-    _say(("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]"))
+    _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")
     out.print(str(result.bundle))
     if not result.ok:
         raise VerifyError(mismatch_summary(result))

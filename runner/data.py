@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
+from runner._hashing import file_digest
 from runner.errors import SpecError
 from runner.spec import Spec
 
 CHUNK = 1024 * 1024
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
@@ -34,11 +27,11 @@ def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
             size = 0
             for f in sorted(p for p in path.rglob("*") if p.is_file()):
                 rel = f.relative_to(path).as_posix()
-                h.update(f"{rel}\0{file_sha256(f)}\n".encode())
+                h.update(f"{rel}\0{file_digest(f)}\n".encode())
                 size += f.stat().st_size
             digest = h.hexdigest()
         elif path.is_file():
-            digest, size = file_sha256(path), path.stat().st_size
+            digest, size = file_digest(path), path.stat().st_size
         else:
             raise SpecError(f"data.{name}.path: file not found: {path}")
         if item.sha256 is not None and item.sha256 != digest:

@@ -277,7 +277,7 @@ class Toleration(StrictModel):
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    tolerationSeconds: Annotated[int, Field(ge=0)] | None = None  # noqa: N815
+    tolerationSeconds: Annotated[int, Field(ge=0)] | None = None
 
 
 class KubernetesOptions(StrictModel):
@@ -288,7 +288,7 @@ class KubernetesOptions(StrictModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     image_pull_secrets: list[NonEmptyStr] = Field(default_factory=list)
     service_account: str | None = None
-    deadline: Duration = Field(86400.0, description="worker Job activeDeadlineSeconds; `xrun clean` removes older runs")
+    deadline: Duration = Field(default=86400.0, description="worker Job activeDeadlineSeconds; `xrun clean` removes older runs")
     operator: bool = False
 
 
@@ -308,7 +308,7 @@ class DockerCluster(_ClusterBase):
 
 class KubernetesCluster(_ClusterBase):
     backend: Literal["kubernetes"]
-    kubernetes: KubernetesOptions = Field(default_factory=KubernetesOptions)
+    kubernetes: KubernetesOptions = Field(default_factory=KubernetesOptions)  # type: ignore[arg-type]
 
 
 class AddressCluster(_ClusterBase):

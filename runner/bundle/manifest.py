@@ -6,20 +6,14 @@ The format is that of ``sha256sum`` (``<hex>  <relative path>``), so
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner._hashing import file_digest
+
 MANIFEST = "MANIFEST.sha256"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def bundle_files(root: Path) -> list[str]:
@@ -34,7 +28,7 @@ def bundle_files(root: Path) -> list[str]:
 
 
 def write_manifest(root: Path) -> None:
-    lines = [f"{_sha256(root / rel)}  {rel}\n" for rel in bundle_files(root)]
+    lines = [f"{file_digest(root / rel)}  {rel}\n" for rel in bundle_files(root)]
     tmp = root / (MANIFEST + ".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
     os.replace(tmp, root / MANIFEST)
@@ -70,7 +64,7 @@ def verify(root: Path) -> VerifyResult:
     for rel, digest in sorted(expected.items()):
         if rel not in present:
             result.missing.append(rel)
-        elif _sha256(root / rel) != digest:
+        elif file_digest(root / rel) != digest:
             result.changed.append(rel)
         result.checked += 1
     result.extra = sorted(present - set(expected))

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner._hashing import file_digest
 from runner.bundle.read import Bundle, open_bundle
 from runner.bundle.write import BundleWriter, latest_records, read_journal
-from runner.data import file_sha256
 from runner.errors import UsageError
 from runner.execute import Outcome
 
@@ -128,7 +128,7 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
                 f"data {name!r}: {path} not found; put it back at its recorded path or pass --data {name}=PATH"
             )
         if path.is_file():
-            digest = file_sha256(path)
+            digest = file_digest(path)
             if digest != entry["sha256"]:
                 raise UsageError(
                     f"data {name!r}: {path} has sha256 {digest[:16]}…, the bundle recorded {entry['sha256'][:16]}…; "

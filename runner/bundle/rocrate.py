@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from runner._hashing import file_digest
 from runner.bundle.manifest import MANIFEST
-from runner.data import file_sha256
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ class _Payload:
                 props["variableMeasured"] = metrics
         props["contentSize"] = str(size)
         if size <= min(HASH_LIMIT, self.hash_budget):
-            props["sha256"] = file_sha256(path)
+            props["sha256"] = file_digest(path)
             self.hash_budget -= size
         return self.crate.add_file(dest_path=rel, properties=props)
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +32,7 @@ from runner._image_docker import (
     docker_client,
 )
 from runner.cluster import ClusterInfo
+from runner.cluster._lifecycle import driver_alive, driver_id, sigint_deferred
 from runner.errors import InfraError, UsageError
 
 if TYPE_CHECKING:
@@ -102,7 +100,7 @@ class DockerBackend:
             info = self._start(client, mounts)
             yield info
         finally:
-            with _sigint_deferred():
+            with sigint_deferred():
                 self._teardown(client)
 
     def containers(self, role: str | None = None) -> list[Container]:
@@ -145,7 +143,7 @@ class DockerBackend:
         )
 
     def _labels(self, role: str | None = None) -> dict[str, str]:
-        labels = {LABEL_MANAGED: "1", LABEL_RUN_ID: self.run_id, LABEL_DRIVER: _driver_id()}
+        labels = {LABEL_MANAGED: "1", LABEL_RUN_ID: self.run_id, LABEL_DRIVER: driver_id()}
         if role:
             labels[LABEL_ROLE] = role
         return labels
@@ -331,7 +329,7 @@ def clean(run_id: str | None = None, *, client: docker.DockerClient | None = Non
             runs.setdefault(labels[LABEL_RUN_ID], labels.get(LABEL_DRIVER, ""))
     removed: list[str] = []
     for rid, driver in sorted(runs.items()):
-        if not _driver_alive(driver):
+        if not driver_alive(driver):
             removed += _remove_run(client, rid)
     return removed
 
@@ -371,38 +369,6 @@ def _remove_run(client: docker.DockerClient, run_id: str) -> list[str]:
     return removed
 
 
-# ----------------------------------------------------------- driver liveness
-
-
-def _driver_id(pid: int | None = None) -> str:
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}|{pid}|{_start_ticks(pid) or ''}"
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The process start time (clock ticks since boot): tells a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _driver_alive(driver: str) -> bool:
-    host, _, rest = driver.partition("|")
-    pid_text, _, ticks = rest.partition("|")
-    if host != socket.gethostname():
-        return True  # another machine's run: we cannot tell, so leave it
-    try:
-        pid = int(pid_text)
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return not ticks or _start_ticks(pid) == ticks
-
-
 # ----------------------------------------------------------------------- misc
 
 
@@ -421,19 +387,3 @@ def _logs_tail(container: Container, lines: int = LOG_TAIL) -> str:
         return container.logs(tail=lines).decode(errors="replace").rstrip()
     except Exception as exc:  # the log is a courtesy in an error message
         return f"(log unavailable: {exc})"
-
-
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Let teardown finish when Ctrl-C is pressed again; re-raise it afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[bool] = []
-    previous = signal.signal(signal.SIGINT, lambda *_: pending.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt

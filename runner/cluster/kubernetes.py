@@ -252,7 +252,7 @@ class KubernetesBackend:
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
         """Create the run's objects, yield how to reach its scheduler, delete them whatever happens."""
-        from runner.cluster.docker import _sigint_deferred
+        from runner.cluster._lifecycle import sigint_deferred
 
         api = self.api()
         rendered = self.manifests()
@@ -271,16 +271,16 @@ class KubernetesBackend:
                 joined = self._wait_workers(api, address)
                 yield ClusterInfo("kubernetes", address, None, joined)
         finally:
-            with _sigint_deferred():
+            with sigint_deferred():
                 self._teardown(api)
 
     # -------------------------------------------------------------- applying
 
     def _create_anchor(self, api: ClusterApi, anchor: Mapping[str, Any]) -> str:
-        from runner.cluster.docker import _driver_id
+        from runner.cluster._lifecycle import driver_id
 
         anchor = {**anchor, "metadata": {**anchor["metadata"]}}
-        anchor["metadata"]["annotations"] = {**anchor["metadata"]["annotations"], ANNOTATION_DRIVER: _driver_id()}
+        anchor["metadata"]["annotations"] = {**anchor["metadata"]["annotations"], ANNOTATION_DRIVER: driver_id()}
         created = api.create(anchor)
         return str(created["metadata"]["uid"])
 
@@ -486,7 +486,7 @@ def clean(
     api = api or ClusterApi(namespace=namespace, context=context, kubeconfig=kubeconfig)
     if run_id is not None:
         return _remove_run(api, run_label(run_id))
-    from runner.cluster.docker import _driver_alive
+    from runner.cluster._lifecycle import driver_alive
 
     managed = {LABEL_MANAGED_BY: MANAGED_BY}
     anchors = api.list("ConfigMap", {**managed, LABEL_COMPONENT: "run"})
@@ -499,7 +499,7 @@ def clean(
         notes = meta.get("annotations") or {}
         driver = notes.get(ANNOTATION_DRIVER, "")
         expired = _age(meta.get("creationTimestamp"), now) > float(notes.get(ANNOTATION_DEADLINE) or 0) > 0
-        if expired or (driver and not _driver_alive(driver)):
+        if expired or (driver and not driver_alive(driver)):
             stale.add(label)
         else:
             live.add(label)

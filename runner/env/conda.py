@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from runner._hashing import file_digest
 from runner.env import _envyml, _uv
 from runner.env.model import LockedEnv
 from runner.env.runtime import driver_distributed_version, normalize, runtime_additions
@@ -389,9 +390,9 @@ def verify_package(url: str, sha256: str | None, md5: str | None, name: str) -> 
     if not path.exists():
         raise EnvFileError(f"conda package {name} is missing: {path}")
     if sha256:
-        actual, want, algo = _digest(path, "sha256"), sha256, "sha256"
+        actual, want, algo = file_digest(path, "sha256"), sha256, "sha256"
     elif md5:
-        actual, want, algo = _digest(path, "md5"), md5, "md5"
+        actual, want, algo = file_digest(path, "md5"), md5, "md5"
     else:
         raise VerifyError(f"conda package {name} has no hash in the lock; relock it")
     if actual != want:
@@ -400,13 +401,6 @@ def verify_package(url: str, sha256: str | None, md5: str | None, name: str) -> 
             f"{want} ({path}). The channel changed or the file was tampered with."
         )
 
-
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pip_requirements(lock_file: Path, platform: str) -> list[str]:

@@ -237,7 +237,7 @@ def _leftover(fake: FakeApiServer, run_id: str, driver: str, age_s: float = 0, d
 def test_clean_removes_runs_of_dead_or_expired_drivers_and_spares_live_ones(fake_api: FakeApiServer) -> None:
     import socket
 
-    from runner.cluster.docker import _driver_id
+    from runner.cluster._lifecycle import driver_id as _driver_id
 
     dead = _leftover(fake_api, "dead-20261123T150102Z-000001", f"{socket.gethostname()}|999999999|1")
     expired = _leftover(fake_api, "old-20261123T150102Z-000002", "elsewhere|1|1", age_s=7200, deadline=3600)
@@ -251,7 +251,7 @@ def test_clean_removes_runs_of_dead_or_expired_drivers_and_spares_live_ones(fake
 
 
 def test_clean_by_run_id_removes_that_run_whatever_its_driver(fake_api: FakeApiServer) -> None:
-    from runner.cluster.docker import _driver_id
+    from runner.cluster._lifecycle import driver_id as _driver_id
 
     run_id = "alive-20261123T150102Z-000005"
     objects = _leftover(fake_api, run_id, _driver_id(os.getpid()))
@@ -260,7 +260,7 @@ def test_clean_by_run_id_removes_that_run_whatever_its_driver(fake_api: FakeApiS
 
 
 def test_clean_removes_objects_whose_anchor_is_gone(fake_api: FakeApiServer) -> None:
-    from runner.cluster.docker import _driver_id
+    from runner.cluster._lifecycle import driver_id as _driver_id
 
     objects = _leftover(fake_api, "orphan-20261123T150102Z-000006", _driver_id(os.getpid()))
     anchor = objects[0].split("/", 1)[1]
