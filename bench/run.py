@@ -82,8 +82,16 @@ def _load1() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def measure(label: str, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
-            cwd: Path | None = None, logdir: Path, rss: bool = False) -> Sample:
+def measure(
+    label: str,
+    argv: list[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    logdir: Path,
+    rss: bool = False,
+) -> Sample:
     """Run argv as a process of its own session; wall time from spawn to exit.
 
     On timeout the whole process group (driver and Dask workers) is killed.
@@ -97,7 +105,9 @@ def measure(label: str, argv: list[str], *, timeout: float, env: dict[str, str] 
     load_before = _load1()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=full_env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=err, env=full_env, cwd=cwd, start_new_session=True
+        )
     peak = [0]
     halt = threading.Event()
 
@@ -144,10 +154,15 @@ def measure(label: str, argv: list[str], *, timeout: float, env: dict[str, str] 
             pass
     tail = err_path.read_text(errors="replace").strip().splitlines()[-5:]
     return Sample(
-        label=label, seconds=round(seconds, 3), returncode=proc.returncode, timed_out=timed_out.is_set(),
+        label=label,
+        seconds=round(seconds, 3),
+        returncode=proc.returncode,
+        timed_out=timed_out.is_set(),
         peak_rss_mb=round(peak[0] / 2**20, 1) if rss and peak[0] else None,
         tree_maxrss_mb=round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
-        load_before=load_before, load_after=_load1(), stderr_tail="\n".join(tail),
+        load_before=load_before,
+        load_after=_load1(),
+        stderr_tail="\n".join(tail),
     )
 
 
@@ -163,8 +178,10 @@ def xrun_run(label: str, spec: Path, ctx: Ctx, *, timeout: float, no_cache: bool
         sealed = (bundles[-1].parent / "MANIFEST.sha256").exists()
         if s.timed_out:
             counts = meta.get("counts") or {}
-            s.note = (f"killed at {timeout:.0f} s; status {meta.get('status')!r}, counts {counts}, "
-                      f"trial phase {s.run_seconds} s, bundle {'sealed' if sealed else 'not sealed (killed while writing the report/manifest)'}")
+            s.note = (
+                f"killed at {timeout:.0f} s; status {meta.get('status')!r}, counts {counts}, "
+                f"trial phase {s.run_seconds} s, bundle {'sealed' if sealed else 'not sealed (killed while writing the report/manifest)'}"
+            )
     elif s.timed_out:
         s.note = f"killed at {timeout:.0f} s before any bundle.json was written"
     if not ctx.keep:
@@ -243,7 +260,11 @@ def verdict(value: float | None, op: str, limit: float, *, bound: str = "=") -> 
 
 def loads(samples: list[Sample]) -> dict[str, float]:
     vals = [v for s in samples for v in (s.load_before, s.load_after)]
-    return {"min": min(vals), "median": round(statistics.median(vals), 2), "max": max(vals)} if vals else {}
+    return (
+        {"min": min(vals), "median": round(statistics.median(vals), 2), "max": max(vals)}
+        if vals
+        else {}
+    )
 
 
 def progress(msg: str) -> None:
@@ -319,11 +340,24 @@ def bench_startup(ctx: Ctx) -> None:
     runs: dict[str, list[Sample]] = {"validate": [], "plan": []}
     # one untimed warm-up of each (bytecode caches, page cache)
     for cmd in runs:
-        measure(f"warmup {cmd}", [XRUN, cmd, str(QUICKSTART)], timeout=60, env=ctx.env, logdir=ctx.logs)
+        measure(
+            f"warmup {cmd}", [XRUN, cmd, str(QUICKSTART)], timeout=60, env=ctx.env, logdir=ctx.logs
+        )
     for _ in range(reps):
         for cmd in runs:
-            runs[cmd].append(measure(f"xrun {cmd}", [XRUN, cmd, str(QUICKSTART)], timeout=60, env=ctx.env, logdir=ctx.logs))
-    ref = [measure("python -c pass", [PYTHON, "-c", "pass"], timeout=60, logdir=ctx.logs) for _ in range(reps)]
+            runs[cmd].append(
+                measure(
+                    f"xrun {cmd}",
+                    [XRUN, cmd, str(QUICKSTART)],
+                    timeout=60,
+                    env=ctx.env,
+                    logdir=ctx.logs,
+                )
+            )
+    ref = [
+        measure("python -c pass", [PYTHON, "-c", "pass"], timeout=60, logdir=ctx.logs)
+        for _ in range(reps)
+    ]
     rows = []
     for cmd, samples in runs.items():
         s = summary(samples)
@@ -343,14 +377,22 @@ def bench_dispatch(ctx: Ctx) -> None:
     for n in sizes:
         # (repeats, xrun timeout, baseline timeout): a timed-out run ends the
         # alternation early: its median is unknown anyway and more runs cost minutes
-        reps, t_x, t_b = (ctx.n(3, 2), 120, 120) if n <= 2_000 else (ctx.n(3, 2), 180, 300) if n <= 20_000 else (ctx.n(1, 1), 300, 900)
+        reps, t_x, t_b = (
+            (ctx.n(3, 2), 120, 120)
+            if n <= 2_000
+            else (ctx.n(3, 2), 180, 300)
+            if n <= 20_000
+            else (ctx.n(1, 1), 300, 900)
+        )
         spec = noop_spec(ctx, n)
         xs: list[Sample] = []
         bs: list[Sample] = []
         for i in range(reps):
             progress(f"dispatch {n:,}: xrun run {i + 1}/{reps}")
             xs.append(xrun_run(f"xrun dispatch {n}", spec, ctx, timeout=t_x))
-            progress(f"dispatch {n:,}: baseline run {i + 1}/{reps} (xrun took {xs[-1].seconds} s{', timed out' if xs[-1].timed_out else ''})")
+            progress(
+                f"dispatch {n:,}: baseline run {i + 1}/{reps} (xrun took {xs[-1].seconds} s{', timed out' if xs[-1].timed_out else ''})"
+            )
             bs.append(measure(f"dask dispatch {n}", [PYTHON, str(BASELINES / "dask_map.py"), str(n)],
                               timeout=t_b, logdir=ctx.logs, rss=True))  # fmt: skip
             if xs[-1].timed_out or bs[-1].timed_out:
@@ -384,7 +426,11 @@ def bench_real(ctx: Ctx) -> None:
 
     shutil.copy(BASELINES / "noop.py", ctx.work / "noop.py")
     spec = ctx.work / "svc.yaml"
-    spec.write_text(SVC_SPEC.format(cv=sc.CV, scoring=sc.SCORING, c=json.dumps(sc.C), gamma=json.dumps(sc.GAMMA)))
+    spec.write_text(
+        SVC_SPEC.format(
+            cv=sc.CV, scoring=sc.SCORING, c=json.dumps(sc.C), gamma=json.dumps(sc.GAMMA)
+        )
+    )
     candidates = {
         "GridSearchCV(n_jobs=2)": "svc_gridsearch.py",
         "joblib Dask backend (2×1 LocalCluster)": "svc_joblib_dask.py",
@@ -398,10 +444,14 @@ def bench_real(ctx: Ctx) -> None:
     try:
         import dask_ml
 
-        notes.append(f"dask-ml {dask_ml.__version__} installed with `pip install dask-ml` into the venv")
+        notes.append(
+            f"dask-ml {dask_ml.__version__} installed with `pip install dask-ml` into the venv"
+        )
     except ImportError:
         del candidates["dask-ml GridSearchCV (2×1 LocalCluster)"]
-        notes.append("dask-ml not installed (`pip install dask-ml` failed or was not run): its baseline is left out")
+        notes.append(
+            "dask-ml not installed (`pip install dask-ml` failed or was not run): its baseline is left out"
+        )
     reps = ctx.n(3, 2)
     xs: list[Sample] = []
     bs: dict[str, list[Sample]] = {k: [] for k in candidates}
@@ -409,7 +459,9 @@ def bench_real(ctx: Ctx) -> None:
         progress(f"real: round {i + 1}/{reps}")
         xs.append(xrun_run("xrun svc", spec, ctx, timeout=300))
         for name, script in candidates.items():
-            bs[name].append(measure(name, [PYTHON, str(BASELINES / script)], timeout=300, logdir=ctx.logs))
+            bs[name].append(
+                measure(name, [PYTHON, str(BASELINES / script)], timeout=300, logdir=ctx.logs)
+            )
     x = summary(xs)
     base = {k: summary(v) for k, v in bs.items()}
     best_name, best = min(((k, v["median_s"]) for k, v in base.items() if v["median_s"] is not None),
@@ -436,7 +488,9 @@ def bench_scale(ctx: Ctx) -> None:
     s = summary(samples)
     peak = s.get("peak_rss_mb_max")
     complete = all(x.ok for x in samples)
-    status = verdict(peak, "<=", 500) if complete else ("NOT MET" if peak and peak > 500 else "UNKNOWN")
+    status = (
+        verdict(peak, "<=", 500) if complete else ("NOT MET" if peak and peak > 500 else "UNKNOWN")
+    )
     rows = [{"case": f"{n:,} no-op trials: driver peak RSS", "xrun": s, "baseline": None, "ratio": None,
              "goal": "≤ 500 MB", "status": status, "value": f"{peak} MB" if peak else "n/a"}]  # fmt: skip
     notes = [
@@ -445,7 +499,9 @@ def bench_scale(ctx: Ctx) -> None:
         + ", ".join(f"{x.tree_maxrss_mb} MB" for x in samples),
     ]
     if not complete:
-        notes.append("the run did not finish (see dispatch): the peak is that of the part that ran, a lower bound")
+        notes.append(
+            "the run did not finish (see dispatch): the peak is that of the part that ran, a lower bound"
+        )
     RESULTS["scale"] = {"title": "Scale", "rows": rows, "load": loads(samples), "notes": notes}
 
 
@@ -453,7 +509,9 @@ def bench_resume(ctx: Ctx) -> None:
     """A fully cached re-run of 20,000 trials: goal < 3 s."""
     n = 20_000
     spec = noop_spec(ctx, n)
-    notes = ["`xrun run SPEC -q -o DIR` (cache on) of the dispatch spec with 20,000 trials, all of them cached"]
+    notes = [
+        "`xrun run SPEC -q -o DIR` (cache on) of the dispatch spec with 20,000 trials, all of them cached"
+    ]
 
     def cached_count() -> int:
         out = subprocess.run([XRUN, "plan", str(spec), "--json"], env={**os.environ, **ctx.env},
@@ -464,10 +522,14 @@ def bench_resume(ctx: Ctx) -> None:
     if have < n:
         progress(f"resume: priming the cache ({have} of {n:,} cached)")
         prime = xrun_run("xrun resume prime", spec, ctx, timeout=300, no_cache=False)
-        notes.append(f"priming run: {prime.seconds} s{' (timed out: ' + prime.note + ')' if prime.timed_out else ''}")
+        notes.append(
+            f"priming run: {prime.seconds} s{' (timed out: ' + prime.note + ')' if prime.timed_out else ''}"
+        )
         have = cached_count()
     else:
-        notes.append("the cache was already filled by the 20,000-trial dispatch runs")
+        notes.append(
+            "no priming run needed: earlier runs of this harness (dispatch, scale) had filled the cache"
+        )
     notes.append(f"`xrun plan`: {have:,} of {n:,} trials cached before the timed runs")
     reps = ctx.n(3, 2)
     xs: list[Sample] = []
@@ -477,7 +539,9 @@ def bench_resume(ctx: Ctx) -> None:
         if xs[-1].timed_out:
             break
     s = summary(xs)
-    value, bound = (s["median_s"], "=") if s["median_s"] is not None else (s.get("lower_bound_s"), ">")
+    value, bound = (
+        (s["median_s"], "=") if s["median_s"] is not None else (s.get("lower_bound_s"), ">")
+    )
     status = verdict(value, "<", 3.0, bound=bound) if have == n else "NO DATA"
     RESULTS["resume"] = {
         "title": "Resume", "load": loads(xs), "notes": notes,
@@ -513,19 +577,31 @@ def bench_images(ctx: Ctx) -> None:
             continue
         spec.write_text(IMAGE_SPEC.format(env_in=env_in, dockerfile=REPO / "Dockerfile.base"))
         if ok([XRUN, "lock", str(spec), "--check"]):
-            notes.append(f"environment: {env_in.relative_to(REPO)} (lock fresh per `xrun lock --check`)")
+            notes.append(
+                f"environment: {env_in.relative_to(REPO)} (lock fresh per `xrun lock --check`)"
+            )
             break
-        notes.append(f"{env_in.relative_to(REPO)}: lock missing or stale (`xrun lock --check` failed)")
+        notes.append(
+            f"{env_in.relative_to(REPO)}: lock missing or stale (`xrun lock --check` failed)"
+        )
     else:
         return skip("no environment file with a fresh lock")
     progress("images: first build (may take a minute)")
-    first = measure("xrun build (first)", [XRUN, "build", str(spec), "--json"], timeout=900, env=ctx.env, logdir=ctx.logs)
+    first = measure(
+        "xrun build (first)",
+        [XRUN, "build", str(spec), "--json"],
+        timeout=900,
+        env=ctx.env,
+        logdir=ctx.logs,
+    )
     if not first.ok:
         return skip(f"the first build failed (exit {first.returncode}): {first.stderr_tail}")
     out = sorted(ctx.logs.glob("*xrun_build_(first).out"))
     try:
         info = json.loads(out[-1].read_text())
-        notes.append(f"first build: {first.seconds} s, cached={info.get('cached')}, image {info.get('image')}")
+        notes.append(
+            f"first build: {first.seconds} s, cached={info.get('cached')}, image {info.get('image')}"
+        )
     except (IndexError, ValueError):
         notes.append(f"first build: {first.seconds} s")
     reps = ctx.n(5, 3)
@@ -575,7 +651,7 @@ def machine() -> dict[str, Any]:
             "load_at_start": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
-def versions() -> dict[str, Any]:
+def versions(src: Path | None = None) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     v: dict[str, Any] = {"python": platform.python_version()}
@@ -585,14 +661,36 @@ def versions() -> dict[str, Any]:
         except PackageNotFoundError:
             v[dist] = None
     try:  # which xrun source was measured: the tree is edited while benchmarks run
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "runner"], cwd=REPO, capture_output=True, text=True).stdout
-        v["xrun_source"] = {"commit": head, "modified_in_runner": [ln[3:] for ln in dirty.splitlines()]}
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "runner"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout
+        v["xrun_source"] = {
+            "commit": head,
+            "modified_in_runner": [ln[3:] for ln in dirty.splitlines()],
+        }
     except OSError:
         pass
-    ex = REPO / "runner" / "execute.py"
+    if src is not None:
+        v["xrun_source"] = {"commit": f"source tree {src} (--xrun-src)", "modified_in_runner": []}
+    tree = sorted(((src or REPO) / "runner").rglob("*.py"))
+    if tree:
+        h = hashlib.sha256()
+        for f in tree:
+            h.update(
+                f.relative_to(src or REPO).as_posix().encode() + b"\0" + f.read_bytes() + b"\0"
+            )
+        v.setdefault("xrun_source", {})["runner_py_sha256"] = h.hexdigest()[:12]
+    ex = (src or REPO) / "runner" / "execute.py"
     if ex.exists():
-        v.setdefault("xrun_source", {})["execute_py_sha256"] = hashlib.sha256(ex.read_bytes()).hexdigest()[:12]
+        v.setdefault("xrun_source", {})["execute_py_sha256"] = hashlib.sha256(
+            ex.read_bytes()
+        ).hexdigest()[:12]
         v["xrun_source"]["batching_in_execute_py"] = "call_batch" in ex.read_text()
     try:
         v["docker"] = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
@@ -624,16 +722,19 @@ def render(data: dict[str, Any]) -> str:
     L = [
         "# xrun benchmarks",
         "",
-        f"Generated by `bench/run.py` on {data['date']}{' (--quick)' if data.get('quick') else ''}. "
-        "Raw numbers: `bench/results.json`.",
+        f"Generated by `bench/run.py` on {data['date']}{' (--quick)' if data.get('quick') else ''}"
+        f" in {data.get('harness_seconds', 0) / 60:.1f} min. Raw numbers: `bench/results.json`.",
         "",
         "## How to run",
         "",
         "```bash",
-        "make bench                                  # = .venv/bin/python bench/run.py (full run, ~20 min)",
-        "python bench/run.py --quick                 # 2k/20k dispatch only, fewer repeats (~5 min)",
+        "make bench                                  # = .venv/bin/python bench/run.py (full run, 10-20 min)",
+        "python bench/run.py --quick                 # no 100,000-trial runs, fewer repeats (~5 min)",
         "python bench/run.py --only dispatch,startup # some benchmarks; the others' results are kept",
         "python bench/run.py --repeats 5 --keep      # more alternating runs; keep the temp dir (bundles, logs)",
+        "python bench/run.py --only dispatch --sizes 2000,20000 --xrun-src DIR --out /tmp/old",
+        "                                            # an older xrun: mkdir DIR && git archive REV runner | tar -x -C DIR",
+        "python bench/run.py --render                # re-render RESULTS.md from results.json",
         "```",
         "",
         "Use the venv's python: xrun is run as the `xrun` next to it and the baselines with that python. "
@@ -657,13 +758,27 @@ def render(data: dict[str, Any]) -> str:
         "| | |",
         "|---|---|",
     ]
-    for k in ("python", "dask", "distributed", "scikit-learn", "joblib", "dask-ml", "xrun", "docker"):
+    for k in (
+        "python",
+        "dask",
+        "distributed",
+        "scikit-learn",
+        "joblib",
+        "dask-ml",
+        "xrun",
+        "docker",
+    ):
         L.append(f"| {k} | {v.get(k) or 'not installed'} |")
     src = v.get("xrun_source") or {}
     if src:
         mod = ", ".join(src.get("modified_in_runner") or []) or "none"
         L.append(f"| xrun source | commit {src.get('commit')}; uncommitted changes in runner/: {mod}; "
-                 f"execute.py sha256 {src.get('execute_py_sha256')}, batching code present: {src.get('batching_in_execute_py')} |")  # fmt: skip
+                 f"runner/**/*.py sha256 {src.get('runner_py_sha256')}; execute.py sha256 {src.get('execute_py_sha256')}, "
+                 f"batching code present: {src.get('batching_in_execute_py')} |")  # fmt: skip
+    if data.get("xrun_source_at_end"):
+        e = data["xrun_source_at_end"]
+        L.append(f"| xrun source at the end | **changed during the run**: commit {e.get('commit')}; uncommitted changes "
+                 f"in runner/: {', '.join(e.get('modified_in_runner') or []) or 'none'}; runner sha256 {e.get('runner_py_sha256')} |")  # fmt: skip
     L += [
         "",
         "## Summary",
@@ -676,8 +791,14 @@ def render(data: dict[str, Any]) -> str:
         b = data["benchmarks"][name]
         for r in b["rows"]:
             xv = r.get("value") or _t(r.get("xrun"))
-            rt = f"{'> ' if r.get('ratio_bound') == '>' else ''}{r['ratio']:.2f}×" if r.get("ratio") is not None else "–"
-            L.append(f"| {b['title']} | {r['case']} | {xv} | {_t(r.get('baseline'))} | {rt} | {r['goal']} | **{r['status']}** |")
+            rt = (
+                f"{'> ' if r.get('ratio_bound') == '>' else ''}{r['ratio']:.2f}×"
+                if r.get("ratio") is not None
+                else "–"
+            )
+            L.append(
+                f"| {b['title']} | {r['case']} | {xv} | {_t(r.get('baseline'))} | {rt} | {r['goal']} | **{r['status']}** |"
+            )
     for name in order:
         b = data["benchmarks"][name]
         L += ["", f"## {b['title']}", ""]
@@ -689,13 +810,26 @@ def render(data: dict[str, Any]) -> str:
         L += ["| case | runs | all runs (s) | median | trial phase (median) | peak RSS (driver process) | status |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in b["rows"]:
-            for who, d in (("xrun", r.get("xrun")), (r.get("baseline_name") or "baseline", r.get("baseline"))):
+            for who, d in (
+                ("xrun", r.get("xrun")),
+                (r.get("baseline_name") or "baseline", r.get("baseline")),
+            ):
                 if not d or (who != "xrun" and b.get("baselines")):  # listed below, one row each
                     continue
-                tp = f"{d['trial_phase_median_s']:.2f} s" if d.get("trial_phase_median_s") is not None else "–"
-                rss = f"{d['peak_rss_mb_max']:.0f} MB" if d.get("peak_rss_mb_max") is not None else "–"
+                tp = (
+                    f"{d['trial_phase_median_s']:.2f} s"
+                    if d.get("trial_phase_median_s") is not None
+                    else "–"
+                )
+                rss = (
+                    f"{d['peak_rss_mb_max']:.0f} MB"
+                    if d.get("peak_rss_mb_max") is not None
+                    else "–"
+                )
                 st = r["status"] if who == "xrun" else ""
-                L.append(f"| {r['case']}: {who} | {len(d['runs_s'])} | {_runs(d)} | {_t(d)} | {tp} | {rss} | {st} |")
+                L.append(
+                    f"| {r['case']}: {who} | {len(d['runs_s'])} | {_runs(d)} | {_t(d)} | {tp} | {rss} | {st} |"
+                )
         for bname, d in (b.get("baselines") or {}).items():
             L.append(f"| {bname} | {len(d['runs_s'])} | {_runs(d)} | {_t(d)} | – | – | |")
         notes = list(b.get("notes") or [])
@@ -713,13 +847,53 @@ def render(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="skip 100,000 trials (dispatch, scale); fewer repeats")
-    ap.add_argument("--only", action="append", default=[], metavar="NAME", help=f"comma-separated, from {', '.join(NAMES)}")
-    ap.add_argument("--repeats", type=int, default=None, help="alternating runs per measurement (default: per benchmark)")
-    ap.add_argument("--sizes", default="", help="dispatch sizes, comma-separated (default 2000,20000,100000; --quick: 2000,20000)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (bundles, logs, cache)")
-    ap.add_argument("--out", type=Path, default=BENCH, help="where RESULTS.md and results.json go (default: bench/)")
+    ap.add_argument(
+        "--quick", action="store_true", help="skip 100,000 trials (dispatch, scale); fewer repeats"
+    )
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"comma-separated, from {', '.join(NAMES)}",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="alternating runs per measurement (default: per benchmark)",
+    )
+    ap.add_argument(
+        "--sizes",
+        default="",
+        help="dispatch sizes, comma-separated (default 2000,20000,100000; --quick: 2000,20000)",
+    )
+    ap.add_argument(
+        "--xrun-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run xrun from another source tree (PYTHONPATH=DIR), e.g. an older commit: "
+        "mkdir DIR && git archive REV runner | tar -x -C DIR",
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (bundles, logs, cache)"
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=BENCH,
+        help="where RESULTS.md and results.json go (default: bench/)",
+    )
+    ap.add_argument(
+        "--render", action="store_true", help="only re-render RESULTS.md from results.json"
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        (args.out / "RESULTS.md").write_text(
+            render(json.loads((args.out / "results.json").read_text()))
+        )
+        return 0
     only = [n for item in args.only for n in item.split(",") if n]
     unknown = [n for n in only if n not in NAMES]
     if unknown:
@@ -732,13 +906,18 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(work=work, quick=args.quick, repeats=args.repeats, keep=args.keep,
               env={"XRUN_CACHE_DIR": str(work / "cache")},
               sizes=[int(x.replace("_", "")) for x in args.sizes.split(",") if x])  # fmt: skip
+    if args.xrun_src:
+        src = args.xrun_src.resolve()
+        if not (src / "runner" / "cli.py").exists():
+            ap.error(f"--xrun-src {src}: no runner/cli.py there")
+        ctx.env["PYTHONPATH"] = str(src)  # ahead of the editable install's finder
     progress(f"work dir {work}; benchmarks: {', '.join(selected)}")
     started = time.monotonic()
     data: dict[str, Any] = {"benchmarks": {}}
     results_json = args.out / "results.json"
     if only and results_json.exists():
         data["benchmarks"] = json.loads(results_json.read_text()).get("benchmarks", {})
-    data.update(machine=machine(), versions=versions(), quick=args.quick,
+    data.update(machine=machine(), versions=versions(args.xrun_src.resolve() if args.xrun_src else None), quick=args.quick,
                 date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
     try:
         for name in selected:
@@ -747,13 +926,22 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 BENCHMARKS[name](ctx)
             except Exception as exc:  # one broken benchmark does not lose the others
-                RESULTS[name] = {"title": name, "rows": [], "notes": [f"harness error: {type(exc).__name__}: {exc}"]}
-            RESULTS[name]["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                RESULTS[name] = {
+                    "title": name,
+                    "rows": [],
+                    "notes": [f"harness error: {type(exc).__name__}: {exc}"],
+                }
+            RESULTS[name]["date"] = _dt.datetime.now(_dt.timezone.utc).strftime(
+                "%Y-%m-%d %H:%M UTC"
+            )
             RESULTS[name]["harness_seconds"] = round(time.monotonic() - t0, 1)
             data["benchmarks"][name] = RESULTS[name]
             progress(f"   {name} took {RESULTS[name]['harness_seconds']} s")
     finally:
         data["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        at_end = versions(args.xrun_src.resolve() if args.xrun_src else None).get("xrun_source")
+        if at_end != data["versions"].get("xrun_source"):
+            data["xrun_source_at_end"] = at_end  # the tree changed while the benchmarks ran
         data["harness_seconds"] = round(time.monotonic() - started, 1)
         args.out.mkdir(parents=True, exist_ok=True)
         results_json.write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")

@@ -94,7 +94,7 @@ class Progress:
 def _read_trials(bundle: Any) -> list[dict[str, Any]]:
     from runner.bundle.write import latest_records, read_journal
 
-    return latest_records(read_journal(bundle / "trials.jsonl"))
+    return latest_records(read_journal(bundle / "trials.jsonl", slim=True))
 
 
 def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table:

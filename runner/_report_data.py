@@ -90,7 +90,7 @@ def load_run(root: Path) -> Run:
         root=root,
         meta=_read_meta(root),
         resolved=_read_json(root, "spec.resolved.json") or {},
-        trials=latest_records(read_journal(root / "trials.jsonl")),
+        trials=latest_records(read_journal(root / "trials.jsonl", slim=True)),
         env=_read_json(root, "env/env.json") or {},
         host=_read_json(root, "host.json") or {},
         image=_read_json(root, "image.json"),

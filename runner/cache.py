@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ class TrialCache:
         """Store a successful trial atomically (artifacts first, then the entry)."""
         key = entry["key"]
         path = self._path(key)
+        if path.exists():  # content-addressed: the first result stored for a key stays
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         if artifacts:
             final = self.artifacts_dir(key)
@@ -69,10 +72,11 @@ class TrialCache:
                     os.rename(tmp, final)
                 except OSError:  # another run stored it first
                     shutil.rmtree(tmp, ignore_errors=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # A name no other process or thread uses, without mkstemp's extra work.
+        tmp = path.with_name(f".{key[:16]}-{os.getpid()}-{threading.get_ident()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(entry, fh, separators=(",", ":"))
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
 
     # ------------------------------------------------------------- runs index
 

@@ -109,6 +109,7 @@ def run_plan(
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
     executor.record_cached()
+    _preload_sealing()
     host: dict[str, Any] = {"driver": driver_info(), "backend": spec.cluster.backend, "workers": {}}
     extra: dict[str, Any] = {}
     info: ClusterInfo | None = None
@@ -150,6 +151,21 @@ def run_plan(
             error.args = (error.message,)
         raise error
     return result
+
+
+def _preload_sealing() -> None:
+    """Import what sealing the bundle needs (matplotlib, rocrate) while trials
+    run: the driver mostly waits then, and a short sweep saves about a second."""
+
+    def work() -> None:
+        try:
+            import matplotlib.backends.backend_svg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+            import rocrate.rocrate  # noqa: F401
+        except Exception:  # sealing imports them again and reports any problem
+            pass
+
+    threading.Thread(target=work, name="xrun-preload", daemon=True).start()
 
 
 def _in_flight(spec: Any) -> int:

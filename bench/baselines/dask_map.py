@@ -15,7 +15,10 @@ def noop(i):
 
 def main() -> None:
     n = int(sys.argv[1])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
         results = client.gather(client.map(noop, range(n)))
     assert len(results) == n, len(results)
 

@@ -2,14 +2,17 @@
 
 from dask_ml.model_selection import GridSearchCV
 from distributed import Client, LocalCluster
-from svc_common import CV, GRID, SCORING
 from sklearn.datasets import load_digits
 from sklearn.svm import SVC
+from svc_common import CV, GRID, SCORING
 
 
 def main() -> None:
     X, y = load_digits(return_X_y=True)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
         search = GridSearchCV(SVC(), GRID, cv=CV, scoring=SCORING, refit=False, scheduler=client)
         search.fit(X, y)
     assert len(search.cv_results_["params"]) == 16

@@ -4,10 +4,10 @@ refit=False: xrun cross-validates each point and does not refit the best one,
 so neither does the baseline.
 """
 
-from svc_common import CV, GRID, SCORING
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
+from svc_common import CV, GRID, SCORING
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ _DESCRIPTIONS = {
     "trials.jsonl": "one JSON record per finished trial: id, key, params, seed, status, metrics, "
     "error, failure class, worker, start, end, attempts, cached",
     "results.csv": "trials.jsonl flattened: one row per trial, param.* and metric.* columns",
-    "logs/": "captured stdout and stderr of each trial, logs/<trial-id>.log",
+    "logs/": "captured stdout and stderr of each trial that printed any, logs/<trial-id>.log",
     "artifacts/": "files each trial wrote to ctx.artifact_dir, artifacts/<trial-id>/",
     "host.json": "driver host, Python, packages, backend and each worker's versions",
     "report.html": "the human report, with plots",

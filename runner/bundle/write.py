@@ -17,6 +17,7 @@ import secrets as _secrets
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -70,21 +71,36 @@ class Journal:
             self._fh.close()
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """Records of ``trials.jsonl``; a torn last line (killed mid-write) is skipped."""
-    out: list[dict[str, Any]] = []
+# What the report and the summary table need of a trial; the journal has more
+# (tracebacks of successes are empty, histories can be long).
+SLIM_FIELDS = ("id", "status", "params", "seed", "metrics", "cached", "cached_from", "worker",
+               "start", "end", "attempts", "failure_class", "error", "traceback")  # fmt: skip
+
+
+def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, record) for each line of ``trials.jsonl``, streaming;
+    a torn last line (killed mid-write) is skipped."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        fh = open(path, "rb")
     except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+        return
+    with fh:
+        offset = 0
+        for line in fh:
+            start, offset = offset, offset + len(line)
+            if not line.strip():
+                continue
+            try:
+                yield start, json.loads(line)
+            except ValueError:
+                continue
+
+
+def read_journal(path: Path, *, slim: bool = False) -> list[dict[str, Any]]:
+    """Records of ``trials.jsonl`` (``slim``: only :data:`SLIM_FIELDS`)."""
+    if not slim:
+        return [rec for _, rec in iter_journal(path)]
+    return [{k: rec[k] for k in SLIM_FIELDS if k in rec} for _, rec in iter_journal(path)]
 
 
 class BundleWriter:
@@ -138,7 +154,8 @@ class BundleWriter:
     def record_trial(self, record: dict[str, Any], log: str, artifacts: list[tuple[str, bytes]] | None = None, artifacts_from: Path | None = None) -> None:
         """Write a finished trial's log and artifacts, then journal it."""
         tid = record["id"]
-        (self.root / "logs" / f"{tid}.log").write_text(log, encoding="utf-8", errors="replace")
+        if log:  # a trial that printed nothing has no log file (100,000 empty files cost seconds)
+            (self.root / "logs" / f"{tid}.log").write_text(log, encoding="utf-8", errors="replace")
         if artifacts:
             base = self.root / "artifacts" / tid
             for rel, data in artifacts:
@@ -155,8 +172,7 @@ class BundleWriter:
 
     def finish(self, summary: dict[str, Any], host: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         self.journal.close()
-        records = latest_records(read_journal(self.root / "trials.jsonl"))
-        write_results_csv(self.root / "results.csv", records)
+        write_results_csv(self.root / "results.csv", self.root / "trials.jsonl")
         _dump(self.root / "host.json", host)
         for name, value in (extra or {}).items():
             _dump(self.root / name, value)
@@ -195,20 +211,33 @@ def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_id[k] for k in sorted(by_id)]
 
 
-def write_results_csv(path: Path, records: list[dict[str, Any]]) -> None:
-    params = sorted({k for r in records for k in r.get("params", {})})
-    metrics = sorted({k for r in records for k in (r.get("metrics") or {})})
+def write_results_csv(path: Path, journal: Path) -> None:
+    """``trials.jsonl`` flattened, one row per trial in id order.
+
+    Streams: one pass finds the columns and each trial's last line, the second
+    reads those lines back, so a 100,000-trial run never holds every record.
+    """
+    last: dict[str, int] = {}
+    params: set[str] = set()
+    metrics: set[str] = set()
+    for offset, r in iter_journal(journal):
+        last[r["id"]] = offset
+        params.update(r.get("params") or {})
+        metrics.update(r.get("metrics") or {})
+    p_cols, m_cols = sorted(params), sorted(metrics)
     base = ["id", "key", "status", "failure_class", "seed", "attempts", "cached", "worker", "start", "end", "duration", "error"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh, open(journal, "rb") as src:
         w = csv.writer(fh)
-        w.writerow(base + [f"param.{p}" for p in params] + [f"metric.{m}" for m in metrics])
-        for r in records:
+        w.writerow(base + [f"param.{p}" for p in p_cols] + [f"metric.{m}" for m in m_cols])
+        for tid in sorted(last):
+            src.seek(last[tid])
+            r = json.loads(src.readline())
             duration = (r["end"] - r["start"]) if r.get("end") and r.get("start") else ""
             row = [r.get("id"), r.get("key"), r.get("status"), r.get("failure_class") or "", r.get("seed"),
                    r.get("attempts"), r.get("cached"), r.get("worker") or "", r.get("start") or "",
                    r.get("end") or "", duration, (r.get("error") or "").splitlines()[0] if r.get("error") else ""]  # fmt: skip
-            row += [_cell(r.get("params", {}).get(p)) for p in params]
-            row += [_cell((r.get("metrics") or {}).get(m)) for m in metrics]
+            row += [_cell((r.get("params") or {}).get(p)) for p in p_cols]
+            row += [_cell((r.get("metrics") or {}).get(m)) for m in m_cols]
             w.writerow(row)
 
 
