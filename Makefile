@@ -29,5 +29,8 @@ schema: install-core  ## regenerate schema/spec-v1.json and docs/spec-reference.
 	$(BIN)/python -m runner.schema > schema/spec-v1.json
 	$(BIN)/python -m runner._docgen > docs/spec-reference.md
 
+bench: install  ## benchmarks against plain Dask and scikit-learn; writes bench/RESULTS.md
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf runs .pytest_cache build *.egg-info
