@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -192,13 +191,10 @@ def test_write_report_then_manifest_keeps_the_bundle_verifiable(
     assert not list(bundle.glob("*.tmp"))
 
 
-def test_a_thousand_trials_render_quickly(tmp_path: Path) -> None:
+def test_a_thousand_trials_render_completely(tmp_path: Path) -> None:
+    # Render speed is a benchmark figure (bench/RESULTS.md), not asserted here.
     bundle = make_bundle(tmp_path / "big", 1000, workers=8, cached_every=25)
-    render_report(make_bundle(tmp_path / "warm", 5))  # matplotlib's one-time import and font setup
-    start = time.perf_counter()
     page = render_report(bundle)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"{elapsed:.2f}s"
     assert plots(page) == 4 + 1 + 1  # 4 parameters, parallel coordinates, timeline
     assert "1000 trials" in section(page, "trials")
     assert "36 trials came from the cache" in section(page, "timeline")
