@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,21 @@ from .conftest import BASE_ARGS, PINNED_SKLEARN, REPO, TEST_IMAGE_NAME
 pytestmark = pytest.mark.docker
 
 
-def test_unchanged_lock_is_a_fast_cache_hit(worker_image: ImageInfo, worker_env: LockedEnv):
-    started = time.monotonic()
+def test_unchanged_lock_is_a_cache_hit(worker_image: ImageInfo, worker_env: LockedEnv, monkeypatch):
+    # A hit must not build at all (its speed is a benchmark figure, bench/RESULTS.md).
+    import docker.api.build
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a cache hit must not run docker build")
+
+    monkeypatch.setattr(docker.api.build.BuildApiMixin, "build", no_build)
     again = build_image(
         name=TEST_IMAGE_NAME,
         locked=worker_env,
         dockerfile_base=REPO / "Dockerfile.base",
         build_args=BASE_ARGS,
     )
-    elapsed = time.monotonic() - started
     assert again.cached is True
-    assert elapsed < 2.0, f"a cache hit took {elapsed:.2f}s"
     assert (again.image, again.image_id, again.env_layer_digest) == (
         worker_image.image,
         worker_image.image_id,
