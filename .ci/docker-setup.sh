@@ -8,12 +8,13 @@
 #
 # Environment knobs:
 #   XRUN_BASE_IMAGE  tag of the local base (default xrun-base:bookworm)
-#   DEBIAN_MIRROR    mirror for debootstrap (default http://deb.debian.org/debian)
+#   DEBIAN_MIRROR    mirror for debootstrap (default: debootstrap's own default mirror)
 #   DOCKERD_LOG      where dockerd logs (default /var/log/xrun-dockerd.log)
 set -euo pipefail
 
 BASE_IMAGE="${XRUN_BASE_IMAGE:-xrun-base:bookworm}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR=("${DEBIAN_MIRROR:-}")
+[[ -n "${MIRROR[0]}" ]] || MIRROR=()
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/xrun-dockerd.log}"
 # /usr/local/bin/docker (if present) lacks buildx; always use Debian's client.
 DOCKER=/usr/bin/docker
@@ -60,12 +61,12 @@ if "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
 
-log "building $BASE_IMAGE with debootstrap from $MIRROR (about a minute)"
+log "building $BASE_IMAGE with debootstrap (about a minute)"
 root="$(mktemp -d /tmp/xrun-base.XXXXXX)"
 trap '"${SUDO[@]}" rm -rf "$root"' EXIT
 "${SUDO[@]}" debootstrap --variant=minbase \
     --include=python3,python3-venv,ca-certificates \
-    bookworm "$root" "$MIRROR" >"$root.log" 2>&1 || {
+    bookworm "$root" "${MIRROR[@]}" >"$root.log" 2>&1 || {
     log "debootstrap failed; last log lines:"
     tail -n 30 "$root.log" >&2
     exit 1

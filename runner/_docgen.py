@@ -349,7 +349,7 @@ environment:
 
 image:
   base: ../Dockerfile.base         # declares ARG BASE_IMAGE
-  registry: ghcr.io/me/xrun        # for `xrun build --push` and Kubernetes
+  registry: registry.example.com/me/xrun        # for `xrun build --push` and Kubernetes
 
 code:
   root: ..

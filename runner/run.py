@@ -205,7 +205,7 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
     if not spec.image.registry:
         raise UsageError(
             f"{plan.loaded.where('image')}: the kubernetes backend pulls the image from image.registry; "
-            "set it (e.g. ghcr.io/me/xrun) and push with `xrun build --push`"
+            "set it (e.g. registry.example.com/me/xrun) and push with `xrun build --push`"
         )
     image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args, push=True)
     ref = image_reference(image)

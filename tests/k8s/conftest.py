@@ -20,14 +20,14 @@ from .fake_apiserver import FakeApiServer
 
 PROJECT = Path("/project")
 RUN_ID = "iris-svm-20261123T150102Z-3f9a1c"
-IMAGE = "ghcr.io/me/xrun/iris-svm@sha256:" + "3" * 64
+IMAGE = "registry.example.com/me/xrun/iris-svm@sha256:" + "3" * 64
 PYTHON = "/opt/xrun/env/bin/python"
 
 BASE: dict[str, Any] = {
     "xrun": 1,
     "name": "iris-svm",
     "environment": {"pip": "envs/sklearn.in"},
-    "image": {"registry": "ghcr.io/me/xrun"},
+    "image": {"registry": "registry.example.com/me/xrun"},
     "trial": {"function": "experiments.iris:train"},
     "cluster": {"backend": "kubernetes", "workers": 2, "threads_per_worker": 1, "memory_limit": "2GiB"},
 }

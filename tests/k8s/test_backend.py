@@ -190,7 +190,7 @@ def test_scheduler_that_never_schedules_times_out_naming_the_events(fake_api: Fa
 
 
 def _bad_image(pod: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    message = 'Failed to pull image "ghcr.io/me/xrun/iris-svm@sha256:3333": 403 Forbidden'
+    message = 'Failed to pull image "registry.example.com/me/xrun/iris-svm@sha256:3333": 403 Forbidden'
     status = {"phase": "Pending", "containerStatuses": [
         {"name": "scheduler", "state": {"waiting": {"reason": "InvalidImageName", "message": message}}}]}
     return status, [{"reason": "Failed", "message": message}]  # fmt: skip

@@ -6,7 +6,7 @@ have never run there. Run them against a disposable namespace:
     export XRUN_K8S_E2E=1
     export KUBECONFIG=~/.kube/config             # any context kubectl can use
     export XRUN_K8S_NAMESPACE=xrun-e2e           # the Role of docs/kubernetes.md granted here
-    export XRUN_K8S_IMAGE=ghcr.io/me/xrun-env@sha256:...   # `xrun build SPEC --push --json`
+    export XRUN_K8S_IMAGE=registry.example.com/me/xrun-env@sha256:...   # `xrun build SPEC --push --json`
     pytest -m k8s_e2e tests/k8s/test_e2e.py -v
 
 The image must hold an environment with ``distributed`` at its interpreter
