@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-
-import pytest
 
 from runner.bundle.write import read_journal
 
@@ -17,31 +12,6 @@ import os
 def train(params, ctx):
     return {"score": float(params["x"]), "pid": float(os.getpid())}
 '''
-
-
-@pytest.fixture
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """`dask scheduler` + two `dask worker` processes, as a user would start them."""
-    tmp_path = tmp_path_factory.mktemp("home-cluster")
-    sched_file = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", "0", "--scheduler-file", str(sched_file), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sched_file.exists():
-        assert time.monotonic() < deadline, "scheduler did not start"
-        time.sleep(0.1)
-    time.sleep(0.3)
-    address = json.loads(sched_file.read_text())["address"]
-    for i in range(2):
-        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                       "--name", f"home-{i}", "--no-dashboard"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path))  # fmt: skip
-    yield address, procs
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
 
 
 def test_sweep_runs_on_an_existing_scheduler(project, run_xrun, dask_cluster) -> None:

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import time
 from importlib import metadata
 from pathlib import Path
-
-import pytest
 
 from runner.bundle.write import read_journal
 
@@ -34,32 +29,10 @@ def test_local_workers_import_the_locked_versions_not_the_drivers(tmp_path: Path
     assert all("/envs/" in w["executable"] for w in host["workers"].values())
 
 
-@pytest.fixture
-def home_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A scheduler and a worker started from the driver's interpreter (scikit-learn != lock)."""
-    tmp = tmp_path_factory.mktemp("home")
-    sched_file = tmp / "scheduler.json"
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--scheduler-file", str(sched_file), "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sched_file.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(0.3)
-    address = json.loads(sched_file.read_text())["address"]
-    procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                   "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp))  # fmt: skip
-    yield address
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
-
-
-def test_an_existing_cluster_whose_workers_do_not_match_the_lock_is_refused(tmp_path: Path, run_xrun, home_cluster) -> None:
+def test_an_existing_cluster_whose_workers_do_not_match_the_lock_is_refused(tmp_path: Path, run_xrun, dask_cluster) -> None:
+    address, _ = dask_cluster  # workers run the driver's interpreter: scikit-learn != the lock's
     res = run_xrun(REPO / "specs" / "pinned.yaml", "-q", "-o", tmp_path, "--backend", "address",
-                   "--set", f"cluster.address={home_cluster}", "--set", "cluster.workers=1")  # fmt: skip
+                   "--set", f"cluster.address={address}", "--set", "cluster.workers=1")  # fmt: skip
     assert res.code == 3, res.err
     assert f"scikit-learn: lock 1.5.2, worker {metadata.version('scikit-learn')}" in res.err
     assert "Traceback" not in res.err
