@@ -13,6 +13,19 @@ import random
 from pathlib import Path
 from typing import Any
 
+# The report's section anchors, in page order.
+SECTIONS = (
+    "run",
+    "best",
+    "objective",
+    "parallel",
+    "timeline",
+    "failures",
+    "environment",
+    "reproduction",
+    "trials",
+)
+
 FAILURES = [
     ("error", "error", "FloatingPointError: loss diverged <script>alert('x')</script> & more"),
     ("timeout", "timeout", "trial exceeded its timeout of 3s"),

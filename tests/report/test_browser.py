@@ -16,20 +16,10 @@ from pathlib import Path
 import pytest
 
 from runner.report import write_report
+from tests.report.synth import SECTIONS
 
 pytestmark = pytest.mark.browser
 
-SECTIONS = (
-    "run",
-    "best",
-    "objective",
-    "parallel",
-    "timeline",
-    "failures",
-    "environment",
-    "reproduction",
-    "trials",
-)
 
 
 def chromium() -> str:

@@ -15,19 +15,7 @@ import pytest
 from runner.bundle.manifest import verify, write_manifest
 from runner.errors import UsageError
 from runner.report import REPORT_FILE, render_report, write_report
-from tests.report.synth import make_bundle
-
-SECTIONS = (
-    "run",
-    "best",
-    "objective",
-    "parallel",
-    "timeline",
-    "failures",
-    "environment",
-    "reproduction",
-    "trials",
-)
+from tests.report.synth import SECTIONS, make_bundle
 
 
 def section(page: str, anchor: str) -> str:
