@@ -1,7 +1,8 @@
 """Submitting trials to Dask and recording what comes back.
 
-* Streaming: at most ``max_in_flight`` trials are submitted at once, so a sweep
-  of 100,000 trials never holds 100,000 futures.
+* Streaming: at most ``max_in_flight`` Dask tasks (a trial, or a batch of short
+  trials) are submitted at once, so a sweep of 100,000 trials never holds
+  100,000 futures.
 * Failure classes: ``error`` (the trial raised; retried up to ``trial.retries``),
   ``timeout`` (stopped in its thread by the worker, or by restarting the worker
   when stuck in C code), ``oom`` (neared the worker's memory limit, or its worker

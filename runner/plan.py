@@ -130,17 +130,16 @@ def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
         return []
     cache = cache or TrialCache()
     now = plan.components()
-    best: tuple[int, dict[str, Any]] | None = None
+    best: tuple[list[str], dict[str, Any]] | None = None
     for record in cache.run_records(plan.spec.name):
         diffs = _differences(record.get("components", {}), now)
-        if best is None or len(diffs) < best[0]:
-            best = (len(diffs), record)
+        if best is None or len(diffs) < len(best[0]):
+            best = (diffs, record)
         if not diffs:
             break
     if best is None:
         return [f"no earlier run of {plan.spec.name!r} in the cache"]
-    record = best[1]
-    diffs = _differences(record.get("components", {}), now)
+    diffs, record = best
     if not diffs:
         return [
             f"same environment, code, data and trial definition as run {record.get('run_id')}: "

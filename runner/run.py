@@ -102,10 +102,10 @@ def run_plan(
                                   "components": plan.components()})  # fmt: skip
     total = len(plan.trials)
     writer.write_status({"status": "running", "counts": {"total": total}})
+    slots = spec.cluster.workers * spec.cluster.threads_per_worker  # worker threads in the cluster
     executor = Executor(
         plan, writer, cache, run_id,
-        options=Options(fail_fast=options.fail_fast, max_in_flight=_in_flight(spec),
-                        slots=spec.cluster.workers * spec.cluster.threads_per_worker),
+        options=Options(fail_fast=options.fail_fast, max_in_flight=max(4, 2 * slots + 2), slots=slots),
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
     executor.record_cached()
@@ -159,18 +159,13 @@ def _preload_sealing() -> None:
 
     def work() -> None:
         try:
-            import matplotlib.backends.backend_svg  # noqa: F401
+            import matplotlib.backends.backend_svg
             import matplotlib.figure  # noqa: F401
             import rocrate.rocrate  # noqa: F401
         except Exception:  # sealing imports them again and reports any problem
             pass
 
     threading.Thread(target=work, name="xrun-preload", daemon=True).start()
-
-
-def _in_flight(spec: Any) -> int:
-    slots = spec.cluster.workers * spec.cluster.threads_per_worker
-    return max(4, 2 * slots + 2)
 
 
 def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunOptions, extra: dict[str, Any]) -> Backend:
