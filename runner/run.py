@@ -109,7 +109,7 @@ def run_plan(
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
     executor.record_cached()
-    _preload_sealing()
+    preload = _preload_sealing()
     host: dict[str, Any] = {"driver": driver_info(), "backend": spec.cluster.backend, "workers": {}}
     extra: dict[str, Any] = {}
     info: ClusterInfo | None = None
@@ -142,6 +142,7 @@ def run_plan(
         files, keys = finalize(writer, outcome, extra)
         extra.update(files)
         summary.update(keys)
+    preload.join()  # two threads importing one package at once can break it half-initialized
     writer.finish(summary, host, extra)
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
@@ -153,7 +154,7 @@ def run_plan(
     return result
 
 
-def _preload_sealing() -> None:
+def _preload_sealing() -> threading.Thread:
     """Import what sealing the bundle needs (matplotlib, rocrate) while trials
     run: the driver mostly waits then, and a short sweep saves about a second."""
 
@@ -165,7 +166,9 @@ def _preload_sealing() -> None:
         except Exception:  # sealing imports them again and reports any problem
             pass
 
-    threading.Thread(target=work, name="xrun-preload", daemon=True).start()
+    thread = threading.Thread(target=work, name="xrun-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunOptions, extra: dict[str, Any]) -> Backend:

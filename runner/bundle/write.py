@@ -192,7 +192,8 @@ def seal(root: Path) -> None:
         try:
             make(root)
         except Exception as exc:  # pragma: no cover - exercised only by bugs
-            log.error("could not write %s: %s", name, exc, exc_info=True)
+            log.error("could not write %s: %s", name, exc)  # the bundle says so too
+            log.debug("could not write %s", name, exc_info=True)
             (root / f"{name}.error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
     write_manifest(root)
 
