@@ -2,9 +2,12 @@
 
 PyYAML's composer gives nodes with marks; we construct plain Python values from
 them ourselves so that (a) each key path maps to its line, (b) duplicate keys
-are errors instead of silent overwrites, and (c) alias expansion is bounded:
-an "alias bomb" stops after ``MAX_NODES`` constructed nodes instead of eating
-memory.
+are errors instead of silent overwrites, and (c) alias expansion is bounded.
+
+The document's own values are bounded by its size (``MAX_BYTES``): a long
+list written out in full is fine. Only values copied by aliases (``*name``,
+``<<: *name``) count against ``MAX_ALIAS_VALUES``, so an "alias bomb" stops
+early instead of eating memory, whatever the size of the legitimate parts.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import yaml
 from runner.errors import SpecError
 
 MAX_BYTES = 2 * 1024 * 1024
-MAX_NODES = 200_000
+MAX_ALIAS_VALUES = 100_000
 MAX_DEPTH = 64
 
 KeyPath = tuple[str | int, ...]
@@ -24,7 +27,8 @@ KeyPath = tuple[str | int, ...]
 
 class _Budget:
     def __init__(self) -> None:
-        self.nodes = 0
+        self.aliased = 0  # values built again because an alias repeats them
+        self.seen: set[int] = set()  # collection nodes built once already
 
 
 def decode(data: bytes, file: str) -> str:
@@ -59,7 +63,7 @@ def load(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
         lines: dict[KeyPath, int] = {}
         if node is None:
             return None, lines
-        value = _build(loader, node, (), lines, _Budget(), 0, file)
+        value = _build(loader, node, (), lines, _Budget(), 0, file, False)
         return value, lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -87,14 +91,21 @@ def _build(
     budget: _Budget,
     depth: int,
     file: str,
+    aliased: bool,
 ) -> Any:
-    budget.nodes += 1
-    if budget.nodes > MAX_NODES:
-        raise SpecError(
-            f"document expands to more than {MAX_NODES:,} values (an alias bomb?)",
-            file=file,
-            line=node.start_mark.line + 1,
-        )
+    if isinstance(node, yaml.CollectionNode):
+        # The composer hands out the anchored node itself for every alias: a
+        # node met twice is a copy, and so is everything below it.
+        aliased = aliased or id(node) in budget.seen
+        budget.seen.add(id(node))
+    if aliased:
+        budget.aliased += 1
+        if budget.aliased > MAX_ALIAS_VALUES:
+            raise SpecError(
+                f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (an alias bomb?)",
+                file=file,
+                line=node.start_mark.line + 1,
+            )
     if depth > MAX_DEPTH:
         raise SpecError(
             f"document nests deeper than {MAX_DEPTH} levels",
@@ -105,7 +116,7 @@ def _build(
         loader.flatten_mapping(node)  # resolves `<<` merge keys
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _build(loader, key_node, path, {}, budget, depth + 1, file)
+            key = _build(loader, key_node, path, {}, budget, depth + 1, file, aliased)
             if isinstance(key, (list, dict)):
                 raise SpecError(
                     "mapping keys must be plain values",
@@ -124,16 +135,30 @@ def _build(
                     path=_dotted(sub),
                 )
             lines[sub] = key_node.start_mark.line + 1
-            out[key] = _build(loader, value_node, sub, lines, budget, depth + 1, file)
+            out[key] = _build(loader, value_node, sub, lines, budget, depth + 1, file, aliased)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             sub = (*path, i)
             lines[sub] = item.start_mark.line + 1
-            items.append(_build(loader, item, sub, lines, budget, depth + 1, file))
+            items.append(_build(loader, item, sub, lines, budget, depth + 1, file, aliased))
         return items
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:  # a 5,000-digit integer, a 13th month
+        kind = str(node.tag).rsplit(":", 1)[-1]
+        what = (
+            f"integer {_excerpt(node.value)} is too large"
+            if kind == "int"
+            else f"invalid {kind} {_excerpt(node.value)} ({exc}); quote it to make it a string"
+        )
+        raise SpecError(what, file=file, line=node.start_mark.line + 1) from None
+
+
+def _excerpt(text: Any) -> str:
+    text = str(text)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def _dotted(path: KeyPath) -> str:

@@ -3,6 +3,8 @@ the stages of DESIGN §1 together."""
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
 import threading
@@ -14,7 +16,7 @@ from typing import Any
 
 from runner import config
 from runner import sweep as sweep_mod
-from runner.bundle.write import BundleWriter, driver_info, new_run_id
+from runner.bundle.write import BUNDLE_VERSION, BundleWriter, driver_info, new_run_id
 from runner.cache import TrialCache
 from runner.cluster import Backend, ClusterInfo
 from runner.env import LockedEnv
@@ -96,25 +98,29 @@ def run_plan(
     cache = cache or TrialCache()
     output = options.output or spec.output
     run_id = new_run_id(spec.name)
-    writer = BundleWriter(output / run_id, run_id)
-    _write_inputs(writer, plan)
+    writer = _open_bundle(output, run_id)
+    total = len(plan.trials)
+    try:
+        # bundle.json first: whatever fails later, there is a file to turn terminal in place.
+        writer.write_status({"status": "running", "counts": {"total": total}})
+        _write_inputs(writer, plan)
+    except OSError as exc:
+        raise _bundle_failed(writer, exc, {"status": "error", "counts": {"total": total}}, cache) from None
     cache.record_run(spec.name, {"run_id": run_id, "bundle": str(writer.root), "created": writer.created,
                                   "components": plan.components()})  # fmt: skip
-    total = len(plan.trials)
-    writer.write_status({"status": "running", "counts": {"total": total}})
     slots = spec.cluster.workers * spec.cluster.threads_per_worker  # worker threads in the cluster
     executor = Executor(
         plan, writer, cache, run_id,
         options=Options(fail_fast=options.fail_fast, max_in_flight=max(4, 2 * slots + 2), slots=slots),
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
-    executor.record_cached()
     preload = _preload_sealing()
     host: dict[str, Any] = {"driver": driver_info(), "backend": spec.cluster.backend, "workers": {}}
     extra: dict[str, Any] = {}
     info: ClusterInfo | None = None
     error: BaseException | None = None
     try:
+        executor.record_cached()
         if plan.pending and not options.stop.is_set():
             backend = make_backend(plan, run_id, secrets, options, extra)
             status_cb(f"starting {spec.cluster.backend} cluster ({spec.cluster.workers} workers)")
@@ -126,6 +132,8 @@ def run_plan(
         executor.outcome.interrupted = True
     except BaseException as exc:  # recorded in the bundle, then re-raised
         error = exc
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
+            error = InfraError(_storage_message(writer.root, exc, cache))
     outcome = executor.outcome
     done = sum(outcome.counts.values())
     outcome.not_run = total - done
@@ -143,7 +151,10 @@ def run_plan(
         extra.update(files)
         summary.update(keys)
     preload.join()  # two threads importing one package at once can break it half-initialized
-    writer.finish(summary, host, extra)
+    try:
+        writer.finish(summary, host, extra)
+    except OSError as exc:
+        raise _bundle_failed(writer, exc, summary, cache) from None
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
     if error is not None:
@@ -152,6 +163,62 @@ def run_plan(
             error.args = (error.message,)
         raise error
     return result
+
+
+# Errors of the file system a bundle or the cache lives on, not of xrun.
+STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+
+
+def _open_bundle(output: Path, run_id: str) -> BundleWriter:
+    try:
+        return BundleWriter(output / run_id, run_id)
+    except (NotADirectoryError, FileExistsError):
+        raise UsageError(f"output {output}: not a directory (or below a file); bundles are written below it") from None
+    except OSError as exc:
+        raise InfraError(f"cannot create the bundle directory in {output}: {exc.strerror}") from None
+
+
+def _storage_message(root: Path, exc: OSError, cache: TrialCache) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    message = f"cannot write the bundle {root}: {exc.strerror}{where}"
+    if cache.unwritable is None:
+        message += "; trials that finished are kept in the trial cache: free space (or fix permissions) and run again to reuse them"
+    else:
+        message += f"; the trial cache could not be written either ({cache.unwritable})"
+    return message
+
+
+def _bundle_failed(writer: BundleWriter, exc: OSError, summary: dict[str, Any], cache: TrialCache) -> XrunError:
+    """Mark the bundle ``error`` even on a full disk, and say what was kept."""
+    message = _storage_message(writer.root, exc, cache)
+    status = {**summary, "status": "error", "error": message}
+    try:
+        writer.write_status(status)
+    except OSError:
+        _overwrite_status(writer, status)
+    return InfraError(message)
+
+
+def _overwrite_status(writer: BundleWriter, summary: dict[str, Any]) -> None:
+    """Rewrite bundle.json in place: on a full disk, writing a new file fails,
+    but the blocks of the ``running`` status written at the start are ours."""
+    path = writer.root / "bundle.json"
+    base = {"bundle_version": BUNDLE_VERSION, "run_id": writer.run_id, "created": writer.created}
+    minimal = {**base, "status": "error", "error": summary.get("error"), "counts": summary.get("counts")}
+    for doc in ({**base, **summary}, minimal):
+        try:
+            with open(path, "r+b") as fh:
+                fh.write(json.dumps(doc, sort_keys=True, default=str).encode() + b"\n")
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+            break
+        except OSError:
+            log.debug("could not mark %s as failed", path, exc_info=True)
+    try:
+        os.unlink(path.with_name("bundle.json.tmp"))
+    except OSError:
+        pass
 
 
 def _preload_sealing() -> threading.Thread:

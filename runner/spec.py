@@ -7,10 +7,11 @@ spec are relative to the spec file and are resolved to absolute paths here.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     Tag,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from runner import _yaml
@@ -42,33 +44,48 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 10m or 1h")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _bounded_duration(float(value))
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
         if value.strip() and m and any(m.groups()):
             h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return h * 3600 + mi * 60 + s
+            return _bounded_duration(h * 3600 + mi * 60 + s)
     raise ValueError(f"expected a duration like 30s, 10m or 1h, got {value!r}")
+
+
+MAX_DURATION = 366 * 86400.0
+
+
+def _bounded_duration(seconds: float) -> float:
+    if math.isfinite(seconds) and seconds > MAX_DURATION:
+        raise ValueError(f"{seconds:g}s is longer than the limit of 366 days")
+    return seconds
 
 
 _BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+MAX_BYTES = 2**50  # 1 PiB: more memory than any one worker has, and far below int64 overflow
 
 
 def parse_bytes(value: Any) -> Any:
     """``"2GiB"``, ``"500MB"``, ``2147483648`` → bytes."""
     if isinstance(value, bool):
         raise ValueError("expected a size like 512MiB or 2GiB")
+    size: int | float | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+        size = value
+    elif isinstance(value, str):
         m = _BYTES_RE.match(value)
         if m:
             number, unit = float(m.group(1)), (m.group(2) or "").lower()
             base = 1024 if "i" in unit else 1000
             power = "bkmgt".index(unit[0]) if unit else 0
-            return int(number * base**power)
-    raise ValueError(f"expected a size like 512MiB or 2GiB, got {value!r}")
+            size = number * base**power
+    if size is None:
+        raise ValueError(f"expected a size like 512MiB or 2GiB, got {value!r}")
+    if not size < MAX_BYTES:  # also catches a float that overflowed to inf
+        raise ValueError(f"{_short(value)} is larger than the limit of 1 PiB")
+    return int(size)
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -92,9 +109,68 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; loaded specs never change."""
+    """Unknown keys are errors; loaded specs never change; numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_INT = 2**63  # integers a spec may hold (parameter values, ranges): what JSON readers and int64 keep
+
+
+def _plain_value(value: Any) -> Any:
+    """A parameter value must survive canonical JSON unchanged: strings, finite
+    numbers, booleans, null, and lists or mappings of them."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if not -MAX_INT <= value < MAX_INT:
+            raise ValueError(f"integer {_short(value)} is outside the 64-bit range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return value
+    if isinstance(value, list):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain_value(v) for k, v in value.items()}
+    raise ValueError(
+        f"{type(value).__name__} {_short(str(value))} is not a valid parameter value: use a string, number, "
+        "boolean, null, or a list or mapping of them (quote a date to make it a string)"
+    )
+
+
+PlainValue = Annotated[Any, AfterValidator(_plain_value)]
+
+
+def _glob_pattern(value: str) -> str:
+    if value.startswith("/"):
+        raise ValueError(f"{value!r} is an absolute path; patterns are relative to code.root")
+    parts = PurePosixPath(value).parts
+    if not parts:
+        raise ValueError(f"{value!r} matches nothing; use a pattern like **/*.py")
+    if any("**" in p and p != "**" for p in parts):
+        raise ValueError(f"{value!r}: '**' can only be a whole path component, as in **/*.py")
+    return value
+
+
+GlobPattern = Annotated[str, Field(min_length=1), AfterValidator(_glob_pattern)]
+
+
+def _spec_version(value: Any) -> Any:
+    if type(value) is not int:  # `xrun: true` and `xrun: 1.0` equal 1 in Python
+        raise ValueError(f"expected the integer 1, got {_kind(value)} {_short(value)}")
+    return value
+
+
+def _output_dir(path: Path) -> Path:
+    """``output`` must be, or be creatable as, a directory."""
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                raise ValueError(f"{existing} is a file, not a directory; bundles are written below output")
+            break
+    return path
 
 
 # ---------------------------------------------------------------- environment
@@ -162,8 +238,8 @@ class Image(StrictModel):
 
 class Code(StrictModel):
     root: SpecPath = Field(Path("."), validate_default=True, description="directory shipped to workers and snapshotted")
-    include: list[NonEmptyStr] = Field(default_factory=lambda: ["**/*.py"])
-    exclude: list[NonEmptyStr] = Field(default_factory=list)
+    include: list[GlobPattern] = Field(default_factory=lambda: ["**/*.py"])
+    exclude: list[GlobPattern] = Field(default_factory=list)
 
 
 class DataItem(StrictModel):
@@ -192,7 +268,7 @@ class FunctionTrial(_TrialBase):
 
 class SklearnSpec(StrictModel):
     estimator: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")]
-    params: dict[str, Any] = Field(default_factory=dict, description="fixed estimator params")
+    params: dict[str, PlainValue] = Field(default_factory=dict, description="fixed estimator params")
     dataset: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     data: str | None = None
     target: str | None = None
@@ -223,13 +299,23 @@ Trial = Annotated[
 class Uniform(StrictModel):
     uniform: tuple[float, float]
 
+    @model_validator(mode="after")
+    def _finite_width(self) -> Uniform:
+        lo, hi = self.uniform
+        if not math.isfinite(hi - lo):
+            raise ValueError(f"the range [{lo!r}, {hi!r}] is too wide to sample from")
+        return self
+
 
 class LogUniform(StrictModel):
     loguniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
 
 
+BoundedInt = Annotated[int, Field(ge=-MAX_INT, lt=MAX_INT)]
+
+
 class IntRange(StrictModel):
-    int: tuple[int, int]
+    int: tuple[BoundedInt, BoundedInt]
 
 
 Distribution = Annotated[
@@ -247,7 +333,7 @@ def _param_tag(value: Any) -> str:
 
 
 Parameter = Annotated[
-    Annotated[list[Any], Field(min_length=1), Tag("choices")] | Annotated[Distribution, Tag("dist")],
+    Annotated[list[PlainValue], Field(min_length=1), Tag("choices")] | Annotated[Distribution, Tag("dist")],
     Discriminator(_param_tag),
 ]
 
@@ -260,7 +346,7 @@ class Objective(StrictModel):
 class Sweep(StrictModel):
     method: Literal["grid", "random", "list"] = "grid"
     parameters: dict[Annotated[str, Field(pattern=IDENT_RE)], Parameter] = Field(default_factory=dict)
-    points: list[dict[str, Any]] | None = None
+    points: list[dict[str, PlainValue]] | None = None
     samples: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     repeats: Annotated[int, Field(ge=1, le=10_000)] = 1
@@ -349,7 +435,7 @@ class Reproduce(StrictModel):
 class Spec(StrictModel):
     """xrun spec, format version 1."""
 
-    xrun: Literal[1] = Field(description="spec format version")
+    xrun: Annotated[Literal[1], BeforeValidator(_spec_version)] = Field(description="spec format version")
     name: Annotated[str, Field(pattern=NAME_RE, max_length=40)]
     description: str = ""
     environment: Environment = Field(default_factory=CurrentEnv)  # type: ignore[arg-type]
@@ -363,7 +449,7 @@ class Spec(StrictModel):
     cluster: Cluster = Field(default_factory=LocalCluster)
     reproduce: Reproduce = Field(default_factory=Reproduce)
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(default_factory=list)
-    output: SpecPath = Field(Path("runs"), validate_default=True, description="bundles go to <output>/<name>-<UTC time>-<6 hex>/")
+    output: Annotated[SpecPath, AfterValidator(_output_dir)] = Field(Path("runs"), validate_default=True, description="bundles go to <output>/<name>-<UTC time>-<6 hex>/")
 
 
 # ---------------------------------------------------------------- loading

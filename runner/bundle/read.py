@@ -43,6 +43,8 @@ def open_bundle(path: Path) -> Bundle:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UsageError(f"{meta_path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{meta_path}: not a bundle (a JSON {type(meta).__name__}, not an object)")
     version = meta.get("bundle_version")
     if version != BUNDLE_VERSION:
         raise UsageError(f"{path}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})")
