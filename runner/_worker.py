@@ -346,9 +346,9 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
             metrics = _dispatch(task, ctx)
         finally:
             dog.finish()
-        result["metrics"] = _check_metrics(metrics)
         if ctx.data.changed:  # the trial caught it and went on: its result is still not to be trusted
             raise DataChanged(ctx.data.changed)
+        result["metrics"] = _check_metrics(metrics)
     except BaseException as exc:  # a trial's failure, whatever it raised, is a result
         if isinstance(exc, DataChanged) or ctx.data.changed:
             result.update(status="data-changed", failure_class="data-changed",
