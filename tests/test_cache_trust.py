@@ -1,0 +1,227 @@
+"""Cache entries are not trusted, and storage can fail: a corrupt entry is a
+miss that the next result replaces; a read-only or full cache never fails a
+run; a full disk under the bundle is a clean exit 3 with a terminal status."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.bundle.write import read_journal
+from runner.cache import TrialCache
+
+KEY = "ab" + "0" * 62
+
+
+def entry(key: str = KEY, score: float = 1.0, **extra) -> dict:
+    return {"id": "t00000", "key": key, "params": {"a": 1}, "seed": 7, "status": "ok", "metrics": {"score": score},
+            "error": None, "traceback": None, "failure_class": None, "attempts": 1, "history": [], "log": "",
+            "run_id": "r", **extra}  # fmt: skip
+
+
+def corrupt(cache: TrialCache, key: str, kind: str) -> None:
+    path = cache._path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        path.rmdir()
+    elif os.path.lexists(path):
+        path.unlink()
+    good = json.dumps(entry(key)).encode()
+    if kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "garbage":
+        path.write_bytes(b"\x00\xff not json \x80")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "directory":
+        (path / "inner").mkdir(parents=True)
+    elif kind == "json-list":
+        path.write_text("[1, 2, 3]")
+    elif kind == "wrong-shape":
+        path.write_text(json.dumps({**entry(key), "metrics": "lots", "attempts": "x"}))
+    elif kind == "link-to-dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        raise AssertionError(kind)
+
+
+KINDS = ["truncated", "garbage", "empty", "directory", "json-list", "wrong-shape", "link-to-dev-zero", "fifo"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_corrupt_entry_is_a_miss_and_the_next_result_replaces_it(tmp_path: Path, kind: str) -> None:
+    cache = TrialCache(tmp_path)
+    corrupt(cache, KEY, kind)
+    assert cache.get(KEY) is None
+    cache.put(entry(score=2.0), [("out/model.txt", b"weights")])
+    assert cache.get(KEY) == entry(score=2.0)
+    assert (cache.artifacts_dir(KEY) / "out" / "model.txt").read_bytes() == b"weights"
+    cache.put(entry(score=3.0))  # the first valid result stays
+    assert cache.get(KEY)["metrics"] == {"score": 2.0}
+    assert cache.unwritable is None
+
+
+def _put_many(root: str, key: str, score: float, corrupt_first: bool) -> None:
+    cache = TrialCache(Path(root))
+    for i in range(30):
+        if corrupt_first and i % 3 == 0 and cache.get(key) is None:
+            with contextlib.suppress(OSError):
+                corrupt(cache, key, "truncated")
+        cache.put(entry(key, score))
+
+
+def test_concurrent_writers_leave_one_valid_first_result(tmp_path: Path) -> None:
+    """Processes race to store, and to repair, the same keys: each key ends with
+    one valid entry, and it never changes once a reader has seen it valid."""
+    ctx = multiprocessing.get_context("spawn")
+    keys = [f"{i:02x}" + uuid.uuid4().hex * 2 for i in range(3)]
+    keys = [k[:64] for k in keys]
+    procs = [ctx.Process(target=_put_many, args=(str(tmp_path), keys[i % 3], float(i), i < 3)) for i in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    cache = TrialCache(tmp_path)
+    for key in keys:
+        got = cache.get(key)
+        assert got is not None and got["key"] == key
+        cache.put(entry(key, 99.0))
+        assert cache.get(key) == got
+    assert not list(tmp_path.glob("trials/*/.*.tmp"))  # no temporary files left behind
+
+
+_junk = st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda v: json.dumps(v).encode(), st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8)),
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+        max_leaves=10)),
+    st.builds(lambda patch: json.dumps({**entry(), **patch}).encode(), st.dictionaries(
+        st.sampled_from(["key", "status", "metrics", "id", "params", "log", "history", "attempts"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.just({"m": "x"}), st.just([1])),
+        max_size=3)),
+    st.builds(lambda n: json.dumps(entry()).encode()[:n], st.integers(min_value=0, max_value=200)),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=_junk)
+def test_any_entry_bytes_are_a_miss_or_a_valid_hit(tmp_path_factory, data: bytes) -> None:
+    """Property: whatever bytes sit in an entry, get() never raises and returns
+    None or an entry whose metrics the run can use; put() then leaves a valid one."""
+    cache = TrialCache(tmp_path_factory.mktemp("c"))
+    path = cache._path(KEY)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    got = cache.get(KEY)
+    if got is not None:
+        assert got["key"] == KEY and got["status"] == "ok"
+        assert all(isinstance(v, (int, float)) or v is None for v in got["metrics"].values())
+    cache.put(entry(score=5.0))
+    assert cache.get(KEY) == (got if got is not None else entry(score=5.0))
+
+
+# ---------------------------------------------------------------- through xrun
+
+TRIAL = '''
+def train(params, ctx):
+    print("x" * 40000)
+    return {"score": float(params["a"])}
+'''
+
+
+def spec(project, output: str = "runs", n: int = 5) -> Path:
+    project.file("experiments/t.py", TRIAL)
+    return project.spec(f"""
+        xrun: 1
+        name: trust
+        trial: {{function: "experiments.t:train"}}
+        sweep:
+          parameters: {{a: {list(range(n))}}}
+        cluster: {{workers: 1}}
+        output: {output}
+    """)
+
+
+def test_corrupt_entries_are_recomputed_and_repaired_by_a_run(project, run_xrun) -> None:
+    s = spec(project)
+    first = run_xrun(s, "-q", cwd=project.root)
+    assert first.code == 0, first.err
+    cache = TrialCache()
+    keys = [r["key"] for r in read_journal(first.bundle / "trials.jsonl")]
+    for key, kind in zip(keys, ["truncated", "garbage", "empty", "directory", "json-list"]):
+        corrupt(cache, key, kind)
+    second = run_xrun(s, "-q", cwd=project.root)
+    assert second.code == 0, second.err
+    assert "internal error" not in second.err
+    assert not any(r["cached"] for r in read_journal(second.bundle / "trials.jsonl"))
+    third = run_xrun(s, "-q", cwd=project.root)  # before, corrupt entries stayed misses forever
+    assert all(r["cached"] for r in read_journal(third.bundle / "trials.jsonl"))
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str, read_only: bool = False) -> Iterator[Path]:
+    """A real small file system (tmpfs), so ENOSPC and EROFS come from the kernel."""
+    where.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (",ro" if read_only else "")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_read_only_cache_warns_and_runs_uncached(project, run_xrun, tmp_path) -> None:
+    s = spec(project, n=3)
+    with tmpfs(tmp_path / "ro-cache", "1m", read_only=True) as cache_dir:
+        res = run_xrun(s, cwd=project.root, env={"XRUN_CACHE_DIR": str(cache_dir)})
+    assert res.code == 0, res.err
+    assert "internal error" not in res.err and "Traceback" not in res.err
+    assert "cannot write to the trial cache" in res.err and "without caching" in res.err
+    assert json.loads((res.bundle / "bundle.json").read_text())["status"] == "ok"
+    assert len(read_journal(res.bundle / "trials.jsonl")) == 3
+
+
+def test_full_cache_disk_warns_and_runs_uncached(project, run_xrun, tmp_path) -> None:
+    s = spec(project, n=4)
+    with tmpfs(tmp_path / "full-cache", "64k") as cache_dir:
+        res = run_xrun(s, cwd=project.root, env={"XRUN_CACHE_DIR": str(cache_dir)})
+    assert res.code == 0, res.err
+    assert "No space left on device" in res.err and "without caching" in res.err
+    assert json.loads((res.bundle / "bundle.json").read_text())["status"] == "ok"
+    records = read_journal(res.bundle / "trials.jsonl")
+    assert sorted(r["metrics"]["score"] for r in records) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_full_disk_under_the_bundle_exits_3_with_a_terminal_status(project, run_xrun, tmp_path) -> None:
+    with tmpfs(tmp_path / "small", "160k") as out:
+        s = spec(project, output=str(out), n=8)
+        res = run_xrun(s, cwd=project.root, env={"XRUN_ALLOW_OUTSIDE_PATHS": "1"})
+        assert res.code == 3, res.err
+        assert "internal error" not in res.err and "Traceback" not in res.err
+        assert "No space left on device" in res.err and "kept in the trial cache" in res.err
+        (bundle,) = list(out.iterdir())
+        meta = json.loads((bundle / "bundle.json").read_text())
+        assert meta["status"] == "error" and "No space left" in meta["error"]
+        journaled = {r["key"] for r in read_journal(bundle / "trials.jsonl") if r["status"] == "ok"}
+    # Nothing computed is lost: with space again, every journaled trial comes from the cache.
+    s = spec(project, output="runs", n=8)
+    again = run_xrun(s, "-q", cwd=project.root)
+    assert again.code == 0, again.err
+    cached = {r["key"] for r in read_journal(again.bundle / "trials.jsonl") if r["cached"]}
+    assert journaled <= cached and cached
