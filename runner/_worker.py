@@ -199,7 +199,8 @@ def verified_copy(source: str, expected: str) -> str:
                     "restore it, or run again to use the new data"
                 )
             _read_only(tmp / name)
-            os.rename(tmp, root / expected)
+            final.parent.mkdir(exist_ok=True)  # one content may come under several names
+            os.rename(tmp / name, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

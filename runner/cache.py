@@ -223,5 +223,9 @@ def valid_entry(entry: Any, key: str) -> bool:
         return False
     if not isinstance(entry.get("log", ""), str) or not isinstance(entry.get("history", []), list):
         return False
+    if not all(_is_number(entry.get(k)) for k in ("start", "end")):
+        return False
+    if not all(isinstance(entry.get(k), (str, type(None))) for k in ("error", "traceback", "worker", "run_id")):
+        return False
     attempts = entry.get("attempts", 1)
     return isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 1

@@ -132,7 +132,7 @@ def run_plan(
         executor.outcome.interrupted = True
     except BaseException as exc:  # recorded in the bundle, then re-raised
         error = exc
-        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
+        if isinstance(exc, OSError) and _bundle_storage_error(exc, writer.root):
             error = InfraError(_storage_message(writer.root, exc, cache))
     outcome = executor.outcome
     done = sum(outcome.counts.values())
@@ -167,6 +167,13 @@ def run_plan(
 
 # Errors of the file system a bundle or the cache lives on, not of xrun.
 STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+
+
+def _bundle_storage_error(exc: OSError, root: Path) -> bool:
+    """A write to the bundle failed (a journal flush names no file)."""
+    if exc.errno not in STORAGE_ERRORS:
+        return False
+    return exc.filename is None or str(exc.filename).startswith(str(root))
 
 
 def _open_bundle(output: Path, run_id: str) -> BundleWriter:
@@ -207,10 +214,9 @@ def _overwrite_status(writer: BundleWriter, summary: dict[str, Any]) -> None:
     minimal = {**base, "status": "error", "error": summary.get("error"), "counts": summary.get("counts")}
     for doc in ({**base, **summary}, minimal):
         try:
-            with open(path, "r+b") as fh:
+            with open(path, "r+b", buffering=0) as fh:
                 fh.write(json.dumps(doc, sort_keys=True, default=str).encode() + b"\n")
                 fh.truncate()
-                fh.flush()
                 os.fsync(fh.fileno())
             break
         except OSError:

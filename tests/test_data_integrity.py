@@ -84,6 +84,10 @@ def test_trials_read_a_verified_read_only_copy_of_files_and_directories(tmp_path
     assert (copy_tree / "sub" / "a.txt").read_text() == "hello\n"
     assert _worker._dir_digest(copy_tree) == hashes["tree"]["sha256"]
     assert not one.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    # The same bytes under another name get their own copy.
+    (tmp_path / "twin.csv").write_bytes(b"a,b\n1,2\n")
+    twin = _worker.DataInputs({"t": str(tmp_path / "twin.csv")}, {"t": hashes["one"]["sha256"]})["t"]
+    assert Path(twin).name == "twin.csv" and Path(twin).read_bytes() == b"a,b\n1,2\n"
     # The source changes after this worker copied it: trials keep the hashed bytes.
     (tmp_path / "one.csv").write_bytes(b"changed\n")
     assert Path(inputs["one"]).read_bytes() == b"a,b\n1,2\n"
