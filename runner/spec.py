@@ -64,7 +64,7 @@ def _bounded_duration(seconds: float) -> float:
 
 _BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
-MAX_BYTES = 2**50  # 1 PiB: more memory than any one worker has, and far below int64 overflow
+MAX_MEMORY = 2**50  # 1 PiB: more memory than any one worker has, and far below int64 overflow
 
 
 def parse_bytes(value: Any) -> Any:
@@ -83,7 +83,7 @@ def parse_bytes(value: Any) -> Any:
             size = number * base**power
     if size is None:
         raise ValueError(f"expected a size like 512MiB or 2GiB, got {value!r}")
-    if not size < MAX_BYTES:  # also catches a float that overflowed to inf
+    if not size < MAX_MEMORY:  # also catches a float that overflowed to inf
         raise ValueError(f"{_short(value)} is larger than the limit of 1 PiB")
     return int(size)
 
