@@ -211,7 +211,7 @@ def plan(
 @app.command()
 def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
-    from runner.bundle.read import open_bundle, summary_row
+    from runner.bundle.read import effective_status, open_bundle, summary_row
 
     b = open_bundle(bundle)
     trials = b.trials
@@ -219,36 +219,47 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
         out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
         return
     m = b.meta
-    out.print(f"[bold]{m.get('run_id')}[/]  status: {m.get('status')}  backend: {m.get('backend')}  "
+    status, why = effective_status(b)
+    out.print(f"[bold]{m.get('run_id')}[/]  status: {status}  backend: {m.get('backend')}  "
               f"duration: {m.get('duration_seconds')}s")  # fmt: skip
+    if why:
+        out.print(f"[yellow]abandoned:[/] {why}; the trials it finished are kept (re-run the spec to finish the rest)")
+    if m.get("computed_by"):
+        out.print(f"all trials came from the cache; no cluster started. computed by: {', '.join(m['computed_by'])}")
     c = m.get("counts", {})
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
-    from runner._progress import trials_table
+    from runner._progress import best_text, points_table, trials_table
 
     best = m.get("best") or {}
+    if best.get("metric"):
+        out.print(f"best point: {best_text(best)}")
     out.print(trials_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20))
+    points = points_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20)
+    if points is not None:
+        out.print(points)
 
 
 @app.command("ls")
-def ls_(directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"), json_: bool = typer.Option(False, "--json")) -> None:
-    """List the bundles in DIRECTORY."""
+def ls_(
+    directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"),
+    all_: bool = typer.Option(False, "--all", "-a", help="also runs that failed before any trial started"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the bundles in DIRECTORY (runs that failed before starting only with --all)."""
+    from runner._progress import runs_table
     from runner.bundle.read import find_bundles, summary_row
 
     rows = [summary_row(b) for b in find_bundles(directory)]
+    hidden = [r for r in rows if r["failed_before_start"]] if not all_ else []
+    rows = [r for r in rows if r not in hidden]
     if json_:
         out.print_json(json.dumps(rows))
         return
-    t = Table()
-    for col in ("run id", "created", "status", "trials", "ok", "cached", "failed", "best"):
-        t.add_column(col)
-    for r in rows:
-        c = r["counts"]
-        best = r["best"]
-        t.add_row(r["run_id"], r["created"], r["status"], str(c.get("total", "")), str(c.get("ok", "")),
-                  str(c.get("cached", "")), str(c.get("failed", "")),
-                  f"{best['metric']}={best['value']:.4g} ({best['trial']})" if best else "")  # fmt: skip
-    out.print(t)
+    out.print(runs_table(rows))
+    if hidden:
+        _say(f"{len(hidden)} run(s) that failed before any trial started are hidden: "
+             f"`xrun ls --all` shows them, `xrun clean --runs {directory}` removes them")  # fmt: skip
 
 
 @app.command()
@@ -455,13 +466,24 @@ def manifests(
 
 @app.command()
 def clean(
+    directory: Path = typer.Argument(Path("runs"), help="with --runs: the directory holding bundles"),
+    runs: bool = typer.Option(False, "--runs", help="remove bundles of runs that failed before any trial started"),
     run_id: str | None = typer.Option(None, "--run-id", help="only this run's leftovers"),
     kubernetes: bool = typer.Option(False, "--kubernetes", help="also require cleaning the Kubernetes cluster"),
     namespace: str | None = typer.Option(None, "--namespace", help="Kubernetes namespace (default: all xrun runs visible)"),
 ) -> None:
-    """Remove containers, networks and cluster objects left by killed runs."""
+    """Remove containers, networks and cluster objects left by killed runs
+    (with --runs: the bundles in DIRECTORY of runs that failed before starting)."""
     from runner.errors import InfraError
 
+    if runs:
+        from runner.bundle.read import remove_failed_before_start
+
+        gone = remove_failed_before_start(directory)
+        for path in gone:
+            out.print(str(path), markup=False)
+        _say(f"removed {len(gone)} bundle(s) of runs that failed before any trial started")
+        return
     removed: list[str] = []
     try:
         from runner.cluster.docker import clean as docker_clean

@@ -383,9 +383,14 @@ def build_for_spec(
     spec = loaded.spec
     base_value = spec.image.base
     base_path = (loaded.base / base_value).resolve()
-    base: Path | str
+    base: Path | str | None
     if base_path.is_file():
         base = base_path
+    elif "base" not in spec.image.model_fields_set:
+        # No image.base and no Dockerfile.base beside the spec: the built-in
+        # default, with the same contract (ARG BASE_IMAGE, a digest-pinned default).
+        log.info("no %s beside the spec: building on the built-in base %s", base_value, DEFAULT_BASE_IMAGE)
+        base = None
     elif re.fullmatch(r"[\w.\-/:]+(@sha256:[0-9a-f]{64})?", base_value) and (
         ":" in base_value or "@" in base_value
     ):

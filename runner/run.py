@@ -122,6 +122,8 @@ def run_plan(
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb)
+        elif plan.trials and not plan.pending:
+            status_cb(f"all {total} trials cached; no cluster started")
     except KeyboardInterrupt:
         executor.outcome.interrupted = True
     except BaseException as exc:  # recorded in the bundle, then re-raised
@@ -138,6 +140,10 @@ def run_plan(
     else:
         status = "ok"
     summary = _summary(plan, outcome, status, time.monotonic() - started, error)
+    summary["best"] = _best_point(plan, writer)
+    if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
+        summary["cluster_started"] = False
+        summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
     if finalize is not None and error is None:
         files, keys = finalize(writer, outcome, extra)
         extra.update(files)
@@ -328,6 +334,18 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
     if error is not None:
         summary["error"] = str(error) if isinstance(error, XrunError) else f"{type(error).__name__}: {error}"
     return summary
+
+
+def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
+    """The point with the best mean objective over its repeats (not the luckiest seed)."""
+    from runner.bundle.points import best_point
+    from runner.bundle.write import latest_records, read_journal
+
+    if plan.objective is None:
+        return None
+    writer.journal.sync()
+    records = latest_records(read_journal(writer.root / "trials.jsonl", slim=True))
+    return best_point(records, *plan.objective)
 
 
 def check_result(result: RunResult) -> None:
