@@ -99,7 +99,10 @@ def run(
     relock: bool = typer.Option(False, "--relock", help="lock the environment first if its lock is missing or stale"),
     output: Path | None = typer.Option(None, "--output", "-o", help="directory for the bundle (default: the spec's output)"),
 ) -> None:
-    """Run every trial of SPEC's sweep and write a provenance bundle (its path is printed last)."""
+    """Run every trial of SPEC's sweep and write a provenance bundle (its path is printed last).
+
+    Exit codes: 0 all trials ok, 1 some failed, 2 bad spec or usage, 3 infrastructure, 130 interrupted (Ctrl-C).
+    """
     from runner.run import RunOptions, check_result
     from runner.run import run as run_spec
 
@@ -152,6 +155,8 @@ def validate(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
 def plan(
     spec: Path = SpecArg,
     set_: list[str] = SetOpt,
+    backend: str | None = typer.Option(None, "--backend", help="local | docker | kubernetes | address (as `run --backend`)"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="number of workers (as `run --workers`)"),
     no_cache: bool = typer.Option(False, "--no-cache"),
     json_: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -160,7 +165,7 @@ def plan(
     from runner.plan import explain_misses, make_plan
     from runner.run import load_environment
 
-    loaded = _load(spec, set_)
+    loaded = _load(spec, set_, backend, workers)
     s = loaded.spec
     fresh, reason = check_lock(s.environment)
     env = load_environment(loaded, relock=False)
@@ -311,6 +316,10 @@ def reproduce(
         raise VerifyError(mismatch_summary(result))
 
 
+def _pm(mean: Any, std: Any) -> str:
+    return _num(mean) + (f" ± {std:.3g}" if isinstance(std, float) else "")
+
+
 def _num(v: Any) -> str:
     if v is None:
         return "—"
@@ -339,16 +348,17 @@ def diff(
         out.print(f"environment: {env['kind'][0]} {str(env['lock_hash'][0])[:12]} → {env['kind'][1]} {str(env['lock_hash'][1])[:12]}")
         for line in env["packages"]:
             out.print(f"  {line}", markup=False)
-    for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep")):
+    for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep"), ("backend and image", "infrastructure")):
         out.print(f"{title}: " + ("identical" if not d[key] else ""))
         for line in d[key]:
             out.print(f"  {line}", markup=False)
-    t = Table(title="metrics (ok trials)", title_justify="left")
-    for col in ("metric", "A mean", "B mean", "A best", "B best", "A n", "B n"):
+    t = Table(title="metrics (ok trials; best = the best point's mean over its repeats, objective only)", title_justify="left")
+    for col in ("metric", "A mean ± std", "B mean ± std", "A best", "B best", "A n", "B n"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for m in d["metrics"]:
-        t.add_row(m["metric"], _num(m["a_mean"]), _num(m["b_mean"]), _num(m["a_best"]), _num(m["b_best"]),
-                  str(m["a_n"]), str(m["b_n"]))  # fmt: skip
+        goal = f" ({m['goal']})" if m.get("goal") else ""
+        t.add_row(m["metric"] + goal, _pm(m["a_mean"], m.get("a_std")), _pm(m["b_mean"], m.get("b_std")),
+                  _num(m["a_best"]), _num(m["b_best"]), str(m["a_n"]), str(m["b_n"]))  # fmt: skip
     out.print(t)
 
 

@@ -117,7 +117,11 @@ def run_plan(
     try:
         if plan.pending and not options.stop.is_set():
             backend = make_backend(plan, run_id, secrets, options, extra)
-            status_cb(f"starting {spec.cluster.backend} cluster ({spec.cluster.workers} workers)")
+            if spec.cluster.backend == "address":
+                status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
+                          f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
+            else:
+                status_cb(f"starting {spec.cluster.backend} cluster ({spec.cluster.workers} workers)")
             with backend.open() as info:
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
@@ -240,6 +244,8 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                 f"fewer than {max(info.workers, 1)} Dask workers joined the scheduler at {info.address} "
                 f"within {WORKERS_TIMEOUT:.0f}s; start more workers or lower cluster.workers"
             ) from None
+        connected = len(client.scheduler_info().get("workers", {}))
+        status_cb(f"{connected} worker{'s' if connected != 1 else ''} connected")
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(_plugin)

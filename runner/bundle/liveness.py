@@ -45,7 +45,8 @@ def abandoned(meta: dict[str, Any], root: Path, now: float | None = None) -> str
     """Why a ``running`` bundle's driver is gone, or ``None`` when it may be alive."""
     if meta.get("status") != "running":
         return None
-    info = meta.get("liveness") if isinstance(meta.get("liveness"), dict) else {}
+    raw = meta.get("liveness")
+    info: dict[str, Any] = raw if isinstance(raw, dict) else {}
     host, pid, started = info.get("host"), info.get("pid"), info.get("pid_started")
     if host == socket.gethostname() and isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
         actual = _start_time(pid)

@@ -53,13 +53,15 @@ def aggregate(records: list[dict[str, Any]]) -> list[Point]:
     """One :class:`Point` per distinct params, in order of their first trial id."""
     points: dict[str, Point] = {}
     for r in sorted(records, key=lambda r: str(r.get("id"))):
-        params = r.get("params") if isinstance(r.get("params"), dict) else {}
+        raw = r.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
         p = points.setdefault(point_key(params), Point(dict(params)))
         p.trials.append(str(r.get("id")))
         if r.get("status") != "ok":
             continue
         p.ok.append(str(r.get("id")))
-        metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
+        raw_m = r.get("metrics")
+        metrics: dict[str, Any] = raw_m if isinstance(raw_m, dict) else {}
         for name, v in metrics.items():
             if _number(v):
                 p.values.setdefault(str(name), []).append(float(v))

@@ -75,8 +75,9 @@ def effective_status(b: Bundle) -> tuple[str, str | None]:
 
 def failed_before_start(b: Bundle) -> bool:
     """A run that ended in error before any trial finished or came from the cache."""
-    c = b.meta.get("counts") if isinstance(b.meta.get("counts"), dict) else {}
-    done = sum(v for k, v in c.items() if k in ("ok", "cached", "failed") and isinstance(v, int))
+    raw = b.meta.get("counts")
+    c: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    done = sum(int(v) for k, v in c.items() if k in ("ok", "cached", "failed") and isinstance(v, int))
     if b.meta.get("status") != "error" or done:
         return False
     try:
