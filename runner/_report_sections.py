@@ -459,8 +459,8 @@ def curves_section(run: Run) -> str:
         for tid in p.ok:
             curve = []
             for i, e in enumerate(histories.get(tid, [])[:CURVE_LENGTH]):
-                y = e.get(metric)
-                x = e.get(x_key) if x_key else i
+                y: Any = e.get(metric)
+                x: Any = e.get(x_key) if x_key else i
                 if is_number(y) and is_number(x):
                     curve.append((float(x), float(y)))
             if curve:

@@ -57,7 +57,8 @@ def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
 
 def _objective(x: Bundle) -> tuple[str, str] | None:
     """(metric, goal) of a bundle: its best point's, else the declared objective."""
-    best = x.meta.get("best") if isinstance(x.meta.get("best"), dict) else {}
+    raw = x.meta.get("best")
+    best: dict[str, Any] = raw if isinstance(raw, dict) else {}
     declared = ((x.json("spec.resolved.json") or {}).get("sweep") or {}).get("objective") or {}
     metric = best.get("metric") or declared.get("metric")
     if not metric:
