@@ -173,7 +173,7 @@ def plan(
     reasons = explain_misses(p)
     info = {
         "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),
-        "to_run": len(p.pending), "why_not_cached": reasons,
+        "reused_across_environments": len(p.reused), "to_run": len(p.pending), "why_not_cached": reasons,
         "environment": {"kind": env.kind, "lock_hash": env.lock_hash, "lock": str(env.lock_file) if env.lock_file else None,
                         "fresh": fresh, "status": reason},
         "code": {"files": len(p.code.files), "hash": p.code.hash},
@@ -187,6 +187,9 @@ def plan(
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("spec", f"{loaded.display} ({s.name})")
     table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
+    if p.reused:
+        table.add_row("", f"{len(p.reused):,} of the cached ran in another environment that differs only in "
+                          "distributions they did not import")  # fmt: skip
     table.add_row("environment", f"{env.kind}, lock {env.lock_hash[:12]} — {reason}")
     table.add_row("code", f"{len(p.code.files)} files, hash {p.code.hash[:12]}")
     for k, v in p.data.items():
