@@ -391,9 +391,15 @@ def lock(
     spec: Path = SpecArg,
     set_: list[str] = SetOpt,
     check: bool = typer.Option(False, "--check", help="exit 1 if the lock is missing or stale, without locking"),
+    upgrade: bool = typer.Option(False, "--upgrade", "-U", help="release every pin of the existing lock"),
+    upgrade_package: list[str] = typer.Option([], "--upgrade-package", "-P", help="release NAME's pin; repeatable"),
 ) -> None:
-    """(Re)lock SPEC's environment, or check that its lock is current."""
-    from runner.env import check_lock, lock_env
+    """(Re)lock SPEC's environment, or check that its lock is current.
+
+    Versions the existing lock pins are kept while they still satisfy the
+    environment file (as `uv lock` and `conda-lock` do); --upgrade and
+    --upgrade-package NAME move them to the newest that fit."""
+    from runner.env import check_lock, lock_env, pinned
 
     loaded = _load(spec, set_)
     env_spec = loaded.spec.environment
@@ -404,7 +410,11 @@ def lock(
             raise typer.Exit(1)
         _say(f"[green]✓[/] {reason}")
         return
-    locked = lock_env(env_spec)
+    before = pinned(env_spec)
+    locked = lock_env(env_spec, upgrade=upgrade, upgrade_packages=upgrade_package)
+    changed = [f"{n} {before[n]} → {v}" for n, v in sorted(locked.packages.items()) if n in before and before[n] != v]
+    if changed:
+        _say("  changed: " + ", ".join(changed))
     _say(f"[green]✓[/] locked {len(locked.packages)} packages → {locked.lock_file} (hash {locked.lock_hash[:12]})")
     if locked.added:
         _say(f"  added for the workers: {', '.join(locked.added)}")
