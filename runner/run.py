@@ -207,7 +207,7 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
         data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
         return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
                              memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths)  # fmt: skip
-    from runner.cluster.kubernetes import KubernetesBackend, image_reference
+    from runner.cluster.kubernetes import KubernetesBackend, check_access, image_reference
     from runner.image import build_for_spec
 
     if not spec.image.registry:
@@ -215,6 +215,7 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
             f"{plan.loaded.where('image')}: the kubernetes backend pulls the image from image.registry; "
             "set it (e.g. registry.example.com/me/xrun) and push with `xrun build --push`"
         )
+    check_access(spec)  # before pushing: a run that cannot reach its cluster pushes nothing
     image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args, push=True)
     ref = image_reference(image)
     extra["image.json"] = {**image.to_record(), "reference": ref}
