@@ -450,7 +450,7 @@ def timeline(
 # ------------------------------------------------------------------ learning curves
 
 
-CURVE_COLORS = ("#2f6db3", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d96a3", "#7a5195", "#ef5675")
+CURVE_COLORS = ("#2f6db3", "#e07b39", "#00798c", "#7a5195", "#66a182", "#edae49", "#8d96a3", "#ef5675")
 
 
 def learning_curves(
