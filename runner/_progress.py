@@ -87,10 +87,10 @@ class Progress:
         meta = _json.loads((result.bundle / "bundle.json").read_text())
         if meta.get("computed_by"):
             self.console.print(f"all {result.total} trials cached; no cluster started "
-                               f"(computed by {', '.join(meta['computed_by'])})")  # fmt: skip
+                               f"(computed by {', '.join(meta['computed_by'])})", markup=False)  # fmt: skip
         if meta.get("best"):
             objective = meta["best"]
-            self.console.print(f"best: {best_text(objective)}")
+            self.console.print(f"best: {best_text(objective)}", markup=False)
         metric, goal = objective and objective["metric"], (objective or {}).get("goal", "maximize")
         self.console.print(trials_table(trials, metric, goal, limit=10))
         points = points_table(trials, metric, goal, limit=10)
@@ -167,6 +167,8 @@ def best_text(best: dict[str, Any]) -> str:
 def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table | None:
     """Parameter points with repeats: n, mean ± std per metric, best mean first;
     ``None`` when no point was run more than once."""
+    from rich.markup import escape
+
     from runner.bundle.points import aggregate, rank
 
     points = aggregate(trials)
@@ -187,7 +189,8 @@ def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     _whole(table, "trials", [f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0] for p in ranked])
     for p in ranked[:limit]:
         span = f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0]
-        table.add_row(_params(p.params), f"{p.n}/{len(p.trials)}", *[_pm(p.mean(m), p.std(m), len(p.values.get(m, []))) for m in metrics], span)
+        table.add_row(escape(_params(p.params)), f"{p.n}/{len(p.trials)}",
+                      *[_pm(p.mean(m), p.std(m), len(p.values.get(m, []))) for m in metrics], span)  # fmt: skip
     if len(ranked) > limit:
         table.add_row(f"… {len(ranked) - limit} more", "", *["" for _ in metrics], "")
     return table

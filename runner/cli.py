@@ -231,9 +231,10 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
     out.print(f"[bold]{m.get('run_id')}[/]  status: {status}  backend: {m.get('backend')}  "
               f"duration: {m.get('duration_seconds')}s")  # fmt: skip
     if why:
-        out.print(f"[yellow]abandoned:[/] {why}; the trials it finished are kept (re-run the spec to finish the rest)")
-    if m.get("computed_by"):
-        out.print(f"all trials came from the cache; no cluster started. computed by: {', '.join(m['computed_by'])}")
+        out.print(f"abandoned: {why}; the trials it finished are kept (re-run the spec to finish the rest)", markup=False)
+    if isinstance(m.get("computed_by"), list):
+        out.print(f"all trials came from the cache; no cluster started. computed by: {', '.join(map(str, m['computed_by']))}",
+                  markup=False)  # fmt: skip
     c = m.get("counts", {})
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
@@ -241,7 +242,7 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
 
     best = m.get("best") or {}
     if best.get("metric"):
-        out.print(f"best point: {best_text(best)}")
+        out.print(f"best point: {best_text(best)}", markup=False)
     out.print(trials_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20))
     points = points_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20)
     if points is not None:

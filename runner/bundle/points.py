@@ -45,9 +45,6 @@ class Point:
         vs = self.values.get(metric) or []
         return statistics.stdev(vs) if len(vs) >= 2 else None
 
-    def stats(self) -> dict[str, dict[str, float | int | None]]:
-        return {m: {"mean": self.mean(m), "std": self.std(m), "n": len(vs)} for m, vs in sorted(self.values.items())}
-
 
 def aggregate(records: list[dict[str, Any]]) -> list[Point]:
     """One :class:`Point` per distinct params, in order of their first trial id."""
