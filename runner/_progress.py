@@ -85,10 +85,17 @@ class Progress:
         trials = _read_trials(result.bundle)
         objective = None
         meta = _json.loads((result.bundle / "bundle.json").read_text())
+        if meta.get("computed_by"):
+            self.console.print(f"all {result.total} trials cached; no cluster started "
+                               f"(computed by {', '.join(meta['computed_by'])})", markup=False)  # fmt: skip
         if meta.get("best"):
             objective = meta["best"]
-            self.console.print(f"best: {objective['trial']} {objective['metric']}={objective['value']:.6g}")
-        self.console.print(trials_table(trials, objective and objective["metric"], (objective or {}).get("goal", "maximize"), limit=10))
+            self.console.print(f"best: {best_text(objective)}", markup=False)
+        metric, goal = objective and objective["metric"], (objective or {}).get("goal", "maximize")
+        self.console.print(trials_table(trials, metric, goal, limit=10))
+        points = points_table(trials, metric, goal, limit=10)
+        if points is not None:
+            self.console.print(points)
 
 
 def _read_trials(bundle: Any) -> list[dict[str, Any]]:
@@ -110,13 +117,13 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
         metrics.insert(0, metric)
     metrics = metrics[:4]
     table = Table(title=f"trials (best {metric} first)" if metric else "trials", title_justify="left")
-    table.add_column("id")
-    table.add_column("status")
-    table.add_column("params")
+    _whole(table, "id", [t.get("id") for t in trials])
+    table.add_column("status", no_wrap=True)
+    table.add_column("params", overflow="fold", ratio=1)
     for m in metrics:
-        table.add_column(m, justify="right")
+        table.add_column(m, justify="right", no_wrap=True)
     if failed:
-        table.add_column("error")
+        table.add_column("error", overflow="fold", ratio=1)
     pad = [""] if failed else []
     for t in ok[:limit]:
         status = "cached" if t.get("cached") else "ok"
@@ -129,6 +136,86 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
         table.add_row(t["id"], f"[red]{t.get('failure_class') or t.get('status')}[/]",
                       _params(t.get("params", {})), *["" for _ in metrics], msg[:100])  # fmt: skip
     return table
+
+
+def _whole(table: Table, header: str, values: list[Any]) -> None:
+    """A column that tells rows apart: never cut, never wrapped."""
+    width = max([len(header)] + [len(str(v)) for v in values if v is not None])
+    table.add_column(header, no_wrap=True, min_width=width)
+
+
+def _pm(mean: float | None, std: float | None, n: int) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.4g} ± {std:.2g}" if std is not None else f"{mean:.4g}" + (" (n=1)" if n == 1 else "")
+
+
+def best_text(best: dict[str, Any]) -> str:
+    """``bundle.json``'s best point in one line: mean ± std over its repeats."""
+    value = best.get("value")
+    text = f"{best.get('metric')}={value:.6g}" if isinstance(value, (int, float)) else f"{best.get('metric')}=?"
+    if isinstance(best.get("std"), (int, float)):
+        text += f" ± {best['std']:.3g}"
+    if best.get("n") is not None:
+        text += f" (mean of {best['n']})" if best["n"] != 1 else " (n=1)"
+    params = best.get("params")
+    if isinstance(params, dict) and params:
+        text += f" at {_params(params)}"
+    return text + f"; best trial {best.get('trial')}"
+
+
+def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table | None:
+    """Parameter points with repeats: n, mean ± std per metric, best mean first;
+    ``None`` when no point was run more than once."""
+    from rich.markup import escape
+
+    from runner.bundle.points import aggregate, rank
+
+    points = aggregate(trials)
+    if not any(len(p.trials) > 1 for p in points):
+        return None
+    ranked = rank(points, metric, goal)
+    metrics = sorted({m for p in points for m in p.values})
+    if metric in metrics:
+        metrics.remove(metric)
+        metrics.insert(0, metric)
+    metrics = metrics[:4]
+    table = Table(title=f"points (mean ± std over repeats, best mean {metric} first)" if metric else "points",
+                  title_justify="left")  # fmt: skip
+    table.add_column("params", overflow="fold", ratio=1)
+    table.add_column("n", justify="right", no_wrap=True)
+    for m in metrics:
+        table.add_column(m, justify="right", no_wrap=True)
+    _whole(table, "trials", [f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0] for p in ranked])
+    for p in ranked[:limit]:
+        span = f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0]
+        table.add_row(escape(_params(p.params)), f"{p.n}/{len(p.trials)}",
+                      *[_pm(p.mean(m), p.std(m), len(p.values.get(m, []))) for m in metrics], span)  # fmt: skip
+    if len(ranked) > limit:
+        table.add_row(f"… {len(ranked) - limit} more", "", *["" for _ in metrics], "")
+    return table
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    """``xrun ls``: run ids whole; the rest wraps."""
+    from rich.markup import escape
+
+    t = Table()
+    _whole(t, "run id", [r.get("run_id") for r in rows])
+    t.add_column("status", no_wrap=True)
+    t.add_column("trials", overflow="fold")
+    t.add_column("best", overflow="fold", ratio=1)
+    colors = {"ok": "green", "failed": "red", "error": "red", "abandoned": "yellow", "interrupted": "yellow", "running": "cyan"}
+    for r in rows:
+        c = r.get("counts") or {}
+        parts = [f"{c.get(k)} {k}" for k in ("ok", "cached", "failed", "not_run") if c.get(k)]
+        trials = f"{c.get('total', '?')}" + (f": {', '.join(parts)}" if parts else "")
+        best = r.get("best")
+        status = str(r.get("status"))
+        color = colors.get(status, "white")
+        t.add_row(escape(str(r.get("run_id"))), f"[{color}]{escape(status)}[/]", trials.replace("not_run", "not run"),
+                  escape(best_text(best)) if isinstance(best, dict) and best.get("metric") else "")  # fmt: skip
+    return t
 
 
 def _params(params: dict[str, Any]) -> str:

@@ -83,6 +83,18 @@ class Run:
         return str(ranked[0]["id"]) if ranked and self.value(ranked[0]) is not None else None
 
 
+    def histories(self, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+        """The ``ctx.log`` history of the trials ``ids`` (their last record each)."""
+        from runner.bundle.write import iter_journal
+
+        out: dict[str, list[dict[str, Any]]] = {}
+        for _, rec in iter_journal(self.root / "trials.jsonl"):
+            tid = str(rec.get("id")) if isinstance(rec, dict) else None
+            if tid in ids and isinstance(rec.get("history"), list):
+                out[tid] = [e for e in rec["history"] if isinstance(e, dict)]
+        return out
+
+
 def load_run(root: Path) -> Run:
     from runner.bundle.write import latest_records, read_journal
 

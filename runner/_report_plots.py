@@ -445,3 +445,58 @@ def timeline(
         )
         ax.set_title("trials per worker", loc="left")
         return _svg(fig, "timeline", "timeline of trials per worker, coloured by status")
+
+
+# ------------------------------------------------------------------ learning curves
+
+
+CURVE_COLORS = ("#2f6db3", "#e07b39", "#00798c", "#7a5195", "#66a182", "#edae49", "#8d96a3", "#ef5675")
+
+
+def learning_curves(
+    metric: str,
+    groups: Sequence[tuple[str, Sequence[Sequence[tuple[float, float]]]]],
+    x_label: str,
+) -> str:
+    """One thin line per trial, one colour per point (its repeats overlaid), and
+    the point's mean curve drawn thick.
+
+    ``groups`` are ``(point label, [trial curve, …])``; a curve is ``[(x, y), …]``.
+    """
+    from matplotlib.lines import Line2D
+
+    with _rc():
+        fig = _figure(11.0, 4.2, left=64, right=14, top=34, bottom=46)
+        ax = fig.add_subplot()
+        handles = []
+        for i, (label, curves) in enumerate(groups):
+            color = CURVE_COLORS[i % len(CURVE_COLORS)]
+            for curve in curves:
+                if curve:
+                    xs, ys = zip(*curve)
+                    ax.plot(xs, ys, color=color, linewidth=0.9, alpha=0.45)
+            mean = _mean_curve(curves)
+            if len(curves) > 1 and mean:
+                xs, ys = zip(*mean)
+                ax.plot(xs, ys, color=color, linewidth=2.2)
+            handles.append(Line2D([], [], color=color, linewidth=2.2, label=_short(label, 40)))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(metric)
+        ax.grid(True, color=GRID, linewidth=0.8)
+        ax.set_axisbelow(True)
+        if len(handles) <= 12:
+            ax.legend(handles=handles, fontsize=7, loc="best")
+        ax.set_title(f"{metric} during each trial (thin: one trial; thick: the point's mean)", loc="left")
+        return _svg(fig, f"curves-{metric}", f"learning curves of {metric}, per trial and per point")
+
+
+def _mean_curve(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """The mean over curves at each x that every curve has."""
+    if not curves:
+        return []
+    common = set.intersection(*(set(x for x, _ in c) for c in curves))
+    out = []
+    for x in sorted(common):
+        ys = [y for c in curves for cx, y in c if cx == x]
+        out.append((x, sum(ys) / len(ys)))
+    return out

@@ -82,6 +82,14 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
     if spec.sweep.objective is None and isinstance(trial, SklearnTrial):
         pass  # the first scorer is the objective; see runner.plan
 
+    if spec.cluster.backend == "kubernetes" and not spec.image.registry:
+        raise _err(
+            loaded,
+            "the kubernetes backend pulls the worker image from image.registry; set it "
+            "(e.g. registry.example.com/me/xrun)",
+            "image", "registry",
+        )  # fmt: skip
+
     for name in spec.secrets:
         if name not in os.environ:
             pass  # checked at run time, so `validate` works without secrets set

@@ -372,6 +372,8 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     result["start"] = start
     result["end"] = time.time()
     result["history"] = ctx.history
+    if result["status"] == "ok":
+        result["imported"] = imported_distributions()
     result["log"] = buf.getvalue()
     result["artifacts"] = _collect(artifact_dir)
     shutil.rmtree(artifact_dir, ignore_errors=True)
@@ -509,6 +511,41 @@ def worker_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "packages": dict(sorted(packages.items())),
     }
+
+
+_IMPORTED: dict[str, Any] = {"modules": -1, "result": {}, "owners": None}
+
+
+def imported_distributions() -> dict[str, str]:
+    """name -> version of every installed distribution that provides a module
+    loaded in this process now: what a trial that just ran could have used (a
+    superset: the worker's own modules are in it too). A ``current``
+    environment reuses a cached result while these versions are unchanged.
+
+    Recomputed only when modules were loaded since the last call, so batches of
+    short trials pay for it once."""
+    from importlib import metadata
+
+    loaded = len(sys.modules)
+    if loaded == _IMPORTED["modules"]:
+        return dict(_IMPORTED["result"])
+    if _IMPORTED["owners"] is None:
+        _IMPORTED["owners"] = metadata.packages_distributions()
+    owners: Any = _IMPORTED["owners"]
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
+    tops = {name.partition(".")[0] for name in list(sys.modules)}
+    found: dict[str, str] = {}
+    for top in sorted(tops - set(stdlib) - set(sys.builtin_module_names)):
+        for dist in owners.get(top, ()):
+            key = _normalize(dist)
+            if key in found:
+                continue
+            try:
+                found[key] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    _IMPORTED.update(modules=loaded, result=dict(sorted(found.items())))
+    return dict(_IMPORTED["result"])
 
 
 def _normalize(name: str) -> str:

@@ -99,7 +99,10 @@ def run(
     relock: bool = typer.Option(False, "--relock", help="lock the environment first if its lock is missing or stale"),
     output: Path | None = typer.Option(None, "--output", "-o", help="directory for the bundle (default: the spec's output)"),
 ) -> None:
-    """Run every trial of SPEC's sweep and write a provenance bundle (its path is printed last)."""
+    """Run every trial of SPEC's sweep and write a provenance bundle (its path is printed last).
+
+    Exit codes: 0 all trials ok, 1 some failed, 2 bad spec or usage, 3 infrastructure, 130 interrupted (Ctrl-C).
+    """
     from runner.run import RunOptions, check_result
     from runner.run import run as run_spec
 
@@ -152,6 +155,8 @@ def validate(spec: Path = SpecArg, set_: list[str] = SetOpt) -> None:
 def plan(
     spec: Path = SpecArg,
     set_: list[str] = SetOpt,
+    backend: str | None = typer.Option(None, "--backend", help="local | docker | kubernetes | address (as `run --backend`)"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="number of workers (as `run --workers`)"),
     no_cache: bool = typer.Option(False, "--no-cache"),
     json_: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -160,7 +165,7 @@ def plan(
     from runner.plan import explain_misses, make_plan
     from runner.run import load_environment
 
-    loaded = _load(spec, set_)
+    loaded = _load(spec, set_, backend, workers)
     s = loaded.spec
     fresh, reason = check_lock(s.environment)
     env = load_environment(loaded, relock=False)
@@ -168,7 +173,7 @@ def plan(
     reasons = explain_misses(p)
     info = {
         "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),
-        "to_run": len(p.pending), "why_not_cached": reasons,
+        "reused_across_environments": len(p.reused), "to_run": len(p.pending), "why_not_cached": reasons,
         "environment": {"kind": env.kind, "lock_hash": env.lock_hash, "lock": str(env.lock_file) if env.lock_file else None,
                         "fresh": fresh, "status": reason},
         "code": {"files": len(p.code.files), "hash": p.code.hash},
@@ -182,6 +187,9 @@ def plan(
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("spec", f"{loaded.display} ({s.name})")
     table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
+    if p.reused:
+        table.add_row("", f"{len(p.reused):,} of the cached ran in another environment that differs only in "
+                          "distributions they did not import")  # fmt: skip
     table.add_row("environment", f"{env.kind}, lock {env.lock_hash[:12]} — {reason}")
     table.add_row("code", f"{len(p.code.files)} files, hash {p.code.hash[:12]}")
     for k, v in p.data.items():
@@ -211,7 +219,7 @@ def plan(
 @app.command()
 def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
-    from runner.bundle.read import open_bundle, summary_row
+    from runner.bundle.read import effective_status, open_bundle, summary_row
 
     b = open_bundle(bundle)
     trials = b.trials
@@ -219,36 +227,48 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
         out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
         return
     m = b.meta
-    out.print(f"[bold]{m.get('run_id')}[/]  status: {m.get('status')}  backend: {m.get('backend')}  "
+    status, why = effective_status(b)
+    out.print(f"[bold]{m.get('run_id')}[/]  status: {status}  backend: {m.get('backend')}  "
               f"duration: {m.get('duration_seconds')}s")  # fmt: skip
+    if why:
+        out.print(f"abandoned: {why}; the trials it finished are kept (re-run the spec to finish the rest)", markup=False)
+    if isinstance(m.get("computed_by"), list):
+        out.print(f"all trials came from the cache; no cluster started. computed by: {', '.join(map(str, m['computed_by']))}",
+                  markup=False)  # fmt: skip
     c = m.get("counts", {})
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
-    from runner._progress import trials_table
+    from runner._progress import best_text, points_table, trials_table
 
     best = m.get("best") or {}
+    if best.get("metric"):
+        out.print(f"best point: {best_text(best)}", markup=False)
     out.print(trials_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20))
+    points = points_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20)
+    if points is not None:
+        out.print(points)
 
 
 @app.command("ls")
-def ls_(directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"), json_: bool = typer.Option(False, "--json")) -> None:
-    """List the bundles in DIRECTORY."""
+def ls_(
+    directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"),
+    all_: bool = typer.Option(False, "--all", "-a", help="also runs that failed before any trial started"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the bundles in DIRECTORY (runs that failed before starting only with --all)."""
+    from runner._progress import runs_table
     from runner.bundle.read import find_bundles, summary_row
 
     rows = [summary_row(b) for b in find_bundles(directory)]
+    hidden = [r for r in rows if r["failed_before_start"]] if not all_ else []
+    rows = [r for r in rows if r not in hidden]
     if json_:
         out.print_json(json.dumps(rows))
         return
-    t = Table()
-    for col in ("run id", "created", "status", "trials", "ok", "cached", "failed", "best"):
-        t.add_column(col)
-    for r in rows:
-        c = r["counts"]
-        best = r["best"]
-        t.add_row(r["run_id"], r["created"], r["status"], str(c.get("total", "")), str(c.get("ok", "")),
-                  str(c.get("cached", "")), str(c.get("failed", "")),
-                  f"{best['metric']}={best['value']:.4g} ({best['trial']})" if best else "")  # fmt: skip
-    out.print(t)
+    out.print(runs_table(rows))
+    if hidden:
+        _say(f"{len(hidden)} run(s) that failed before any trial started are hidden: "
+             f"`xrun ls --all` shows them, `xrun clean --runs {directory}` removes them")  # fmt: skip
 
 
 @app.command()
@@ -300,6 +320,10 @@ def reproduce(
         raise VerifyError(mismatch_summary(result))
 
 
+def _pm(mean: Any, std: Any) -> str:
+    return _num(mean) + (f" ± {std:.3g}" if isinstance(std, float) else "")
+
+
 def _num(v: Any) -> str:
     if v is None:
         return "—"
@@ -328,16 +352,17 @@ def diff(
         out.print(f"environment: {env['kind'][0]} {str(env['lock_hash'][0])[:12]} → {env['kind'][1]} {str(env['lock_hash'][1])[:12]}")
         for line in env["packages"]:
             out.print(f"  {line}", markup=False)
-    for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep")):
+    for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep"), ("backend and image", "infrastructure")):
         out.print(f"{title}: " + ("identical" if not d[key] else ""))
         for line in d[key]:
             out.print(f"  {line}", markup=False)
-    t = Table(title="metrics (ok trials)", title_justify="left")
-    for col in ("metric", "A mean", "B mean", "A best", "B best", "A n", "B n"):
+    t = Table(title="metrics (ok trials; best = the best point's mean over its repeats, objective only)", title_justify="left")
+    for col in ("metric", "A mean ± std", "B mean ± std", "A best", "B best", "A n", "B n"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for m in d["metrics"]:
-        t.add_row(m["metric"], _num(m["a_mean"]), _num(m["b_mean"]), _num(m["a_best"]), _num(m["b_best"]),
-                  str(m["a_n"]), str(m["b_n"]))  # fmt: skip
+        goal = f" ({m['goal']})" if m.get("goal") else ""
+        t.add_row(m["metric"] + goal, _pm(m["a_mean"], m.get("a_std")), _pm(m["b_mean"], m.get("b_std")),
+                  _num(m["a_best"]), _num(m["b_best"]), str(m["a_n"]), str(m["b_n"]))  # fmt: skip
     out.print(t)
 
 
@@ -367,9 +392,15 @@ def lock(
     spec: Path = SpecArg,
     set_: list[str] = SetOpt,
     check: bool = typer.Option(False, "--check", help="exit 1 if the lock is missing or stale, without locking"),
+    upgrade: bool = typer.Option(False, "--upgrade", "-U", help="release every pin of the existing lock"),
+    upgrade_package: list[str] = typer.Option([], "--upgrade-package", "-P", help="release NAME's pin; repeatable"),
 ) -> None:
-    """(Re)lock SPEC's environment, or check that its lock is current."""
-    from runner.env import check_lock, lock_env
+    """(Re)lock SPEC's environment, or check that its lock is current.
+
+    Versions the existing lock pins are kept while they still satisfy the
+    environment file (as `uv lock` and `conda-lock` do); --upgrade and
+    --upgrade-package NAME move them to the newest that fit."""
+    from runner.env import check_lock, lock_env, pinned
 
     loaded = _load(spec, set_)
     env_spec = loaded.spec.environment
@@ -380,7 +411,11 @@ def lock(
             raise typer.Exit(1)
         _say(f"[green]✓[/] {reason}")
         return
-    locked = lock_env(env_spec)
+    before = pinned(env_spec)
+    locked = lock_env(env_spec, upgrade=upgrade, upgrade_packages=upgrade_package)
+    changed = [f"{n} {before[n]} → {v}" for n, v in sorted(locked.packages.items()) if n in before and before[n] != v]
+    if changed:
+        _say("  changed: " + ", ".join(changed))
     _say(f"[green]✓[/] locked {len(locked.packages)} packages → {locked.lock_file} (hash {locked.lock_hash[:12]})")
     if locked.added:
         _say(f"  added for the workers: {', '.join(locked.added)}")
@@ -455,13 +490,24 @@ def manifests(
 
 @app.command()
 def clean(
+    directory: Path = typer.Argument(Path("runs"), help="with --runs: the directory holding bundles"),
+    runs: bool = typer.Option(False, "--runs", help="remove bundles of runs that failed before any trial started"),
     run_id: str | None = typer.Option(None, "--run-id", help="only this run's leftovers"),
     kubernetes: bool = typer.Option(False, "--kubernetes", help="also require cleaning the Kubernetes cluster"),
     namespace: str | None = typer.Option(None, "--namespace", help="Kubernetes namespace (default: all xrun runs visible)"),
 ) -> None:
-    """Remove containers, networks and cluster objects left by killed runs."""
+    """Remove containers, networks and cluster objects left by killed runs
+    (with --runs: the bundles in DIRECTORY of runs that failed before starting)."""
     from runner.errors import InfraError
 
+    if runs:
+        from runner.bundle.read import remove_failed_before_start
+
+        gone = remove_failed_before_start(directory)
+        for path in gone:
+            out.print(str(path), markup=False)
+        _say(f"removed {len(gone)} bundle(s) of runs that failed before any trial started")
+        return
     removed: list[str] = []
     try:
         from runner.cluster.docker import clean as docker_clean

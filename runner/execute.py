@@ -124,7 +124,10 @@ class Executor:
                 continue
             record = self._record(t, entry, attempts=entry.get("attempts", 1), cached=True)
             record["cached_from"] = entry.get("run_id")
-            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(t.key))
+            if t.key in self.plan.reused:  # environment: current, nothing it imported changed
+                record["cached_key"] = self.plan.reused[t.key]
+            stored = self.plan.reused.get(t.key, t.key)
+            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored))
             self.outcome.counts["cached"] += 1
             self._update_best(record)
             self.on_event(Event("cached", record, dict(self.outcome.counts), self.outcome.best))
@@ -322,6 +325,10 @@ class Executor:
             entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
             entry.pop("cached", None)
             self.cache.put(entry, result.get("artifacts") or [])
+            if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
+                from runner.env.imported import remember
+
+                remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
             self.outcome.counts["ok"] += 1
             self._update_best(record)
         else:

@@ -383,9 +383,14 @@ def build_for_spec(
     spec = loaded.spec
     base_value = spec.image.base
     base_path = (loaded.base / base_value).resolve()
-    base: Path | str
+    base: Path | str | None
     if base_path.is_file():
         base = base_path
+    elif "base" not in spec.image.model_fields_set:
+        # No image.base and no Dockerfile.base beside the spec: the built-in
+        # default, with the same contract (ARG BASE_IMAGE, a digest-pinned default).
+        log.info("no %s beside the spec: building on the built-in base %s", base_value, DEFAULT_BASE_IMAGE)
+        base = None
     elif re.fullmatch(r"[\w.\-/:]+(@sha256:[0-9a-f]{64})?", base_value) and (
         ":" in base_value or "@" in base_value
     ):
@@ -591,11 +596,25 @@ def _push(client: docker.DockerClient, info: ImageInfo, registry: str) -> ImageI
     except APIError as exc:
         errors = [str(exc)]
     if errors:
-        raise InfraError(
-            f"pushing {remote} failed: {errors[-1]}\n"
-            f"Log in first (`docker login {registry.split('/')[0]}`) and check image.registry"
-        )
+        raise InfraError(f"pushing {remote} failed: {errors[-1]}\n{push_hint(errors[-1], registry)}")
     return ImageInfo(**{**asdict(info), "pushed": remote})
+
+
+_UNREACHABLE = ("no such host", "name resolution", "lookup ", "dial tcp", "connection refused",
+                "i/o timeout", "network is unreachable", "timeout exceeded", "tls:", "x509")  # fmt: skip
+_AUTH = ("unauthorized", "authentication required", "denied", "forbidden", "401", "403")
+
+
+def push_hint(error: str, registry: str) -> str:
+    """What to do about a failed push: a registry that cannot be reached is not a login problem."""
+    host = registry.split("/")[0]
+    low = error.lower()
+    if any(m in low for m in _UNREACHABLE):
+        return (f"The registry {host} cannot be reached from the Docker daemon (DNS, network or TLS); "
+                "check the host name in image.registry and the daemon's network")  # fmt: skip
+    if any(m in low for m in _AUTH):
+        return f"Log in first (`docker login {host}`) and check that you may push to {registry}"
+    return f"Check image.registry ({registry}) and that the Docker daemon can push to {host}"
 
 
 def _sha256_json(value: Any) -> str:

@@ -37,6 +37,12 @@ class Plan:
     trials: list[PlannedTrial]
     cached: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_cache: bool = True
+    # environment: current only (runner.env.imported): trial key -> scope key;
+    # trial key -> the key of a result reused because nothing it imported changed;
+    # trial key -> imported distributions that changed since a result was stored.
+    scopes: dict[str, str] = field(default_factory=dict)
+    reused: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def spec(self):  # type: ignore[no-untyped-def]
@@ -113,13 +119,35 @@ def make_plan(
             ) from None
         trials.append(PlannedTrial(point, key))
     plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache)
+    if env.kind == "current":
+        from runner.env.imported import scope_env
+
+        for t in trials:
+            plan.scopes[t.key] = sweep_mod.trial_key(
+                params=t.point.params, seed=t.point.seed, definition=definition, code_hash=snapshot.hash,
+                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes,
+            )  # fmt: skip
     if use_cache:
         cache = cache or TrialCache()
         for t in trials:
             entry = cache.get(t.key)
             if entry is not None:
                 plan.cached[t.key] = entry
+            elif t.key in plan.scopes:
+                _reuse_by_imports(plan, cache, t.key)
     return plan
+
+
+def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:
+    """``environment: current``: reuse a result whose imported versions are all unchanged."""
+    from runner.env.imported import Reuse, lookup
+
+    found = lookup(cache, plan.scopes[key], plan.env.packages)
+    if isinstance(found, Reuse):
+        plan.cached[key] = found.entry
+        plan.reused[key] = found.key
+    elif found is not None:
+        plan.blocked[key] = found.changed
 
 
 def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
@@ -128,6 +156,19 @@ def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
         return ["--no-cache: every trial runs"]
     if not plan.pending:
         return []
+    blocked = [plan.blocked[t.key] for t in plan.pending if t.key in plan.blocked]
+    if blocked:  # environment: current, and distributions the trials imported changed
+        changes = sorted({c for cs in blocked for c in cs})
+        line = (f"{len(blocked)} trial(s): distributions they imported changed: " + ", ".join(changes[:8])
+                + (f" (+{len(changes) - 8} more)" if len(changes) > 8 else ""))  # fmt: skip
+        if len(blocked) == len(plan.pending):
+            return [line]
+        return [line, f"{len(plan.pending) - len(blocked)} other trial(s): " + "; ".join(_explain_by_runs(plan, cache))]
+    return _explain_by_runs(plan, cache)
+
+
+def _explain_by_runs(plan: Plan, cache: TrialCache | None = None) -> list[str]:
+    """Why trials are not cached, against the nearest earlier run of this spec."""
     cache = cache or TrialCache()
     now = plan.components()
     best: tuple[list[str], dict[str, Any]] | None = None

@@ -6,7 +6,8 @@ says so to the browser). It is made only from the files of the bundle, so
 ``xrun report BUNDLE`` can rewrite it at any time, and the same bundle always
 gives the same bytes.
 
-Sections: the run, the best trials, the objective against each parameter,
+Sections: the run, the best trials, parameter points with their repeats
+aggregated (mean ± std), learning curves from ``ctx.log``, the objective against each parameter,
 parallel coordinates, a timeline of trials per worker, failures, the
 environment, the reproduction verdict (``reproduce.json``, when the bundle is
 a reproduction) and every trial.
@@ -95,6 +96,8 @@ def _header(run: Run) -> str:
 _SECTIONS: list[tuple[str, str, Callable[[Run], str]]] = [
     ("run", "Run", sec.run_section),
     ("best", "Best trials", sec.best_section),
+    ("points", "Points (repeats aggregated)", sec.points_section),
+    ("curves", "Learning curves", sec.curves_section),
     ("objective", "Objective by parameter", sec.objective_section),
     ("parallel", "Parallel coordinates", sec.parallel_section),
     ("timeline", "Timeline", sec.timeline_section),

@@ -123,11 +123,17 @@ def run_plan(
         executor.record_cached()
         if plan.pending and not options.stop.is_set():
             backend = make_backend(plan, run_id, secrets, options, extra)
-            status_cb(f"starting {spec.cluster.backend} cluster ({spec.cluster.workers} workers)")
+            if spec.cluster.backend == "address":
+                status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
+                          f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
+            else:
+                status_cb(f"starting {spec.cluster.backend} cluster ({spec.cluster.workers} workers)")
             with backend.open() as info:
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb)
+        elif plan.trials and not plan.pending:
+            status_cb(f"all {total} trials cached; no cluster started")
     except KeyboardInterrupt:
         executor.outcome.interrupted = True
     except BaseException as exc:  # recorded in the bundle, then re-raised
@@ -146,6 +152,10 @@ def run_plan(
     else:
         status = "ok"
     summary = _summary(plan, outcome, status, time.monotonic() - started, error)
+    summary["best"] = _best_point(plan, writer)
+    if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
+        summary["cluster_started"] = False
+        summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
     if finalize is not None and error is None:
         files, keys = finalize(writer, outcome, extra)
         extra.update(files)
@@ -270,7 +280,7 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
         data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
         return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
                              memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths)  # fmt: skip
-    from runner.cluster.kubernetes import KubernetesBackend, image_reference
+    from runner.cluster.kubernetes import KubernetesBackend, check_access, image_reference
     from runner.image import build_for_spec
 
     if not spec.image.registry:
@@ -278,6 +288,7 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
             f"{plan.loaded.where('image')}: the kubernetes backend pulls the image from image.registry; "
             "set it (e.g. registry.example.com/me/xrun) and push with `xrun build --push`"
         )
+    check_access(spec)  # before pushing: a run that cannot reach its cluster pushes nothing
     image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args, push=True)
     ref = image_reference(image)
     extra["image.json"] = {**image.to_record(), "reference": ref}
@@ -307,6 +318,8 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                 f"fewer than {max(info.workers, 1)} Dask workers joined the scheduler at {info.address} "
                 f"within {WORKERS_TIMEOUT:.0f}s; start more workers or lower cluster.workers"
             ) from None
+        connected = len(client.scheduler_info().get("workers", {}))
+        status_cb(f"{connected} worker{'s' if connected != 1 else ''} connected")
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(_plugin)
@@ -401,6 +414,18 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
     if error is not None:
         summary["error"] = str(error) if isinstance(error, XrunError) else f"{type(error).__name__}: {error}"
     return summary
+
+
+def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
+    """The point with the best mean objective over its repeats (not the luckiest seed)."""
+    from runner.bundle.points import best_point
+    from runner.bundle.write import latest_records, read_journal
+
+    if plan.objective is None:
+        return None
+    writer.journal.sync()
+    records = latest_records(read_journal(writer.root / "trials.jsonl", slim=True))
+    return best_point(records, *plan.objective)
 
 
 def check_result(result: RunResult) -> None:

@@ -50,28 +50,75 @@ def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
         "code": code,
         "data": data,
         "sweep": sweep,
+        "infrastructure": _infrastructure(a, b),
         "metrics": _metrics(a, b),
     }
 
 
+def _objective(x: Bundle) -> tuple[str, str] | None:
+    """(metric, goal) of a bundle: its best point's, else the declared objective."""
+    raw = x.meta.get("best")
+    best: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    declared = ((x.json("spec.resolved.json") or {}).get("sweep") or {}).get("objective") or {}
+    metric = best.get("metric") or declared.get("metric")
+    if not metric:
+        return None
+    goal = best.get("goal") or declared.get("goal") or "maximize"
+    return str(metric), "minimize" if goal == "minimize" else "maximize"
+
+
+def _infrastructure(a: Bundle, b: Bundle) -> list[str]:
+    """Backend, worker count and image: where the trials ran."""
+    out = []
+    ba, bb = a.meta.get("backend"), b.meta.get("backend")
+    if ba != bb:
+        out.append(f"backend: {ba} → {bb}")
+    wa = ((a.json("spec.resolved.json") or {}).get("cluster") or {}).get("workers")
+    wb = ((b.json("spec.resolved.json") or {}).get("cluster") or {}).get("workers")
+    if wa != wb:
+        out.append(f"cluster.workers: {wa} → {wb}")
+    ia, ib = a.json("image.json") or {}, b.json("image.json") or {}
+    for key in ("image", "image_id", "base"):
+        va, vb = ia.get(key), ib.get(key)
+        if va != vb:
+            out.append(f"image {key}: {va or 'none'} → {vb or 'none'}")
+    return out
+
+
 def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
-    """Per metric: mean and best over ok trials, side by side."""
+    """Per metric: mean over ok trials side by side; for the objective, the best
+    point's mean (repeats aggregated) by the objective's goal."""
+    from runner.bundle.points import aggregate, rank
+
     rows = []
     ra = [r for r in a.trials if r.get("status") == "ok"]
     rb = [r for r in b.trials if r.get("status") == "ok"]
     names = sorted({m for r in ra + rb for m in r.get("metrics", {})})
-    goal = ((a.meta.get("best") or {}).get("goal")) or "maximize"
+    objective = _objective(a) or _objective(b)
+    pa, pb = aggregate(ra), aggregate(rb)
     for name in names:
-        va = [r["metrics"][name] for r in ra if isinstance(r["metrics"].get(name), (int, float))]
-        vb = [r["metrics"][name] for r in rb if isinstance(r["metrics"].get(name), (int, float))]
-        pick = max if goal == "maximize" else min
-        rows.append({
+        va = [r["metrics"][name] for r in ra if _number(r["metrics"].get(name))]
+        vb = [r["metrics"][name] for r in rb if _number(r["metrics"].get(name))]
+        row: dict[str, Any] = {
             "metric": name,
+            "goal": None,
             "a_mean": statistics.fmean(va) if va else None,
             "b_mean": statistics.fmean(vb) if vb else None,
-            "a_best": pick(va) if va else None,
-            "b_best": pick(vb) if vb else None,
+            "a_std": statistics.stdev(va) if len(va) > 1 else None,
+            "b_std": statistics.stdev(vb) if len(vb) > 1 else None,
+            "a_best": None,
+            "b_best": None,
             "a_n": len(va),
             "b_n": len(vb),
-        })  # fmt: skip
+        }
+        if objective is not None and objective[0] == name:
+            row["goal"] = objective[1]
+            best_a, best_b = rank(pa, name, objective[1]), rank(pb, name, objective[1])
+            row["a_best"] = best_a[0].mean(name) if best_a else None
+            row["b_best"] = best_b[0].mean(name) if best_b else None
+        rows.append(row)
     return rows
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

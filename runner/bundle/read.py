@@ -65,13 +65,56 @@ def find_bundles(directory: Path) -> list[Bundle]:
     return out
 
 
+def effective_status(b: Bundle) -> tuple[str, str | None]:
+    """``bundle.json``'s status, except that a ``running`` bundle whose driver is
+    gone is ``abandoned`` (with the reason)."""
+    from runner.bundle.liveness import abandoned
+
+    status = str(b.meta.get("status"))
+    why = abandoned(b.meta, b.root)
+    return ("abandoned", why) if why else (status, None)
+
+
+def failed_before_start(b: Bundle) -> bool:
+    """A run that ended in error before any trial finished or came from the cache."""
+    raw = b.meta.get("counts")
+    c: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    done = sum(int(v) for k, v in c.items() if k in ("ok", "cached", "failed") and isinstance(v, int))
+    if b.meta.get("status") != "error" or done:
+        return False
+    try:
+        return (b.root / "trials.jsonl").stat().st_size == 0
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def remove_failed_before_start(directory: Path) -> list[Path]:
+    """Delete the bundles in ``directory`` of runs that ended in error before any
+    trial ran or came from the cache (nothing computed is lost). Only real
+    directories directly inside ``directory`` are considered; links are skipped."""
+    import shutil
+
+    gone = []
+    for b in find_bundles(directory):
+        if b.root.is_symlink() or b.root.parent != Path(directory) or not failed_before_start(b):
+            continue
+        shutil.rmtree(b.root)
+        gone.append(b.root)
+    return gone
+
+
 def summary_row(b: Bundle) -> dict[str, Any]:
     m = b.meta
+    status, why = effective_status(b)
     return {
         "path": str(b.root),
         "run_id": m.get("run_id"),
         "created": m.get("created"),
-        "status": m.get("status"),
+        "status": status,
+        "abandoned": why,
+        "failed_before_start": failed_before_start(b),
         "backend": m.get("backend"),
         "counts": m.get("counts", {}),
         "best": m.get("best"),

@@ -144,11 +144,35 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
             resolved["cluster"].pop("kubernetes", None)
         if backend != "address":
             resolved["cluster"].pop("address", None)
+    base = _recorded_base(bundle, resolved)
+    if base is not None:  # a base Dockerfile path, relative to a spec directory that is not here
+        (workdir / "Dockerfile.base").write_text(base, encoding="utf-8")
+        resolved["image"]["base"] = str(workdir / "Dockerfile.base")
     resolved["output"] = str(output or _default_output(bundle))
     spec_path = workdir / "spec.yaml"
     text = (bundle.root / "spec.yaml").read_text(encoding="utf-8")
     spec_path.write_text(text, encoding="utf-8")
     return validate(resolved, spec_path, text=text)
+
+
+_BASE_START = "# ---- base: the spec's base Dockerfile ----\n"
+_BASE_END = "\n# ---- builder:"
+
+
+def _recorded_base(bundle: Bundle, resolved: dict[str, Any]) -> str | None:
+    """The base Dockerfile the recorded image was built on (from ``image.json``'s
+    rendered Dockerfile), when the spec named a base Dockerfile by path."""
+    import re
+
+    value = (resolved.get("image") or {}).get("base")
+    if not isinstance(value, str) or (re.fullmatch(r"[\w.\-/:]+(@sha256:[0-9a-f]{64})?", value) and (":" in value or "@" in value)):
+        return None  # an image reference: nothing to carry over
+    image = bundle.json("image.json")
+    text = image.get("dockerfile") if isinstance(image, dict) else None
+    if not isinstance(text, str) or _BASE_START not in text:
+        return None
+    body = text.split(_BASE_START, 1)[1]
+    return body.split(_BASE_END, 1)[0].strip() + "\n" if _BASE_END in body else None
 
 
 def _default_output(bundle: Bundle) -> Path:

@@ -70,6 +70,7 @@ _DESCRIPTIONS = {
     "trials.jsonl": "one JSON record per finished trial: id, key, params, seed, status, metrics, "
     "error, failure class, worker, start, end, attempts, cached",
     "results.csv": "trials.jsonl flattened: one row per trial, param.* and metric.* columns",
+    "points.csv": "one row per parameter point: param.* columns, n, <metric>.mean and <metric>.std over its repeats",
     "logs/": "captured stdout and stderr of each trial that printed any, logs/<trial-id>.log",
     "artifacts/": "files each trial wrote to ctx.artifact_dir, artifacts/<trial-id>/",
     "host.json": "driver host, Python, packages, backend and each worker's versions",
@@ -78,7 +79,7 @@ _DESCRIPTIONS = {
 }
 # Which parts went into the run (object) and came out of it (result).
 _INPUTS = ("spec.yaml", "spec.resolved.json", "env/", "image.json", "code/", "data.json")
-_OUTPUTS = ("trials.jsonl", "results.csv", "logs/", "artifacts/", "report.html", "bundle.json")
+_OUTPUTS = ("trials.jsonl", "results.csv", "points.csv", "logs/", "artifacts/", "report.html", "bundle.json")
 _FORMATS = {
     ".json": "application/json",
     ".jsonl": "application/jsonl",

@@ -73,7 +73,7 @@ class Journal:
 
 # What the report and the summary table need of a trial; the journal has more
 # (tracebacks of successes are empty, histories can be long).
-SLIM_FIELDS = ("id", "status", "params", "seed", "metrics", "cached", "cached_from", "worker",
+SLIM_FIELDS = ("id", "status", "params", "seed", "repeat", "metrics", "cached", "cached_from", "worker",
                "start", "end", "attempts", "failure_class", "error", "traceback")  # fmt: skip
 
 
@@ -112,6 +112,10 @@ class BundleWriter:
         for sub in ("env", "code", "logs", "artifacts"):
             (root / sub).mkdir()
         self.journal = Journal(root / "trials.jsonl")
+        from runner.bundle.liveness import Heartbeat, this_process
+
+        self.liveness = this_process()
+        self.heartbeat = Heartbeat(root / "bundle.json")
 
     # ---------------------------------------------------------- inputs
 
@@ -146,8 +150,11 @@ class BundleWriter:
             "run_id": self.run_id,
             "xrun_version": __version__,
             "created": self.created,
+            "liveness": self.liveness,
             **summary,
         })  # fmt: skip
+        if summary.get("status") == "running" and not self.heartbeat.is_alive():
+            self.heartbeat.start()
 
     # ---------------------------------------------------------- trials
 
@@ -171,8 +178,10 @@ class BundleWriter:
     # ---------------------------------------------------------- finish
 
     def finish(self, summary: dict[str, Any], host: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        self.heartbeat.stop()
         self.journal.close()
         write_results_csv(self.root / "results.csv", self.root / "trials.jsonl")
+        write_points_csv(self.root / "points.csv", self.root / "trials.jsonl")
         _dump(self.root / "host.json", host)
         for name, value in (extra or {}).items():
             _dump(self.root / name, value)
@@ -226,7 +235,7 @@ def write_results_csv(path: Path, journal: Path) -> None:
         params.update(r.get("params") or {})
         metrics.update(r.get("metrics") or {})
     p_cols, m_cols = sorted(params), sorted(metrics)
-    base = ["id", "key", "status", "failure_class", "seed", "attempts", "cached", "worker", "start", "end", "duration", "error"]
+    base = ["id", "key", "status", "failure_class", "seed", "repeat", "attempts", "cached", "worker", "start", "end", "duration", "error"]
     with open(path, "w", newline="", encoding="utf-8") as fh, open(journal, "rb") as src:
         w = csv.writer(fh)
         w.writerow(base + [f"param.{p}" for p in p_cols] + [f"metric.{m}" for m in m_cols])
@@ -235,10 +244,29 @@ def write_results_csv(path: Path, journal: Path) -> None:
             r = json.loads(src.readline())
             duration = (r["end"] - r["start"]) if r.get("end") and r.get("start") else ""
             row = [r.get("id"), r.get("key"), r.get("status"), r.get("failure_class") or "", r.get("seed"),
-                   r.get("attempts"), r.get("cached"), r.get("worker") or "", r.get("start") or "",
+                   _cell(r.get("repeat")), r.get("attempts"), r.get("cached"), r.get("worker") or "", r.get("start") or "",
                    r.get("end") or "", duration, (r.get("error") or "").splitlines()[0] if r.get("error") else ""]  # fmt: skip
             row += [_cell((r.get("params") or {}).get(p)) for p in p_cols]
             row += [_cell((r.get("metrics") or {}).get(m)) for m in m_cols]
+            w.writerow(row)
+
+
+def write_points_csv(path: Path, journal: Path) -> None:
+    """One row per parameter point: its params, ``n`` (successful trials), and
+    ``<metric>.mean`` / ``<metric>.std`` over them (std empty when ``n < 2``)."""
+    from runner.bundle.points import aggregate
+
+    points = aggregate(latest_records(read_journal(journal, slim=True)))
+    p_cols = sorted({k for p in points for k in p.params})
+    m_cols = sorted({m for p in points for m in p.values})
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow([f"param.{p}" for p in p_cols] + ["n", "trials"]
+                   + [f"{m}.{stat}" for m in m_cols for stat in ("mean", "std")])  # fmt: skip
+        for p in points:
+            row = [_cell(p.params.get(c)) for c in p_cols] + [p.n, " ".join(p.trials)]
+            for m in m_cols:
+                row += [_cell(p.mean(m)), _cell(p.std(m))]
             w.writerow(row)
 
 

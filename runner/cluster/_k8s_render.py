@@ -45,6 +45,15 @@ JOB_TTL_AFTER_FINISHED = 600
 TERMINATION_GRACE = 15
 RUN_AS = 65532  # any non-root uid works: the image's environment is world-readable
 WORK_DIR = "/tmp"  # an emptyDir: the root filesystem is read-only
+# The container's memory limit is the worker's memory_limit plus this: Dask
+# spills, pauses and restarts the worker by memory_limit, and the nanny and
+# interpreter need room above it, so the kernel's OOM killer is only a backstop
+# (the same headroom as the docker backend's containers).
+NANNY_HEADROOM = 256 * 2**20
+# /tmp is an emptyDir (Dask's spill directory, trials' artifact directories):
+# bounded, so a runaway trial gets its pod evicted instead of filling the node's disk.
+SCHEDULER_TMP_LIMIT = "1Gi"
+WORKER_TMP_LIMIT_DEFAULT = "10Gi"  # workers without memory_limit
 DATA_CONFIGMAP_LIMIT = 700 * 1024  # bytes; a ConfigMap must stay under 1 MiB in etcd
 DATA_MAX_FILES = 200
 
@@ -477,8 +486,18 @@ def _spot_affinity(prefer_spot: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def tmp_size_limit(spec: Any, worker: bool) -> str:
+    """The ``sizeLimit`` of a pod's ``/tmp``: room for a worker to spill its whole
+    memory twice over, plus 1 GiB of artifacts and logs."""
+    if not worker:
+        return SCHEDULER_TMP_LIMIT
+    memory = spec.cluster.memory_limit
+    return memory_quantity(2 * int(memory) + 2**30) if memory else WORKER_TMP_LIMIT_DEFAULT
+
+
 def _volumes(r: _Run, with_data: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    size = tmp_size_limit(r.spec, worker=with_data)
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": size}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": WORK_DIR}]
     if with_data and r.files:
         volumes.append({"name": "data", "configMap": {"name": r.names.data, "defaultMode": 0o444}})
@@ -525,7 +544,7 @@ def _worker_resources(spec: Any) -> dict[str, Any]:
     requests: dict[str, str] = {"cpu": cpu}
     limits: dict[str, str] = {"cpu": cpu}
     if spec.cluster.memory_limit:
-        requests["memory"] = limits["memory"] = memory_quantity(int(spec.cluster.memory_limit))
+        requests["memory"] = limits["memory"] = memory_quantity(int(spec.cluster.memory_limit) + NANNY_HEADROOM)
     return {"requests": requests, "limits": limits}
 
 

@@ -460,6 +460,15 @@ class KubernetesBackend:
 # ----------------------------------------------------------------------- clean
 
 
+def check_access(spec: Spec, kubeconfig: str | None = None) -> None:
+    """Reach the cluster and list pods in the run's namespace, or raise
+    :class:`InfraError`: run before building and pushing the image, so a run
+    without cluster access stops before it pushes anything."""
+    options = k8s_options(spec)
+    api = ClusterApi(namespace=options.namespace, context=options.context, kubeconfig=kubeconfig)
+    api.list("Pod", labels={"xrun.io/access-check": "1"})
+
+
 def kubeconfig_available() -> bool:
     """Whether a kubeconfig or in-cluster credentials exist (no network call)."""
     if os.environ.get("KUBERNETES_SERVICE_HOST"):

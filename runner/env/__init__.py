@@ -10,7 +10,7 @@ Everything downstream (trial keys, images, workers) sees a :class:`LockedEnv`::
 from __future__ import annotations
 
 from runner.env.install import create_env, env_prefix
-from runner.env.lock import check_lock, env_kind, load_env, lock_env, lock_path_for
+from runner.env.lock import check_lock, env_kind, load_env, lock_env, lock_path_for, pinned
 from runner.env.model import EnvKind, LockedEnv
 from runner.env.runtime import driver_mismatch, worker_packages_mismatch
 
@@ -25,5 +25,6 @@ __all__ = [
     "load_env",
     "lock_env",
     "lock_path_for",
+    "pinned",
     "worker_packages_mismatch",
 ]

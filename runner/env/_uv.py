@@ -107,11 +107,18 @@ def compile_hashed(
     python_platform: str | None,
     extra: str = "",
     what: str,
+    preferences: str | None = None,
+    upgrade: bool = False,
+    upgrade_packages: Sequence[str] = (),
 ) -> str:
     """``uv pip compile --generate-hashes`` of ``inputs`` (paths relative to ``cwd``).
 
     ``extra`` is more requirements, read from stdin so annotations stay free of
-    temporary paths. Returns the output without uv's header.
+    temporary paths. ``preferences`` is an earlier output (an existing lock):
+    uv reads the pins of an existing ``-o`` file as preferences and keeps each
+    one that still satisfies the inputs, as ``uv lock`` does; ``upgrade`` and
+    ``upgrade_packages`` (``--upgrade``, ``--upgrade-package``) release them.
+    Returns the output without uv's header.
     """
     args = [
         uv(),
@@ -128,8 +135,14 @@ def compile_hashed(
         args.append("-")
     if python_platform:
         args += ["--python-platform", python_platform]
+    if upgrade:
+        args.append("--upgrade")
+    for name in upgrade_packages:
+        args += ["--upgrade-package", name]
     with tempfile.TemporaryDirectory(prefix="xrun-uv-") as tmp:
         out = Path(tmp) / "out.txt"
+        if preferences and not upgrade:
+            out.write_text(preferences)
         args += ["-o", str(out)]
         _compile(args, cwd=cwd, stdin=extra or None, what=what)
         return out.read_text()

@@ -91,9 +91,22 @@ def _spec(env_file: Path, platforms: Sequence[str]) -> Any:
         raise EnvFileError(f"conda-lock cannot read it: {exc}", file=str(env_file)) from exc
 
 
-def lock(env_file: Path, platforms: Sequence[str]) -> LockedEnv:
-    """Solve ``env_file`` for every platform and write its conda-lock file."""
+def lock(
+    env_file: Path,
+    platforms: Sequence[str],
+    *,
+    upgrade: bool = False,
+    upgrade_packages: Sequence[str] = (),
+) -> LockedEnv:
+    """Solve ``env_file`` for every platform and write its conda-lock file.
+
+    Conda packages pinned by an existing lock are the solver's locked packages
+    (py-rattler prefers them while they still satisfy the environment, as
+    conda-lock does); ``upgrade`` releases all of them, ``upgrade_packages``
+    those named. The ``pip:`` section is resolved afresh.
+    """
     platforms = list(dict.fromkeys(platforms))
+    previous = {} if upgrade else _previous_urls(lock_path(env_file), {normalize(n) for n in upgrade_packages})
     spec = _spec(env_file, platforms)
     channels = _condalock().channel_urls(spec)
     where = str(env_file)
@@ -107,7 +120,7 @@ def lock(env_file: Path, platforms: Sequence[str]) -> LockedEnv:
         extra = runtime_additions("conda", request.conda_names | request.pip_names)
         added = list(dict.fromkeys(added + extra))
         specs = request.conda + [_conda_pin(req) for req in extra]
-        records = _run(_solve(channels, specs, platform, where))
+        records = _run(_solve(channels, specs, platform, where, previous.get(platform, {})))
         for rec in records:
             packages.append(
                 _condalock().conda_dependency(
@@ -147,7 +160,34 @@ def _conda_pin(requirement: str) -> str:
     return f"{name} =={version}"
 
 
-async def _solve(channels: list[str], specs: list[str], platform: str, where: str) -> list[Any]:
+def _previous_urls(lock_file: Path, release: set[str]) -> dict[str, dict[str, str]]:
+    """platform -> {name: url} of the conda packages an existing lock pins,
+    without those in ``release``; empty when there is no readable lock."""
+    if not lock_file.is_file():
+        return {}
+    try:
+        entries = _condalock().read_lock(lock_file).entries
+    except Exception:  # an unreadable lock is relocked from scratch
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for e in entries:
+        if e.manager == "conda" and normalize(e.name) not in release:
+            out.setdefault(e.platform, {})[e.name] = e.url
+    return out
+
+
+async def _locked_records(gateway: Any, channels: list[Any], platforms: list[Any], previous: dict[str, str]) -> list[Any]:
+    """The repodata records of the previously locked packages that the channels still have."""
+    if not previous:
+        return []
+    found = await gateway.query(channels, platforms, sorted(previous), recursive=False)
+    urls = set(previous.values())
+    return [rec for group in found for rec in group if rec.url in urls]
+
+
+async def _solve(
+    channels: list[str], specs: list[str], platform: str, where: str, previous: dict[str, str] | None = None
+) -> list[Any]:
     from rattler import (
         BuildString,
         Channel,
@@ -176,12 +216,16 @@ async def _solve(channels: list[str], specs: list[str], platform: str, where: st
         GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
         for n, v, b in _condalock().virtual_packages(platform)
     ]
+    gateway = Gateway()
+    sources = [Channel(c) for c in channels]
+    subdirs = [Subdir(platform), Subdir("noarch")]
     try:
         return await solve(
-            [Channel(c) for c in channels],
+            sources,
             match_specs,
-            gateway=Gateway(),
-            platforms=[Subdir(platform), Subdir("noarch")],
+            gateway=gateway,
+            platforms=subdirs,
+            locked_packages=await _locked_records(gateway, sources, subdirs, previous or {}),
             virtual_packages=virtual,
         )
     except SolverError as exc:

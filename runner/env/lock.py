@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from runner.env import conda, pip
 from runner.env.current import current_env
 from runner.env.model import EnvKind, LockedEnv
 from runner.env.runtime import driver_mismatch
-from runner.errors import EnvFileError
+from runner.errors import EnvFileError, XrunError
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,20 @@ def lock_path_for(env_file: Path, kind: str) -> Path:
     raise ValueError(f"{kind} environments have no lock file")
 
 
-def lock_env(env_spec: Any, *, python_version: str | None = None) -> LockedEnv:
+def lock_env(
+    env_spec: Any,
+    *,
+    python_version: str | None = None,
+    upgrade: bool = False,
+    upgrade_packages: Sequence[str] = (),
+) -> LockedEnv:
     """(Re)lock the environment and write its lock file beside the environment file.
 
     ``python_version`` (pip only; default: this interpreter's ``major.minor``) is
     the Python the lock is resolved for. Conda environments take Python from
-    their environment.yml. ``current`` writes nothing.
+    their environment.yml. ``current`` writes nothing. Versions an existing
+    lock pins are kept while they satisfy the environment file, unless
+    ``upgrade`` (all) or ``upgrade_packages`` (those named) release them.
     """
     kind = env_kind(env_spec)
     if kind == "current":
@@ -63,8 +72,8 @@ def lock_env(env_spec: Any, *, python_version: str | None = None) -> LockedEnv:
                 python_version,
                 env_file.name,
             )
-        return conda.lock(env_file, _platforms(env_spec))
-    return pip.lock(env_file, python_version)
+        return conda.lock(env_file, _platforms(env_spec), upgrade=upgrade, upgrade_packages=upgrade_packages)
+    return pip.lock(env_file, python_version, upgrade=upgrade, upgrade_packages=upgrade_packages)
 
 
 def check_lock(env_spec: Any) -> tuple[bool, str]:
@@ -76,6 +85,19 @@ def check_lock(env_spec: Any) -> tuple[bool, str]:
     if kind == "conda":
         return conda.check(env_file, _platforms(env_spec))
     return pip.check(env_file)
+
+
+def pinned(env_spec: Any) -> dict[str, str]:
+    """The versions the existing lock pins, fresh or stale (empty without a readable lock)."""
+    kind = env_kind(env_spec)
+    if kind == "current":
+        return {}
+    env_file = _env_file(env_spec, kind)
+    try:
+        locked = conda.read(env_file, _platforms(env_spec)) if kind == "conda" else pip.read(env_file)
+    except XrunError:
+        return {}
+    return dict(locked.packages)
 
 
 def load_env(env_spec: Any, *, relock: bool = False) -> LockedEnv:

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from runner.env import _uv
@@ -93,13 +94,24 @@ def _named(env_file: Path, seen: set[Path] | None = None) -> set[str]:
     return names
 
 
-def lock(env_file: Path, python_version: str | None = None) -> LockedEnv:
-    """Resolve ``env_file`` with uv and write its lock beside it."""
+def lock(
+    env_file: Path,
+    python_version: str | None = None,
+    *,
+    upgrade: bool = False,
+    upgrade_packages: Sequence[str] = (),
+) -> LockedEnv:
+    """Resolve ``env_file`` with uv and write its lock beside it.
+
+    Pins of an existing lock that still satisfy ``env_file`` are kept (uv's
+    preferences); ``upgrade`` releases all of them, ``upgrade_packages`` those named.
+    """
     if not env_file.is_file():
         raise EnvFileError("the requirements file does not exist", file=str(env_file))
     python_version = python_version or driver_python()
     added = runtime_additions("pip", _named(env_file))
     platforms = [_uv.LINUX_X86_64]
+    previous = _previous_body(lock_path(env_file))
     body = _uv.compile_hashed(
         [env_file.name],
         cwd=env_file.parent,
@@ -107,6 +119,9 @@ def lock(env_file: Path, python_version: str | None = None) -> LockedEnv:
         python_platform=_uv.LINUX_X86_64,
         extra="".join(a + "\n" for a in added),
         what=str(env_file),
+        preferences=previous,
+        upgrade=upgrade,
+        upgrade_packages=upgrade_packages,
     )
     local = _uv.local_uv_platform()
     if local is not None:
@@ -117,6 +132,7 @@ def lock(env_file: Path, python_version: str | None = None) -> LockedEnv:
             python_platform=local,
             extra="".join(a + "\n" for a in added),
             what=str(env_file),
+            preferences=body,  # agree with the linux pins wherever this platform allows
         )
         differ = _differences(_uv.pins(body), _uv.pins(here))
         if differ:
@@ -145,6 +161,17 @@ def lock(env_file: Path, python_version: str | None = None) -> LockedEnv:
         tmp.unlink(missing_ok=True)
     log.info("locked %s: %d packages", env_file.name, len(_uv.pins(body)))
     return read(env_file)
+
+
+def _previous_body(lock_file: Path) -> str | None:
+    """The requirement lines of an existing lock (its pins are preferences), or None."""
+    try:
+        if not lock_file.is_file() or lock_file.stat().st_size > 16 * 2**20:
+            return None
+        text = lock_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith("#")) or None
 
 
 def _differences(a: dict[str, str], b: dict[str, str]) -> list[str]:

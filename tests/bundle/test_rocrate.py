@@ -244,7 +244,7 @@ def test_a_real_run_with_a_failed_trial_is_a_valid_process_run_crate(
     assert {"spec.yaml", "code/source.tar.gz", "data.json", "#data-table"} <= set(
         ids(run["object"])
     )
-    assert ids(run["result"])[:4] == ["trials.jsonl", "results.csv", "logs/", "artifacts/"]
+    assert ids(run["result"])[:5] == ["trials.jsonl", "results.csv", "points.csv", "logs/", "artifacts/"]
     data = json.loads((bundle / "data.json").read_text())
     assert graph["#data-table"]["sha256"] == data["table"]["sha256"]
     # each artifact is listed, reachable from the root through hasPart

@@ -402,8 +402,12 @@ def test_resources_and_placement_follow_the_spec() -> None:
     ms = manifests("full")
     pod = _job(ms)["spec"]["template"]["spec"]
     (worker,) = pod["containers"]
-    assert worker["resources"] == {"requests": {"cpu": "2", "memory": "3Gi"}, "limits": {"cpu": "2", "memory": "3Gi"}}
+    # Dask's limit is memory_limit; the container has 256 MiB more for the nanny
+    # and the interpreter, so Dask acts before the kernel's OOM killer does.
+    assert worker["resources"] == {"requests": {"cpu": "2", "memory": "3328Mi"}, "limits": {"cpu": "2", "memory": "3328Mi"}}
     assert worker["args"][worker["args"].index("--memory-limit") + 1] == str(3 * 2**30)
+    # /tmp (spill directory, artifacts) is bounded: twice the memory plus 1 GiB.
+    assert pod["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "7Gi"}}
     assert worker["args"][worker["args"].index("--nthreads") + 1] == "2"
     assert "--death-timeout" in worker["args"]
     assert pod["nodeSelector"] == {"pool": "cpu"}
@@ -415,34 +419,21 @@ def test_resources_and_placement_follow_the_spec() -> None:
     }
     assert job["activeDeadlineSeconds"] > 0 and job["ttlSecondsAfterFinished"] > 0
     scheduler = _kind(ms, "Deployment")["spec"]["template"]["spec"]
+    assert scheduler["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     assert "tolerations" not in scheduler  # the scheduler stays off spot nodes
     prefs = scheduler["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert {p["preference"]["matchExpressions"][0]["operator"] for p in prefs} == {"NotIn"}
 
 
-def test_proposed_spec_fields_are_used_when_present() -> None:
-    """tolerations / image_pull_secrets / service_account / deadline are read with getattr
-    until KubernetesOptions has them; a stand-in object shows the rendering."""
-    spec = case_spec("basic")
-
-    class Options:
-        namespace, context, spot, operator = "default", None, False, False
-        node_selector: dict[str, str] = {}
-        tolerations = [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
-        image_pull_secrets = ["regcred"]
-        service_account = "xrun-runner"
-        deadline = 3600.0
-
-    class Cluster:
-        backend, workers, threads_per_worker, memory_limit = "kubernetes", 2, 1, 2**30
-        kubernetes = Options()
-
-    class FakeSpec:
-        name, secrets, data, cluster = spec.name, [], {}, Cluster()
-
-    ms = render_manifests(FakeSpec(), run_id=RUN_ID, image_ref=IMAGE)
+def test_tolerations_pull_secrets_service_account_and_deadline_from_the_spec() -> None:
+    """These are spec v1 fields (cluster.kubernetes.*), rendered into every pod."""
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+    spec = make_spec({"cluster": {"memory_limit": "1GiB", "kubernetes": {
+        "tolerations": [toleration], "image_pull_secrets": ["regcred"],
+        "service_account": "xrun-runner", "deadline": "1h"}}})  # fmt: skip
+    ms = render_manifests(spec, run_id=RUN_ID, image_ref=IMAGE)
     pod = _job(ms)["spec"]["template"]["spec"]
-    assert pod["tolerations"] == Options.tolerations
+    assert pod["tolerations"] == [toleration]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["serviceAccountName"] == "xrun-runner"
     assert _job(ms)["spec"]["activeDeadlineSeconds"] == 3600

@@ -256,7 +256,9 @@ def test_pod_spec_details_reach_the_containers(docker_client: Any, worker_image:
         assert args[:3] == ["-m", "distributed.cli.dask_worker", f"tcp://{service}:8786"]  # the Service name
         assert SECRET not in json.dumps(args) and SECRET not in json.dumps(attrs["Config"]["Labels"])
         host = attrs["HostConfig"]
-        assert (host["Memory"], host["NanoCpus"], host["ReadonlyRootfs"]) == (768 * 2**20, 10**9, True)
+        # The container has 256 MiB above Dask's --memory-limit (768 MiB): room for the nanny.
+        assert (host["Memory"], host["NanoCpus"], host["ReadonlyRootfs"]) == ((768 + 256) * 2**20, 10**9, True)
+        assert args[args.index("--memory-limit") + 1] == str(768 * 2**20)
         assert attrs["Config"]["User"] == "65532:65532" and host["CapDrop"] == ["ALL"]
         logs = worker.container.logs().decode()
         assert "Registered to" in logs

@@ -97,3 +97,43 @@ def copy_bundle(tmp_path: Path):
         return target
 
     return copy
+
+
+CURVES_TRIAL = """
+import random
+
+
+def train(params, ctx):
+    rng = random.Random(ctx.seed)
+    loss = 1.0
+    for epoch in range(6):
+        loss = loss * params["decay"] + rng.random() * 0.05
+        ctx.log(epoch=epoch, loss=loss)
+    return {"loss": loss, "acc": 1 - loss}
+"""
+
+
+@pytest.fixture(scope="session")
+def repeats_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real function-trial run with repeats and ctx.log history (read-only)."""
+    root = tmp_path_factory.mktemp("repeats-project")
+    (root / "experiments").mkdir()
+    (root / "experiments" / "__init__.py").write_text("")
+    (root / "experiments" / "curves.py").write_text(CURVES_TRIAL)
+    spec = root / "spec.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            sweep:
+              repeats: 3
+              parameters: {decay: [0.5, 0.8]}
+              objective: {goal: minimize, metric: loss}
+            trial: {function: "experiments.curves:train"}
+            code: {include: ["experiments/*.py"]}
+            name: repeats
+            xrun: 1
+            cluster: {workers: 1}
+            """
+        )
+    )
+    return run_spec(spec, root / "runs", tmp_path_factory.mktemp("repeats-cache"))

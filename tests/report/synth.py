@@ -17,6 +17,8 @@ from typing import Any
 SECTIONS = (
     "run",
     "best",
+    "points",
+    "curves",
     "objective",
     "parallel",
     "timeline",

@@ -124,3 +124,40 @@ def test_screenshot_shows_the_page_and_its_plots(
 
 def _near(a: tuple[int, int, int], b: tuple[int, int, int], tol: int = 6) -> bool:
     return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def repeats_report(browser: str, repeats_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundle = tmp_path_factory.mktemp("browser-repeats") / repeats_bundle.name
+    shutil.copytree(repeats_bundle, bundle)
+    return write_report(bundle)
+
+
+def test_points_and_learning_curves_render_in_the_browser(
+    browser: str, repeats_report: Path, tmp_path: Path
+) -> None:
+    """Repeats aggregated per point (n, mean ± std, best mean first) and the
+    ctx.log learning curves, drawn as an inline plot the browser paints."""
+    proc = headless(browser, tmp_path / "profile", "--dump-dom", repeats_report.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert console_lines(proc.stderr) == []
+    dom = proc.stdout
+    assert re.search(r'<html[^>]*data-report-ready="1"', dom)
+    points = dom[dom.index('<section id="points">'):dom.index('<section id="curves">')]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", points, re.S)[1:]
+    assert len(rows) == 2  # two points, three repeats each
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0], re.S)]
+    assert cells[1] == "0.5" and cells[2] == "3/3" and "±" in cells[3]  # decay 0.5 has the lower mean loss
+    curves = dom[dom.index('<section id="curves">'):dom.index('<section id="objective">')]
+    assert re.search(r'<svg [^>]*class="plot"[^>]*aria-label="learning curves of loss', curves)
+    assert curves.count("<path") >= 2 * 3  # one line per trial at least
+    png = tmp_path / "curves.png"
+    shot = headless(browser, tmp_path / "profile2", f"--screenshot={png}", "--window-size=1280,6000",
+                    repeats_report.as_uri())  # fmt: skip
+    assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(png) as im:
+        painted = {c for _, c in (im.convert("RGB").getcolors(maxcolors=1 << 22) or [])}
+    # The second point's curve colour (orange, used by no other plot) is painted.
+    assert any(_near(c, (0xE0, 0x7B, 0x39), tol=10) for c in painted), "no learning curve of the second point"

@@ -1,0 +1,106 @@
+"""Repeats of one parameter point, aggregated.
+
+A sweep with ``repeats: 3`` runs each point three times with different seeds;
+ranking single trials would pick the luckiest seed and bias "best" upward. A
+*point* is one distinct set of params; its statistics are over its successful
+trials: ``n``, and per numeric metric the mean and the sample standard
+deviation (``None`` when ``n < 2``). The best point is chosen by the mean of
+the objective; ties go to the point whose first trial id is lowest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def point_key(params: dict[str, Any]) -> str:
+    """Canonical JSON of a point's params: equal points, equal keys."""
+    return json.dumps(params or {}, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class Point:
+    params: dict[str, Any]
+    trials: list[str] = field(default_factory=list)  # ids of every trial of the point, in id order
+    ok: list[str] = field(default_factory=list)  # ids of its successful trials
+    values: dict[str, list[float]] = field(default_factory=dict)  # metric -> values over ok trials
+
+    @property
+    def n(self) -> int:
+        return len(self.ok)
+
+    def mean(self, metric: str) -> float | None:
+        vs = self.values.get(metric) or []
+        return statistics.fmean(vs) if vs else None
+
+    def std(self, metric: str) -> float | None:
+        vs = self.values.get(metric) or []
+        return statistics.stdev(vs) if len(vs) >= 2 else None
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[Point]:
+    """One :class:`Point` per distinct params, in order of their first trial id."""
+    points: dict[str, Point] = {}
+    for r in sorted(records, key=lambda r: str(r.get("id"))):
+        raw = r.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        p = points.setdefault(point_key(params), Point(dict(params)))
+        p.trials.append(str(r.get("id")))
+        if r.get("status") != "ok":
+            continue
+        p.ok.append(str(r.get("id")))
+        raw_m = r.get("metrics")
+        metrics: dict[str, Any] = raw_m if isinstance(raw_m, dict) else {}
+        for name, v in metrics.items():
+            if _number(v):
+                p.values.setdefault(str(name), []).append(float(v))
+    return list(points.values())
+
+
+def rank(points: list[Point], metric: str | None, goal: str = "maximize") -> list[Point]:
+    """Points with a mean objective, best first; then the rest, by first trial id."""
+    if not metric:
+        return list(points)
+    scored = [p for p in points if p.mean(metric) is not None]
+    rest = [p for p in points if p.mean(metric) is None]
+    sign = -1.0 if goal == "maximize" else 1.0
+    scored.sort(key=lambda p: (sign * (p.mean(metric) or 0.0), p.trials[0]))
+    return scored + rest
+
+
+def best_point(records: list[dict[str, Any]], metric: str | None, goal: str = "maximize") -> dict[str, Any] | None:
+    """``bundle.json``'s ``best``: the point with the best mean objective.
+
+    ``trial`` is the point's best single trial (what ``reproduce --trials best``
+    re-runs); ``value`` is the mean over the point's ``n`` successful trials.
+    """
+    if not metric:
+        return None
+    ranked = rank(aggregate(records), metric, goal)
+    if not ranked or ranked[0].mean(metric) is None:
+        return None
+    p = ranked[0]
+    by_id = {str(r.get("id")): r for r in records}
+    sign = -1.0 if goal == "maximize" else 1.0
+    trial = min(
+        (t for t in p.ok if _number((by_id[t].get("metrics") or {}).get(metric))),
+        key=lambda t: (sign * float(by_id[t]["metrics"][metric]), t),
+    )
+    return {
+        "trial": trial,
+        "trials": list(p.ok),
+        "params": p.params,
+        "metric": metric,
+        "goal": goal,
+        "value": p.mean(metric),
+        "std": p.std(metric),
+        "n": p.n,
+    }
