@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import config
+from runner._safeio import MAX_JSON_BYTES, read_bytes
 
 
 class TrialCache:
@@ -38,14 +39,13 @@ class TrialCache:
         return self.trials / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        try:
-            with open(self._path(key), encoding="utf-8") as fh:
-                entry = json.load(fh)
+        try:  # a regular file of bounded size: an entry linked to /dev/zero or a FIFO is a miss
+            entry = json.loads(read_bytes(self._path(key), MAX_JSON_BYTES))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError):
             return None  # an unreadable entry is a miss, and is rewritten
-        return entry if entry.get("key") == key and entry.get("status") == "ok" else None
+        return entry if isinstance(entry, dict) and entry.get("key") == key and entry.get("status") == "ok" else None
 
     def contains(self, key: str) -> bool:
         return self._path(key).is_file()

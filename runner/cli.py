@@ -211,6 +211,7 @@ def plan(
 @app.command()
 def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
+    from runner._display import mapping, safe, trial_rows
     from runner.bundle.read import open_bundle, summary_row
 
     b = open_bundle(bundle)
@@ -218,36 +219,41 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
     if json_:
         out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
         return
-    m = b.meta
+    m = safe(b.meta)  # every string shown below comes from the bundle: escaped
     out.print(f"[bold]{m.get('run_id')}[/]  status: {m.get('status')}  backend: {m.get('backend')}  "
               f"duration: {m.get('duration_seconds')}s")  # fmt: skip
-    c = m.get("counts", {})
+    c = mapping(m.get("counts"))
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
     from runner._progress import trials_table
 
-    best = m.get("best") or {}
-    out.print(trials_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20))
+    best = mapping(m.get("best"))
+    metric = best.get("metric") if isinstance(best.get("metric"), str) else None
+    out.print(trials_table(trial_rows(trials), metric, "minimize" if best.get("goal") == "minimize" else "maximize", limit=20))
 
 
 @app.command("ls")
 def ls_(directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"), json_: bool = typer.Option(False, "--json")) -> None:
     """List the bundles in DIRECTORY."""
+    from runner._display import mapping, safe
     from runner.bundle.read import find_bundles, summary_row
 
     rows = [summary_row(b) for b in find_bundles(directory)]
     if json_:
-        out.print_json(json.dumps(rows))
+        out.print_json(json.dumps(rows, default=str))
         return
+    rows = safe(rows)
     t = Table()
     for col in ("run id", "created", "status", "trials", "ok", "cached", "failed", "best"):
         t.add_column(col)
     for r in rows:
-        c = r["counts"]
-        best = r["best"]
-        t.add_row(r["run_id"], r["created"], r["status"], str(c.get("total", "")), str(c.get("ok", "")),
+        c = mapping(r["counts"])
+        best = mapping(r["best"])
+        value = best.get("value")
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+        t.add_row(str(r["run_id"]), str(r["created"]), str(r["status"]), str(c.get("total", "")), str(c.get("ok", "")),
                   str(c.get("cached", "")), str(c.get("failed", "")),
-                  f"{best['metric']}={best['value']:.4g} ({best['trial']})" if best else "")  # fmt: skip
+                  f"{best.get('metric')}={shown} ({best.get('trial')})" if best else "")  # fmt: skip
     out.print(t)
 
 
@@ -259,12 +265,17 @@ def verify(bundle: Path = typer.Argument(..., help="a bundle directory or archiv
 
     b = open_bundle(bundle)
     res = verify_bundle(b.root)
+    if res.unsafe:
+        raise VerifyError(f"{b.root}: {len(res.unsafe)} link(s) or special file(s); a bundle holds regular files only\n  "
+                          + "\n  ".join(f"not a regular file: {p}" for p in res.unsafe))  # fmt: skip
     if res.manifest_missing:
         raise VerifyError(f"{b.root}: MANIFEST.sha256 is missing (the run did not finish writing its bundle)")
     if not res.ok:
         lines = [f"changed: {p}" for p in res.changed] + [f"missing: {p}" for p in res.missing] + [f"extra: {p}" for p in res.extra]
         raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
-    _say(f"[green]✓[/] {b.root}: {res.checked} files match MANIFEST.sha256")
+    from runner._display import safe
+
+    _say(f"[green]✓[/] {safe(str(b.root))}: {res.checked} files match MANIFEST.sha256")
 
 
 @app.command()
@@ -284,16 +295,18 @@ def reproduce(
     options = RunOptions(output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"))
     data_paths = {k: Path(v).resolve() for k, v in _kv(data, "--data").items()}
     result = reproduce_bundle(bundle, trials=trials, backend=backend, data=data_paths, options=options)
-    _say(f"environment: {result.environment}")
-    t = Table(title=f"reproduction of {result.original.meta.get('run_id')}", title_justify="left")
+    from runner._display import safe
+
+    _say(f"environment: {safe(result.environment)}")
+    t = Table(title=f"reproduction of {safe(str(result.original.meta.get('run_id')))}", title_justify="left")
     for col in ("trial", "metric", "recorded", "reproduced", "|Δ|", "match"):
         t.add_column(col, justify="right" if col in ("recorded", "reproduced", "|Δ|") else "left")
     for r in result.rows:
-        t.add_row(r.trial, r.metric, _num(r.recorded), _num(r.reproduced), _num(r.delta),
+        t.add_row(safe(str(r.trial)), safe(str(r.metric)), _num(r.recorded), _num(r.reproduced), _num(r.delta),
                   "[green]yes[/]" if r.match else "[red]NO[/]")  # fmt: skip
     err.print(t)
     for p in result.problems:
-        err.print(f"[red]problem:[/] {p}")
+        err.print(f"[red]problem:[/] {safe(p)}")
     _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")
     out.print(str(result.bundle))
     if not result.ok:
@@ -313,13 +326,15 @@ def diff(
     json_: bool = typer.Option(False, "--json"),
 ) -> None:
     """What differs between two bundles: environment, code, data, sweep, metrics."""
+    from runner._display import safe
     from runner.bundle.diff import diff_bundles
     from runner.bundle.read import open_bundle
 
     d = diff_bundles(open_bundle(a), open_bundle(b))
     if json_:
-        out.print_json(json.dumps(d))
+        out.print_json(json.dumps(d, default=str))
         return
+    d = safe(d)  # every string below comes from the two bundles
     out.print(f"[bold]A[/] {d['a']}\n[bold]B[/] {d['b']}")
     env = d["environment"]
     if env["lock_hash"][0] == env["lock_hash"][1]:
@@ -327,16 +342,16 @@ def diff(
     else:
         out.print(f"environment: {env['kind'][0]} {str(env['lock_hash'][0])[:12]} → {env['kind'][1]} {str(env['lock_hash'][1])[:12]}")
         for line in env["packages"]:
-            out.print(f"  {line}", markup=False)
+            out.print(f"  {line}")
     for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep")):
         out.print(f"{title}: " + ("identical" if not d[key] else ""))
         for line in d[key]:
-            out.print(f"  {line}", markup=False)
+            out.print(f"  {line}")
     t = Table(title="metrics (ok trials)", title_justify="left")
     for col in ("metric", "A mean", "B mean", "A best", "B best", "A n", "B n"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for m in d["metrics"]:
-        t.add_row(m["metric"], _num(m["a_mean"]), _num(m["b_mean"]), _num(m["a_best"]), _num(m["b_best"]),
+        t.add_row(str(m["metric"]), _num(m["a_mean"]), _num(m["b_mean"]), _num(m["a_best"]), _num(m["b_best"]),
                   str(m["a_n"]), str(m["b_n"]))  # fmt: skip
     out.print(t)
 
@@ -487,12 +502,12 @@ def clean(
 def report(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
     """(Re)write BUNDLE's report.html (and its RO-Crate metadata and manifest)."""
     from runner.bundle.read import open_bundle
-    from runner.bundle.write import seal
+    from runner.bundle.write import reseal
 
     b = open_bundle(bundle)
     if b.root != Path(bundle) and not Path(bundle).is_dir():
         raise UsageError(f"{bundle}: an archive cannot be rewritten; unpack it or use the bundle directory")
-    seal(b.root)
+    reseal(b.root)
     out.print(str(b.root / "report.html"))
 
 
@@ -535,7 +550,9 @@ def main(argv: list[str] | None = None) -> None:
     except XrunError as exc:
         if config.debug():
             raise
-        err.print(f"error: {exc.message}", markup=False)
+        from runner._display import clean
+
+        err.print(f"error: {clean(exc.message)}", markup=False)  # messages quote bundle contents
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
@@ -543,7 +560,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so, without a traceback unless asked
         if config.debug():
             raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} (set XRUN_DEBUG=1 for the traceback)", markup=False)
+        from runner._display import clean
+
+        err.print(f"internal error: {type(exc).__name__}: {clean(str(exc))} (set XRUN_DEBUG=1 for the traceback)", markup=False)
         sys.exit(1)
 
 

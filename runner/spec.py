@@ -160,9 +160,23 @@ class Image(StrictModel):
     registry: str | None = None
 
 
+def _inside_root(pattern: str) -> str:
+    from runner.code import pattern_problem
+
+    problem = pattern_problem(pattern)
+    if problem:
+        raise ValueError(problem)
+    return pattern
+
+
+CodeGlob = Annotated[NonEmptyStr, AfterValidator(_inside_root)]
+
+
 class Code(StrictModel):
     root: SpecPath = Field(Path("."), validate_default=True, description="directory shipped to workers and snapshotted")
-    include: list[NonEmptyStr] = Field(default_factory=lambda: ["**/*.py"])
+    include: list[CodeGlob] = Field(
+        default_factory=lambda: ["**/*.py"], description="globs relative to code.root; none may leave it"
+    )
     exclude: list[NonEmptyStr] = Field(default_factory=list)
 
 
@@ -408,10 +422,14 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
     file = display_path(path.absolute())
     if path.is_dir():
         raise SpecError("is a directory, not a spec file", file=file)
-    try:
-        data = path.read_bytes()
+    from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
+
+    try:  # a FIFO or /dev/zero would block or never end
+        data = read_bytes(path, MAX_SPEC_BYTES, follow=True)
     except FileNotFoundError:
         raise SpecError("spec file not found", file=file) from None
+    except UnsafePath as exc:
+        raise SpecError(f"cannot read spec: {str(exc).removeprefix(f'{path}: ')}", file=file) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", file=file) from None
     text = _yaml.decode(data, file)
