@@ -194,34 +194,35 @@ def safe_extract(data: bytes | Path, dest: Path) -> None:
     """Extract a tar(.gz) (bytes, or a file) refusing absolute paths, ``..``,
     links, devices and anything else that would land outside ``dest``.
 
-    Streams: each member is checked from its header before a byte of it is
-    written, copied in chunks, and the expanded total is bounded (see
-    :data:`MAX_RATIO`), so a small archive cannot expand into a huge one.
-    A refused archive may leave part of itself in ``dest``.
+    Two streamed passes: the first checks every member's header and the
+    expanded total (see :data:`MAX_RATIO`) before a byte is written, the
+    second copies members in chunks. Memory stays small whatever the archive
+    declares, and a small archive cannot expand into a huge one.
     """
     dest = Path(dest).resolve()
-    if isinstance(data, Path):
-        with open(data, "rb") as fh:
-            _extract_stream(fh, os.fstat(fh.fileno()).st_size, dest)
-    else:
-        _extract_stream(io.BytesIO(data), len(data), dest)
+    for write in (False, True):
+        if isinstance(data, Path):
+            with open(data, "rb") as fh:
+                _extract_stream(fh, os.fstat(fh.fileno()).st_size, dest, write=write)
+        else:
+            _extract_stream(io.BytesIO(data), len(data), dest, write=write)
 
 
-def _extract_stream(fileobj: Any, compressed: int, dest: Path) -> None:
+def _extract_stream(fileobj: Any, compressed: int, dest: Path, *, write: bool) -> None:
     import shutil
 
     budget = min(MAX_TOTAL, max(RATIO_FLOOR, MAX_RATIO * compressed))
     total = 0
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         for count, m in enumerate(tar, 1):
-            check_member(m, dest)
+            check_member(m, dest)  # in both passes: a file may change between them
             if count > MAX_MEMBERS:
                 raise UnsafeArchive(f"more than {MAX_MEMBERS:,} members")
             total += m.size
             if total > budget:
-                raise UnsafeArchive(
-                    f"expands to more than {budget:,} bytes from {compressed:,} (an archive bomb?)"
-                )
+                raise UnsafeArchive(f"expands to more than {budget:,} bytes from {compressed:,} (an archive bomb?)")
+            if not write:
+                continue
             target = dest / m.name
             if m.isdir():
                 target.mkdir(parents=True, exist_ok=True)
