@@ -76,7 +76,7 @@ def select(root: Path, include: list[str], exclude: list[str], skip: list[Path] 
             if path.is_file():
                 chosen.add(path)
     if outside:
-        log.warning("code: skipped %d link(s) leading outside code.root (%s): %s", len(outside), root,
+        log.warning("skipped %d link(s) leading outside code.root (%s): %s", len(outside), root,
                     ", ".join(sorted(set(outside))[:5]) + (" …" if len(set(outside)) > 5 else ""))  # fmt: skip
     out = []
     for path in sorted(chosen):

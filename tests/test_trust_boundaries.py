@@ -166,7 +166,7 @@ def test_reproduce_refuses_env_file_paths_that_leave_its_work_directory(made: Ma
     res = bounded_xrun("reproduce", bundle, "-o", tmp_path / "new", cwd=tmp_path,
                        env={"TMPDIR": str(tmpdir), "XRUN_CACHE_DIR": str(tmp_path / "cache")})  # fmt: skip
     assert res.code == 2, res.err
-    assert "refusing the path '../../adv/PWN' read from the bundle" in res.err
+    assert "refusing the path '../../adv/PWN' read from the bundle: '../../adv/PWN': escapes" in res.err
     assert "Traceback" not in res.err
     assert tree(outside) == before
     assert list(tmpdir.iterdir()) == []  # the work directory is gone, and nothing beside it
@@ -205,7 +205,7 @@ def test_symlink_out_of_the_code_root_is_never_packed(tmp_path: Path) -> None:
                     "sweep: {method: list, points: [{x: 1}]}\ncluster: {workers: 1}\n")  # default include **/*.py
     res = bounded_xrun(spec, cwd=tmp_path, env={"XRUN_CACHE_DIR": str(tmp_path / "cache")}, timeout=300)
     assert res.code == 0, res.err
-    assert "skipped 2 link(s) leading outside code.root" in res.err
+    assert "link(s) leading outside code.root" in res.err and "experiments/shadow.py" in res.err
     bundle = Path(res.out.strip().splitlines()[-1])
     files = json.loads((bundle / "code" / "files.json").read_text())
     assert sorted(files) == ["experiments/__init__.py", "experiments/tb.py"]

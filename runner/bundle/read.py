@@ -24,19 +24,21 @@ class Bundle:
         except OSError as exc:
             raise UsageError(f"{self.root}: trials.jsonl: {exc}") from None
 
-    def member(self, rel: str, *, name_only: bool = False) -> Path:
-        """The regular file ``rel`` of this bundle, for a ``rel`` that may come from a bundle file.
+    def member(self, rel: str, *, directory: str | None = None) -> Path:
+        """The regular file ``rel`` of this bundle (with ``directory``: ``rel`` is a
+        plain name in that directory), for a ``rel`` that may come from a bundle file.
 
         The one gate for paths read from a bundle: see :func:`runner._safeio.member_path`.
         """
-        parent, _, name = rel.rpartition("/")
         try:
-            base = member_path(self.root, parent) if parent else self.root
-            path = member_path(base, name, name_only=True) if name_only else member_path(self.root, rel)
+            if directory is None:
+                path = member_path(self.root, rel)
+            else:
+                path = member_path(member_path(self.root, directory), rel, name_only=True)
         except UnsafePath as exc:
             raise UsageError(f"{self.root}: refusing the path {rel!r} read from the bundle: {exc}") from None
         if not is_regular(path):
-            raise UsageError(f"{self.root}: {rel} is missing or not a regular file ({entry_kind(path)})")
+            raise UsageError(f"{self.root}: {path.relative_to(self.root)} is missing or not a regular file ({entry_kind(path)})")
         return path
 
     def json(self, name: str) -> Any:

@@ -122,7 +122,7 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
     for key in ("env_file", "lock_file"):
         if env_info.get(key):
             # Names from env.json choose what is copied: plain names of regular files in env/ only.
-            src = bundle.member(f"env/{env_info[key]}", name_only=True)
+            src = bundle.member(env_info[key], directory="env")
             (env_dir / src.name).write_bytes(read_bytes(src, MAX_ENV_FILE_BYTES))
     if kind in ("conda", "pip"):
         if not env_info.get("env_file"):
