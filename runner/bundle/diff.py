@@ -9,6 +9,10 @@ from runner.bundle.read import Bundle
 from runner.plan import diff_files, diff_versions
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(value, dict):
@@ -21,12 +25,12 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
     env_a, env_b = a.json("env/env.json") or {}, b.json("env/env.json") or {}
-    packages = diff_versions(env_a.get("packages", {}), env_b.get("packages", {}))
+    packages = diff_versions(_obj(env_a.get("packages")), _obj(env_b.get("packages")))
     code = diff_files(a.json("code/files.json") or {}, b.json("code/files.json") or {})
     data_a, data_b = a.json("data.json") or {}, b.json("data.json") or {}
     data = []
     for name in sorted(set(data_a) | set(data_b)):
-        ha, hb = (data_a.get(name) or {}).get("sha256"), (data_b.get(name) or {}).get("sha256")
+        ha, hb = _obj(data_a.get(name)).get("sha256"), _obj(data_b.get(name)).get("sha256")
         if ha != hb:
             data.append(f"{name}: {str(ha)[:12] if ha else 'absent'} → {str(hb)[:12] if hb else 'absent'}")
     spec_a, spec_b = a.json("spec.resolved.json") or {}, b.json("spec.resolved.json") or {}
@@ -57,10 +61,11 @@ def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
 def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
     """Per metric: mean and best over ok trials, side by side."""
     rows = []
-    ra = [r for r in a.trials if r.get("status") == "ok"]
-    rb = [r for r in b.trials if r.get("status") == "ok"]
-    names = sorted({m for r in ra + rb for m in r.get("metrics", {})})
-    goal = ((a.meta.get("best") or {}).get("goal")) or "maximize"
+    # bundles are not trusted: records whose metrics are not a mapping count as none
+    ra = [{**r, "metrics": _obj(r.get("metrics"))} for r in a.trials if r.get("status") == "ok"]
+    rb = [{**r, "metrics": _obj(r.get("metrics"))} for r in b.trials if r.get("status") == "ok"]
+    names = sorted({m for r in ra + rb for m in r["metrics"]})
+    goal = _obj(a.meta.get("best")).get("goal") or "maximize"
     for name in names:
         va = [r["metrics"][name] for r in ra if isinstance(r["metrics"].get(name), (int, float))]
         vb = [r["metrics"][name] for r in rb if isinstance(r["metrics"].get(name), (int, float))]

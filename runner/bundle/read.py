@@ -42,14 +42,18 @@ class Bundle:
         return path
 
     def json(self, name: str) -> Any:
-        """A JSON file of the bundle (``None`` when absent); unreadable or hostile ones are a usage error."""
+        """A JSON object file of the bundle (``None`` when absent); unreadable,
+        hostile or non-object ones are a usage error."""
         path = self.root / name
         if not (path.exists() or path.is_symlink()):
             return None
         try:
-            return json.loads(read_text(self.member(name)))
+            value = json.loads(read_text(self.member(name)))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}: not a JSON object")
+        return value
 
 
 def open_bundle(path: Path) -> Bundle:
