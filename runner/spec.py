@@ -174,9 +174,7 @@ CodeGlob = Annotated[NonEmptyStr, AfterValidator(_inside_root)]
 
 class Code(StrictModel):
     root: SpecPath = Field(Path("."), validate_default=True, description="directory shipped to workers and snapshotted")
-    include: list[CodeGlob] = Field(
-        default_factory=lambda: ["**/*.py"], description="globs relative to code.root; none may leave it"
-    )
+    include: list[CodeGlob] = Field(default_factory=lambda: ["**/*.py"])  # relative; none may leave code.root
     exclude: list[NonEmptyStr] = Field(default_factory=list)
 
 
