@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.bundle.manifest import MANIFEST, write_manifest
+from runner.bundle.manifest import MANIFEST
 
 REPO = Path(__file__).resolve().parents[1]
 PROTECTED = b"PROTECTED-7d1c0a55e3b94f26-CONTENT"  # stands for /etc/shadow
@@ -141,10 +142,13 @@ def copy_bundle(made: Made, where: Path) -> Path:
 def forge_manifest(bundle: Path, extra: dict[str, bytes]) -> None:
     """What an attacker does after editing a bundle: recompute MANIFEST.sha256,
     listing ``extra`` entries (links, FIFOs) with the digest of the given bytes."""
-    write_manifest(bundle)
-    with open(bundle / MANIFEST, "a") as fh:
-        for rel, data in extra.items():
-            fh.write(f"{hashlib.sha256(data).hexdigest()}  {rel}\n")
+    lines = []
+    for path in sorted(bundle.rglob("*")):  # as sha256sum would: regular files, links not followed
+        rel = path.relative_to(bundle).as_posix()
+        if rel != MANIFEST and not path.is_symlink() and stat.S_ISREG(path.lstat().st_mode):
+            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {rel}\n")
+    lines += [f"{hashlib.sha256(data).hexdigest()}  {rel}\n" for rel, data in extra.items()]
+    (bundle / MANIFEST).write_text("".join(lines))
 
 
 # ------------------------------------------------------------------ 1. reproduce writes
@@ -161,7 +165,7 @@ def test_reproduce_refuses_env_file_paths_that_leave_its_work_directory(made: Ma
     forge_manifest(bundle, {})
     assert bounded_xrun("verify", bundle, cwd=tmp_path).code == 0  # the forged bundle verifies
     tmpdir = tmp_path / "tmp"  # reproduce's work directory is made in here
-    tmpdir.mkdir()
+    (tmpdir / "adv").mkdir(parents=True)  # where env/../../adv/PWN lands from tmp/xrun-reproduce-*/env
     before = tree(outside)
     res = bounded_xrun("reproduce", bundle, "-o", tmp_path / "new", cwd=tmp_path,
                        env={"TMPDIR": str(tmpdir), "XRUN_CACHE_DIR": str(tmp_path / "cache")})  # fmt: skip
@@ -169,7 +173,8 @@ def test_reproduce_refuses_env_file_paths_that_leave_its_work_directory(made: Ma
     assert "refusing the path '../../adv/PWN' read from the bundle: '../../adv/PWN': escapes" in res.err
     assert "Traceback" not in res.err
     assert tree(outside) == before
-    assert list(tmpdir.iterdir()) == []  # the work directory is gone, and nothing beside it
+    assert [p.name for p in tmpdir.iterdir()] == ["adv"]  # the work directory is gone, nothing beside it
+    assert list((tmpdir / "adv").iterdir()) == []
     assert not (tmp_path / "new").exists()
 
 
