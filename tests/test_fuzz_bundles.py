@@ -4,7 +4,7 @@ Every generated input must end in exit 0, 1, 2 or 3, with no traceback and no
 "internal error", and nothing may be written outside the directories the
 command was given (the bundle, the `pack` output, the cache). The CLI runs in
 this process (``runner.cli.main``) for speed; example counts come from the
-Hypothesis profile (`ci` by default, `long` for a deep run).
+Hypothesis profile (`ci` by default; `HYPOTHESIS_PROFILE=long` with `--timeout=0` for a deep run).
 """
 
 from __future__ import annotations
