@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from runner.cli import main
@@ -133,6 +133,8 @@ def _apply(bundle: Path, name: str, content: bytes | str | tuple[list[str], obje
 
 
 @given(edits=st.lists(bundle_edits(), min_size=1, max_size=3), reseal=st.booleans())
+@example(edits=[("bundle.json", (["created"], 1))], reseal=False)  # found by this test: pack crashed
+@example(edits=[("env/env.json", "Infinity")], reseal=False)  # found by this test: diff crashed
 def test_fuzzed_bundle_files_end_in_a_clean_exit(base_bundle: Path, edits: list, reseal: bool) -> None:
     from runner.bundle.manifest import write_manifest
 

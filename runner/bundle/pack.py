@@ -36,9 +36,9 @@ def pack(bundle_dir: Path, out_file: Path, *, created: str | None = None) -> Pat
     bundle_dir = Path(bundle_dir)
     mtime = 0
     if created:
-        try:
-            mtime = int(datetime.fromisoformat(created).timestamp())
-        except ValueError:
+        try:  # bundle.json is not trusted: anything but a date means time 0
+            mtime = int(datetime.fromisoformat(str(created)).timestamp())
+        except (ValueError, OverflowError, OSError):
             mtime = 0
     files, unsafe = scan(bundle_dir)
     if unsafe:  # a link would embed its target's bytes; a FIFO or device would hang or never end
