@@ -16,6 +16,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from runner._display import safe, trial_rows
 from runner.execute import Event
 
 
@@ -60,11 +61,11 @@ class Progress:
     def event(self, e: Event) -> None:
         if e.kind == "retry":
             if self.enabled:
-                self.bar.console.print(f"[yellow]retry[/] {e.record['id']}: {e.record.get('error')}", markup=True)
+                self.bar.console.print(f"[yellow]retry[/] {e.record['id']}: {safe(str(e.record.get('error')))}", markup=True)
             return
         if e.kind == "failed" and self.enabled:
             first = (e.record.get("error") or "").splitlines()[0:1]
-            self.bar.console.print(f"[red]{e.record.get('failure_class')}[/] {e.record['id']}: {first[0] if first else ''}")
+            self.bar.console.print(f"[red]{e.record.get('failure_class')}[/] {e.record['id']}: {safe(first[0]) if first else ''}")
         c = e.counts
         extra = f"[red]{c['failed']} failed[/] " if c["failed"] else ""
         extra += f"{c['cached']} cached " if c["cached"] else ""
@@ -88,7 +89,7 @@ class Progress:
         if meta.get("best"):
             objective = meta["best"]
             self.console.print(f"best: {objective['trial']} {objective['metric']}={objective['value']:.6g}")
-        self.console.print(trials_table(trials, objective and objective["metric"], (objective or {}).get("goal", "maximize"), limit=10))
+        self.console.print(trials_table(trial_rows(trials), objective and objective["metric"], (objective or {}).get("goal", "maximize"), limit=10))
 
 
 def _read_trials(bundle: Any) -> list[dict[str, Any]]:

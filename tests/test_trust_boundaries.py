@@ -445,3 +445,16 @@ def test_huge_sweeps_are_refused_by_validate_and_plan(tmp_path: Path, sweep: str
         assert res.code == 2, (command, res.out, res.err)
         assert f"big.yaml:4 {where}: the sweep has " in res.err and "trials (more than 1,000,000)" in res.err
         assert res.max_rss_mb < RSS_LIMIT_MB and res.seconds < 30, (res.max_rss_mb, res.seconds)
+
+
+def test_a_trial_error_with_markup_and_escapes_is_shown_as_text(tmp_path: Path) -> None:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mk.py").write_text(
+        'def train(params, ctx):\n    raise ValueError("closing [/bold] and \\x1b]0;title\\x07")\n')
+    spec = tmp_path / "s.yaml"
+    spec.write_text("xrun: 1\nname: mk\ntrial: {function: 'experiments.mk:train'}\noutput: runs\n"
+                    "sweep: {method: list, points: [{x: 1}]}\ncluster: {workers: 1}\n")  # fmt: skip
+    res = bounded_xrun(spec, cwd=tmp_path, env={"XRUN_CACHE_DIR": str(tmp_path / "cache")}, timeout=300)
+    assert res.code == 1, res.err  # the trial failed; the display did not
+    assert "internal error" not in res.err and "\x1b" not in res.out + res.err
+    assert "ValueError: closing [/bold] and \\x1b]0;title\\x07" in res.err
