@@ -14,7 +14,7 @@ import json
 import logging
 import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner import _proc
@@ -41,14 +41,43 @@ class CodeSnapshot:
         return {"root": str(self.root), "hash": self.hash, "files": self.files}
 
 
+def pattern_problem(pattern: str) -> str | None:
+    """Why an include glob could match files outside code.root (``None``: it cannot)."""
+    pure = PurePosixPath(pattern.replace("\\", "/"))
+    if pure.is_absolute() or pattern.startswith("~") or (len(pattern) > 1 and pattern[1] == ":"):
+        return f"{pattern!r} is absolute; include globs are relative to code.root"
+    if ".." in pure.parts:
+        return f"{pattern!r} leaves code.root ('..'); only files under code.root are shipped"
+    return None
+
+
 def select(root: Path, include: list[str], exclude: list[str], skip: list[Path] = ()) -> list[Path]:  # type: ignore[assignment]
-    """Files under ``root`` matching ``include`` and not ``exclude``, sorted."""
+    """Files under ``root`` matching ``include`` and not ``exclude``, sorted.
+
+    Nothing outside ``root`` is ever taken: globs that leave it are refused, and
+    a symlink (to a file, or on the way through a linked directory) whose
+    target is outside ``root`` is skipped with a warning. Links inside ``root``
+    are packed as the file they point to.
+    """
+    for pattern in include:
+        problem = pattern_problem(pattern)
+        if problem:
+            raise SpecError(f"code.include: {problem}")
+    real_root = root.resolve()
     skip_resolved = [p.resolve() for p in skip]
     chosen: set[Path] = set()
+    outside: list[str] = []
     for pattern in include:
         for path in root.glob(pattern):
+            if not path.resolve().is_relative_to(real_root):
+                if path.is_file() or path.is_symlink():
+                    outside.append(path.relative_to(root).as_posix())
+                continue
             if path.is_file():
                 chosen.add(path)
+    if outside:
+        log.warning("skipped %d link(s) leading outside code.root (%s): %s", len(outside), root,
+                    ", ".join(sorted(set(outside))[:5]) + (" …" if len(set(outside)) > 5 else ""))  # fmt: skip
     out = []
     for path in sorted(chosen):
         rel = path.relative_to(root)

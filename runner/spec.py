@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from runner import _yaml
+from runner.code import pattern_problem
 from runner.errors import SpecError
 
 SPEC_VERSION = 1
@@ -144,8 +145,9 @@ PlainValue = Annotated[Any, AfterValidator(_plain_value)]
 
 
 def _glob_pattern(value: str) -> str:
-    if value.startswith("/"):
-        raise ValueError(f"{value!r} is an absolute path; patterns are relative to code.root")
+    problem = pattern_problem(value)
+    if problem:
+        raise ValueError(problem)
     parts = PurePosixPath(value).parts
     if not parts:
         raise ValueError(f"{value!r} matches nothing; use a pattern like **/*.py")
@@ -236,9 +238,10 @@ class Image(StrictModel):
     registry: str | None = None
 
 
+
 class Code(StrictModel):
     root: SpecPath = Field(Path("."), validate_default=True, description="directory shipped to workers and snapshotted")
-    include: list[GlobPattern] = Field(default_factory=lambda: ["**/*.py"])
+    include: list[GlobPattern] = Field(default_factory=lambda: ["**/*.py"])  # relative; none may leave code.root
     exclude: list[GlobPattern] = Field(default_factory=list)
 
 
@@ -494,10 +497,14 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
     file = display_path(path.absolute())
     if path.is_dir():
         raise SpecError("is a directory, not a spec file", file=file)
-    try:
-        data = path.read_bytes()
+    from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
+
+    try:  # a FIFO or /dev/zero would block or never end
+        data = read_bytes(path, MAX_SPEC_BYTES, follow=True)
     except FileNotFoundError:
         raise SpecError("spec file not found", file=file) from None
+    except UnsafePath as exc:
+        raise SpecError(f"cannot read spec: {str(exc).removeprefix(f'{path}: ')}", file=file) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", file=file) from None
     text = _yaml.decode(data, file)
