@@ -45,7 +45,7 @@ def pattern_problem(pattern: str) -> str | None:
     """Why an include glob could match files outside code.root (``None``: it cannot)."""
     pure = PurePosixPath(pattern.replace("\\", "/"))
     if pure.is_absolute() or pattern.startswith("~") or (len(pattern) > 1 and pattern[1] == ":"):
-        return f"{pattern!r} is absolute; include globs are relative to code.root"
+        return f"{pattern!r} is absolute; patterns are relative to code.root"
     if ".." in pure.parts:
         return f"{pattern!r} leaves code.root ('..'); only files under code.root are shipped"
     return None

@@ -58,7 +58,7 @@ ATTACKS: list[tuple[str, str, list[str]]] = [
     ("infinite-timeout", GOOD.replace("trial:\n", "trial:\n  timeout: .inf\n"), [":4 trial.timeout", "finite"]),
     ("century-timeout", GOOD.replace("trial:\n", "trial:\n  timeout: 1.0e+300\n"), [":4 trial.timeout", "366 days"]),
     ("absolute-include-glob", GOOD + "code:\n  include: ['/etc/*']\n", [":10 code.include[0]", "is absolute"]),
-    ("absolute-exclude-glob", GOOD + "code:\n  exclude: ['/tmp/**']\n", [":10 code.exclude[0]", "absolute path"]),
+    ("absolute-exclude-glob", GOOD + "code:\n  exclude: ['/tmp/**']\n", [":10 code.exclude[0]", "is absolute"]),
     ("broken-glob", GOOD + "code:\n  include: ['src/a**b']\n", [":10 code.include[0]", "whole path component"]),
     ("empty-glob", GOOD + "code:\n  exclude: ['.']\n", [":10 code.exclude[0]", "matches nothing"]),
     ("version-true", GOOD.replace("xrun: 1", "xrun: true"), [":1 xrun", "expected the integer 1, got boolean"]),
