@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runner import code as code_mod
@@ -37,6 +38,7 @@ class Plan:
     trials: list[PlannedTrial]
     cached: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_cache: bool = True
+    sweep_version: int = sweep_mod.SWEEP_VERSION
 
     @property
     def spec(self):  # type: ignore[no-untyped-def]
@@ -65,6 +67,7 @@ class Plan:
             "data": {k: v["sha256"] for k, v in self.data.items()},
             "definition": self.definition,
             "seed": self.spec.sweep.seed,
+            "sweep_version": self.sweep_version,
         }
 
 
@@ -74,10 +77,12 @@ def make_plan(
     *,
     use_cache: bool = True,
     cache: TrialCache | None = None,
+    sweep_version: int = sweep_mod.SWEEP_VERSION,
 ) -> Plan:
+    """``sweep_version`` other than the current one only to reproduce older bundles."""
     spec = loaded.spec
     snapshot = code_mod.snapshot(
-        spec.code.root, spec.code.include, spec.code.exclude, skip=[spec.output]
+        spec.code.root, spec.code.include, spec.code.exclude, skip=_output_inside(spec.output, spec.code.root)
     )
     if isinstance(spec.trial, FunctionTrial):
         module = spec.trial.function.split(":")[0]
@@ -94,7 +99,7 @@ def make_plan(
     definition = sweep_mod.trial_definition(spec)
     data_hashes = {k: v["sha256"] for k, v in data.items()}
     trials = []
-    for point in sweep_mod.expand(spec.sweep):
+    for point in sweep_mod.expand(spec.sweep, sweep_version):
         try:
             key = sweep_mod.trial_key(
                 params=point.params,
@@ -103,6 +108,7 @@ def make_plan(
                 code_hash=snapshot.hash,
                 env_hash=env.lock_hash,
                 data_hashes=data_hashes,
+                version=sweep_version,
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(
@@ -112,7 +118,7 @@ def make_plan(
                 path="sweep",
             ) from None
         trials.append(PlannedTrial(point, key))
-    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache)
+    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache, sweep_version=sweep_version)
     if use_cache:
         cache = cache or TrialCache()
         for t in trials:
@@ -120,6 +126,14 @@ def make_plan(
             if entry is not None:
                 plan.cached[t.key] = entry
     return plan
+
+
+def _output_inside(output: Path, root: Path) -> list[Path]:
+    """The output directory, when bundles land inside the code tree (so earlier
+    bundles are not snapshotted as code). An output that *holds* the code root,
+    as when reproducing from inside ``runs/``, must not hide the code itself."""
+    out, top = output.resolve(), root.resolve()
+    return [output] if out != top and out.is_relative_to(top) else []
 
 
 def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
@@ -167,6 +181,11 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             )
     if old.get("definition") != new["definition"]:
         out.append("trial definition changed (function, estimator, dataset, cv or scoring)")
+    if old.get("sweep_version", 1) != new["sweep_version"]:
+        out.append(
+            f"trial keys and sweep expansion changed format (sweep version {old.get('sweep_version', 1)} → "
+            f"{new['sweep_version']}): results of older xrun releases are not reused"
+        )
     if old.get("seed") != new["seed"]:
         out.append(f"sweep.seed changed: {old.get('seed')} → {new['seed']}")
     return out

@@ -321,7 +321,8 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "duration_seconds": round(duration, 3),
         "env": {"kind": plan.env.kind, "lock_hash": plan.env.lock_hash},
         "code_hash": plan.code.hash,
-        "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep)},
+        "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep),
+                  "version": plan.sweep_version},
     }
     if outcome.stopped_early:
         summary["stopped"] = "fail-fast"

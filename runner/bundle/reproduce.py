@@ -104,7 +104,10 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
     resolved = bundle.json("spec.resolved.json")
     if not isinstance(resolved, dict):
         raise UsageError(f"{bundle.root}: spec.resolved.json is missing or unreadable")
-    resolved.pop("_overrides", None)
+    overrides = resolved.pop("_overrides", None) or []
+    if sweep_version(bundle) == 1:
+        _restore_written_order(bundle, resolved, overrides)
+    _image_from_bundle(bundle, resolved, workdir)
     code_dir = workdir / "code"
     code_dir.mkdir(parents=True)
     safe_extract(bundle.root / "code" / "source.tar.gz", code_dir)
@@ -144,7 +147,8 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
             resolved["cluster"].pop("kubernetes", None)
         if backend != "address":
             resolved["cluster"].pop("address", None)
-    resolved["output"] = str(output or _default_output(bundle))
+    # Absolute, so the new bundle lands where the user is, not in ``workdir``.
+    resolved["output"] = str(Path(output or _default_output(bundle)).absolute())
     spec_path = workdir / "spec.yaml"
     text = (bundle.root / "spec.yaml").read_text(encoding="utf-8")
     spec_path.write_text(text, encoding="utf-8")
@@ -152,12 +156,78 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
 
 
 def _default_output(bundle: Bundle) -> Path:
+    """Next to the original bundle; for an unpacked archive, ``runs/`` in the
+    user's working directory. Always absolute (a relative bundle path is taken
+    from the working directory the command was started in)."""
     from runner import config
 
-    parent = bundle.root.parent
-    if config.cache_dir() in bundle.root.parents:  # an unpacked archive
+    root = bundle.root.absolute()
+    if config.cache_dir().absolute() in root.parents:  # an unpacked archive
         return Path.cwd() / "runs"
-    return parent
+    return root.parent
+
+
+def sweep_version(bundle: Bundle) -> int:
+    """The sweep expansion the bundle's trials were made with (1 before it was recorded)."""
+    from runner.sweep import SWEEP_VERSIONS
+
+    sweep = bundle.meta.get("sweep")
+    version = sweep.get("version", 1) if isinstance(sweep, dict) else 1
+    if version not in SWEEP_VERSIONS:
+        raise UsageError(
+            f"{bundle.root}: sweep version {version!r} was written by a newer xrun "
+            f"(this one knows {', '.join(map(str, SWEEP_VERSIONS))}); upgrade xrun to reproduce it"
+        )
+    return int(version)
+
+
+def _restore_written_order(bundle: Bundle, resolved: dict[str, Any], overrides: list[str]) -> None:
+    """Sweep version 1 expanded ``sweep.parameters`` in the order they were
+    written; spec.resolved.json has them sorted. Recover the written order from
+    spec.yaml with the recorded ``--set`` overrides applied (the way the run
+    read them), else from the order of the recorded trials' params."""
+    from runner import _yaml
+    from runner.errors import XrunError
+    from runner.spec import apply_override
+
+    params = (resolved.get("sweep") or {}).get("parameters") or {}
+    if not isinstance(params, dict) or len(params) < 2:
+        return
+    order: list[str] = []
+    try:
+        raw, _ = _yaml.load((bundle.root / "spec.yaml").read_text(encoding="utf-8"), "spec.yaml")
+        for item in overrides:
+            apply_override(raw, str(item))
+        order = list(raw["sweep"]["parameters"])
+    except (XrunError, OSError, KeyError, TypeError, ValueError):
+        pass
+    if set(order) != set(params):
+        first = next((r.get("params") for r in bundle.trials if isinstance(r.get("params"), dict)), None)
+        order = list(first or [])
+    if set(order) == set(params):
+        resolved["sweep"]["parameters"] = {name: params[name] for name in order}
+
+
+def _image_from_bundle(bundle: Bundle, resolved: dict[str, Any], workdir: Path) -> None:
+    """Docker and Kubernetes runs rebuild the image the bundle records: the base
+    Dockerfile (recovered from the rendered Dockerfile in image.json) and its
+    build args, not a path relative to a spec file that may be gone. Bundles
+    without an image that named a relative base fall back to the default base
+    (``--build-arg BASE_IMAGE=…`` still picks another)."""
+    from runner.image import DEFAULT_BASE_IMAGE, REDACTED, base_dockerfile_of
+
+    image = resolved.setdefault("image", {})
+    recorded = bundle.json("image.json")
+    if isinstance(recorded, dict) and isinstance(recorded.get("dockerfile"), str):
+        base = workdir / "Dockerfile.base"
+        base.write_text(base_dockerfile_of(recorded["dockerfile"]), encoding="utf-8")
+        image["base"] = str(base)
+        args = {str(k): str(v) for k, v in (recorded.get("build_args") or {}).items() if v != REDACTED}
+        image["build_args"] = {**(image.get("build_args") or {}), **args}  # what was built; the CLI's win later
+        return
+    base_value = str(image.get("base") or "")
+    if base_value and not Path(base_value).is_absolute() and ":" not in base_value and "@" not in base_value:
+        image["base"] = DEFAULT_BASE_IMAGE
 
 
 def environment_note(bundle: Bundle, env: Any) -> tuple[str, bool | None]:
@@ -224,7 +294,7 @@ def reproduce(
         loaded = prepare(bundle, workdir, backend=backend, data=data or {}, output=options.output)
         env = load_environment(loaded)
         result.environment, result.env_identical = environment_note(bundle, env)
-        plan = make_plan(loaded, env, use_cache=False)
+        plan = make_plan(loaded, env, use_cache=False, sweep_version=sweep_version(bundle))
         by_id = {t.id: t for t in plan.trials}
         selected = []
         for rec in chosen:
