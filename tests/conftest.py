@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property tests: a few examples by default and in CI (`make test` stays quick);
+# `pytest --hypothesis-profile=long` soaks the same properties for longer.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=8, deadline=None, suppress_health_check=_SLOW_OK, print_blob=True)
+settings.register_profile("long", max_examples=200, deadline=None, suppress_health_check=_SLOW_OK, print_blob=True)
+settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
