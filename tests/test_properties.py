@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 from runner.bundle.reproduce import reproduce
 from runner.plan import make_plan
-from runner.run import RunOptions, load_environment, run
+from runner.run import load_environment, run
 from runner.spec import loads_spec
 
 TRIAL = '''
