@@ -139,7 +139,8 @@ def test_reproduce_from_anywhere_leaves_the_printed_bundle_in_place(run_xrun, tm
 
 
 def test_tutorial_reproduce_commands_run_as_written(run_xrun, tmp_path: Path) -> None:
-    """docs/tutorial.md §1 and §5 in a fresh checkout, with its relative paths."""
+    """docs/tutorial.md §5 and README's bundle commands in a fresh checkout, with
+    their relative paths (the run from §1 makes the bundle)."""
     checkout = tmp_path / "checkout"
     for part in ("specs", "experiments", "envs"):
         shutil.copytree(REPO / part, checkout / part)
@@ -154,9 +155,12 @@ def test_tutorial_reproduce_commands_run_as_written(run_xrun, tmp_path: Path) ->
     assert "xrun reproduce runs/my-sweep-…" in commands, commands
     pack = re.search(r"`(xrun pack BUNDLE -o run\.tar\.gz)`", section)
     assert pack, "the tutorial no longer shows `xrun pack BUNDLE -o run.tar.gz`"
+    readme = (REPO / "README.md").read_text(encoding="utf-8").split("## Everyday use", 1)[1].split("```", 2)[1]
+    readme_commands = re.findall(r"^(xrun (?:reproduce|pack|verify|show) [^#\n]*?)\s*(?:#.*)?$", readme, re.M)
+    assert len(readme_commands) == 4, readme_commands
     ran = 0
-    for line in [pack.group(1), *commands]:
-        line = line.replace("BUNDLE", bundle).replace("runs/my-sweep-…", bundle)
+    for line in [pack.group(1), *commands, *readme_commands]:
+        line = line.replace("BUNDLE", bundle).replace("runs/my-sweep-…", bundle).replace("runs/quickstart-…", bundle)
         args = line.split()[1:]
         if "--backend" in args and "docker" in args:
             continue  # the quickstart runs in `current: true`; tests/docker runs this line on a docker bundle
@@ -168,7 +172,7 @@ def test_tutorial_reproduce_commands_run_as_written(run_xrun, tmp_path: Path) ->
             new = reproduced(res, checkout)
             assert new.is_dir() and "verdict: match" in res.err, line
         ran += 1
-    assert ran >= 3
+    assert ran >= 7
 
 
 # ------------------------------------------------------------------ pre-flight
