@@ -10,6 +10,7 @@ and every metric is compared within ``reproduce.tolerance`` (default: exact).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from runner.bundle.read import Bundle, open_bundle
 from runner.bundle.write import BundleWriter, latest_records, read_journal
 from runner.errors import UsageError
 from runner.execute import Outcome
+
+log = logging.getLogger(__name__)
 
 REPRODUCE_FILE = "reproduce.json"
 
@@ -219,8 +222,13 @@ def _image_from_bundle(bundle: Bundle, resolved: dict[str, Any], workdir: Path) 
     image = resolved.setdefault("image", {})
     recorded = bundle.json("image.json")
     if isinstance(recorded, dict) and isinstance(recorded.get("dockerfile"), str):
+        try:
+            text = base_dockerfile_of(recorded["dockerfile"])
+        except UsageError as exc:  # matters only where an image is built, which then says so
+            log.warning("%s: %s; building from the spec's image.base", bundle.root / "image.json", exc.message)
+            return
         base = workdir / "Dockerfile.base"
-        base.write_text(base_dockerfile_of(recorded["dockerfile"]), encoding="utf-8")
+        base.write_text(text, encoding="utf-8")
         image["base"] = str(base)
         args = {str(k): str(v) for k, v in (recorded.get("build_args") or {}).items() if v != REDACTED}
         image["build_args"] = {**(image.get("build_args") or {}), **args}  # what was built; the CLI's win later
