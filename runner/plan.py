@@ -95,7 +95,7 @@ def make_plan(
                 line=loaded.lines.get(("trial", "function")),
                 path="trial.function",
             )
-    data = hash_inputs(spec)
+    data = dict(sorted(hash_inputs(spec).items()))  # trials see ctx.data in one order, however written
     definition = sweep_mod.trial_definition(spec)
     data_hashes = {k: v["sha256"] for k, v in data.items()}
     trials = []

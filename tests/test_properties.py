@@ -123,7 +123,7 @@ def cases(draw: st.DrawFn) -> Case:
         ]
     sweep["repeats"] = draw(st.integers(1, 2))
     sweep["seed"] = draw(st.integers(0, 2**40))
-    data = draw(st.dictionaries(names, st.text(alphabet="ab,\n", max_size=10), max_size=2))
+    data = {n: draw(st.text(alphabet="ab,\n", max_size=10)) for n in draw(st.lists(names, max_size=3, unique=True))}
     overrides = [f"sweep.seed={sweep['seed']}"]
     if draw(st.booleans()):
         overrides.append("description=set from the command line")
@@ -154,7 +154,7 @@ def spec_text(case: Case, *, project: Path, data_dir: Path, address: str, functi
         "xrun": 1,
         "name": "prop",
         "code": {"root": ".", "include": ["trialmod.py"]},
-        "data": {n: {"path": str(data_dir / f"{n}.txt")} for n in sorted(case.data)},
+        "data": {n: {"path": str(data_dir / f"{n}.txt")} for n in case.data},  # as drawn: not sorted
         "trial": {"function": f"trialmod:{function}"},
         "sweep": sweep,
         "cluster": {"backend": "address", "address": address, "workers": 1},
@@ -227,8 +227,10 @@ def test_a_reordered_spec_has_the_same_trials(case: Case, shuffle_seed: int, env
         permuted_overrides = list(case.overrides)
         rng.shuffle(permuted_overrides)  # they set different keys: order must not matter
         b = loads_spec(spec_text(case, rng=rng, **common), project / "b.yaml", permuted_overrides)
-        first, second = trials_of(make_plan(a, env)), trials_of(make_plan(b, env))
+        plan_a, plan_b = make_plan(a, env), make_plan(b, env)
+        first, second = trials_of(plan_a), trials_of(plan_b)
         assert first == second
+        assert list(plan_a.data) == list(plan_b.data) == sorted(case.data)  # ctx.data in one order too
         assert [list(p) for _, p, _, _ in first] == [sorted(p) for _, p, _, _ in first]  # trials see sorted keys
 
 

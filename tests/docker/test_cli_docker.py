@@ -12,7 +12,7 @@ import pytest
 
 from runner._image_docker import LABEL_MANAGED as MANAGED_LABEL
 
-from .conftest import BASE_ARGS, DATA, PINNED_SKLEARN, REPO, TEST_IMAGE_NAME
+from .conftest import BASE_ARGS, DATA, PINNED_SKLEARN, REPO, TEST_IMAGE_NAME, run_objects
 
 pytestmark = pytest.mark.docker
 
@@ -124,4 +124,5 @@ output: ../runs
     # rebuilt from what the bundle recorded: the same Dockerfile and build args, so the same image
     assert image["dockerfile"] == recorded["dockerfile"] and image["build_args"] == recorded["build_args"]
     assert image["image"] == recorded["image"] and image["env_layer_digest"] == recorded["env_layer_digest"]
-    assert docker_client.containers.list(all=True, filters={"label": MANAGED_LABEL}) == []
+    for run_id in (bundle.name, new.name):  # other runs may share the daemon: only ours must be gone
+        assert run_objects(docker_client, run_id) == [], run_id
