@@ -60,6 +60,9 @@ def ignores_seed(params, ctx):
     return {"m": int.from_bytes(os.urandom(6), "big") / 2**48}
 '''
 
+# The whole of a property test counts against pytest-timeout: scale it with the profile.
+pytestmark = pytest.mark.timeout(max(600, settings().max_examples * 12))
+
 # ------------------------------------------------------------------ strategies
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
