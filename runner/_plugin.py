@@ -150,5 +150,9 @@ def call_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return importlib.import_module(WORKER_MODULE).run_batch(tasks)
 
 
+def call_stop(run: str) -> None:
+    importlib.import_module(WORKER_MODULE).stop(run)
+
+
 def call_info() -> dict[str, Any]:
     return importlib.import_module(WORKER_MODULE).worker_info()

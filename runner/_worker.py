@@ -193,12 +193,32 @@ def _emit(msg: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ trials
 
 
+STOPPED: set[str] = set()  # runs whose driver asked that no further trial starts
+STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a batched result is not streamed
+
+
+def stop(run: str) -> None:
+    STOPPED.add(run)
+
+
 def run_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [run_trial(task) for task in tasks]
+    """Run trials one after another; each finished result is also sent to the
+    driver at once, so a worker lost in the middle of a batch loses none."""
+    results = []
+    for task in tasks:
+        result = run_trial(task)
+        results.append(result)
+        if result["status"] != "skipped":
+            size = len(result.get("log") or "") + sum(len(b) for _, b in result.get("artifacts") or [])
+            if size <= STREAM_LIMIT:
+                _emit({"result": result})
+    return results
 
 
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     """Run one trial; always returns a result dict."""
+    if task.get("run") in STOPPED:  # the driver was interrupted: start nothing new
+        return {"trial_id": task["trial_id"], "key": task["key"], "status": "skipped"}
     out_router, err_router = _install_routers()
     worker = _worker()
     address = getattr(worker, "address", None) or f"pid-{os.getpid()}"
@@ -218,8 +238,9 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         "traceback": None,
         "metrics": {},
     }
-    if task.get("timeout"):  # the driver restarts a worker whose trial is stuck past it
-        _emit({"start": task["key"], "worker": address, "time": time.time()})
+    # The driver restarts a worker whose trial is stuck past its timeout, and
+    # tells which trial a lost worker was running.
+    _emit({"start": task["key"], "worker": address, "time": time.time()})
     dog = _Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, task["trial_id"])
     out_router.local.buffer = buf
     err_router.local.buffer = buf

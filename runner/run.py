@@ -183,7 +183,7 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
 
             python = create_env(plan.env)
         return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                            memory_limit=c.memory_limit, python=python)  # fmt: skip
+                            memory_limit=c.memory_limit, python=python, stop=options.stop)  # fmt: skip
     if c.backend == "address":
         from runner.cluster.address import AddressBackend
 
@@ -228,11 +228,12 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
     with client:
         try:
-            client.wait_for_workers(max(info.workers, 1), timeout=WORKERS_TIMEOUT)
+            # One worker is enough to start; the others join while trials run.
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
         except TimeoutError:
             raise InfraError(
-                f"fewer than {max(info.workers, 1)} Dask workers joined the scheduler at {info.address} "
-                f"within {WORKERS_TIMEOUT:.0f}s; start more workers or lower cluster.workers"
+                f"no Dask worker joined the scheduler at {info.address} within {WORKERS_TIMEOUT:.0f}s; "
+                "start workers (or check their logs) and run again"
             ) from None
         import cloudpickle
 
@@ -241,12 +242,13 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
         from runner.execute import _shipped
 
-        reports = client.run(_shipped(_plugin.call_info))
+        # A worker lost meanwhile is left out: it is checked when it comes back.
+        reports = client.run(_shipped(_plugin.call_info), on_error="ignore")
         host["workers"] = reports
         _check_workers(plan, reports)
         if info.dashboard:
             status_cb(f"dashboard: {info.dashboard}")
-        executor.run(client)
+        executor.run(client, check=info.check)
 
 
 def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
