@@ -6,8 +6,8 @@ everything it started, on success, failure and interruption alike.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
