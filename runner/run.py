@@ -242,13 +242,22 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
         from runner.execute import _shipped
 
-        # A worker lost meanwhile is left out: it is checked when it comes back.
+        # Workers that are lost meanwhile, or join later, are checked and
+        # recorded when the trials are done.
         reports = client.run(_shipped(_plugin.call_info), on_error="ignore")
         host["workers"] = reports
         _check_workers(plan, reports)
         if info.dashboard:
             status_cb(f"dashboard: {info.dashboard}")
-        executor.run(client, check=info.check)
+        try:
+            executor.run(client, check=info.check)
+        finally:
+            try:
+                late = client.run(_shipped(_plugin.call_info), on_error="ignore")
+                host["workers"] = {**reports, **late}
+            except Exception:  # the cluster may be gone; what is known is kept
+                log.debug("collecting worker reports failed", exc_info=True)
+        _check_workers(plan, host["workers"])
 
 
 def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
