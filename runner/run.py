@@ -249,15 +249,15 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         _check_workers(plan, reports)
         if info.dashboard:
             status_cb(f"dashboard: {info.dashboard}")
-        try:
-            executor.run(client, check=info.check)
-        finally:
+        executor.run(client, check=info.check)
+        if not executor.outcome.interrupted:
             try:
                 late = client.run(_shipped(_plugin.call_info), on_error="ignore")
-                host["workers"] = {**reports, **late}
-            except Exception:  # the cluster may be gone; what is known is kept
+            except Exception:  # what is known is kept
                 log.debug("collecting worker reports failed", exc_info=True)
-        _check_workers(plan, host["workers"])
+                late = {}
+            host["workers"] = {**reports, **late}
+            _check_workers(plan, late)
 
 
 def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
