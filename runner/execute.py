@@ -199,12 +199,21 @@ class Executor:
 
         def next_batch() -> list[Any]:
             """Finished futures; wakes up to notice Ctrl-C and a dead cluster."""
+            last_check = time.monotonic()
             while True:
                 batch = ac.next_batch(block=False)
                 if batch or self.fatal is not None:
                     return batch
                 if self.stop.is_set():
                     self._tell_stop()
+                if self._check is not None and time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    trouble = self._check()
+                    if trouble:
+                        from runner.errors import InfraError
+
+                        self.fatal = InfraError(trouble)
+                        return []
                 with ac.thread_condition:
                     ac.thread_condition.wait(timeout=0.2)
 
@@ -225,6 +234,8 @@ class Executor:
                         in_flight.clear()
                         break
                 if self.fatal is not None:
+                    # The cluster is gone: Dask's own reconnect tracebacks say nothing more.
+                    _silence_distributed()
                     self._cancel(in_flight)
                     raise self.fatal
                 submit_more()
@@ -472,6 +483,11 @@ class Executor:
             self.outcome.best = (record["id"], float(value))
 
 
+def _silence_distributed() -> None:
+    for name in ("distributed", "distributed.client", "distributed.core", "distributed.utils", "distributed.comm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 def _shipped(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A closure Dask cannot import, so it travels with cloudpickle, by value.
 
@@ -521,12 +537,6 @@ class _Monitor(threading.Thread):
             now = time.monotonic()
             if now - last_check > 2.0:
                 last_check = now
-                trouble = ex._check() if ex._check else None
-                if trouble:
-                    from runner.errors import InfraError
-
-                    ex.fatal = InfraError(trouble)
-                    return
                 try:
                     workers = set(ex._client.nthreads())
                     n = len(workers)

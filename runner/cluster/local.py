@@ -89,7 +89,7 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> Non
 
 def _read_tail(path: Path) -> str:
     try:
-        return _proc.tail(path.read_text(errors="replace"))
+        return _proc.tail(path.read_text(errors="replace")) or "(empty)"
     except OSError:
         return "(no log)"
 
