@@ -202,17 +202,8 @@ def stop(run: str) -> None:
 
 
 def run_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run trials one after another; each finished result is also sent to the
-    driver at once, so a worker lost in the middle of a batch loses none."""
-    results = []
-    for task in tasks:
-        result = run_trial(task)
-        results.append(result)
-        if result["status"] != "skipped":
-            size = len(result.get("log") or "") + sum(len(b) for _, b in result.get("artifacts") or [])
-            if size <= STREAM_LIMIT:
-                _emit({"result": result})
-    return results
+    """Run trials one after another (each result is streamed, see run_trial)."""
+    return [run_trial(task) for task in tasks]
 
 
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +265,11 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     result["log"] = buf.getvalue()
     result["artifacts"] = _collect(artifact_dir)
     shutil.rmtree(artifact_dir, ignore_errors=True)
+    # Sent to the driver at once too: a worker lost before the driver gathered
+    # the task's result (or in the middle of a batch) loses no finished trial.
+    size = len(result["log"]) + sum(len(b) for _, b in result["artifacts"])
+    if size <= STREAM_LIMIT:
+        _emit({"result": result})
     return result
 
 

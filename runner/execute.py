@@ -293,17 +293,23 @@ class Executor:
         forced = self._forced.pop(fut.key, None)  # key of the trial the monitor timed out
         with self._events:
             streamed = {t.key: self._streamed.pop(t.key) for t, _ in unit.items if t.key in self._streamed}
-        if fut.status == "finished":
+        status = fut.status
+        if status == "finished" and len(streamed) == len(unit.items):
+            # Every result already came as an event: nothing to gather from a
+            # worker that may be gone by now.
+            results = [streamed[t.key] for t, _ in unit.items]
+        elif status == "finished":
             results = fut.result()
             if len(unit.items) == 1:
                 results = [results]
+        if status == "finished":
             for (trial, attempt), result in zip(unit.items, results):
                 if result.get("status") == "skipped":  # stopped before it started
                     self._started.pop(trial.key, None)
                     continue
                 self._note_duration(result)
                 self._handle(trial, attempt, result, queue)
-        elif fut.status == "cancelled" and forced is None:
+        elif status == "cancelled" and forced is None:
             # Not cancelled by xrun (those are dropped before): the scheduler
             # lost the run's tasks. Nothing is re-run; finished trials are kept.
             from runner.errors import InfraError
@@ -312,6 +318,20 @@ class Executor:
             self.fatal = self.fatal or InfraError(
                 trouble or "the Dask scheduler dropped the run's tasks (it restarted or became unreachable)"
             )
+        elif status != "error" and forced is None:
+            # Finished, but its result was lost with its worker before it was
+            # gathered (Dask would compute it again): results that came as
+            # events are kept, the others run again, without counting an attempt.
+            try:
+                self._client.cancel([fut], force=True)
+            except Exception:
+                log.debug("cancel failed", exc_info=True)
+            for trial, attempt in unit.items:
+                if trial.key in streamed:
+                    self._handle(trial, attempt, streamed[trial.key], queue)
+                else:
+                    self._started.pop(trial.key, None)
+                    queue.append((trial, attempt, True))
         else:
             # The task was lost (its worker died, or was restarted for a stuck
             # trial). Finished trials of a batch were streamed and are kept;
@@ -321,11 +341,11 @@ class Executor:
                 if trial.key in streamed:
                     self._handle(trial, attempt, streamed[trial.key], queue)
                 elif forced == trial.key or (forced is None and (len(unit.items) == 1 or trial.key in self._started)):
-                    result = self._lost_result(fut, trial, forced == trial.key)
-                    if result is None:
+                    judged = self._lost_result(fut, trial, forced == trial.key)
+                    if judged is None:
                         queue.append((trial, attempt, True))
                     else:
-                        self._handle(trial, attempt, result, queue)
+                        self._handle(trial, attempt, judged, queue)
                 else:
                     self._started.pop(trial.key, None)
                     queue.append((trial, attempt, True))
@@ -400,6 +420,8 @@ class Executor:
 
     def _handle(self, trial: PlannedTrial, attempt: int, result: dict[str, Any], queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         self._started.pop(trial.key, None)
+        if result.get("artifacts"):  # lists when they came as an event
+            result["artifacts"] = [(rel, blob) for rel, blob in result["artifacts"]]
         if self.redact:
             result = self._scrub(result)
         if result["status"] == "error" and attempt <= self.retries and not self.stop.is_set():
