@@ -17,8 +17,8 @@
   only then counts as done: a killed driver loses nothing it reported.
 * ``stop`` (first Ctrl-C): no trial starts after it (workers are told to skip
   the run's queued tasks); running trials finish and are recorded. A
-  ``KeyboardInterrupt`` (second Ctrl-C) cancels the rest (class ``cancelled``
-  is never recorded: those trials are ``not_run``).
+  ``KeyboardInterrupt`` (second Ctrl-C) cancels the rest (nothing is recorded
+  for a cancelled trial: it is ``not_run``, and a re-run runs it).
 """
 
 from __future__ import annotations
@@ -451,8 +451,6 @@ class Executor:
         if timed_out:
             return {**base, "status": "timeout", "failure_class": "timeout",
                     "error": f"trial exceeded its timeout of {self.timeout:g}s and did not stop; its worker was restarted"}  # fmt: skip
-        if fut.status == "cancelled":
-            return {**base, "status": "error", "failure_class": "cancelled", "error": "cancelled"}
         exc = fut.exception()
         name = type(exc).__name__
         if name == "KilledWorker":
