@@ -246,36 +246,39 @@ def test_killed_driver_leaves_no_process_and_the_rerun_resumes(project, seed: in
 # ------------------------------------------------------------------ address
 
 
-def home_cluster(tmp: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+def home_cluster(tmp: Path, port: int) -> list[subprocess.Popen[bytes]]:
     """A scheduler and two nanny-less workers, as someone would start them by hand."""
-    sched_file = tmp / "scheduler.json"
+    address = f"tcp://127.0.0.1:{port}"
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", "0", "--scheduler-file", str(sched_file), "--no-dashboard"],
+                               "--port", str(port), "--no-dashboard"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sched_file.exists() or not sched_file.read_text().strip():
-        assert time.monotonic() < deadline, "scheduler did not start"
-        time.sleep(0.1)
-    address = json.loads(sched_file.read_text())["address"]
     for i in range(2):
         procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
                                        "--no-nanny", "--name", f"home-{i}", "--no-dashboard"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp))  # fmt: skip
-    return address, procs
+    return procs
 
 
 @pytest.mark.parametrize("seed", range(2))
 def test_address_worker_killed_at_a_random_moment(project, tmp_path: Path, seed: int) -> None:
+    """The scheduler may come up after xrun started (a cluster someone is
+    starting); one of its two workers dies at a random moment."""
+    import socket
+
     project.file("experiments/faulty.py", TRIAL)
-    address, procs = home_cluster(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = project.spec(spec_text(f"{{backend: address, address: 'tcp://127.0.0.1:{port}', workers: 2}}"))
+    rng = random.Random(seed)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        spec = project.spec(spec_text(f"{{backend: address, address: '{address}', workers: 2}}"))
-        rng = random.Random(seed)
         proc = start(spec, project.root)
-        workers = [psutil.Process(p.pid) for p in procs[1:]]
-        # One of the two workers dies: the other must finish the sweep.
-        victim = rng.choice(workers)
-        phase = kill_at_random_moment(proc, project.root / "out", rng, lambda: [victim], sigkill)
+        time.sleep(rng.uniform(0, 2))  # xrun waits for the scheduler to come up
+        procs = home_cluster(tmp_path, port)
+        victim = psutil.Process(rng.choice(procs[1:]).pid)
+        phase = kill_at_random_moment(proc, project.root / "out", rng, lambda: [victim] if victim.is_running() else [],
+                                      sigkill)  # fmt: skip
         check_complete(proc, project.root / "out", f"seed {seed}, {phase}")
     finally:
         for p in procs:
