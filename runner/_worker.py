@@ -228,6 +228,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         "error": None,
         "traceback": None,
         "metrics": {},
+        "unit": task.get("unit"),
     }
     # The driver restarts a worker whose trial is stuck past its timeout, and
     # tells which trial a lost worker was running.

@@ -117,7 +117,10 @@ class Executor:
         self._oom_warned: set[str] = set()
         self._oom_workers: set[str] = set()  # workers their nanny killed for memory
         self._lost: dict[str, int] = {}  # trial key -> times its worker died under it
-        self._streamed: dict[str, dict[str, Any]] = {}  # trial key -> result sent from a batch
+        # trial key -> result a worker sent as an event when the trial ended
+        # (the scheduler keeps at most distributed.admin.low-level-log-length of them)
+        self._streamed: dict[str, dict[str, Any]] = {}
+        self._recorded: set[str] = set()  # trial keys already handled: late events are dropped
         self._events = threading.Lock()
         self._stop_sent = False
         self._check: Callable[[], str | None] | None = None  # the backend's health check
@@ -190,9 +193,9 @@ class Executor:
                 first, attempt = items[0]
                 key = f"{TRIAL_PREFIX}-{first.id}-{attempt}-{counter}-{self.run_id[-6:]}"
                 if len(items) == 1:
-                    fut = client.submit(trial_fn, self._task(first), key=key, pure=False)
+                    fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
-                    fut = client.submit(batch_fn, [self._task(t) for t, _ in items], key=key, pure=False)
+                    fut = client.submit(batch_fn, [self._task(t, key) for t, _ in items], key=key, pure=False)
                 in_flight[key] = _Unit(items, fut)
                 self.outcome.tasks += 1
                 ac.add(fut)
@@ -201,11 +204,11 @@ class Executor:
             """Finished futures; wakes up to notice Ctrl-C and a dead cluster."""
             last_check = time.monotonic()
             while True:
+                if self.stop.is_set():
+                    self._tell_stop()
                 batch = ac.next_batch(block=False)
                 if batch or self.fatal is not None:
                     return batch
-                if self.stop.is_set():
-                    self._tell_stop()
                 if self._check is not None and time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     trouble = self._check()
@@ -292,7 +295,9 @@ class Executor:
         fut = unit.fut
         forced = self._forced.pop(fut.key, None)  # key of the trial the monitor timed out
         with self._events:
-            streamed = {t.key: self._streamed.pop(t.key) for t, _ in unit.items if t.key in self._streamed}
+            # only results of this task: a late event of an earlier attempt is not this one's
+            streamed = {t.key: self._streamed.pop(t.key) for t, _ in unit.items
+                        if self._streamed.get(t.key, {}).get("unit") == fut.key}  # fmt: skip
         status = fut.status
         if status == "finished" and len(streamed) == len(unit.items):
             # Every result already came as an event: nothing to gather from a
@@ -367,7 +372,9 @@ class Executor:
             self._oom_warned.add(msg["oom"])
         elif "result" in msg and isinstance(msg["result"], dict):
             with self._events:
-                self._streamed[msg["result"].get("key", "")] = msg["result"]
+                key = msg["result"].get("key", "")
+                if key not in self._recorded:
+                    self._streamed[key] = msg["result"]
 
     def _on_memory_event(self, event: tuple[float, dict[str, Any]]) -> None:
         worker = event[1].get("worker") if isinstance(event[1], dict) else None
@@ -388,7 +395,7 @@ class Executor:
                 log.debug("reading memory events failed", exc_info=True)
         return worker in self._oom_workers
 
-    def _task(self, trial: PlannedTrial) -> dict[str, Any]:
+    def _task(self, trial: PlannedTrial, unit: str = "") -> dict[str, Any]:
         return {
             "trial_id": trial.id,
             "key": trial.key,
@@ -398,6 +405,7 @@ class Executor:
             "timeout": self.timeout,
             "data": self.data_paths,
             "run": self.run_id,
+            "unit": unit,  # the Dask task, echoed in the result a worker streams
         }
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -420,6 +428,8 @@ class Executor:
 
     def _handle(self, trial: PlannedTrial, attempt: int, result: dict[str, Any], queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         self._started.pop(trial.key, None)
+        with self._events:
+            self._streamed.pop(trial.key, None)
         if result.get("artifacts"):  # lists when they came as an event
             result["artifacts"] = [(rel, blob) for rel, blob in result["artifacts"]]
         if self.redact:
@@ -429,6 +439,8 @@ class Executor:
             self.on_event(Event("retry", record, dict(self.outcome.counts), self.outcome.best))
             queue.append((trial, attempt + 1, False))
             return
+        with self._events:
+            self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
         if result["status"] == "ok":
             entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
