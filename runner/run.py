@@ -199,7 +199,8 @@ def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunO
         extra["image.json"] = image.to_record()
         data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
         return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
-                             memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths)  # fmt: skip
+                             memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths,
+                             stop=options.stop)  # fmt: skip
     from runner.cluster.kubernetes import KubernetesBackend, image_reference
     from runner.image import build_for_spec
 

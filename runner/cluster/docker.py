@@ -77,6 +77,7 @@ class DockerBackend:
         data_paths: Sequence[Path],
         code_dir: Path | None = None,
         start_timeout: float = START_TIMEOUT,
+        stop: threading.Event | None = None,
     ) -> None:
         if workers < 1 or threads_per_worker < 1:
             raise UsageError("cluster: workers and threads_per_worker must be at least 1")
@@ -89,6 +90,7 @@ class DockerBackend:
         self.data_paths = [Path(p) for p in data_paths]
         self.code_dir = code_dir
         self.start_timeout = start_timeout
+        self.stop = stop or threading.Event()  # set by a first Ctrl-C: stop waiting for workers
         self.network_name = f"xrun-{run_id}"
         self._client: docker.DockerClient | None = None
         self._scheduler: Container | None = None
@@ -341,6 +343,8 @@ class DockerBackend:
         client: Client | None = None
         try:
             while True:
+                if self.stop.is_set():
+                    raise KeyboardInterrupt
                 trouble = self.problem()
                 if trouble:
                     raise InfraError(trouble)
