@@ -194,7 +194,7 @@ def _emit(msg: dict[str, Any]) -> None:
 
 
 STOPPED: set[str] = set()  # runs whose driver asked that no further trial starts
-STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a batched result is not streamed
+STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a result is not streamed (only returned)
 
 
 def stop(run: str) -> None:
