@@ -256,6 +256,11 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         executor.run(client, check=info.check)
         if not executor.outcome.interrupted:
             try:
+                if len(reports) < info.workers:  # a short run may end while the last workers join
+                    try:
+                        client.wait_for_workers(info.workers, timeout=3)
+                    except TimeoutError:
+                        pass
                 late = client.run(_shipped(_plugin.call_info), on_error="ignore")
             except Exception:  # what is known is kept
                 log.debug("collecting worker reports failed", exc_info=True)
