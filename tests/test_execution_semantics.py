@@ -240,3 +240,40 @@ def test_timeouts_of_trials_stuck_in_c_are_enforced_promptly(project, tmp_path: 
         began = float((marks / r["id"]).read_text())
         # timeout (2 s) + grace (3 s) + the monitor's polling, with room for a loaded machine
         assert r["end"] - began < 15, (r["id"], r["end"] - began)
+
+
+COUNTED = '''
+import os, time
+
+def train(params, ctx):
+    fd = os.open(params["runs"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, (ctx.trial_id + "\\n").encode())
+    os.close(fd)
+    time.sleep(0.3)
+    return {"score": float(params["x"])}
+'''
+
+
+def test_a_killed_worker_reruns_only_what_it_was_running(project, tmp_path: Path) -> None:
+    project.file("experiments/counted.py", COUNTED)
+    runs = tmp_path / "runs.txt"
+    spec = project.spec(f"""
+        xrun: 1
+        name: counted
+        code: {{include: ["experiments/*.py"]}}
+        trial: {{function: "experiments.counted:train", timeout: 1m}}
+        sweep: {{parameters: {{x: {list(range(30))}, runs: ['{runs}']}}}}
+        cluster: {{workers: 2, threads_per_worker: 1}}
+        output: out
+    """)
+    proc = start(spec, project.root, "-q")
+    out = project.root / "out"
+    wait_for(lambda: any(len(read_journal(p)) >= 8 for p in out.glob("*/trials.jsonl")), proc)
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    workers[0].send_signal(signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    rows = read_journal(Path(stdout.strip().splitlines()[-1]) / "trials.jsonl")
+    assert sorted(r["params"]["x"] for r in rows) == list(range(30)) and all(r["status"] == "ok" for r in rows)
+    counts = Counter(runs.read_text().split())
+    assert sum(n - 1 for n in counts.values()) <= 1, counts  # one thread: at most its running trial
