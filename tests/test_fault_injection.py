@@ -284,3 +284,28 @@ def test_address_worker_killed_at_a_random_moment(project, tmp_path: Path, seed:
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_a_scheduler_that_dies_while_starting_is_started_again(monkeypatch) -> None:
+    """Its port taken by another process between choosing and binding it: the
+    scheduler exits at once, and the cluster starts on another port."""
+    import socket
+
+    from distributed import Client
+
+    from runner.cluster import local
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    ports = iter([taken])
+    real = local._free_port
+    monkeypatch.setattr(local, "_free_port", lambda: next(ports, None) or real())
+    try:
+        with local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None).open() as info:
+            assert info.address != f"tcp://127.0.0.1:{taken}"
+            with Client(info.address, set_as_default=False) as client:
+                assert client.submit(lambda: 41 + 1, pure=False).result(timeout=60) == 42
+    finally:
+        busy.close()

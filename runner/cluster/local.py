@@ -265,14 +265,27 @@ class LocalBackend:
 
         deadline = time.monotonic() + self.start_timeout
         client: Client | None = None
+        scheduler_starts = 1
         try:
             while True:
                 if self.stop.is_set():
                     raise KeyboardInterrupt
+                sched = self._scheduler
+                if sched is not None and sched.poll() is not None and scheduler_starts < MAX_STARTS:
+                    # Died while starting (another process may have taken its
+                    # port meanwhile): a new port, and the workers follow it.
+                    log.info("the local scheduler exited while starting (code %s); starting it again:\n%s",
+                                sched.returncode, _read_tail(self._log("scheduler")))  # fmt: skip
+                    scheduler_starts += 1
+                    if client is not None:
+                        _quiet_close(client.close)
+                        client = None
+                    self._restart_all()
+                    continue
                 trouble = self.problem()
                 if trouble:
                     raise InfraError(trouble)
-                if client is None:
+                if client is None and self._scheduler_listening():
                     try:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
@@ -297,6 +310,31 @@ class LocalBackend:
         finally:
             if client is not None:
                 _quiet_close(client.close)
+
+    def _scheduler_listening(self) -> bool:
+        """The scheduler process itself listens on its port (not another
+        process that took the port first, which a client would hang on)."""
+        import psutil
+
+        sched = self._scheduler
+        port = int(self._address.rsplit(":", 1)[1])
+        try:
+            conns = psutil.Process(sched.pid).net_connections(kind="tcp") if sched is not None else []
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+
+    def _restart_all(self) -> None:
+        with self._lock:
+            for slot in self._slots:
+                if slot.proc is not None:
+                    _kill_group(slot.proc)
+                    slot.proc.wait()
+                    slot.proc = None
+            self._start_scheduler()
+            for slot in self._slots:
+                if not slot.exhausted:
+                    self._start_worker(slot)
 
     def _teardown(self) -> None:
         with self._lock:
