@@ -319,7 +319,12 @@ class Executor:
             # lost the run's tasks. Nothing is re-run; finished trials are kept.
             from runner.errors import InfraError
 
-            trouble = self._check() if self._check else None
+            trouble = None
+            for _ in range(20):  # the connection may close just before the process is seen gone
+                trouble = self._check() if self._check else None
+                if trouble or self._check is None:
+                    break
+                time.sleep(0.1)
             self.fatal = self.fatal or InfraError(
                 trouble or "the Dask scheduler dropped the run's tasks (it restarted or became unreachable)"
             )
