@@ -142,10 +142,10 @@ def run_plan(
         files, keys = finalize(writer, outcome, extra)
         extra.update(files)
         summary.update(keys)
-    preload.join()  # two threads importing one package at once can break it half-initialized
     from runner.cluster._lifecycle import sigint_deferred
 
     with sigint_deferred():  # a Ctrl-C now would leave the bundle `running`, half sealed
+        preload.join()  # two threads importing one package at once can break it half-initialized
         writer.finish(summary, host, extra)
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
