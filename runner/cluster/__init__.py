@@ -6,8 +6,9 @@ everything it started, on success, failure and interruption alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -19,6 +20,9 @@ class ClusterInfo:
     address: str  # scheduler address the driver's Client connects to
     dashboard: str | None = None
     workers: int = 0
+    # Why the cluster cannot run trials any more (its scheduler died, no worker
+    # can start), or None; polled while trials run.
+    check: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 class Backend(Protocol):
