@@ -31,6 +31,7 @@ CONTEXT_PKGS = "/xrun/conda/pkgs"  # where the packages are inside the builder s
 INSTALL_SCRIPT = '''\
 """Install one platform of a conda-lock file with py-rattler, offline (written by xrun)."""
 import asyncio
+import os
 import sys
 
 from rattler import LockFile, Subdir, install
@@ -49,7 +50,11 @@ asyncio.run(
         execute_link_scripts=False,
     )
 )
-print(f"xrun: installed {len(records)} conda packages into {prefix}")
+print(f"xrun: installed {len(records)} conda packages into {prefix}", flush=True)
+# Leave without interpreter finalization: rattler's runtime threads can still be
+# releasing the GIL then, which aborts Python ("PyGILState_Release ... finalizing").
+sys.stderr.flush()
+os._exit(0)
 '''
 
 
