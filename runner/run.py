@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,15 +307,20 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
     from distributed import Client
 
     from runner import _plugin, _worker
+    from runner.cluster._lifecycle import sigint_deferred
 
+    # A Ctrl-C inside a client's connect or close leaves it half made, and Dask
+    # logs about it at exit: both wait for their end, short when the backend
+    # has just reached the scheduler (a given address may hang: Ctrl-C stops that).
+    verified = info.backend != "address"
     try:
-        with warnings.catch_warnings():
+        with sigint_deferred() if verified else nullcontext(), warnings.catch_warnings():
             # Workers' packages are checked against the lock below, precisely.
             warnings.simplefilter("ignore")
             client = Client(info.address, timeout=config.connect_timeout(), set_as_default=False)
     except OSError as exc:
         raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
-    with client:
+    with _closing(client):
         try:
             # One worker is enough to start; the others join while trials run.
             client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
@@ -361,6 +367,17 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                     client.unregister_worker_plugin(_plugin.PLUGIN_NAME)
                 except Exception:
                     log.warning("could not unregister the xrun plugin: the workers may keep the secrets in their environment")
+
+
+@contextmanager
+def _closing(client: Any) -> Iterator[Any]:
+    from runner.cluster._lifecycle import sigint_deferred
+
+    try:
+        yield client
+    finally:
+        with sigint_deferred():
+            client.close()
 
 
 def _preflight(plan: Plan, client: Any) -> None:

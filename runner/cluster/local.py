@@ -263,6 +263,8 @@ class LocalBackend:
 
         from distributed import Client
 
+        from runner.cluster._lifecycle import sigint_deferred
+
         deadline = time.monotonic() + self.start_timeout
         client: Client | None = None
         scheduler_starts = 1
@@ -286,8 +288,10 @@ class LocalBackend:
                 if trouble:
                     raise InfraError(trouble)
                 if client is None and self._scheduler_listening():
+                    # A Ctrl-C inside a client's connect or close leaves it half
+                    # made, and Dask logs about it at exit: it waits the few seconds.
                     try:
-                        with warnings.catch_warnings():
+                        with sigint_deferred(), warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             client = Client(self._address, timeout=2, set_as_default=False)
                     except (OSError, TimeoutError):
@@ -295,7 +299,8 @@ class LocalBackend:
                 if client is not None:
                     info: dict[str, Any] = {}
                     try:
-                        info = dict(client.scheduler_info())
+                        with sigint_deferred():
+                            info = dict(client.scheduler_info())
                     except (OSError, TimeoutError):
                         pass
                     if info.get("workers"):
@@ -309,7 +314,8 @@ class LocalBackend:
                 time.sleep(0.1)
         finally:
             if client is not None:
-                _quiet_close(client.close)
+                with sigint_deferred():
+                    _quiet_close(client.close)
 
     def _scheduler_listening(self) -> bool:
         """The scheduler process itself listens on its port (not another
