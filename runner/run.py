@@ -141,29 +141,30 @@ def run_plan(
         error = exc
         if isinstance(exc, OSError) and _bundle_storage_error(exc, writer.root):
             error = InfraError(_storage_message(writer.root, exc, cache))
-    outcome = executor.outcome
-    done = sum(outcome.counts.values())
-    outcome.not_run = total - done
-    if error is not None:
-        status = "error"
-    elif outcome.interrupted:
-        status = "interrupted"
-    elif outcome.counts["failed"] or outcome.not_run:
-        status = "failed"
-    else:
-        status = "ok"
-    summary = _summary(plan, outcome, status, time.monotonic() - started, error)
-    summary["best"] = _best_point(plan, writer)
-    if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
-        summary["cluster_started"] = False
-        summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
-    if finalize is not None and error is None:
-        files, keys = finalize(writer, outcome, extra)
-        extra.update(files)
-        summary.update(keys)
     from runner.cluster._lifecycle import sigint_deferred
 
-    with sigint_deferred():  # a Ctrl-C now would leave the bundle `running`, half sealed
+    # From here a Ctrl-C (the second, or one after the trials) would leave the bundle `running`.
+    with sigint_deferred():
+        outcome = executor.outcome
+        done = sum(outcome.counts.values())
+        outcome.not_run = total - done
+        if error is not None:
+            status = "error"
+        elif outcome.interrupted:
+            status = "interrupted"
+        elif outcome.counts["failed"] or outcome.not_run:
+            status = "failed"
+        else:
+            status = "ok"
+        summary = _summary(plan, outcome, status, time.monotonic() - started, error)
+        summary["best"] = _best_point(plan, writer)
+        if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
+            summary["cluster_started"] = False
+            summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
+        if finalize is not None and error is None:
+            files, keys = finalize(writer, outcome, extra)
+            extra.update(files)
+            summary.update(keys)
         preload.join()  # two threads importing one package at once can break it half-initialized
         try:
             writer.finish(summary, host, extra)

@@ -111,7 +111,7 @@ def test_double_ctrl_c_while_the_cluster_starts_is_clean(project, tmp_path: Path
     assert "Traceback" not in err and "distributed" not in err and "internal error" not in err, err
     assert not list(marks.iterdir()), err  # no trial started
     meta = json.loads(next((project.root / "runs").glob("*/bundle.json")).read_text())
-    assert meta["status"] == "interrupted", (meta, err)
+    assert meta["status"] == "interrupted", f"bundle status {meta['status']}; stderr:\n{err}"
     deadline = time.monotonic() + 30
     while [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
         assert time.monotonic() < deadline, "cluster processes outlived the driver"
