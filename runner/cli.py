@@ -117,7 +117,14 @@ def run(
     options.on_event = progress.event
     options.on_status = progress.status
 
+    driver = os.getpid()
+
     def on_sigint(signum: int, frame: Any) -> None:
+        if os.getpid() != driver:
+            # A cluster process between fork and exec runs Python (at-fork
+            # hooks, preexec_fn) with this handler; raising there prints a
+            # traceback or fails the spawn. Its own session shields it soon.
+            return
         if options.stop.is_set():
             raise KeyboardInterrupt
         options.stop.set()
@@ -133,8 +140,16 @@ def run(
         progress.summary(result)
     out.print(str(result.bundle))
     if result.status == "interrupted":
+        _ignore_sigint_while_exiting()
         raise typer.Exit(130)
     check_result(result)
+
+
+def _ignore_sigint_while_exiting() -> None:
+    """Exit 130 is decided and the bundle sealed: a further Ctrl-C changes
+    nothing. Python restores the default SIGINT action while it shuts down,
+    so that Ctrl-C would kill xrun by signal instead of exit 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # ------------------------------------------------------------------ validate / plan
@@ -599,6 +614,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"error: {clean(exc.message)}", markup=False)  # messages quote bundle contents
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        _ignore_sigint_while_exiting()
         err.print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:  # a bug: say so, without a traceback unless asked

@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,29 +141,30 @@ def run_plan(
         error = exc
         if isinstance(exc, OSError) and _bundle_storage_error(exc, writer.root):
             error = InfraError(_storage_message(writer.root, exc, cache))
-    outcome = executor.outcome
-    done = sum(outcome.counts.values())
-    outcome.not_run = total - done
-    if error is not None:
-        status = "error"
-    elif outcome.interrupted:
-        status = "interrupted"
-    elif outcome.counts["failed"] or outcome.not_run:
-        status = "failed"
-    else:
-        status = "ok"
-    summary = _summary(plan, outcome, status, time.monotonic() - started, error)
-    summary["best"] = _best_point(plan, writer)
-    if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
-        summary["cluster_started"] = False
-        summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
-    if finalize is not None and error is None:
-        files, keys = finalize(writer, outcome, extra)
-        extra.update(files)
-        summary.update(keys)
     from runner.cluster._lifecycle import sigint_deferred
 
-    with sigint_deferred():  # a Ctrl-C now would leave the bundle `running`, half sealed
+    # From here a Ctrl-C (the second, or one after the trials) would leave the bundle `running`.
+    with sigint_deferred():
+        outcome = executor.outcome
+        done = sum(outcome.counts.values())
+        outcome.not_run = total - done
+        if error is not None:
+            status = "error"
+        elif outcome.interrupted:
+            status = "interrupted"
+        elif outcome.counts["failed"] or outcome.not_run:
+            status = "failed"
+        else:
+            status = "ok"
+        summary = _summary(plan, outcome, status, time.monotonic() - started, error)
+        summary["best"] = _best_point(plan, writer)
+        if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
+            summary["cluster_started"] = False
+            summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
+        if finalize is not None and error is None:
+            files, keys = finalize(writer, outcome, extra)
+            extra.update(files)
+            summary.update(keys)
         preload.join()  # two threads importing one package at once can break it half-initialized
         try:
             writer.finish(summary, host, extra)
@@ -306,15 +308,20 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
     from distributed import Client
 
     from runner import _plugin, _worker
+    from runner.cluster._lifecycle import sigint_deferred
 
+    # A Ctrl-C inside a client's connect or close leaves it half made, and Dask
+    # logs about it at exit: both wait for their end, short when the backend
+    # has just reached the scheduler (a given address may hang: Ctrl-C stops that).
+    verified = info.backend != "address"
     try:
-        with warnings.catch_warnings():
+        with sigint_deferred() if verified else nullcontext(), warnings.catch_warnings():
             # Workers' packages are checked against the lock below, precisely.
             warnings.simplefilter("ignore")
             client = Client(info.address, timeout=config.connect_timeout(), set_as_default=False)
     except OSError as exc:
         raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
-    with client:
+    with _closing(client):
         try:
             # One worker is enough to start; the others join while trials run.
             client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
@@ -361,6 +368,17 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                     client.unregister_worker_plugin(_plugin.PLUGIN_NAME)
                 except Exception:
                     log.warning("could not unregister the xrun plugin: the workers may keep the secrets in their environment")
+
+
+@contextmanager
+def _closing(client: Any) -> Iterator[Any]:
+    from runner.cluster._lifecycle import sigint_deferred
+
+    try:
+        yield client
+    finally:
+        with sigint_deferred():
+            client.close()
 
 
 def _preflight(plan: Plan, client: Any) -> None:

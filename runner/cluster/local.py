@@ -33,6 +33,7 @@ from typing import Any
 
 from runner import _proc
 from runner.cluster import ClusterInfo
+from runner.cluster._lifecycle import sigint_deferred
 from runner.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Callers hold off Ctrl-C meanwhile (and keep the process): a KeyboardInterrupt
+    inside fork's at-fork hooks leaves their locks held (logging's: the next
+    thread that logs waits forever)."""
     with open(log_path, "ab") as fh:
         return subprocess.Popen(
             args, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -194,7 +198,8 @@ class LocalBackend:
                 "--port", str(port), *dash]  # fmt: skip
         env = {**os.environ, **SCHEDULER_ENV}
         try:
-            self._scheduler = _spawn(args, env, self._log("scheduler"))
+            with sigint_deferred():  # see _spawn
+                self._scheduler = _spawn(args, env, self._log("scheduler"))
         except OSError as exc:
             raise InfraError(f"cannot start the local Dask scheduler: {exc}") from exc
 
@@ -216,7 +221,8 @@ class LocalBackend:
             env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
         slot.starts += 1
         try:
-            slot.proc = _spawn(args, env, self._log(f"worker-{slot.index}"))
+            with sigint_deferred():  # see _spawn
+                slot.proc = _spawn(args, env, self._log(f"worker-{slot.index}"))
         except OSError as exc:
             slot.proc = None
             slot.exhausted = True
@@ -286,8 +292,10 @@ class LocalBackend:
                 if trouble:
                     raise InfraError(trouble)
                 if client is None and self._scheduler_listening():
+                    # A Ctrl-C inside a client's connect or close leaves it half
+                    # made, and Dask logs about it at exit: it waits the few seconds.
                     try:
-                        with warnings.catch_warnings():
+                        with sigint_deferred(), warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             client = Client(self._address, timeout=2, set_as_default=False)
                     except (OSError, TimeoutError):
@@ -295,7 +303,8 @@ class LocalBackend:
                 if client is not None:
                     info: dict[str, Any] = {}
                     try:
-                        info = dict(client.scheduler_info())
+                        with sigint_deferred():
+                            info = dict(client.scheduler_info())
                     except (OSError, TimeoutError):
                         pass
                     if info.get("workers"):
@@ -309,7 +318,8 @@ class LocalBackend:
                 time.sleep(0.1)
         finally:
             if client is not None:
-                _quiet_close(client.close)
+                with sigint_deferred():
+                    _quiet_close(client.close)
 
     def _scheduler_listening(self) -> bool:
         """The scheduler process itself listens on its port (not another
