@@ -111,7 +111,7 @@ def run(
         use_cache=not no_cache, fail_fast=fail_fast, relock=relock,
         output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"),
     )  # fmt: skip
-    from runner._progress import Progress
+    from runner.cli.progress import Progress
 
     progress = Progress(err, loaded, enabled=not _state["quiet"])
     options.on_event = progress.event
@@ -238,7 +238,7 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
     c = m.get("counts", {})
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
-    from runner._progress import best_text, points_table, trials_table
+    from runner.cli.progress import best_text, points_table, trials_table
 
     best = m.get("best") or {}
     if best.get("metric"):
@@ -256,7 +256,7 @@ def ls_(
     json_: bool = typer.Option(False, "--json"),
 ) -> None:
     """List the bundles in DIRECTORY (runs that failed before starting only with --all)."""
-    from runner._progress import runs_table
+    from runner.cli.progress import runs_table
     from runner.bundle.read import find_bundles, summary_row
 
     rows = [summary_row(b) for b in find_bundles(directory)]
@@ -297,8 +297,8 @@ def reproduce(
     output: Path | None = typer.Option(None, "--output", "-o", help="where the new bundle goes"),
 ) -> None:
     """Rebuild BUNDLE's environment, re-run its trials and compare every metric."""
-    from runner.bundle.reproduce import mismatch_summary
-    from runner.bundle.reproduce import reproduce as reproduce_bundle
+    from runner.reproduce import mismatch_summary
+    from runner.reproduce import reproduce as reproduce_bundle
     from runner.run import RunOptions
 
     options = RunOptions(output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"))
@@ -592,6 +592,3 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"internal error: {type(exc).__name__}: {exc} (set XRUN_DEBUG=1 for the traceback)", markup=False)
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    main()

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner._image_docker import (
+from runner.image.docker import (
     LABEL_DRIVER,
     LABEL_MANAGED,
     LABEL_ROLE,

@@ -160,7 +160,7 @@ def image_reference(image: ImageInfo) -> str:
             "the kubernetes backend pulls the worker image from a registry: set image.registry "
             "in the spec and push the image (`xrun build SPEC --push`)"
         )
-    from runner._image_docker import docker_client
+    from runner.image.docker import docker_client
 
     repo = pushed.rsplit(":", 1)[0] if ":" in pushed.rsplit("/", 1)[-1] else pushed
     attrs = docker_client().images.get(image.image_id).attrs

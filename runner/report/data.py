@@ -15,8 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from runner import _report_html as h
-from runner._report_plots import Objective, Param
+from runner.report import html as h
+from runner.report.plots import Objective, Param
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import _report_html as h
-from runner import _report_provenance as prov
-from runner import _report_sections as sec
-from runner._report_data import Run, load_run
+from runner.report import html as h
+from runner.report import provenance as prov
+from runner.report import sections as sec
+from runner.report.data import Run, load_run
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runner import _report_html as h
-from runner._report_data import (
+from runner.report import html as h
+from runner.report.data import (
     Run,
     is_number,
     metric_names,
@@ -14,7 +14,7 @@ from runner._report_data import (
     trial_duration,
     worker_label,
 )
-from runner._report_plots import Param
+from runner.report.plots import Param
 
 TOP_TRIALS = 10
 MAX_PARAM_PLOTS = 16
@@ -191,7 +191,7 @@ def _source(t: dict[str, Any]) -> h.Cell:
 
 
 def objective_section(run: Run) -> str:
-    from runner import _report_plots as plots
+    from runner.report import plots
 
     obj = run.objective
     if obj is None:
@@ -245,7 +245,7 @@ def _plot_x(p: Param, t: dict[str, Any]) -> Any:
 
 
 def parallel_section(run: Run) -> str:
-    from runner import _report_plots as plots
+    from runner.report import plots
 
     obj = run.objective
     params = run.params[:MAX_PARALLEL_PARAMS]
@@ -278,7 +278,7 @@ RESTARTED = "(restarted worker)"
 
 
 def timeline_section(run: Run) -> str:
-    from runner import _report_plots as plots
+    from runner.report import plots
 
     ran = [t for t in run.trials if not t.get("cached")]
     spans = {str(t.get("id")): span for t in ran if (span := _span(run, t)) is not None}
@@ -440,7 +440,7 @@ def points_section(run: Run) -> str:
 
 def curves_section(run: Run) -> str:
     """``ctx.log`` history: one line per trial, repeats of a point overlaid in one colour."""
-    from runner import _report_plots as plots
+    from runner.report import plots
     from runner.bundle.points import aggregate, rank
 
     obj = run.objective

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from runner import _yaml
+from runner import config
 from runner.errors import SpecError
-
-if TYPE_CHECKING:
-    from runner.spec import LoadedSpec
+from runner.spec import yaml as _yaml
+from runner.spec.models import LoadedSpec, SklearnTrial
 
 
 def _err(loaded: LoadedSpec, what: str, *path: str | int) -> SpecError:
@@ -24,8 +22,6 @@ def _err(loaded: LoadedSpec, what: str, *path: str | int) -> SpecError:
 
 def check_semantics(loaded: LoadedSpec) -> list[str]:
     """Raise :class:`SpecError` for the first inconsistency; return warnings."""
-    from runner.spec import SklearnTrial
-
     spec = loaded.spec
     sweep = spec.sweep
     dists = [k for k, v in sweep.parameters.items() if not isinstance(v, list)]
@@ -122,8 +118,6 @@ def _escape_warnings(loaded: LoadedSpec) -> list[str]:
     """Paths that leave the project tree are reported (a spec that reads
     ``/etc`` or a sibling checkout is worth a look) unless explicitly allowed
     with ``XRUN_ALLOW_OUTSIDE_PATHS=1``."""
-    from runner import config
-
     if config.allow_outside_paths():
         return []
     root = project_root(loaded.path)

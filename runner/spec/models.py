@@ -1,15 +1,15 @@
-"""Spec v1: pydantic models, YAML loading with line numbers, ``--set`` overrides.
+"""Spec v1 models: the pydantic tree of a spec, :class:`LoadedSpec` and the JSON Schema.
 
-Every problem is reported as ``file:line key.path: what is wrong``. Paths in a
-spec are relative to the spec file and are resolved to absolute paths here.
+Owns what a valid spec is. Paths in a spec are relative to the spec file and are
+resolved to absolute paths here. Loading is in :mod:`runner.spec.load`, checks
+across keys in :mod:`runner.spec.check`, error messages in :mod:`runner.spec.messages`.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -22,13 +22,11 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     ValidationInfo,
     model_validator,
 )
 
-from runner import _yaml
-from runner.errors import SpecError
+from runner.spec import yaml as _yaml
 
 SPEC_VERSION = 1
 NAME_RE = r"^[a-z0-9][a-z0-9-]*$"
@@ -37,6 +35,19 @@ IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # ---------------------------------------------------------------- value types
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"
+    }.get(type(value), type(value).__name__)
+
+
+def short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_duration(value: Any) -> Any:
@@ -84,7 +95,7 @@ def parse_bytes(value: Any) -> Any:
     if size is None:
         raise ValueError(f"expected a size like 512MiB or 2GiB, got {value!r}")
     if not size < MAX_MEMORY:  # also catches a float that overflowed to inf
-        raise ValueError(f"{_short(value)} is larger than the limit of 1 PiB")
+        raise ValueError(f"{short_repr(value)} is larger than the limit of 1 PiB")
     return int(size)
 
 
@@ -124,7 +135,7 @@ def _plain_value(value: Any) -> Any:
         return value
     if isinstance(value, int):
         if not -MAX_INT <= value < MAX_INT:
-            raise ValueError(f"integer {_short(value)} is outside the 64-bit range")
+            raise ValueError(f"integer {short_repr(value)} is outside the 64-bit range")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -135,7 +146,7 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain_value(v) for k, v in value.items()}
     raise ValueError(
-        f"{type(value).__name__} {_short(str(value))} is not a valid parameter value: use a string, number, "
+        f"{type(value).__name__} {short_repr(str(value))} is not a valid parameter value: use a string, number, "
         "boolean, null, or a list or mapping of them (quote a date to make it a string)"
     )
 
@@ -159,7 +170,7 @@ GlobPattern = Annotated[str, Field(min_length=1), AfterValidator(_glob_pattern)]
 
 def _spec_version(value: Any) -> Any:
     if type(value) is not int:  # `xrun: true` and `xrun: 1.0` equal 1 in Python
-        raise ValueError(f"expected the integer 1, got {_kind(value)} {_short(value)}")
+        raise ValueError(f"expected the integer 1, got {kind_of(value)} {short_repr(value)}")
     return value
 
 
@@ -486,316 +497,6 @@ def display_path(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
-    """Read, parse and validate a spec file, applying ``--set key.path=value`` overrides."""
-    path = Path(path)
-    file = display_path(path.absolute())
-    if path.is_dir():
-        raise SpecError("is a directory, not a spec file", file=file)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError("spec file not found", file=file) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror}", file=file) from None
-    text = _yaml.decode(data, file)
-    return loads_spec(text, path.absolute(), overrides)
-
-
-def loads_spec(text: str, path: Path, overrides: Iterable[str] = ()) -> LoadedSpec:
-    """Validate spec ``text`` as if read from ``path`` (paths resolve beside it)."""
-    file = display_path(path)
-    raw, lines = _yaml.load(text, file)
-    overrides = tuple(overrides)
-    if raw is None:
-        raise SpecError("the spec is empty; it needs at least `xrun: 1`, `name` and `trial`", file=file, line=1)
-    if not isinstance(raw, dict):
-        raise SpecError(
-            f"the top level must be a mapping of keys, not a {_kind(raw)}", file=file, line=1
-        )
-    overridden: dict[_yaml.KeyPath, str] = {}
-    for item in overrides:
-        key_path = apply_override(raw, item)
-        overridden[key_path] = item
-    return validate(raw, path, text=text, lines=lines, overrides=overrides, overridden=overridden)
-
-
-def validate(
-    raw: dict[str, Any],
-    path: Path,
-    *,
-    text: str = "",
-    lines: dict[_yaml.KeyPath, int] | None = None,
-    overrides: tuple[str, ...] = (),
-    overridden: dict[_yaml.KeyPath, str] | None = None,
-) -> LoadedSpec:
-    lines = lines or {}
-    file = display_path(path)
-    if "xrun" in raw and raw["xrun"] != SPEC_VERSION and isinstance(raw["xrun"], int):
-        raise SpecError(
-            f"spec format version {raw['xrun']} is not supported by this xrun (supports {SPEC_VERSION})",
-            file=file,
-            line=lines.get(("xrun",)),
-            path="xrun",
-        )
-    try:
-        spec = Spec.model_validate(raw, context={"base": path.parent})
-    except ValidationError as exc:
-        raise _spec_error(exc, raw, file, lines, overridden or {}) from None
-    except RecursionError:
-        raise SpecError("spec nests too deeply", file=file) from None
-    loaded = LoadedSpec(spec=spec, path=path, text=text, overrides=overrides, lines=lines)
-    from runner._speccheck import check_semantics
-
-    warnings = check_semantics(loaded)
-    return LoadedSpec(
-        spec=spec, path=path, text=text, overrides=overrides, lines=lines, warnings=tuple(warnings)
-    )
-
-
-# ---------------------------------------------------------------- overrides
-
-
-def apply_override(raw: dict[str, Any], item: str) -> _yaml.KeyPath:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to ``raw`` in place."""
-    if "=" not in item:
-        raise SpecError(f"--set {item!r}: expected KEY.PATH=VALUE")
-    key, _, value_text = item.partition("=")
-    parts = [p for p in key.strip().split(".")]
-    if not key.strip() or any(not p for p in parts):
-        raise SpecError(f"--set {item!r}: the key path is empty or has an empty part")
-    try:
-        value, _ = _yaml.load(value_text, f"--set {key}")
-    except SpecError as exc:
-        raise SpecError(f"--set {item!r}: value is not valid YAML ({exc.what})") from None
-    node: Any = raw
-    path: list[str | int] = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        index: str | int = part
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise SpecError(f"--set {item!r}: {_yaml.dotted(tuple(path))} has no item {part}")
-            index = int(part)
-        elif not isinstance(node, dict):
-            raise SpecError(
-                f"--set {item!r}: {_yaml.dotted(tuple(path))} is a {_kind(node)}, not a mapping"
-            )
-        path.append(index)
-        if last:
-            node[index] = value
-        else:
-            if isinstance(node, dict) and (index not in node or node[index] is None):
-                node[index] = {}
-            node = node[index]
-    return tuple(path)
-
-
-# ---------------------------------------------------------------- errors
-
-_FRIENDLY = {
-    "list_type": "expected a list",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "model_attributes_type": "expected a mapping",
-    "string_type": "expected a string",
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "int_from_float": "expected an integer",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false",
-    "missing": "required key is missing",
-    "tuple_type": "expected a list of two values",
-    "path_type": "expected a path",
-}
-
-
-def _spec_error(
-    exc: ValidationError,
-    raw: dict[str, Any],
-    file: str,
-    lines: dict[_yaml.KeyPath, int],
-    overridden: dict[_yaml.KeyPath, str],
-) -> SpecError:
-    messages: list[tuple[int, str, int | None, str]] = []
-    for err in exc.errors(include_url=False):
-        path = _data_path(raw, err["loc"])
-        line = _yaml.line_for(lines, path) or (1 if lines else None)
-        what = _describe(err, raw, path)
-        source = next((o for k, o in overridden.items() if path[: len(k)] == k), None)
-        if source:
-            what += f" (from --set {source})"
-            line = lines.get(path)
-        messages.append((line or 0, _yaml.dotted(path), line, what))
-    messages.sort(key=lambda m: m[0])
-    # Unknown-key errors of a wrong union member are noise next to the real one.
-    first_line, first_path, line, what = messages[0]
-    error = SpecError(what, file=file, line=line, path=first_path)
-    if len(messages) > 1:
-        rest = [
-            SpecError(w, file=file, line=ln, path=p).message for _, p, ln, w in messages[1:10]
-        ]
-        more = f"\n  … and {len(messages) - 10} more" if len(messages) > 10 else ""
-        error = SpecError(what, file=file, line=line, path=first_path)
-        error.message = error.message + "\n" + "\n".join(rest) + more
-        error.args = (error.message,)
-    return error
-
-
-_UNION_FIELDS = {("environment",), ("trial",), ("cluster",)}
-
-
-def _is_union(path: list[str | int]) -> bool:
-    return tuple(path) in _UNION_FIELDS or (len(path) == 3 and tuple(path[:2]) == ("sweep", "parameters"))
-
-
-def _data_path(raw: Any, loc: tuple[Any, ...]) -> _yaml.KeyPath:
-    """Map a pydantic error location onto keys of the data, dropping union tags."""
-    node = raw
-    path: list[str | int] = []
-    parts = list(loc)
-    i = 0
-    while i < len(parts):
-        part = parts[i]
-        i += 1
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            path.append(part)
-            node = node[part]
-        elif isinstance(part, str) and part in _all_field_names():
-            path.append(part)  # a missing key
-            node = None
-        else:
-            continue
-        if _is_union(path) and i < len(parts):
-            skipped = parts[i]
-            i += 1  # the union's tag
-            if skipped == "dist" and i < len(parts):
-                i += 1  # the distribution's tag
-    return tuple(path)
-
-
-def _all_field_names() -> set[str]:
-    names: set[str] = set()
-    for model in _models():
-        names.update(model.model_fields)
-    return names
-
-
-def _models() -> list[type[BaseModel]]:
-    return [
-        Spec, CondaEnv, PipEnv, CurrentEnv, Image, Code, DataItem, FunctionTrial, SklearnSpec,
-        SklearnTrial, Uniform, LogUniform, IntRange, Objective, Sweep, KubernetesOptions, Toleration,
-        LocalCluster, DockerCluster, KubernetesCluster, AddressCluster, Reproduce,
-    ]  # fmt: skip
-
-
-_SECTION_MODELS: dict[_yaml.KeyPath, list[type[BaseModel]]] = {
-    (): [Spec],
-    ("environment",): [CondaEnv, PipEnv, CurrentEnv],
-    ("image",): [Image],
-    ("code",): [Code],
-    ("trial",): [FunctionTrial, SklearnTrial],
-    ("trial", "sklearn"): [SklearnSpec],
-    ("sweep",): [Sweep],
-    ("sweep", "objective"): [Objective],
-    ("cluster",): [LocalCluster, DockerCluster, KubernetesCluster, AddressCluster],
-    ("cluster", "kubernetes"): [KubernetesOptions],
-    ("cluster", "kubernetes", "tolerations"): [Toleration],
-    ("reproduce",): [Reproduce],
-}
-
-
-def _allowed_keys(parent: _yaml.KeyPath) -> list[str]:
-    if len(parent) == 2 and parent[0] == "data":
-        return list(DataItem.model_fields)
-    if len(parent) == 3 and parent[:2] == ("sweep", "parameters"):
-        return ["uniform", "loguniform", "int"]
-    keys: list[str] = []
-    for model in _SECTION_MODELS.get(parent, []):
-        keys += [k for k in model.model_fields if k not in keys]
-    return keys
-
-
-def _describe(err: Any, raw: Any, path: _yaml.KeyPath) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        key = str(path[-1]) if path else "?"
-        allowed = _allowed_keys(path[:-1])
-        hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        msg = f"unknown key {key!r}"
-        if hint:
-            msg += f"; did you mean {hint[0]!r}?"
-        elif allowed:
-            msg += f" (allowed: {', '.join(allowed)})"
-        return msg
-    if kind == "backend":
-        backend = _get(raw, path + ("backend",))
-        hint = difflib.get_close_matches(str(backend), BACKENDS, n=1, cutoff=0.5)
-        msg = f"unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})"
-        return msg + (f"; did you mean {hint[0]!r}?" if hint else "")
-    if kind == "one_of":
-        value = _get(raw, path)
-        if not isinstance(value, dict):
-            return f"expected a mapping, got {_kind(value)}"
-        return str(err["msg"])
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"expected {expected}, got {err.get('input')!r}"
-    if kind == "string_pattern_mismatch":
-        return _pattern_message(path, err.get("input"))
-    if kind in _FRIENDLY:
-        msg = _FRIENDLY[kind]
-        if kind != "missing" and "input" in err:
-            msg += f", got {_kind(err['input'])} {_short(err['input'])}"
-        return msg
-    msg = str(err["msg"])
-    msg = msg.removeprefix("Value error, ")
-    return msg[0].lower() + msg[1:] if msg else kind
-
-
-def _pattern_message(path: _yaml.KeyPath, value: Any) -> str:
-    last = path[-1] if path else ""
-    if last == "name" and len(path) == 1:
-        return f"{value!r} is not a valid name: use lowercase letters, digits and '-' (starting with a letter or digit)"
-    if last in ("function", "dataset"):
-        return f"{value!r} is not of the form module.path:function"
-    if last == "estimator":
-        return f"{value!r} is not an import path like sklearn.svm.SVC"
-    if path[:1] == ("secrets",):
-        return f"{value!r} is not an environment variable name"
-    if path[:1] == ("cluster",) and last == "address":
-        return f"{value!r} is not a scheduler address like tcp://host:8786"
-    return f"{value!r} has an invalid format"
-
-
-def _get(raw: Any, path: _yaml.KeyPath) -> Any:
-    node = raw
-    for part in path:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"
-    }.get(type(value), type(value).__name__)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def json_schema() -> dict[str, Any]:

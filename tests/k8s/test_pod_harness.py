@@ -43,7 +43,7 @@ TRIALS = 16
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from runner._image_docker import docker_client as connect
+    from runner.image.docker import docker_client as connect
 
     try:
         client = connect()
