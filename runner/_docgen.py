@@ -23,7 +23,7 @@ NOTES = {
     "image.build_args": "Docker build arguments, e.g. `{BASE_IMAGE: my-base:bookworm}`; `--build-arg K=V` wins",
     "image.registry": "where `xrun build --push` pushes, and where Kubernetes pulls from",
     "code": "the source shipped to workers and snapshotted into the bundle",
-    "code.include": 'glob patterns under `code.root`; default `["**/*.py"]`',
+    "code.include": 'glob patterns under `code.root` (none may be absolute or contain `..`); default `["**/*.py"]`',
     "code.exclude": "glob patterns left out",
     "data": "named inputs; each one is hashed into the bundle",
     "data.<name>.path": "a local file (relative to the spec)",

@@ -8,7 +8,9 @@ runs on every worker, including workers that join or restart later:
 * extracts the run's code snapshot (the same deterministic tar.gz that goes into
   the bundle) into the worker's local directory, safely, keyed by its hash, and
   puts it first on ``sys.path`` (dropping modules of an older snapshot);
-* sets the spec's secrets as environment variables (values never touch disk).
+* sets the spec's secrets as environment variables (values never touch disk)
+  and redacts them from what the worker process writes to its stdout and stderr;
+  ``teardown`` (when the run unregisters the plugin) takes them out again.
 
 Tasks call :func:`call_trial` / :func:`call_batch`, also pickled by value.
 """
@@ -49,10 +51,80 @@ class XrunPlugin(WorkerPlugin):
         base.mkdir(parents=True, exist_ok=True)
         _install_worker_module(base, self.worker_source)
         _install_code(base, self.code_tar, self.code_hash)
-        os.environ.update(self.secrets)
+        if self.secrets:
+            self._saved_env = {k: os.environ.get(k) for k in self.secrets}
+            os.environ.update(self.secrets)
+            self._redactors = [_FdRedactor(fd, list(self.secrets.values())) for fd in (1, 2)]
 
     def teardown(self, worker: Any = None) -> None:
-        pass
+        """At the end of the run: a shared worker keeps no secret in its environment."""
+        for name, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for redactor in getattr(self, "_redactors", []):
+            redactor.close()
+
+
+class _FdRedactor:
+    """Routes a worker's file descriptor (1 or 2) through a pipe that replaces
+    secret values with ``[secret]``: what a trial's subprocess prints
+    (``os.system("echo $TOKEN")``) reaches the worker's output redacted.
+
+    Redacts whole lines; a partial line is written after a short pause.
+    """
+
+    def __init__(self, fd: int, secrets: list[str]) -> None:
+        import threading
+
+        self.fd = fd
+        self.secrets = [s.encode() for s in secrets if s]
+        self.saved = os.dup(fd)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        self.read_end = read_end
+        self.thread = threading.Thread(target=self._pump, name=f"xrun-redact-{fd}", daemon=True)
+        self.thread.start()
+
+    def _redact(self, data: bytes) -> bytes:
+        for s in self.secrets:
+            data = data.replace(s, b"[secret]")
+        return data
+
+    def _pump(self) -> None:
+        import select
+
+        pending = b""
+        while True:
+            ready, _, _ = select.select([self.read_end], [], [], 0.2)
+            if not ready:
+                if pending:
+                    os.write(self.saved, self._redact(pending))
+                    pending = b""
+                continue
+            chunk = os.read(self.read_end, 1 << 16)
+            if not chunk:
+                break
+            pending += chunk
+            head, sep, pending = pending.rpartition(b"\n")
+            if sep:
+                os.write(self.saved, self._redact(head + sep))
+        if pending:
+            os.write(self.saved, self._redact(pending))
+        os.close(self.read_end)
+
+    def close(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os.dup2(self.saved, self.fd)  # the pipe's last writer is gone (unless a subprocess lives on)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            os.close(self.saved)
 
 
 def _install_worker_module(base: Path, source: str) -> None:
@@ -79,7 +151,13 @@ def _install_code(base: Path, code_tar: bytes, code_hash: str) -> None:
     if not target.exists():
         tmp = root / f".{code_hash[:16]}.{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)
-        safe_extract(code_tar, tmp)
+        try:
+            safe_extract(code_tar, tmp)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:
             os.replace(tmp, target)
         except OSError:  # another thread or process got there first
@@ -104,20 +182,47 @@ class UnsafeArchive(Exception):
     pass
 
 
+# An archive from someone else must not fill the disk: refuse one that expands
+# past this many times its own size (beyond a floor), or past a total.
+MAX_RATIO = 100
+RATIO_FLOOR = 256 * 1024 * 1024
+MAX_TOTAL = 32 * 1024**3
+MAX_MEMBERS = 1_000_000
+
+
 def safe_extract(data: bytes | Path, dest: Path) -> None:
     """Extract a tar(.gz) (bytes, or a file) refusing absolute paths, ``..``,
-    links, devices and anything else that would land outside ``dest``."""
+    links, devices and anything else that would land outside ``dest``.
+
+    Two streamed passes: the first checks every member's header and the
+    expanded total (see :data:`MAX_RATIO`) before a byte is written, the
+    second copies members in chunks. Memory stays small whatever the archive
+    declares, and a small archive cannot expand into a huge one.
+    """
     dest = Path(dest).resolve()
-    opened = (
-        tarfile.open(name=str(data), mode="r:*")
-        if isinstance(data, Path)
-        else tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
-    )
-    with opened as tar:
-        members = tar.getmembers()
-        for m in members:
-            check_member(m, dest)
-        for m in members:
+    for write in (False, True):
+        if isinstance(data, Path):
+            with open(data, "rb") as fh:
+                _extract_stream(fh, os.fstat(fh.fileno()).st_size, dest, write=write)
+        else:
+            _extract_stream(io.BytesIO(data), len(data), dest, write=write)
+
+
+def _extract_stream(fileobj: Any, compressed: int, dest: Path, *, write: bool) -> None:
+    import shutil
+
+    budget = min(MAX_TOTAL, max(RATIO_FLOOR, MAX_RATIO * compressed))
+    total = 0
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        for count, m in enumerate(tar, 1):
+            check_member(m, dest)  # in both passes: a file may change between them
+            if count > MAX_MEMBERS:
+                raise UnsafeArchive(f"more than {MAX_MEMBERS:,} members")
+            total += m.size
+            if total > budget:
+                raise UnsafeArchive(f"expands to more than {budget:,} bytes from {compressed:,} (an archive bomb?)")
+            if not write:
+                continue
             target = dest / m.name
             if m.isdir():
                 target.mkdir(parents=True, exist_ok=True)
@@ -126,7 +231,7 @@ def safe_extract(data: bytes | Path, dest: Path) -> None:
             src = tar.extractfile(m)
             assert src is not None
             with open(target, "wb") as fh:
-                fh.write(src.read())
+                shutil.copyfileobj(src, fh, 1 << 20)
             os.chmod(target, 0o755 if m.mode & 0o100 else 0o644)
 
 

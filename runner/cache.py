@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import shutil
-import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import config
+from runner._safeio import read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -189,22 +189,11 @@ class TrialCache:
 
 def _read_regular(path: Path) -> bytes | None:
     """The bytes of a regular file of at most MAX_ENTRY_BYTES, without following
-    a link; None for anything else (absent, a directory, a FIFO, a device)."""
+    a link; None for anything else (absent, a directory, a FIFO, a device, too large)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+        return read_bytes(path, MAX_ENTRY_BYTES)
+    except OSError:  # UnsafePath is one
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_ENTRY_BYTES + 1)
-        return data if len(data) <= MAX_ENTRY_BYTES else None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _is_number(value: Any) -> bool:

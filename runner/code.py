@@ -19,6 +19,7 @@ from typing import Any
 
 from runner import _proc
 from runner.errors import SpecError
+from runner.spec.models import pattern_problem
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,32 @@ class CodeSnapshot:
 
 
 def select(root: Path, include: list[str], exclude: list[str], skip: list[Path] = ()) -> list[Path]:  # type: ignore[assignment]
-    """Files under ``root`` matching ``include`` and not ``exclude``, sorted."""
+    """Files under ``root`` matching ``include`` and not ``exclude``, sorted.
+
+    Nothing outside ``root`` is ever taken: globs that leave it are refused, and
+    a symlink (to a file, or on the way through a linked directory) whose
+    target is outside ``root`` is skipped with a warning. Links inside ``root``
+    are packed as the file they point to.
+    """
+    for pattern in include:
+        problem = pattern_problem(pattern)
+        if problem:
+            raise SpecError(f"code.include: {problem}")
+    real_root = root.resolve()
     skip_resolved = [p.resolve() for p in skip]
     chosen: set[Path] = set()
+    outside: list[str] = []
     for pattern in include:
         for path in root.glob(pattern):
+            if not path.resolve().is_relative_to(real_root):
+                if path.is_file() or path.is_symlink():
+                    outside.append(path.relative_to(root).as_posix())
+                continue
             if path.is_file():
                 chosen.add(path)
+    if outside:
+        log.warning("skipped %d link(s) leading outside code.root (%s): %s", len(outside), root,
+                    ", ".join(sorted(set(outside))[:5]) + (" …" if len(set(outside)) > 5 else ""))  # fmt: skip
     out = []
     for path in sorted(chosen):
         rel = path.relative_to(root)

@@ -295,21 +295,10 @@ class Executor:
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
         """Secret values never reach the bundle, the cache or the terminal."""
-        for field_name in ("log", "error", "traceback"):
-            text = result.get(field_name)
-            if isinstance(text, str):
-                for value in self.redact:
-                    text = text.replace(value, "[secret]")
-                result[field_name] = text
-        if result.get("artifacts"):
-            encoded = [v.encode() for v in self.redact]
-            cleaned = []
-            for rel, blob in result["artifacts"]:
-                for secret in encoded:
-                    blob = blob.replace(secret, b"[secret]")
-                cleaned.append((rel, blob))
-            result["artifacts"] = cleaned
-        return result
+        from runner._redact import scrub
+
+        ids = {k: result[k] for k in ("trial_id", "key") if k in result}  # identifiers, not trial output
+        return {**scrub(result, self.redact), **ids}
 
     def _handle(self, trial: PlannedTrial, attempt: int, result: dict[str, Any], queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         self._started.pop(trial.key, None)

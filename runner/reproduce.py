@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner._hashing import file_digest
+from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
 from runner.bundle.read import Bundle, open_bundle
 from runner.bundle.write import BundleWriter, latest_records, read_journal
 from runner.errors import UsageError
 from runner.execute import Outcome
 
 REPRODUCE_FILE = "reproduce.json"
+MAX_ENV_FILE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -98,7 +101,7 @@ def select_trials(bundle: Bundle, which: str) -> list[dict[str, Any]]:
 
 def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[str, Path], output: Path | None) -> Any:
     """A spec equivalent to the recorded one, pointing into ``workdir``."""
-    from runner._plugin import safe_extract
+    from runner._plugin import UnsafeArchive, safe_extract
     from runner.spec import validate
 
     resolved = bundle.json("spec.resolved.json")
@@ -107,16 +110,23 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
     resolved.pop("_overrides", None)
     code_dir = workdir / "code"
     code_dir.mkdir(parents=True)
-    safe_extract(bundle.root / "code" / "source.tar.gz", code_dir)
+    try:
+        safe_extract(bundle.member("code/source.tar.gz"), code_dir)
+    except (UnsafeArchive, UnsafePath, tarfile.TarError, OSError, EOFError) as exc:
+        raise UsageError(f"{bundle.root}: code/source.tar.gz cannot be used: {exc}") from None
     resolved["code"]["root"] = str(code_dir)
     env_info = bundle.json("env/env.json") or {}
     env_dir = workdir / "env"
     env_dir.mkdir()
-    for name in (env_info.get("env_file"), env_info.get("lock_file")):
-        if name:
-            shutil.copy2(bundle.root / "env" / name, env_dir / name)
     kind = env_info.get("kind", "current")
+    for key in ("env_file", "lock_file"):
+        if env_info.get(key):
+            # Names from env.json choose what is copied: plain names of regular files in env/ only.
+            src = bundle.member(env_info[key], directory="env")
+            (env_dir / src.name).write_bytes(read_bytes(src, MAX_ENV_FILE_BYTES))
     if kind in ("conda", "pip"):
+        if not env_info.get("env_file"):
+            raise UsageError(f"{bundle.root}: env/env.json names no env_file for a {kind} environment")
         resolved["environment"][kind] = str(env_dir / env_info["env_file"])
     recorded_data = bundle.json("data.json") or {}
     for name, entry in recorded_data.items():
@@ -150,7 +160,7 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
         resolved["image"]["base"] = str(workdir / "Dockerfile.base")
     resolved["output"] = str(output or _default_output(bundle))
     spec_path = workdir / "spec.yaml"
-    text = (bundle.root / "spec.yaml").read_text(encoding="utf-8")
+    text = read_bytes(bundle.member("spec.yaml"), MAX_SPEC_BYTES).decode("utf-8", errors="replace")
     spec_path.write_text(text, encoding="utf-8")
     return validate(resolved, spec_path, text=text)
 

@@ -332,7 +332,14 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         _check_workers(plan, reports)
         if info.dashboard:
             status_cb(f"dashboard: {info.dashboard}")
-        executor.run(client)
+        try:
+            executor.run(client)
+        finally:
+            if secrets:  # its teardown takes the secrets out of the workers' environment
+                try:
+                    client.unregister_worker_plugin(_plugin.PLUGIN_NAME)
+                except Exception:
+                    log.warning("could not unregister the xrun plugin: the workers may keep the secrets in their environment")
 
 
 def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:

@@ -109,6 +109,24 @@ def count(sweep: Sweep) -> int:
     return n * sweep.repeats
 
 
+MAX_TRIALS = 1_000_000  # every trial is planned in memory and journaled; beyond this, split the sweep
+
+
+def size_problem(sweep: Sweep) -> tuple[str, str] | None:
+    """(sweep key, message) when the sweep has more than :data:`MAX_TRIALS` trials.
+
+    Computed from the sweep's sizes, without expanding it (a 10^12-point grid
+    is refused at once instead of filling memory).
+    """
+    n = count(sweep)
+    if n <= MAX_TRIALS:
+        return None
+    key = {"grid": "parameters", "random": "samples", "list": "points"}[sweep.method]
+    if n // max(sweep.repeats, 1) <= MAX_TRIALS:
+        key = "repeats"
+    return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"
+
+
 def trial_definition(spec: Spec) -> dict[str, Any]:
     """What a trial computes, independent of how it is scheduled (no timeout or retries)."""
     return spec.trial.model_dump(mode="json", exclude={"timeout", "retries"})

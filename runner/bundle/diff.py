@@ -9,6 +9,10 @@ from runner.bundle.read import Bundle
 from runner.plan import diff_files, diff_versions
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(value, dict):
@@ -21,12 +25,12 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
     env_a, env_b = a.json("env/env.json") or {}, b.json("env/env.json") or {}
-    packages = diff_versions(env_a.get("packages", {}), env_b.get("packages", {}))
+    packages = diff_versions(_obj(env_a.get("packages")), _obj(env_b.get("packages")))
     code = diff_files(a.json("code/files.json") or {}, b.json("code/files.json") or {})
     data_a, data_b = a.json("data.json") or {}, b.json("data.json") or {}
     data = []
     for name in sorted(set(data_a) | set(data_b)):
-        ha, hb = (data_a.get(name) or {}).get("sha256"), (data_b.get(name) or {}).get("sha256")
+        ha, hb = _obj(data_a.get(name)).get("sha256"), _obj(data_b.get(name)).get("sha256")
         if ha != hb:
             data.append(f"{name}: {str(ha)[:12] if ha else 'absent'} → {str(hb)[:12] if hb else 'absent'}")
     spec_a, spec_b = a.json("spec.resolved.json") or {}, b.json("spec.resolved.json") or {}
@@ -57,9 +61,8 @@ def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
 
 def _objective(x: Bundle) -> tuple[str, str] | None:
     """(metric, goal) of a bundle: its best point's, else the declared objective."""
-    raw = x.meta.get("best")
-    best: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    declared = ((x.json("spec.resolved.json") or {}).get("sweep") or {}).get("objective") or {}
+    best = _obj(x.meta.get("best"))
+    declared = _obj(_obj(_obj(x.json("spec.resolved.json")).get("sweep")).get("objective"))
     metric = best.get("metric") or declared.get("metric")
     if not metric:
         return None
@@ -73,11 +76,11 @@ def _infrastructure(a: Bundle, b: Bundle) -> list[str]:
     ba, bb = a.meta.get("backend"), b.meta.get("backend")
     if ba != bb:
         out.append(f"backend: {ba} → {bb}")
-    wa = ((a.json("spec.resolved.json") or {}).get("cluster") or {}).get("workers")
-    wb = ((b.json("spec.resolved.json") or {}).get("cluster") or {}).get("workers")
+    wa = _obj(_obj(a.json("spec.resolved.json")).get("cluster")).get("workers")
+    wb = _obj(_obj(b.json("spec.resolved.json")).get("cluster")).get("workers")
     if wa != wb:
         out.append(f"cluster.workers: {wa} → {wb}")
-    ia, ib = a.json("image.json") or {}, b.json("image.json") or {}
+    ia, ib = _obj(a.json("image.json")), _obj(b.json("image.json"))
     for key in ("image", "image_id", "base"):
         va, vb = ia.get(key), ib.get(key)
         if va != vb:
@@ -91,9 +94,10 @@ def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
     from runner.bundle.points import aggregate, rank
 
     rows = []
-    ra = [r for r in a.trials if r.get("status") == "ok"]
-    rb = [r for r in b.trials if r.get("status") == "ok"]
-    names = sorted({m for r in ra + rb for m in r.get("metrics", {})})
+    # bundles are not trusted: records whose metrics are not a mapping count as none
+    ra = [{**r, "metrics": _obj(r.get("metrics"))} for r in a.trials if isinstance(r, dict) and r.get("status") == "ok"]
+    rb = [{**r, "metrics": _obj(r.get("metrics"))} for r in b.trials if isinstance(r, dict) and r.get("status") == "ok"]
+    names = sorted({m for r in ra + rb for m in r["metrics"]})
     objective = _objective(a) or _objective(b)
     pa, pb = aggregate(ra), aggregate(rb)
     for name in names:

@@ -11,20 +11,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner._hashing import file_digest
+from runner._safeio import entry_kind, is_regular, open_regular
 
 MANIFEST = "MANIFEST.sha256"
+MAX_LINE = 64 * 1024  # a MANIFEST line: 64 hex digits, two spaces, a path
 
+
+def scan(root: Path) -> tuple[list[str], list[str]]:
+    """(regular files, other entries) under ``root``, sorted, ``MANIFEST`` excluded.
+
+    Links (to files or directories), FIFOs, devices and sockets are never
+    followed or read: a bundle holds regular files and directories only.
+    """
+    files, unsafe = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in list(dirnames):
+            if (Path(dirpath) / name).is_symlink():  # os.walk lists links to directories here
+                dirnames.remove(name)
+                filenames.append(name)
+        for name in filenames:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if is_regular(path):
+                if rel != MANIFEST:
+                    files.append(rel)
+            else:
+                unsafe.append(rel)
+    return sorted(files), sorted(unsafe)
 
 
 def bundle_files(root: Path) -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames:
-            rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if rel != MANIFEST:
-                out.append(rel)
-    return sorted(out)
+    return scan(root)[0]
 
 
 def write_manifest(root: Path) -> None:
@@ -39,33 +57,43 @@ class VerifyResult:
     changed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)  # "path (what it is)": links and special files
     checked: int = 0
     manifest_missing: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.changed or self.missing or self.extra or self.manifest_missing)
+        return not (self.changed or self.missing or self.extra or self.unsafe or self.manifest_missing)
 
 
 def verify(root: Path) -> VerifyResult:
     result = VerifyResult()
+    present, unsafe = scan(root)
+    result.unsafe = [f"{rel} ({entry_kind(root / rel)})" for rel in unsafe]
     manifest = root / MANIFEST
-    if not manifest.is_file():
+    if not is_regular(manifest):
+        if manifest.is_symlink() or manifest.exists():
+            result.unsafe.append(f"{MANIFEST} ({entry_kind(manifest)})")
         result.manifest_missing = True
         return result
     expected: dict[str, str] = {}
-    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
-        digest, sep, rel = line.partition("  ")
-        if sep and rel:
-            expected[rel] = digest
-        elif line.strip():
-            result.changed.append(f"{MANIFEST} (malformed line: {line[:60]!r})")
-    present = set(bundle_files(root))
+    with open_regular(manifest) as fh:
+        while line_bytes := fh.readline(MAX_LINE):
+            line = line_bytes.decode("utf-8", errors="replace").rstrip("\n")
+            digest, sep, rel = line.partition("  ")
+            if sep and rel and len(line_bytes) < MAX_LINE:
+                expected[rel] = digest
+            elif line.strip():
+                result.changed.append(f"{MANIFEST} (malformed line: {line[:60]!r})")
+                if len(result.changed) > 100:
+                    break
+    regular = set(present)
     for rel, digest in sorted(expected.items()):
-        if rel not in present:
-            result.missing.append(rel)
+        if rel not in regular:  # only names found by walking the bundle are ever opened
+            if rel not in unsafe:
+                result.missing.append(rel)
         elif file_digest(root / rel) != digest:
             result.changed.append(rel)
         result.checked += 1
-    result.extra = sorted(present - set(expected))
+    result.extra = sorted(regular - set(expected))
     return result

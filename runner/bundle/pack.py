@@ -20,10 +20,12 @@ from pathlib import Path
 
 from runner import config
 from runner._plugin import UnsafeArchive, safe_extract
-from runner.bundle.manifest import bundle_files
+from runner._safeio import entry_kind, read_bytes
+from runner.bundle.manifest import MANIFEST, scan
 from runner.errors import UsageError
 
 SUFFIXES = (".tar.gz", ".tgz")
+MAX_MEMBER_BYTES = 4 * 1024**3
 
 
 def is_archive(path: Path) -> bool:
@@ -34,24 +36,32 @@ def pack(bundle_dir: Path, out_file: Path, *, created: str | None = None) -> Pat
     bundle_dir = Path(bundle_dir)
     mtime = 0
     if created:
-        try:
-            mtime = int(datetime.fromisoformat(created).timestamp())
-        except ValueError:
+        try:  # bundle.json is not trusted: anything but a date means time 0
+            mtime = int(datetime.fromisoformat(str(created)).timestamp())
+        except (ValueError, OverflowError, OSError):
             mtime = 0
+    files, unsafe = scan(bundle_dir)
+    if unsafe:  # a link would embed its target's bytes; a FIFO or device would hang or never end
+        shown = ", ".join(f"{rel} ({entry_kind(bundle_dir / rel)})" for rel in unsafe[:10])
+        raise UsageError(f"{bundle_dir}: refusing to pack links or special files: {shown}")
+    files.append(MANIFEST)
     raw = io.BytesIO()
     top = bundle_dir.name
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({str(Path(rel).parent) for rel in [*bundle_files(bundle_dir), "MANIFEST.sha256"]} - {"."})
+        dirs = sorted({str(Path(rel).parent) for rel in files} - {"."})
         for d in ["", *dirs]:
             info = tarfile.TarInfo(f"{top}/{d}".rstrip("/"))
             info.type = tarfile.DIRTYPE
             info.mode, info.mtime = 0o755, mtime
             tar.addfile(info)
-        for rel in [*bundle_files(bundle_dir), "MANIFEST.sha256"]:
+        for rel in files:
             path = bundle_dir / rel
             if not path.is_file():
                 continue
-            data = path.read_bytes()
+            try:
+                data = read_bytes(path, MAX_MEMBER_BYTES)
+            except OSError as exc:
+                raise UsageError(f"{bundle_dir}: cannot pack {rel}: {exc}") from None
             info = tarfile.TarInfo(f"{top}/{rel}")
             info.size, info.mode, info.mtime = len(data), 0o644, mtime
             tar.addfile(info, io.BytesIO(data))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner._safeio import UnsafePath, entry_kind, is_regular, member_path, read_text
 from runner.bundle.write import BUNDLE_VERSION, latest_records, read_journal
 from runner.errors import UsageError
 
@@ -18,13 +19,41 @@ class Bundle:
 
     @property
     def trials(self) -> list[dict[str, Any]]:
-        return latest_records(read_journal(self.root / "trials.jsonl"))
+        try:
+            return latest_records(read_journal(self.root / "trials.jsonl"))
+        except OSError as exc:
+            raise UsageError(f"{self.root}: trials.jsonl: {exc}") from None
+
+    def member(self, rel: str, *, directory: str | None = None) -> Path:
+        """The regular file ``rel`` of this bundle (with ``directory``: ``rel`` is a
+        plain name in that directory), for a ``rel`` that may come from a bundle file.
+
+        The one gate for paths read from a bundle: see :func:`runner._safeio.member_path`.
+        """
+        try:
+            if directory is None:
+                path = member_path(self.root, rel)
+            else:
+                path = member_path(member_path(self.root, directory), rel, name_only=True)
+        except UnsafePath as exc:
+            raise UsageError(f"{self.root}: refusing the path {rel!r} read from the bundle: {exc}") from None
+        if not is_regular(path):
+            raise UsageError(f"{self.root}: {path.relative_to(self.root)} is missing or not a regular file ({entry_kind(path)})")
+        return path
 
     def json(self, name: str) -> Any:
+        """A JSON object file of the bundle (``None`` when absent); unreadable,
+        hostile or non-object ones are a usage error."""
         path = self.root / name
-        if not path.is_file():
+        if not (path.exists() or path.is_symlink()):
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            value = json.loads(read_text(self.member(name)))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}: not a JSON object")
+        return value
 
 
 def open_bundle(path: Path) -> Bundle:
@@ -37,11 +66,11 @@ def open_bundle(path: Path) -> Bundle:
     if is_archive(path):
         path = unpack(path)
     meta_path = path / "bundle.json"
-    if not meta_path.is_file():
-        raise UsageError(f"{path}: not a bundle (no bundle.json)")
+    if not is_regular(meta_path):
+        raise UsageError(f"{path}: not a bundle (no bundle.json, or not a regular file)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+        meta = json.loads(read_text(meta_path))
+    except (OSError, ValueError) as exc:
         raise UsageError(f"{meta_path}: unreadable ({exc})") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{meta_path}: not a bundle (a JSON {type(meta).__name__}, not an object)")

@@ -79,9 +79,12 @@ SLIM_FIELDS = ("id", "status", "params", "seed", "repeat", "metrics", "cached", 
 
 def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(byte offset, record) for each line of ``trials.jsonl``, streaming;
-    a torn last line (killed mid-write) is skipped."""
+    a torn last line (killed mid-write) or a line that is no trial record is skipped.
+    A ``trials.jsonl`` that is a link or special file is refused (:class:`runner._safeio.UnsafePath`)."""
+    from runner._safeio import open_regular
+
     try:
-        fh = open(path, "rb")
+        fh = open_regular(path)
     except FileNotFoundError:
         return
     with fh:
@@ -91,9 +94,11 @@ def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                yield start, json.loads(line)
+                record = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(record, dict) and isinstance(record.get("id"), str):  # else not a trial record
+                yield start, record
 
 
 def read_journal(path: Path, *, slim: bool = False) -> list[dict[str, Any]]:
@@ -170,9 +175,7 @@ class BundleWriter:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
         elif artifacts_from is not None and artifacts_from.is_dir():
-            import shutil
-
-            shutil.copytree(artifacts_from, self.root / "artifacts" / tid, dirs_exist_ok=True)
+            _copy_regular_files(artifacts_from, self.root / "artifacts" / tid)
         self.journal.append(record)
 
     # ---------------------------------------------------------- finish
@@ -187,6 +190,24 @@ class BundleWriter:
             _dump(self.root / name, value)
         self.write_status(summary)
         seal(self.root)
+
+
+def _copy_regular_files(src: Path, dest: Path) -> None:
+    """Copy a cache entry's artifacts: regular files only (a cache entry is not
+    trusted; a link in it must not bring another file's bytes into the bundle)."""
+    import shutil
+
+    from runner._safeio import is_regular
+
+    for dirpath, _dirs, filenames in os.walk(src):  # does not descend into linked directories
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not is_regular(path):
+                log.warning("cached artifact %s skipped: not a regular file", path)
+                continue
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
 
 
 def seal(root: Path) -> None:
@@ -205,6 +226,28 @@ def seal(root: Path) -> None:
             log.debug("could not write %s", name, exc_info=True)
             (root / f"{name}.error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
     write_manifest(root)
+
+
+def reseal(root: Path) -> None:
+    """Rewrite a finished bundle's derived files and manifest, only if it verifies.
+
+    Sealing a bundle whose files no longer match its manifest would make a
+    tampered bundle look genuine, so that is refused (:class:`VerifyError`).
+    """
+    from runner.bundle.manifest import verify
+    from runner.errors import VerifyError
+
+    result = verify(root)
+    if not result.ok:
+        problems = [*(f"changed: {p}" for p in result.changed), *(f"missing: {p}" for p in result.missing),
+                    *(f"extra: {p}" for p in result.extra), *(f"not a regular file: {p}" for p in result.unsafe)]  # fmt: skip
+        if result.manifest_missing:
+            problems.append("MANIFEST.sha256 is missing")
+        raise VerifyError(
+            f"{root}: refusing to re-seal a bundle that does not verify ({len(problems)} problem(s)):\n  "
+            + "\n  ".join(problems[:20])
+        )
+    seal(root)
 
 
 def _write_report(root: Path) -> None:

@@ -219,6 +219,7 @@ def plan(
 @app.command()
 def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
+    from runner._display import clean, mapping, safe, trial_rows
     from runner.bundle.read import effective_status, open_bundle, summary_row
 
     b = open_bundle(bundle)
@@ -226,25 +227,28 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
     if json_:
         out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
         return
-    m = b.meta
+    m = safe(b.meta)  # every string shown below comes from the bundle: escaped
     status, why = effective_status(b)
-    out.print(f"[bold]{m.get('run_id')}[/]  status: {status}  backend: {m.get('backend')}  "
+    out.print(f"[bold]{m.get('run_id')}[/]  status: {safe(status)}  backend: {m.get('backend')}  "
               f"duration: {m.get('duration_seconds')}s")  # fmt: skip
     if why:
-        out.print(f"abandoned: {why}; the trials it finished are kept (re-run the spec to finish the rest)", markup=False)
-    if isinstance(m.get("computed_by"), list):
-        out.print(f"all trials came from the cache; no cluster started. computed by: {', '.join(map(str, m['computed_by']))}",
+        out.print(clean(f"abandoned: {why}; the trials it finished are kept (re-run the spec to finish the rest)"),
                   markup=False)  # fmt: skip
-    c = m.get("counts", {})
+    if isinstance(b.meta.get("computed_by"), list):
+        out.print(clean("all trials came from the cache; no cluster started. computed by: "
+                        + ", ".join(map(str, b.meta["computed_by"]))), markup=False)  # fmt: skip
+    c = mapping(m.get("counts"))
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
     from runner.cli.progress import best_text, points_table, trials_table
 
-    best = m.get("best") or {}
-    if best.get("metric"):
-        out.print(f"best point: {best_text(best)}", markup=False)
-    out.print(trials_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20))
-    points = points_table(trials, best.get("metric"), best.get("goal", "maximize"), limit=20)
+    best = mapping(b.meta.get("best"))
+    metric = best.get("metric") if isinstance(best.get("metric"), str) else None
+    goal = "minimize" if best.get("goal") == "minimize" else "maximize"
+    if metric:
+        out.print(clean(f"best point: {best_text(best)}"), markup=False)
+    out.print(trials_table(trial_rows(trials), metric, goal, limit=20))
+    points = points_table([t for t in trials if isinstance(t, dict)], metric, goal, limit=20)
     if points is not None:
         out.print(points)
 
@@ -263,7 +267,7 @@ def ls_(
     hidden = [r for r in rows if r["failed_before_start"]] if not all_ else []
     rows = [r for r in rows if r not in hidden]
     if json_:
-        out.print_json(json.dumps(rows))
+        out.print_json(json.dumps(rows, default=str))
         return
     out.print(runs_table(rows))
     if hidden:
@@ -279,12 +283,17 @@ def verify(bundle: Path = typer.Argument(..., help="a bundle directory or archiv
 
     b = open_bundle(bundle)
     res = verify_bundle(b.root)
+    if res.unsafe:
+        raise VerifyError(f"{b.root}: {len(res.unsafe)} link(s) or special file(s); a bundle holds regular files only\n  "
+                          + "\n  ".join(f"not a regular file: {p}" for p in res.unsafe))  # fmt: skip
     if res.manifest_missing:
         raise VerifyError(f"{b.root}: MANIFEST.sha256 is missing (the run did not finish writing its bundle)")
     if not res.ok:
         lines = [f"changed: {p}" for p in res.changed] + [f"missing: {p}" for p in res.missing] + [f"extra: {p}" for p in res.extra]
         raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
-    _say(f"[green]✓[/] {b.root}: {res.checked} files match MANIFEST.sha256")
+    from runner._display import safe
+
+    _say(f"[green]✓[/] {safe(str(b.root))}: {res.checked} files match MANIFEST.sha256")
 
 
 @app.command()
@@ -304,16 +313,18 @@ def reproduce(
     options = RunOptions(output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"))
     data_paths = {k: Path(v).resolve() for k, v in _kv(data, "--data").items()}
     result = reproduce_bundle(bundle, trials=trials, backend=backend, data=data_paths, options=options)
-    _say(f"environment: {result.environment}")
-    t = Table(title=f"reproduction of {result.original.meta.get('run_id')}", title_justify="left")
+    from runner._display import safe
+
+    _say(f"environment: {safe(result.environment)}")
+    t = Table(title=f"reproduction of {safe(str(result.original.meta.get('run_id')))}", title_justify="left")
     for col in ("trial", "metric", "recorded", "reproduced", "|Δ|", "match"):
         t.add_column(col, justify="right" if col in ("recorded", "reproduced", "|Δ|") else "left")
     for r in result.rows:
-        t.add_row(r.trial, r.metric, _num(r.recorded), _num(r.reproduced), _num(r.delta),
+        t.add_row(safe(str(r.trial)), safe(str(r.metric)), _num(r.recorded), _num(r.reproduced), _num(r.delta),
                   "[green]yes[/]" if r.match else "[red]NO[/]")  # fmt: skip
     err.print(t)
     for p in result.problems:
-        err.print(f"[red]problem:[/] {p}")
+        err.print(f"[red]problem:[/] {safe(p)}")
     _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")
     out.print(str(result.bundle))
     if not result.ok:
@@ -337,13 +348,15 @@ def diff(
     json_: bool = typer.Option(False, "--json"),
 ) -> None:
     """What differs between two bundles: environment, code, data, sweep, metrics."""
+    from runner._display import safe
     from runner.bundle.diff import diff_bundles
     from runner.bundle.read import open_bundle
 
     d = diff_bundles(open_bundle(a), open_bundle(b))
     if json_:
-        out.print_json(json.dumps(d))
+        out.print_json(json.dumps(d, default=str))
         return
+    d = safe(d)  # every string below comes from the two bundles
     out.print(f"[bold]A[/] {d['a']}\n[bold]B[/] {d['b']}")
     env = d["environment"]
     if env["lock_hash"][0] == env["lock_hash"][1]:
@@ -351,17 +364,17 @@ def diff(
     else:
         out.print(f"environment: {env['kind'][0]} {str(env['lock_hash'][0])[:12]} → {env['kind'][1]} {str(env['lock_hash'][1])[:12]}")
         for line in env["packages"]:
-            out.print(f"  {line}", markup=False)
+            out.print(f"  {line}")
     for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep"), ("backend and image", "infrastructure")):
         out.print(f"{title}: " + ("identical" if not d[key] else ""))
         for line in d[key]:
-            out.print(f"  {line}", markup=False)
+            out.print(f"  {line}")
     t = Table(title="metrics (ok trials; best = the best point's mean over its repeats, objective only)", title_justify="left")
     for col in ("metric", "A mean ± std", "B mean ± std", "A best", "B best", "A n", "B n"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for m in d["metrics"]:
         goal = f" ({m['goal']})" if m.get("goal") else ""
-        t.add_row(m["metric"] + goal, _pm(m["a_mean"], m.get("a_std")), _pm(m["b_mean"], m.get("b_std")),
+        t.add_row(str(m["metric"]) + goal, _pm(m["a_mean"], m.get("a_std")), _pm(m["b_mean"], m.get("b_std")),
                   _num(m["a_best"]), _num(m["b_best"]), str(m["a_n"]), str(m["b_n"]))  # fmt: skip
     out.print(t)
 
@@ -533,12 +546,12 @@ def clean(
 def report(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
     """(Re)write BUNDLE's report.html (and its RO-Crate metadata and manifest)."""
     from runner.bundle.read import open_bundle
-    from runner.bundle.write import seal
+    from runner.bundle.write import reseal
 
     b = open_bundle(bundle)
     if b.root != Path(bundle) and not Path(bundle).is_dir():
         raise UsageError(f"{bundle}: an archive cannot be rewritten; unpack it or use the bundle directory")
-    seal(b.root)
+    reseal(b.root)
     out.print(str(b.root / "report.html"))
 
 
@@ -581,7 +594,9 @@ def main(argv: list[str] | None = None) -> None:
     except XrunError as exc:
         if config.debug():
             raise
-        err.print(f"error: {exc.message}", markup=False)
+        from runner._display import clean
+
+        err.print(f"error: {clean(exc.message)}", markup=False)  # messages quote bundle contents
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
@@ -589,6 +604,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so, without a traceback unless asked
         if config.debug():
             raise
-        err.print(f"internal error: {type(exc).__name__}: {exc} (set XRUN_DEBUG=1 for the traceback)", markup=False)
+        from runner._display import clean
+
+        err.print(f"internal error: {type(exc).__name__}: {clean(str(exc))} (set XRUN_DEBUG=1 for the traceback)", markup=False)
         sys.exit(1)
 

@@ -16,6 +16,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from runner._display import clean, mapping, safe, trial_rows
 from runner.execute import Event
 
 
@@ -60,11 +61,11 @@ class Progress:
     def event(self, e: Event) -> None:
         if e.kind == "retry":
             if self.enabled:
-                self.bar.console.print(f"[yellow]retry[/] {e.record['id']}: {e.record.get('error')}", markup=True)
+                self.bar.console.print(f"[yellow]retry[/] {e.record['id']}: {safe(str(e.record.get('error')))}", markup=True)
             return
         if e.kind == "failed" and self.enabled:
             first = (e.record.get("error") or "").splitlines()[0:1]
-            self.bar.console.print(f"[red]{e.record.get('failure_class')}[/] {e.record['id']}: {first[0] if first else ''}")
+            self.bar.console.print(f"[red]{e.record.get('failure_class')}[/] {e.record['id']}: {safe(first[0]) if first else ''}")
         c = e.counts
         extra = f"[red]{c['failed']} failed[/] " if c["failed"] else ""
         extra += f"{c['cached']} cached " if c["cached"] else ""
@@ -90,9 +91,9 @@ class Progress:
                                f"(computed by {', '.join(meta['computed_by'])})", markup=False)  # fmt: skip
         if meta.get("best"):
             objective = meta["best"]
-            self.console.print(f"best: {best_text(objective)}", markup=False)
+            self.console.print(f"best: {clean(best_text(objective))}", markup=False)
         metric, goal = objective and objective["metric"], (objective or {}).get("goal", "maximize")
-        self.console.print(trials_table(trials, metric, goal, limit=10))
+        self.console.print(trials_table(trial_rows(trials), metric, goal, limit=10))
         points = points_table(trials, metric, goal, limit=10)
         if points is not None:
             self.console.print(points)
@@ -167,8 +168,6 @@ def best_text(best: dict[str, Any]) -> str:
 def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table | None:
     """Parameter points with repeats: n, mean ± std per metric, best mean first;
     ``None`` when no point was run more than once."""
-    from rich.markup import escape
-
     from runner.bundle.points import aggregate, rank
 
     points = aggregate(trials)
@@ -185,11 +184,11 @@ def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     table.add_column("params", overflow="fold", ratio=1)
     table.add_column("n", justify="right", no_wrap=True)
     for m in metrics:
-        table.add_column(m, justify="right", no_wrap=True)
-    _whole(table, "trials", [f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0] for p in ranked])
-    for p in ranked[:limit]:
-        span = f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0]
-        table.add_row(escape(_params(p.params)), f"{p.n}/{len(p.trials)}",
+        table.add_column(safe(m), justify="right", no_wrap=True)
+    spans = [safe(f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0]) for p in ranked]
+    _whole(table, "trials", spans)
+    for p, span in zip(ranked[:limit], spans):
+        table.add_row(safe(_params(p.params)), f"{p.n}/{len(p.trials)}",
                       *[_pm(p.mean(m), p.std(m), len(p.values.get(m, []))) for m in metrics], span)  # fmt: skip
     if len(ranked) > limit:
         table.add_row(f"… {len(ranked) - limit} more", "", *["" for _ in metrics], "")
@@ -197,9 +196,7 @@ def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
-    """``xrun ls``: run ids whole; the rest wraps."""
-    from rich.markup import escape
-
+    """``xrun ls``: run ids whole; the rest wraps (every value from a bundle made display-safe)."""
     t = Table()
     _whole(t, "run id", [r.get("run_id") for r in rows])
     t.add_column("status", no_wrap=True)
@@ -207,14 +204,14 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     t.add_column("best", overflow="fold", ratio=1)
     colors = {"ok": "green", "failed": "red", "error": "red", "abandoned": "yellow", "interrupted": "yellow", "running": "cyan"}
     for r in rows:
-        c = r.get("counts") or {}
+        c = mapping(r.get("counts"))
         parts = [f"{c.get(k)} {k}" for k in ("ok", "cached", "failed", "not_run") if c.get(k)]
         trials = f"{c.get('total', '?')}" + (f": {', '.join(parts)}" if parts else "")
         best = r.get("best")
         status = str(r.get("status"))
         color = colors.get(status, "white")
-        t.add_row(escape(str(r.get("run_id"))), f"[{color}]{escape(status)}[/]", trials.replace("not_run", "not run"),
-                  escape(best_text(best)) if isinstance(best, dict) and best.get("metric") else "")  # fmt: skip
+        t.add_row(safe(str(r.get("run_id"))), f"[{color}]{safe(status)}[/]", safe(trials.replace("not_run", "not run")),
+                  safe(best_text(best)) if isinstance(best, dict) and best.get("metric") else "")  # fmt: skip
     return t
 
 

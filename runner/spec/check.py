@@ -45,6 +45,11 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
             )
     elif sweep.points is not None:
         raise _err(loaded, f"points are only used with method: list (method is {sweep.method})", "sweep", "points")
+    from runner.sweep import size_problem
+
+    too_big = size_problem(sweep)  # counted, never expanded
+    if too_big:
+        raise _err(loaded, too_big[1], "sweep", too_big[0])
 
     for name, item in spec.data.items():
         if (item.path is None) == (item.url is None):

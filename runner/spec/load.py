@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
 from runner.errors import SpecError
 from runner.spec import yaml as _yaml
 from runner.spec.check import check_semantics
@@ -25,10 +26,12 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
     file = display_path(path.absolute())
     if path.is_dir():
         raise SpecError("is a directory, not a spec file", file=file)
-    try:
-        data = path.read_bytes()
+    try:  # a FIFO or /dev/zero would block or never end
+        data = read_bytes(path, MAX_SPEC_BYTES, follow=True)
     except FileNotFoundError:
         raise SpecError("spec file not found", file=file) from None
+    except UnsafePath as exc:
+        raise SpecError(f"cannot read spec: {str(exc).removeprefix(f'{path}: ')}", file=file) from None
     except OSError as exc:
         raise SpecError(f"cannot read spec: {exc.strerror}", file=file) from None
     text = _yaml.decode(data, file)

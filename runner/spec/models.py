@@ -154,9 +154,20 @@ def _plain_value(value: Any) -> Any:
 PlainValue = Annotated[Any, AfterValidator(_plain_value)]
 
 
+def pattern_problem(pattern: str) -> str | None:
+    """Why an include glob could match files outside code.root (``None``: it cannot)."""
+    pure = PurePosixPath(pattern.replace("\\", "/"))
+    if pure.is_absolute() or pattern.startswith("~") or (len(pattern) > 1 and pattern[1] == ":"):
+        return f"{pattern!r} is absolute; patterns are relative to code.root"
+    if ".." in pure.parts:
+        return f"{pattern!r} leaves code.root ('..'); only files under code.root are shipped"
+    return None
+
+
 def _glob_pattern(value: str) -> str:
-    if value.startswith("/"):
-        raise ValueError(f"{value!r} is an absolute path; patterns are relative to code.root")
+    problem = pattern_problem(value)
+    if problem:
+        raise ValueError(problem)
     parts = PurePosixPath(value).parts
     if not parts:
         raise ValueError(f"{value!r} matches nothing; use a pattern like **/*.py")
@@ -249,7 +260,7 @@ class Image(StrictModel):
 
 class Code(StrictModel):
     root: SpecPath = Field(Path("."), validate_default=True, description="directory shipped to workers and snapshotted")
-    include: list[GlobPattern] = Field(default_factory=lambda: ["**/*.py"])
+    include: list[GlobPattern] = Field(default_factory=lambda: ["**/*.py"])  # relative; none may leave code.root
     exclude: list[GlobPattern] = Field(default_factory=list)
 
 
