@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import secrets as _secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from runner import code as code_mod
@@ -232,3 +234,9 @@ def diff_files(old: dict[str, str], new: dict[str, str]) -> list[str]:
         elif old[name] != new[name]:
             out.append(f"{name} (modified)")
     return out
+
+
+def new_run_id(name: str, now: datetime | None = None) -> str:
+    """``<name>-<UTC time>-<6 hex>``: the bundle directory and the label of everything a run starts."""
+    now = now or datetime.now(timezone.utc)
+    return f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{_secrets.token_hex(3)}"

@@ -20,8 +20,9 @@ from typing import Any
 
 from runner._hashing import file_digest
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
+from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.read import Bundle, open_bundle
-from runner.bundle.write import BundleWriter, latest_records, read_journal
+from runner.bundle.write import BundleWriter
 from runner.errors import UsageError
 from runner.execute import Outcome
 

@@ -16,13 +16,15 @@ from typing import Any
 
 from runner import config
 from runner import sweep as sweep_mod
-from runner.bundle.write import BUNDLE_VERSION, BundleWriter, driver_info, new_run_id
+from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
+from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
 from runner.cluster import Backend, ClusterInfo
 from runner.env import LockedEnv
 from runner.errors import InfraError, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
-from runner.plan import Plan, make_plan
+from runner.plan import Plan, make_plan, new_run_id
+from runner.seal import seal
 from runner.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,7 @@ def run_plan(
     preload.join()  # two threads importing one package at once can break it half-initialized
     try:
         writer.finish(summary, host, extra)
+        seal(writer.root)
     except OSError as exc:
         raise _bundle_failed(writer, exc, summary, cache) from None
     result = RunResult(run_id, writer.root, status, outcome, total,
@@ -426,7 +429,6 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
 def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
     """The point with the best mean objective over its repeats (not the luckiest seed)."""
     from runner.bundle.points import best_point
-    from runner.bundle.write import latest_records, read_journal
 
     if plan.objective is None:
         return None

@@ -260,8 +260,8 @@ def ls_(
     json_: bool = typer.Option(False, "--json"),
 ) -> None:
     """List the bundles in DIRECTORY (runs that failed before starting only with --all)."""
-    from runner.cli.progress import runs_table
     from runner.bundle.read import find_bundles, summary_row
+    from runner.cli.progress import runs_table
 
     rows = [summary_row(b) for b in find_bundles(directory)]
     hidden = [r for r in rows if r["failed_before_start"]] if not all_ else []
@@ -546,7 +546,7 @@ def clean(
 def report(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
     """(Re)write BUNDLE's report.html (and its RO-Crate metadata and manifest)."""
     from runner.bundle.read import open_bundle
-    from runner.bundle.write import reseal
+    from runner.seal import reseal
 
     b = open_bundle(bundle)
     if b.root != Path(bundle) and not Path(bundle).is_dir():

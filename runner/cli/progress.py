@@ -17,6 +17,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from runner._display import clean, mapping, safe, trial_rows
+from runner.bundle.journal import latest_records, read_journal
 from runner.execute import Event
 
 
@@ -100,8 +101,6 @@ class Progress:
 
 
 def _read_trials(bundle: Any) -> list[dict[str, Any]]:
-    from runner.bundle.write import latest_records, read_journal
-
     return latest_records(read_journal(bundle / "trials.jsonl", slim=True))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import runner
+from runner._version import __version__
 
 # ------------------------------------------------------------------ constants
 
@@ -331,7 +331,7 @@ def _anchor(r: _Run) -> dict[str, Any]:
         "data": {
             "run-id": r.run_id,
             "spec": r.spec.name,
-            "xrun-version": runner.__version__,
+            "xrun-version": __version__,
             "image": r.image_ref,
             "workers": str(r.spec.cluster.workers),
         },

@@ -24,6 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.cluster import ClusterInfo
+from runner.cluster._lifecycle import driver_alive, driver_id, sigint_deferred
+from runner.errors import InfraError, UsageError
 from runner.image.docker import (
     LABEL_DRIVER,
     LABEL_MANAGED,
@@ -31,9 +34,6 @@ from runner.image.docker import (
     LABEL_RUN_ID,
     docker_client,
 )
-from runner.cluster import ClusterInfo
-from runner.cluster._lifecycle import driver_alive, driver_id, sigint_deferred
-from runner.errors import InfraError, UsageError
 
 if TYPE_CHECKING:
     import docker

@@ -103,7 +103,7 @@ def manifests_for_spec(
     known after ``xrun build --push``). Secret values, the owner uid and data
     bytes are always placeholders, filled only when a run applies them.
     """
-    from runner.bundle.write import new_run_id
+    from runner.plan import new_run_id
 
     run_id = run_id or new_run_id(spec.name)
     image_ref = image_ref or IMAGE_PLACEHOLDER

@@ -15,6 +15,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from runner.bundle.journal import iter_journal, latest_records, read_journal
+from runner.bundle.read import read_meta
+from runner.errors import UsageError
 from runner.report import html as h
 from runner.report.plots import Objective, Param
 
@@ -85,8 +88,6 @@ class Run:
 
     def histories(self, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
         """The ``ctx.log`` history of the trials ``ids`` (their last record each)."""
-        from runner.bundle.write import iter_journal
-
         out: dict[str, list[dict[str, Any]]] = {}
         for _, rec in iter_journal(self.root / "trials.jsonl"):
             tid = str(rec.get("id")) if isinstance(rec, dict) else None
@@ -96,8 +97,6 @@ class Run:
 
 
 def load_run(root: Path) -> Run:
-    from runner.bundle.write import latest_records, read_journal
-
     run = Run(
         root=root,
         meta=_read_meta(root),
@@ -117,26 +116,9 @@ def load_run(root: Path) -> Run:
 
 
 def _read_meta(root: Path) -> dict[str, Any]:
-    """``bundle.json``, checked like ``open_bundle`` does (which would also import
-    the archive code, and with it Dask: a report needs neither)."""
-    from runner.bundle.write import BUNDLE_VERSION
-    from runner.errors import UsageError
-
-    path = root / "bundle.json"
     if not root.is_dir():
         raise UsageError(f"{root}: not a bundle directory (unpack an archive first)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{root}: not a bundle (no bundle.json)") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("bundle_version") != BUNDLE_VERSION:
-        version = meta.get("bundle_version") if isinstance(meta, dict) else None
-        raise UsageError(
-            f"{root}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})"
-        )
-    return meta
+    return read_meta(root)
 
 
 def _read_json(root: Path, name: str) -> Any:

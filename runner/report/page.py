@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from runner._version import __version__
 from runner.report import html as h
 from runner.report import provenance as prov
 from runner.report import sections as sec
@@ -63,8 +64,6 @@ def render_report(bundle_dir: Path) -> str:
 
 
 def _version() -> str:
-    from runner import __version__
-
     return __version__
 
 

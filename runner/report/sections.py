@@ -440,8 +440,8 @@ def points_section(run: Run) -> str:
 
 def curves_section(run: Run) -> str:
     """``ctx.log`` history: one line per trial, repeats of a point overlaid in one colour."""
-    from runner.report import plots
     from runner.bundle.points import aggregate, rank
+    from runner.report import plots
 
     obj = run.objective
     ranked = rank(aggregate(run.ok), obj.metric if obj else None, obj.goal if obj else "maximize")

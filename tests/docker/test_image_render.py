@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.image import wheels
 from runner.errors import UsageError
-from runner.image.build import _builder_image_id
 from runner.image import (
     DEFAULT_BASE_IMAGE,
     ImageInfo,
@@ -22,7 +20,9 @@ from runner.image import (
     redact_build_args,
     reference_dockerfile,
     render_dockerfile,
+    wheels,
 )
+from runner.image.build import _builder_image_id
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "tests" / "snapshots"
@@ -215,8 +215,8 @@ def test_conda_context_rewrites_urls_and_checks_every_file(tmp_path: Path):
 
     import yaml
 
-    from runner.image import conda
     from runner.errors import VerifyError
+    from runner.image import conda
 
     pkg = tmp_path / "ch" / "noarch" / "liba-1.0-0.tar.bz2"
     whl = tmp_path / "wheels" / "six-1.0-py3-none-any.whl"
