@@ -257,3 +257,7 @@ def call_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def call_info() -> dict[str, Any]:
     return importlib.import_module(WORKER_MODULE).worker_info()
+
+
+def call_check(definition: dict[str, Any]) -> dict[str, Any] | None:
+    return importlib.import_module(WORKER_MODULE).check_trial(definition)

@@ -552,3 +552,62 @@ def _normalize(name: str) -> str:
     import re
 
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# ------------------------------------------------------------------ pre-flight
+
+
+def check_trial(definition: dict[str, Any]) -> dict[str, Any] | None:
+    """Import what the trial calls, as a trial would, before any trial runs.
+
+    Returns None when the trial function (or the estimator class and dataset
+    loader) can be found, else ``{"path": [...], "message": ...}`` naming the
+    spec key and saying what is wrong, with a "did you mean" when a public
+    name of the module is close.
+    """
+    try:
+        if "function" in definition:
+            return _check_target(definition["function"], ("trial", "function"), "function")
+        sk = definition.get("sklearn") or {}
+        problem = _check_target(sk.get("estimator", ""), ("trial", "sklearn", "estimator"), "estimator class")
+        if problem is None and sk.get("dataset"):
+            problem = _check_target(sk["dataset"], ("trial", "sklearn", "dataset"), "dataset loader")
+        return problem
+    except Exception as exc:  # the check must report, never fail the run itself
+        return {"path": ["trial"], "message": f"checking the trial failed: {type(exc).__name__}: {exc}"}
+
+
+def _check_target(target: str, path: tuple[str, ...], what: str) -> dict[str, Any] | None:
+    import difflib
+
+    if ":" in target:
+        module_name, name = target.split(":", 1)
+    else:
+        module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        parent, _, leaf = missing.rpartition(".")
+        hint = ""
+        if parent and missing != module_name.split(".")[0]:
+            import pkgutil
+
+            try:
+                siblings = [m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)]
+            except Exception:
+                siblings = []
+            close = difflib.get_close_matches(leaf, [s for s in siblings if not s.startswith("_")], n=1, cutoff=0.6)
+            hint = f"; did you mean '{parent}.{close[0]}'?" if close else ""
+        return {"path": list(path), "message": f"cannot import {module_name!r}: no module named {missing!r}{hint}"}
+    except BaseException as exc:
+        return {"path": list(path), "message": f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"}
+    obj = getattr(module, name, None)
+    if obj is None:
+        public = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(name, [str(n) for n in public], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return {"path": list(path), "message": f"module {module_name!r} has no {what} {name!r}{hint}"}
+    if not callable(obj):
+        return {"path": list(path), "message": f"{target} is a {type(obj).__name__}, not a {what}"}
+    return None

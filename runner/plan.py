@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets as _secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from runner import code as code_mod
@@ -39,6 +40,7 @@ class Plan:
     trials: list[PlannedTrial]
     cached: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_cache: bool = True
+    sweep_version: int = sweep_mod.SWEEP_VERSION
     # environment: current only (runner.env.imported): trial key -> scope key;
     # trial key -> the key of a result reused because nothing it imported changed;
     # trial key -> imported distributions that changed since a result was stored.
@@ -73,6 +75,7 @@ class Plan:
             "data": {k: v["sha256"] for k, v in self.data.items()},
             "definition": self.definition,
             "seed": self.spec.sweep.seed,
+            "sweep_version": self.sweep_version,
         }
 
 
@@ -82,10 +85,12 @@ def make_plan(
     *,
     use_cache: bool = True,
     cache: TrialCache | None = None,
+    sweep_version: int = sweep_mod.SWEEP_VERSION,
 ) -> Plan:
+    """``sweep_version`` other than the current one only to reproduce older bundles."""
     spec = loaded.spec
     snapshot = code_mod.snapshot(
-        spec.code.root, spec.code.include, spec.code.exclude, skip=[spec.output]
+        spec.code.root, spec.code.include, spec.code.exclude, skip=_output_inside(spec.output, spec.code.root)
     )
     if isinstance(spec.trial, FunctionTrial):
         module = spec.trial.function.split(":")[0]
@@ -98,11 +103,11 @@ def make_plan(
                 line=loaded.lines.get(("trial", "function")),
                 path="trial.function",
             )
-    data = hash_inputs(spec)
+    data = dict(sorted(hash_inputs(spec).items()))  # trials see ctx.data in one order, however written
     definition = sweep_mod.trial_definition(spec)
     data_hashes = {k: v["sha256"] for k, v in data.items()}
     trials = []
-    for point in sweep_mod.expand(spec.sweep):
+    for point in sweep_mod.expand(spec.sweep, sweep_version):
         try:
             key = sweep_mod.trial_key(
                 params=point.params,
@@ -111,6 +116,7 @@ def make_plan(
                 code_hash=snapshot.hash,
                 env_hash=env.lock_hash,
                 data_hashes=data_hashes,
+                version=sweep_version,
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(
@@ -120,14 +126,14 @@ def make_plan(
                 path="sweep",
             ) from None
         trials.append(PlannedTrial(point, key))
-    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache)
+    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache, sweep_version=sweep_version)
     if env.kind == "current":
         from runner.env.imported import scope_env
 
         for t in trials:
             plan.scopes[t.key] = sweep_mod.trial_key(
                 params=t.point.params, seed=t.point.seed, definition=definition, code_hash=snapshot.hash,
-                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes,
+                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes, version=sweep_version,
             )  # fmt: skip
     if use_cache:
         cache = cache or TrialCache()
@@ -150,6 +156,14 @@ def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:
         plan.reused[key] = found.key
     elif found is not None:
         plan.blocked[key] = found.changed
+
+
+def _output_inside(output: Path, root: Path) -> list[Path]:
+    """The output directory, when bundles land inside the code tree (so earlier
+    bundles are not snapshotted as code). An output that *holds* the code root,
+    as when reproducing from inside ``runs/``, must not hide the code itself."""
+    out, top = output.resolve(), root.resolve()
+    return [output] if out != top and out.is_relative_to(top) else []
 
 
 def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
@@ -210,6 +224,11 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             )
     if old.get("definition") != new["definition"]:
         out.append("trial definition changed (function, estimator, dataset, cv or scoring)")
+    if old.get("sweep_version", 1) != new["sweep_version"]:
+        out.append(
+            f"trial keys and sweep expansion changed format (sweep version {old.get('sweep_version', 1)} → "
+            f"{new['sweep_version']}): results of older xrun releases are not reused"
+        )
     if old.get("seed") != new["seed"]:
         out.append(f"sweep.seed changed: {old.get('seed')} → {new['seed']}")
     return out

@@ -10,6 +10,7 @@ and every metric is compared within ``reproduce.tolerance`` (default: exact).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import tarfile
@@ -18,13 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import config
 from runner._hashing import file_digest
+from runner._plugin import UnsafeArchive, safe_extract
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
 from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.read import Bundle, open_bundle
 from runner.bundle.write import BundleWriter
-from runner.errors import UsageError
+from runner.errors import UsageError, XrunError
 from runner.execute import Outcome
+from runner.image.render import DEFAULT_BASE_IMAGE, REDACTED, base_dockerfile_of
+from runner.plan import diff_versions, make_plan
+from runner.run import RunOptions, load_environment, run_plan, secret_values
+from runner.spec import apply_override, validate
+from runner.spec import yaml as _yaml
+from runner.sweep import SWEEP_VERSIONS
+
+log = logging.getLogger(__name__)
 
 REPRODUCE_FILE = "reproduce.json"
 MAX_ENV_FILE_BYTES = 64 * 1024 * 1024
@@ -102,13 +113,14 @@ def select_trials(bundle: Bundle, which: str) -> list[dict[str, Any]]:
 
 def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[str, Path], output: Path | None) -> Any:
     """A spec equivalent to the recorded one, pointing into ``workdir``."""
-    from runner._plugin import UnsafeArchive, safe_extract
-    from runner.spec import validate
 
     resolved = bundle.json("spec.resolved.json")
     if not isinstance(resolved, dict):
         raise UsageError(f"{bundle.root}: spec.resolved.json is missing or unreadable")
-    resolved.pop("_overrides", None)
+    overrides = resolved.pop("_overrides", None) or []
+    if sweep_version(bundle) == 1:
+        _restore_written_order(bundle, resolved, overrides)
+    _image_from_bundle(bundle, resolved, workdir)
     code_dir = workdir / "code"
     code_dir.mkdir(parents=True)
     try:
@@ -155,50 +167,91 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
             resolved["cluster"].pop("kubernetes", None)
         if backend != "address":
             resolved["cluster"].pop("address", None)
-    base = _recorded_base(bundle, resolved)
-    if base is not None:  # a base Dockerfile path, relative to a spec directory that is not here
-        (workdir / "Dockerfile.base").write_text(base, encoding="utf-8")
-        resolved["image"]["base"] = str(workdir / "Dockerfile.base")
-    resolved["output"] = str(output or _default_output(bundle))
+    # Absolute, so the new bundle lands where the user is, not in ``workdir``.
+    resolved["output"] = str(Path(output or _default_output(bundle)).absolute())
     spec_path = workdir / "spec.yaml"
     text = read_bytes(bundle.member("spec.yaml"), MAX_SPEC_BYTES).decode("utf-8", errors="replace")
     spec_path.write_text(text, encoding="utf-8")
     return validate(resolved, spec_path, text=text)
 
 
-_BASE_START = "# ---- base: the spec's base Dockerfile ----\n"
-_BASE_END = "\n# ---- builder:"
-
-
-def _recorded_base(bundle: Bundle, resolved: dict[str, Any]) -> str | None:
-    """The base Dockerfile the recorded image was built on (from ``image.json``'s
-    rendered Dockerfile), when the spec named a base Dockerfile by path."""
-    import re
-
-    value = (resolved.get("image") or {}).get("base")
-    if not isinstance(value, str) or (re.fullmatch(r"[\w.\-/:]+(@sha256:[0-9a-f]{64})?", value) and (":" in value or "@" in value)):
-        return None  # an image reference: nothing to carry over
-    image = bundle.json("image.json")
-    text = image.get("dockerfile") if isinstance(image, dict) else None
-    if not isinstance(text, str) or _BASE_START not in text:
-        return None
-    body = text.split(_BASE_START, 1)[1]
-    return body.split(_BASE_END, 1)[0].strip() + "\n" if _BASE_END in body else None
-
-
 def _default_output(bundle: Bundle) -> Path:
-    from runner import config
+    """Next to the original bundle; for an unpacked archive, ``runs/`` in the
+    user's working directory. Always absolute (a relative bundle path is taken
+    from the working directory the command was started in)."""
 
-    parent = bundle.root.parent
-    if config.cache_dir() in bundle.root.parents:  # an unpacked archive
+    root = bundle.root.absolute()
+    if config.cache_dir().absolute() in root.parents:  # an unpacked archive
         return Path.cwd() / "runs"
-    return parent
+    return root.parent
+
+
+def sweep_version(bundle: Bundle) -> int:
+    """The sweep expansion the bundle's trials were made with (1 before it was recorded)."""
+
+    sweep = bundle.meta.get("sweep")
+    version = sweep.get("version", 1) if isinstance(sweep, dict) else 1
+    if version not in SWEEP_VERSIONS:
+        raise UsageError(
+            f"{bundle.root}: sweep version {version!r} was written by a newer xrun "
+            f"(this one knows {', '.join(map(str, SWEEP_VERSIONS))}); upgrade xrun to reproduce it"
+        )
+    return int(version)
+
+
+def _restore_written_order(bundle: Bundle, resolved: dict[str, Any], overrides: list[str]) -> None:
+    """Sweep version 1 expanded ``sweep.parameters`` in the order they were
+    written; spec.resolved.json has them sorted. Recover the written order from
+    spec.yaml with the recorded ``--set`` overrides applied (the way the run
+    read them), else from the order of the recorded trials' params."""
+
+    params = (resolved.get("sweep") or {}).get("parameters") or {}
+    if not isinstance(params, dict) or len(params) < 2:
+        return
+    order: list[str] = []
+    try:
+        raw, _ = _yaml.load((bundle.root / "spec.yaml").read_text(encoding="utf-8"), "spec.yaml")
+        for item in overrides:
+            apply_override(raw, str(item))
+        order = list(raw["sweep"]["parameters"])
+    except (XrunError, OSError, KeyError, TypeError, ValueError):
+        pass
+    if set(order) != set(params):
+        first = next((r.get("params") for r in bundle.trials if isinstance(r.get("params"), dict)), None)
+        order = list(first or [])
+    if set(order) == set(params):
+        resolved["sweep"]["parameters"] = {name: params[name] for name in order}
+
+
+def _image_from_bundle(bundle: Bundle, resolved: dict[str, Any], workdir: Path) -> None:
+    """Docker and Kubernetes runs rebuild the image the bundle records: the base
+    Dockerfile (recovered from the rendered Dockerfile in image.json) and its
+    build args, not a path relative to a spec file that may be gone. Bundles
+    without an image that named a relative base fall back to the default base
+    (``--build-arg BASE_IMAGE=…`` still picks another)."""
+
+    image = resolved.setdefault("image", {})
+    recorded = bundle.json("image.json")
+    if isinstance(recorded, dict) and isinstance(recorded.get("dockerfile"), str):
+        try:
+            text = base_dockerfile_of(recorded["dockerfile"])
+        except UsageError as exc:  # matters only where an image is built, which then says so
+            log.warning("%s: %s; building from the spec's image.base", bundle.root / "image.json", exc.message)
+            return
+        base = workdir / "Dockerfile.base"
+        base.write_text(text, encoding="utf-8")
+        image["base"] = str(base)
+        args = {str(k): str(v) for k, v in (recorded.get("build_args") or {}).items() if v != REDACTED}
+        image["build_args"] = {**(image.get("build_args") or {}), **args}  # what was built; the CLI's win later
+        return
+    base_value = str(image.get("base") or "")
+    if base_value and not Path(base_value).is_absolute() and ":" not in base_value and "@" not in base_value:
+        image["base"] = DEFAULT_BASE_IMAGE
 
 
 def environment_note(bundle: Bundle, env: Any) -> tuple[str, bool | None]:
     env_info = bundle.json("env/env.json") or {}
     if env_info.get("kind", "current") == "current":
-        from runner.plan import diff_versions
 
         freeze = (bundle.root / "env" / "freeze.txt").read_text(encoding="utf-8") if (bundle.root / "env" / "freeze.txt").is_file() else ""
         recorded = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
@@ -246,8 +299,6 @@ def reproduce(
     data: dict[str, Path] | None = None,
     options: Any = None,
 ) -> Reproduction:
-    from runner.plan import make_plan
-    from runner.run import RunOptions, load_environment, run_plan, secret_values
 
     bundle = open_bundle(path)
     chosen = select_trials(bundle, trials)
@@ -259,7 +310,7 @@ def reproduce(
         loaded = prepare(bundle, workdir, backend=backend, data=data or {}, output=options.output)
         env = load_environment(loaded)
         result.environment, result.env_identical = environment_note(bundle, env)
-        plan = make_plan(loaded, env, use_cache=False)
+        plan = make_plan(loaded, env, use_cache=False, sweep_version=sweep_version(bundle))
         by_id = {t.id: t for t in plan.trials}
         selected = []
         for rec in chosen:

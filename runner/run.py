@@ -21,7 +21,7 @@ from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
 from runner.cluster import Backend, ClusterInfo
 from runner.env import LockedEnv
-from runner.errors import InfraError, TrialsFailed, UsageError, XrunError
+from runner.errors import InfraError, SpecError, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
 from runner.plan import Plan, make_plan, new_run_id
 from runner.seal import seal
@@ -333,6 +333,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         reports = client.run(_shipped(_plugin.call_info))
         host["workers"] = reports
         _check_workers(plan, reports)
+        _preflight(plan, client)
         if info.dashboard:
             status_cb(f"dashboard: {info.dashboard}")
         try:
@@ -343,6 +344,32 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                     client.unregister_worker_plugin(_plugin.PLUGIN_NAME)
                 except Exception:
                     log.warning("could not unregister the xrun plugin: the workers may keep the secrets in their environment")
+
+
+def _preflight(plan: Plan, client: Any) -> None:
+    """One worker imports the trial function (or estimator class) in the trial
+    environment before anything is submitted: a typo stops the run with one
+    message (exit 2), not one failed trial per point."""
+    from runner import _plugin, _yaml
+    from runner.execute import _shipped
+
+    future = client.submit(_shipped(_plugin.call_check), plan.definition, pure=False)
+    try:
+        problem = future.result(timeout=WORKERS_TIMEOUT)
+    except TimeoutError:
+        raise InfraError(
+            f"importing the trial on a worker took longer than {WORKERS_TIMEOUT:.0f}s; "
+            "check the trial module for slow work at import time"
+        ) from None
+    if problem:
+        path = tuple(problem.get("path") or ("trial",))
+        loaded = plan.loaded
+        raise SpecError(
+            f"{problem.get('message')} (checked on a worker, before any trial ran)",
+            file=loaded.display,
+            line=_yaml.line_for(loaded.lines, path),
+            path=_yaml.dotted(path),
+        )
 
 
 def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
@@ -417,7 +444,8 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "duration_seconds": round(duration, 3),
         "env": {"kind": plan.env.kind, "lock_hash": plan.env.lock_hash},
         "code_hash": plan.code.hash,
-        "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep)},
+        "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep),
+                  "version": plan.sweep_version},
     }
     if outcome.stopped_early:
         summary["stopped"] = "fail-fast"

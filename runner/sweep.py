@@ -11,6 +11,13 @@ Seeds and keys are machine-independent and stable across Python versions:
 * ``random`` sampling draws from ``random.Random(master_seed).random()`` only,
   whose sequence Python guarantees across versions and platforms; choices,
   ``int`` and the continuous distributions are computed from those floats here.
+
+Sweep version 2 (this release) makes a trial's identity depend only on what the
+spec means, never on the order its keys were written in: a grid is enumerated
+and random values are drawn with parameter names in sorted order, and every
+mapping in a point (the point itself, values that are mappings, ``points``
+entries) has its keys sorted. Version 1 used the order of ``sweep.parameters``
+as written; :func:`expand` keeps it so bundles written then still reproduce.
 """
 
 from __future__ import annotations
@@ -24,9 +31,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.spec import IntRange, LogUniform, Spec, Sweep, Uniform
+from runner.spec.check import (
+    MAX_TRIALS as MAX_TRIALS,  # the sweep size limit is part of a valid spec
+)
+from runner.spec.check import count as count
+from runner.spec.check import size_problem as size_problem
+from runner.spec.models import IntRange, LogUniform, Spec, Sweep, Uniform
 
-KEY_VERSION = "xrun-trial-key-v1"
+SWEEP_VERSION = 2  # recorded in bundle.json (sweep.version); absent means 1
+SWEEP_VERSIONS = (1, 2)
+KEY_VERSIONS = {1: "xrun-trial-key-v1", 2: "xrun-trial-key-v2"}
+KEY_VERSION = KEY_VERSIONS[SWEEP_VERSION]
 
 
 def canonical_json(value: Any) -> str:
@@ -59,19 +74,31 @@ class TrialPoint:
         return f"t{self.index:05d}"
 
 
-def points(sweep: Sweep) -> Iterator[dict[str, Any]]:
-    """The sweep's parameter points, in a stable order."""
+def normalize(value: Any) -> Any:
+    """``value`` with the keys of every mapping in it sorted (lists keep their order)."""
+    if isinstance(value, Mapping):
+        return {k: normalize(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def points(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[dict[str, Any]]:
+    """The sweep's parameter points, in a stable order (see the module docstring)."""
+    if version not in SWEEP_VERSIONS:
+        raise ValueError(f"unknown sweep version {version!r} (this xrun knows {SWEEP_VERSIONS})")
+    names = sorted(sweep.parameters) if version >= 2 else list(sweep.parameters)
+    shape = normalize if version >= 2 else (lambda p: p)
     if sweep.method == "list":
-        yield from (dict(p) for p in sweep.points or [])
+        yield from (shape(dict(p)) for p in sweep.points or [])
     elif sweep.method == "grid":
-        names = list(sweep.parameters)
         values = [sweep.parameters[n] for n in names]
         for combo in itertools.product(*values):  # type: ignore[arg-type]
-            yield dict(zip(names, combo))
+            yield shape(dict(zip(names, combo)))
     else:
         rng = random.Random(sweep.seed)
         for _ in range(sweep.samples or 0):
-            yield {name: _draw(dist, rng) for name, dist in sweep.parameters.items()}
+            yield shape({name: _draw(sweep.parameters[name], rng) for name in names})
 
 
 def _draw(dist: Any, rng: random.Random) -> Any:
@@ -90,41 +117,13 @@ def _draw(dist: Any, rng: random.Random) -> Any:
     raise TypeError(f"unknown distribution {dist!r}")
 
 
-def expand(sweep: Sweep) -> Iterator[TrialPoint]:
+def expand(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[TrialPoint]:
     """Every trial of the sweep: each point × ``repeats`` derived seeds."""
     index = 0
-    for params in points(sweep):
+    for params in points(sweep, version):
         for repeat in range(sweep.repeats):
             yield TrialPoint(index, params, derive_seed(sweep.seed, params, repeat), repeat)
             index += 1
-
-
-def count(sweep: Sweep) -> int:
-    if sweep.method == "list":
-        n = len(sweep.points or [])
-    elif sweep.method == "grid":
-        n = math.prod(len(v) for v in sweep.parameters.values())  # type: ignore[arg-type,misc]
-    else:
-        n = sweep.samples or 0
-    return n * sweep.repeats
-
-
-MAX_TRIALS = 1_000_000  # every trial is planned in memory and journaled; beyond this, split the sweep
-
-
-def size_problem(sweep: Sweep) -> tuple[str, str] | None:
-    """(sweep key, message) when the sweep has more than :data:`MAX_TRIALS` trials.
-
-    Computed from the sweep's sizes, without expanding it (a 10^12-point grid
-    is refused at once instead of filling memory).
-    """
-    n = count(sweep)
-    if n <= MAX_TRIALS:
-        return None
-    key = {"grid": "parameters", "random": "samples", "list": "points"}[sweep.method]
-    if n // max(sweep.repeats, 1) <= MAX_TRIALS:
-        key = "repeats"
-    return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"
 
 
 def trial_definition(spec: Spec) -> dict[str, Any]:
@@ -140,12 +139,13 @@ def trial_key(
     code_hash: str,
     env_hash: str,
     data_hashes: Mapping[str, str],
+    version: int = SWEEP_VERSION,
 ) -> str:
     """DESIGN §4: sha256 of canonical JSON of everything a result depends on."""
     return sha256_hex(
         canonical_json(
             {
-                "v": KEY_VERSION,
+                "v": KEY_VERSIONS[version],
                 "params": dict(params),
                 "seed": seed,
                 "trial": dict(definition),

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Hypothesis: `ci` (the default) keeps example counts small; HYPOTHESIS_PROFILE=long for a deep run.
-# Tests that fix max_examples in their own @settings keep it.
-settings.register_profile("ci", max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+# Hypothesis: `ci` (the default) keeps example counts small; `--hypothesis-profile=long` (or
+# HYPOTHESIS_PROFILE=long) soaks the same properties. Tests that fix max_examples keep it;
+# slow property tests scale theirs from the profile's.
+settings.register_profile("ci", max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

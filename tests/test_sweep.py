@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,50 @@ def test_trial_key_changes_with_each_input() -> None:
 def test_canonical_json_is_order_independent() -> None:
     assert canonical_json({"b": 1, "a": [1.5, "x"]}) == canonical_json({"a": [1.5, "x"], "b": 1})
     assert json.loads(canonical_json({"a": 0.1})) == {"a": 0.1}
+
+
+# ------------------------------------------------------------------ order-free identity (sweep version 2)
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "bundles"
+
+
+def test_grid_and_random_points_do_not_depend_on_parameter_order() -> None:
+    grid = {"zeta": [1, 2], "alpha": ["a", "b", "c"], "mid": [True]}
+    rand = {"zeta": {"uniform": [0, 1]}, "alpha": ["a", "b"], "mid": {"int": [1, 9]}, "beta": {"loguniform": [1e-3, 1]}}
+    for method, params, extra in (("grid", grid, {}), ("random", rand, {"samples": 5})):
+        reordered = dict(reversed(list(params.items())))
+        a = [(t.id, t.params, t.seed) for t in expand(sweep(method=method, parameters=params, seed=9, **extra))]
+        b = [(t.id, t.params, t.seed) for t in expand(sweep(method=method, parameters=reordered, seed=9, **extra))]
+        assert a == b
+        assert all(list(p) == sorted(p) for _, p, _ in a)  # what the trial receives is ordered too
+
+
+def test_mappings_inside_points_and_values_are_normalized() -> None:
+    s1 = sweep(method="list", points=[{"b": 1, "a": {"y": 2, "x": [{"q": 1, "p": 2}]}}])
+    s2 = sweep(method="list", points=[{"a": {"x": [{"p": 2, "q": 1}], "y": 2}, "b": 1}])
+    (t1,), (t2,) = list(expand(s1)), list(expand(s2))
+    assert (t1.params, t1.seed) == (t2.params, t2.seed)
+    assert json.dumps(t1.params) == json.dumps(t2.params) == '{"a": {"x": [{"p": 2, "q": 1}], "y": 2}, "b": 1}'
+
+
+def _recorded(fixture: str) -> tuple[dict, list[dict]]:
+    root = FIXTURES / fixture
+    rows = [json.loads(line) for line in (root / "trials.jsonl").read_text().splitlines()]
+    return json.loads((root / "spec.resolved.json").read_text()), rows
+
+
+def test_version_1_expansion_and_keys_are_kept_for_old_bundles() -> None:
+    """xrun 0.1.0 wrote tests/data/bundles/v1-random-order from `zeta, mid, alpha` in that order."""
+    resolved, rows = _recorded("v1-random-order")
+    written = {k: resolved["sweep"]["parameters"][k] for k in ("zeta", "mid", "alpha")}
+    s = sweep(**{**{k: v for k, v in resolved["sweep"].items() if v is not None}, "parameters": written})
+    old = list(expand(s, version=1))
+    assert [(t.id, t.params, t.seed) for t in old] == [(r["id"], r["params"], r["seed"]) for r in rows]
+    meta = json.loads((FIXTURES / "v1-random-order" / "bundle.json").read_text())
+    definition = {k: v for k, v in resolved["trial"].items() if k not in ("timeout", "retries")}
+    for t, r in zip(old, rows):
+        common = dict(params=t.params, seed=t.seed, definition=definition, code_hash=meta["code_hash"],
+                      env_hash=meta["env"]["lock_hash"], data_hashes={})  # fmt: skip
+        assert trial_key(**common, version=1) == r["key"]
+        assert trial_key(**common) != r["key"]  # version 2 keys are a new format
+    assert [t.params for t in expand(s)] != [t.params for t in old]  # version 2 draws in sorted order

@@ -173,6 +173,20 @@ ENV VIRTUAL_ENV={prefix} PATH={prefix}/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHO
 """
 
 
+_BASE_MARK = "# ---- base: the spec's base Dockerfile ----\n"
+_BUILDER_MARK = "\n\n# ---- builder: "
+
+
+def base_dockerfile_of(rendered: str) -> str:
+    """The base Dockerfile inside a Dockerfile rendered by :func:`render_dockerfile`
+    (as recorded in a bundle's image.json): rendering again with it gives the
+    same text, so a bundle rebuilds its image without the original file."""
+    start, end = rendered.find(_BASE_MARK), rendered.rfind(_BUILDER_MARK)
+    if start < 0 or end < start:
+        raise UsageError("image.json: the recorded Dockerfile was not rendered by xrun (no base section)")
+    return rendered[start + len(_BASE_MARK) : end] + "\n"
+
+
 _BUILD_ENV = (
     "PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1 "
     "PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1"

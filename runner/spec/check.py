@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import difflib
+import math
 import os
 from pathlib import Path
 
 from runner import config
 from runner.errors import SpecError
 from runner.spec import yaml as _yaml
-from runner.spec.models import LoadedSpec, SklearnTrial
+from runner.spec.models import LoadedSpec, SklearnTrial, Sweep
 
 
 def _err(loaded: LoadedSpec, what: str, *path: str | int) -> SpecError:
@@ -45,8 +48,6 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
             )
     elif sweep.points is not None:
         raise _err(loaded, f"points are only used with method: list (method is {sweep.method})", "sweep", "points")
-    from runner.sweep import size_problem
-
     too_big = size_problem(sweep)  # counted, never expanded
     if too_big:
         raise _err(loaded, too_big[1], "sweep", too_big[0])
@@ -76,9 +77,9 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
         elif sk.target is not None:
             raise _err(loaded, "target is only used with data", "trial", "sklearn", "target")
         if sk.dataset is not None and not sk.dataset.startswith("sklearn."):
-            _check_module(loaded, sk.dataset.split(":")[0], ("trial", "sklearn", "dataset"))
+            _check_function(loaded, sk.dataset, ("trial", "sklearn", "dataset"))
     else:
-        _check_module(loaded, trial.function.split(":")[0], ("trial", "function"))
+        _check_function(loaded, trial.function, ("trial", "function"))
 
     if spec.sweep.objective is None and isinstance(trial, SklearnTrial):
         pass  # the first scorer is the objective; see runner.plan
@@ -103,11 +104,73 @@ def _check_module(loaded: LoadedSpec, module: str, path: tuple[str, ...]) -> Non
     rel = Path(*module.split("."))
     candidates = [root / rel.with_suffix(".py"), root / rel / "__init__.py"]
     if not any(c.is_file() for c in candidates):
+        folder = candidates[0].parent
+        names = sorted(p.stem for p in folder.glob("*.py")) if folder.is_dir() else []
+        close = difflib.get_close_matches(rel.name, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {'.'.join([*module.split('.')[:-1], close[0]])!r}?" if close else ""
         raise _err(
             loaded,
-            f"module {module!r} not found under code.root ({root}): expected {candidates[0]}",
+            f"module {module!r} not found under code.root ({root}): expected {candidates[0]}{hint}",
             *path,
         )
+
+
+def _check_function(loaded: LoadedSpec, target: str, path: tuple[str, ...]) -> None:
+    """``module:name`` must name a top-level function of a module under
+    code.root. The module is parsed, never imported (importing runs user code,
+    in the driver's environment rather than the trial's)."""
+    module, name = target.split(":")
+    _check_module(loaded, module, path)
+    root = loaded.spec.code.root
+    rel = Path(*module.split("."))
+    file = next(c for c in (root / rel.with_suffix(".py"), root / rel / "__init__.py") if c.is_file())
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except SyntaxError as exc:
+        raise _err(loaded, f"module {module!r} does not parse ({file}:{exc.lineno}: {exc.msg})", *path) from None
+    except (OSError, ValueError):
+        return  # unreadable here; the pre-flight on a worker reports it
+    functions, others, star = _top_level_names(tree.body)
+    if name in functions or name in others or star:
+        return  # bound at top level (or maybe, by `import *`): the worker pre-flight checks it is callable
+    close = difflib.get_close_matches(name, sorted(functions), n=1, cutoff=0.6)
+    if close:
+        hint = f"; did you mean {close[0]!r}?"
+    else:
+        shown = ", ".join(sorted(functions)[:10])
+        hint = f" (its functions: {shown})" if shown else " (it defines no functions)"
+    raise _err(loaded, f"module {module!r} ({file.name}) has no top-level function {name!r}{hint}", *path)
+
+
+def _top_level_names(body: list[ast.stmt]) -> tuple[set[str], set[str], bool]:
+    """Functions, other names bound at module level (conditional blocks
+    included), and whether a ``from x import *`` could bind anything."""
+    functions: set[str] = set()
+    others: set[str] = set()
+    star = False
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            others.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    star = True
+                else:
+                    others.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            others.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+            blocks = [getattr(node, a, []) for a in ("body", "orelse", "finalbody")]
+            blocks += [h.body for h in getattr(node, "handlers", [])]
+            for block in blocks:
+                f, o, s = _top_level_names(block)
+                functions |= f
+                others |= o
+                star = star or s
+    return functions, others, star
 
 
 def project_root(spec_path: Path) -> Path:
@@ -143,3 +206,34 @@ def _escape_warnings(loaded: LoadedSpec) -> list[str]:
                 "(set XRUN_ALLOW_OUTSIDE_PATHS=1 if that is intended)"
             )
     return out
+
+
+# ---------------------------------------------------------------- sweep size
+
+
+def count(sweep: Sweep) -> int:
+    if sweep.method == "list":
+        n = len(sweep.points or [])
+    elif sweep.method == "grid":
+        n = math.prod(len(v) for v in sweep.parameters.values())  # type: ignore[arg-type,misc]
+    else:
+        n = sweep.samples or 0
+    return n * sweep.repeats
+
+
+MAX_TRIALS = 1_000_000  # every trial is planned in memory and journaled; beyond this, split the sweep
+
+
+def size_problem(sweep: Sweep) -> tuple[str, str] | None:
+    """(sweep key, message) when the sweep has more than :data:`MAX_TRIALS` trials.
+
+    Computed from the sweep's sizes, without expanding it (a 10^12-point grid
+    is refused at once instead of filling memory).
+    """
+    n = count(sweep)
+    if n <= MAX_TRIALS:
+        return None
+    key = {"grid": "parameters", "random": "samples", "list": "points"}[sweep.method]
+    if n // max(sweep.repeats, 1) <= MAX_TRIALS:
+        key = "repeats"
+    return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"
