@@ -369,12 +369,11 @@ class Executor:
     def _update_best(self, record: dict[str, Any]) -> None:
         if self.objective is None or record["status"] != "ok":
             return
-        metric, goal = self.objective
-        value = record["metrics"].get(metric)
-        if not isinstance(value, (int, float)):
+        value = self.objective.value(record)
+        if value is None:
             return
         best = self.outcome.best
-        better = best is None or (value > best[1] if goal == "maximize" else value < best[1])
+        better = best is None or self.objective.better(value, best[1])
         better = better or (best is not None and value == best[1] and record["id"] < best[0])
         if better:
             self.outcome.best = (record["id"], float(value))

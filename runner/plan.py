@@ -17,7 +17,8 @@ from runner.cache import TrialCache
 from runner.data import hash_inputs
 from runner.env import LockedEnv
 from runner.errors import SpecError
-from runner.spec import FunctionTrial, LoadedSpec, SklearnTrial
+from runner.objective import Objective, objective_of
+from runner.spec import FunctionTrial, LoadedSpec
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,8 @@ class Plan:
         return [t for t in self.trials if t.key not in self.cached]
 
     @property
-    def objective(self) -> tuple[str, str] | None:
-        obj = self.spec.sweep.objective
-        if obj is not None:
-            return obj.metric, obj.goal
-        if isinstance(self.spec.trial, SklearnTrial):
-            return self.spec.trial.sklearn.scoring[0], "maximize"
-        return None
+    def objective(self) -> Objective | None:
+        return objective_of(self.spec)
 
     def components(self) -> dict[str, Any]:
         """What trial keys are made of, for explaining cache misses later."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tarfile
 import tempfile
@@ -29,6 +28,7 @@ from runner.bundle.write import BundleWriter
 from runner.errors import UsageError, XrunError
 from runner.execute import Outcome
 from runner.image.render import DEFAULT_BASE_IMAGE, REDACTED, base_dockerfile_of
+from runner.objective import recorded_objective
 from runner.plan import diff_versions, make_plan
 from runner.run import RunOptions, load_environment, run_plan, secret_values
 from runner.spec import apply_override, validate
@@ -83,15 +83,9 @@ def select_trials(bundle: Bundle, which: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"{bundle.root}: no successful trial to reproduce")
     best = bundle.meta.get("best") or {}
-    metric, goal = best.get("metric"), best.get("goal", "maximize")
-    if metric:
-        sign = -1 if goal == "maximize" else 1
-
-        def score(r: dict[str, Any]) -> tuple[float, str]:
-            v = r["metrics"].get(metric)
-            return (sign * v if isinstance(v, (int, float)) else math.inf, r["id"])
-
-        records.sort(key=score)
+    objective = recorded_objective(best, None) if best.get("metric") else None
+    if objective is not None:
+        records = [dict(r) for r in objective.rank(records)]
     if which == "all":
         return records
     if which == "best":

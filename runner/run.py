@@ -350,8 +350,9 @@ def _preflight(plan: Plan, client: Any) -> None:
     """One worker imports the trial function (or estimator class) in the trial
     environment before anything is submitted: a typo stops the run with one
     message (exit 2), not one failed trial per point."""
-    from runner import _plugin, _yaml
+    from runner import _plugin
     from runner.execute import _shipped
+    from runner.spec import yaml as _yaml
 
     future = client.submit(_shipped(_plugin.call_check), plan.definition, pure=False)
     try:

@@ -19,6 +19,7 @@ from rich.table import Table
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.journal import latest_records, read_journal
 from runner.execute import Event
+from runner.objective import Objective, objective_of
 
 
 class Progress:
@@ -30,7 +31,7 @@ class Progress:
         self.console = console
         self.enabled = enabled
         self.total = sweep.count(loaded.spec.sweep)
-        obj = loaded.spec.sweep.objective
+        obj = objective_of(loaded.spec)
         self.metric = obj.metric if obj else None
         self.bar = RichProgress(
             TextColumn("[bold]{task.description}"),
@@ -109,8 +110,7 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     ok = [t for t in trials if t.get("status") == "ok"]
     failed = [t for t in trials if t.get("status") != "ok"]
     if metric:
-        sign = -1 if goal == "maximize" else 1
-        ok.sort(key=lambda t: (sign * t["metrics"][metric]) if isinstance(t["metrics"].get(metric), (int, float)) else float("inf"))
+        ok = [dict(t) for t in Objective(metric, goal).rank(ok)]
     metrics = sorted({m for t in ok for m in t.get("metrics", {})})
     if metric in metrics:
         metrics.remove(metric)

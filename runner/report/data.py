@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 from runner.bundle.journal import iter_journal, latest_records, read_journal
 from runner.bundle.read import read_meta
 from runner.errors import UsageError
+from runner.objective import Objective, is_number, recorded_objective
 from runner.report import html as h
-from runner.report.plots import Objective, Param
+from runner.report.plots import Param
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ class Run:
         """The trial's objective, when it is a finite number."""
         if self.objective is None:
             return None
-        v: Any = (trial.get("metrics") or {}).get(self.objective.metric)
-        return float(v) if is_number(v) else None
+        return self.objective.value(trial)
 
     def ranked(self) -> list[dict[str, Any]]:
         """Successful trials, best objective first (by id when there is none)."""
@@ -68,14 +67,9 @@ class Run:
 
     @cached_property
     def _ranked(self) -> list[dict[str, Any]]:
-        scored = [t for t in self.ok if self.value(t) is not None]
-        if self.objective is None or not scored:
+        if self.objective is None:
             return sorted(self.ok, key=lambda t: str(t.get("id")))
-        sign = -1.0 if self.objective.goal == "maximize" else 1.0
-        rest = [t for t in self.ok if self.value(t) is None]
-        return (
-            sorted(scored, key=lambda t: (sign * (self.value(t) or 0.0), str(t.get("id")))) + rest
-        )
+        return [dict(t) for t in self.objective.rank(self.ok)]
 
     @cached_property
     def best_id(self) -> str | None:
@@ -137,19 +131,12 @@ def _count(value: Any) -> int | None:
 
 
 def _objective(run: Run) -> Objective | None:
-    best = run.meta.get("best") or {}
-    declared = (run.resolved.get("sweep") or {}).get("objective") or {}
-    metric = best.get("metric") or declared.get("metric")
-    if not metric:
-        scoring = ((run.resolved.get("trial") or {}).get("sklearn") or {}).get("scoring") or []
-        names = sorted(
-            {m for t in run.ok for m, v in (t.get("metrics") or {}).items() if is_number(v)}
-        )
-        metric = scoring[0] if scoring else (names[0] if names else None)
-    if not metric:
-        return None
-    goal = best.get("goal") or declared.get("goal") or "maximize"
-    return Objective(str(metric), "minimize" if goal == "minimize" else "maximize")
+    """The bundle's objective; a bundle without one is ranked by its first numeric metric."""
+    objective = recorded_objective(run.meta.get("best"), run.resolved)
+    if objective is not None:
+        return objective
+    names = sorted({m for t in run.ok for m, v in (t.get("metrics") or {}).items() if is_number(v)})
+    return Objective(names[0]) if names else None
 
 
 def _params(run: Run) -> list[Param]:
@@ -179,10 +166,6 @@ def natural_key(label: str) -> tuple[int, float, str]:
         return (0, float(label), label)
     except ValueError:
         return (1, 0.0, label)
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def trial_duration(t: dict[str, Any]) -> float | None:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runner.objective import Objective
+
 # Colours of trial statuses, shared with the page's CSS badges.
 STATUS_COLORS = {
     "ok": "#3b8f5a",
@@ -65,12 +67,6 @@ class Param:
     categorical: bool
     log: bool = False
     categories: Sequence[str] = ()  # display labels, in axis order (categorical only)
-
-
-@dataclass
-class Objective:
-    metric: str
-    goal: str  # maximize | minimize
 
 
 # ------------------------------------------------------------------ rendering
