@@ -19,7 +19,8 @@ from runner import sweep as sweep_mod
 from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
 from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
-from runner.cluster import Backend, ClusterInfo
+from runner.cluster import ClusterInfo, Launch
+from runner.cluster.factory import image_record, make_backend, worker_image
 from runner.env import LockedEnv
 from runner.errors import InfraError, SpecError, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
@@ -124,7 +125,12 @@ def run_plan(
     try:
         executor.record_cached()
         if plan.pending and not options.stop.is_set():
-            backend = make_backend(plan, run_id, secrets, options, extra)
+            image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
+            if image is not None:
+                extra["image.json"] = image_record(spec.cluster.backend, image)
+            data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path"))
+            backend = make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
+                                          data_paths=data_paths, image=image))  # fmt: skip
             if spec.cluster.backend == "address":
                 status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
                           f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
@@ -255,47 +261,6 @@ def _preload_sealing() -> threading.Thread:
     thread = threading.Thread(target=work, name="xrun-preload", daemon=True)
     thread.start()
     return thread
-
-
-def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunOptions, extra: dict[str, Any]) -> Backend:
-    spec = plan.spec
-    c = spec.cluster
-    if c.backend == "local":
-        from runner.cluster.local import LocalBackend
-
-        python = None
-        if plan.env.kind != "current":
-            from runner.env import create_env
-
-            python = create_env(plan.env)
-        return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                            memory_limit=c.memory_limit, python=python)  # fmt: skip
-    if c.backend == "address":
-        from runner.cluster.address import AddressBackend
-
-        return AddressBackend(address=c.address, workers=c.workers)  # type: ignore[union-attr]
-    if c.backend == "docker":
-        from runner.cluster.docker import DockerBackend
-        from runner.image import build_for_spec
-
-        image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args)
-        extra["image.json"] = image.to_record()
-        data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
-        return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
-                             memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths)  # fmt: skip
-    from runner.cluster.kubernetes import KubernetesBackend, check_access, image_reference
-    from runner.image import build_for_spec
-
-    if not spec.image.registry:
-        raise UsageError(
-            f"{plan.loaded.where('image')}: the kubernetes backend pulls the image from image.registry; "
-            "set it (e.g. registry.example.com/me/xrun) and push with `xrun build --push`"
-        )
-    check_access(spec)  # before pushing: a run that cannot reach its cluster pushes nothing
-    image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args, push=True)
-    ref = image_reference(image)
-    extra["image.json"] = {**image.to_record(), "reference": ref}
-    return KubernetesBackend(spec=spec, run_id=run_id, image_ref=ref, python=image.python, secrets=secrets)
 
 
 def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],

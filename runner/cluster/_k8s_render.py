@@ -22,6 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner._version import __version__
+from runner.cluster import DASHBOARD_PORT, SCHEDULER_PORT
+from runner.image.render import ENV_PYTHON
 
 # ------------------------------------------------------------------ constants
 
@@ -36,9 +38,7 @@ ANNOTATION_SPEC = "xrun.dev/spec"
 ANNOTATION_DEADLINE = "xrun.dev/deadline-seconds"  # `xrun clean` removes runs older than this
 ANNOTATION_DRIVER = "xrun.dev/driver"  # added at apply time: host|pid|start ticks of the driver
 
-SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
-DEFAULT_PYTHON = "/opt/xrun/env/bin/python"  # runner.image.ENV_PYTHON
+DEFAULT_PYTHON = ENV_PYTHON
 DEFAULT_DEADLINE = 24 * 3600.0  # seconds a run's workers may live (Job activeDeadlineSeconds)
 WORKER_DEATH_TIMEOUT = 120  # seconds a worker waits for a scheduler before it exits
 JOB_TTL_AFTER_FINISHED = 600

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from runner.cluster import ClusterInfo
+from runner.cluster import ClusterInfo, Launch
 from runner.cluster._k8s_api import ClusterApi, pod_ready
 from runner.cluster._k8s_render import (
     ANNOTATION_DEADLINE,
@@ -625,3 +625,10 @@ def _hint(pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]
     if "CrashLoopBackOff" in text or "Terminated" in text:
         return "the container exits: check `kubectl logs` of the pod; the image may lack the environment's python"
     return None  # fmt: skip
+
+
+def from_launch(launch: Launch) -> KubernetesBackend:
+    if launch.image is None:
+        raise UsageError("cluster.backend kubernetes: no worker image was built and pushed")
+    return KubernetesBackend(spec=launch.spec, run_id=launch.run_id, image_ref=image_reference(launch.image),
+                             python=launch.image.python, secrets=launch.secrets)  # fmt: skip

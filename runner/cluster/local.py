@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import _proc
-from runner.cluster import ClusterInfo
+from runner.cluster import ClusterInfo, Launch
+from runner.env import create_env
 from runner.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -118,3 +119,10 @@ class LocalBackend:
                 return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT)
         except OSError as exc:
             raise InfraError(f"cannot start a worker with {self.python}: {exc}") from exc
+
+
+def from_launch(launch: Launch) -> LocalBackend:
+    c = launch.spec.cluster
+    python = create_env(launch.env) if launch.env.kind != "current" else None
+    return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
+                        memory_limit=c.memory_limit, python=python)  # fmt: skip

@@ -167,10 +167,11 @@ def run_sweep(client: Any, image: Any, tmp_path: Path, monkeypatch: pytest.Monke
     loaded = load_spec(project(tmp_path / "proj", trials=trials))
     backends = [] if backends is None else backends
 
-    def make_backend(plan: Any, run_id: str, secrets: dict[str, str], options: Any, extra: dict[str, Any]) -> HarnessBackend:
-        backends.append(HarnessBackend(client, plan.spec, run_id, image, secrets, tmp_path / "pods"))
+    def make_backend(launch: Any) -> HarnessBackend:
+        backends.append(HarnessBackend(client, launch.spec, launch.run_id, image, dict(launch.secrets), tmp_path / "pods"))
         return backends[-1]
 
+    monkeypatch.setattr(run_mod, "worker_image", lambda loaded, env, build_args: None)  # the image is built above
     monkeypatch.setattr(run_mod, "make_backend", make_backend)
     monkeypatch.setattr(run_mod, "load_environment", lambda loaded, relock=False: locked_env(DATA / "worker-env.lock"))
     options = run_mod.RunOptions(output=tmp_path / "runs", on_event=on_event, use_cache=False)
