@@ -110,7 +110,7 @@ def test_hostile_import_records_are_ignored(project) -> None:
     key, other = plan.trials[0].key, plan.trials[1].key
     scope = plan.scopes[key]
     # A real result stored under `other` (a different point), and records that point at it.
-    cache.put({"key": other, "status": "ok", "metrics": {"x": 9.0}, "run_id": "r"})
+    cache.put({"key": other, "id": "t00001", "status": "ok", "metrics": {"x": 9.0}, "run_id": "r"})  # a well-formed entry
     d = cache.root / "imports" / scope[:2] / scope
     d.mkdir(parents=True)
     (d / f"{other}.json").write_text(json.dumps({"key": key, "imported": {"numpy": "2.0.0"}}))  # key mismatch

@@ -238,7 +238,11 @@ def test_plan_takes_backend_and_workers(project, noisy) -> None:
 
 
 def test_address_backend_reports_the_workers_that_connected(project, dask_cluster) -> None:
+    from distributed import Client
+
     address, _ = dask_cluster
+    with Client(address, timeout=60) as client:  # both of the fixture's workers have joined
+        client.wait_for_workers(2, timeout=120)
     project.file("experiments/noisy.py", NOISY)
     spec = project.spec(SPEC.replace("cluster: {workers: 1}", f'cluster: {{backend: address, address: "{address}", workers: 1}}'))
     res = xrun(spec, cwd=project.root)
