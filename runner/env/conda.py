@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from runner._hashing import file_digest
+from runner._hashing import check_package
 from runner.env import _envyml, _uv
 from runner.env.model import LockedEnv
 from runner.env.runtime import driver_distributed_version, normalize, runtime_additions
-from runner.errors import EnvFileError, InfraError, VerifyError
+from runner.errors import EnvFileError, InfraError
 
 log = logging.getLogger(__name__)
 
@@ -433,17 +433,7 @@ def verify_package(url: str, sha256: str | None, md5: str | None, name: str) -> 
     path = Path(unquote(parts.path))
     if not path.exists():
         raise EnvFileError(f"conda package {name} is missing: {path}")
-    if sha256:
-        actual, want, algo = file_digest(path, "sha256"), sha256, "sha256"
-    elif md5:
-        actual, want, algo = file_digest(path, "md5"), md5, "md5"
-    else:
-        raise VerifyError(f"conda package {name} has no hash in the lock; relock it")
-    if actual != want:
-        raise VerifyError(
-            f"conda package {name} does not match the lock: {algo} {actual}, the lock says "
-            f"{want} ({path}). The channel changed or the file was tampered with."
-        )
+    check_package(path, sha256, md5, name, str(path))
 
 
 
