@@ -81,7 +81,7 @@ Keys are written as paths: `trial.sklearn.cv` is `cv` inside `sklearn` inside
 def render_spec_reference(schema: dict[str, Any] | None = None) -> str:
     """The Markdown reference of spec v1 (from ``runner.spec.json_schema()`` by default)."""
     if schema is None:
-        from runner.spec import json_schema
+        from runner.spec import json_schema  # deferred: imports pydantic
 
         schema = json_schema()
     return _Doc(schema).render()

@@ -25,8 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner._redact import scrub
 from runner.bundle.write import BundleWriter
 from runner.cache import TrialCache
+from runner.env.imported import remember
+from runner.errors import InfraError
 from runner.plan import Plan, PlannedTrial
 
 log = logging.getLogger(__name__)
@@ -137,7 +140,7 @@ class Executor:
     def run(self, client: Any) -> Outcome:
         from distributed import as_completed
 
-        from runner import _plugin
+        from runner import _plugin  # deferred: imports Dask
 
         self._client = client
         client.subscribe_topic("xrun", self._on_worker_event)
@@ -295,8 +298,6 @@ class Executor:
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
         """Secret values never reach the bundle, the cache or the terminal."""
-        from runner._redact import scrub
-
         ids = {k: result[k] for k in ("trial_id", "key") if k in result}  # identifiers, not trial output
         return {**scrub(result, self.redact), **ids}
 
@@ -315,7 +316,6 @@ class Executor:
             entry.pop("cached", None)
             self.cache.put(entry, result.get("artifacts") or [])
             if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
-                from runner.env.imported import remember
 
                 remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
             self.outcome.counts["ok"] += 1
@@ -432,8 +432,6 @@ class _Monitor(threading.Thread):
                 if n == 0 and self.in_flight:
                     workerless_since = workerless_since or now
                     if now - workerless_since > WORKERLESS_TIMEOUT:
-                        from runner.errors import InfraError
-
                         ex.fatal = InfraError(
                             f"no Dask worker has been connected for {WORKERLESS_TIMEOUT:.0f}s; workers are "
                             "crashing or cannot reach the scheduler (run with -vv to see their logs)"

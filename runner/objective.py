@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from runner.spec.models import SklearnTrial, Spec
+if TYPE_CHECKING:
+    from runner.spec import Spec
 
 
 def is_number(v: Any) -> bool:
@@ -62,8 +63,9 @@ def objective_of(spec: Spec) -> Objective | None:
     obj = spec.sweep.objective
     if obj is not None:
         return Objective(obj.metric, obj.goal)
-    if isinstance(spec.trial, SklearnTrial):
-        return Objective(spec.trial.sklearn.scoring[0], "maximize")
+    sklearn = getattr(spec.trial, "sklearn", None)  # an sklearn trial
+    if sklearn is not None:
+        return Objective(sklearn.scoring[0], "maximize")
     return None
 
 

@@ -16,6 +16,7 @@ from runner import sweep as sweep_mod
 from runner.cache import TrialCache
 from runner.data import hash_inputs
 from runner.env import LockedEnv
+from runner.env.imported import Reuse, lookup, scope_env
 from runner.errors import SpecError
 from runner.objective import Objective, objective_of
 from runner.spec import FunctionTrial, LoadedSpec
@@ -124,8 +125,6 @@ def make_plan(
         trials.append(PlannedTrial(point, key))
     plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache, sweep_version=sweep_version)
     if env.kind == "current":
-        from runner.env.imported import scope_env
-
         for t in trials:
             plan.scopes[t.key] = sweep_mod.trial_key(
                 params=t.point.params, seed=t.point.seed, definition=definition, code_hash=snapshot.hash,
@@ -144,8 +143,6 @@ def make_plan(
 
 def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:
     """``environment: current``: reuse a result whose imported versions are all unchanged."""
-    from runner.env.imported import Reuse, lookup
-
     found = lookup(cache, plan.scopes[key], plan.env.packages)
     if isinstance(found, Reuse):
         plan.cached[key] = found.entry

@@ -17,6 +17,7 @@ from typing import Any
 from runner import config
 from runner import sweep as sweep_mod
 from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
+from runner.bundle.points import best_point
 from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
 from runner.cluster import ClusterInfo, Launch
@@ -57,7 +58,7 @@ class RunResult:
 
 
 def load_environment(loaded: LoadedSpec, relock: bool = False) -> LockedEnv:
-    from runner.env import load_env
+    from runner.env import load_env  # deferred: imports the environment lockers
 
     return load_env(loaded.spec.environment, relock=relock)
 
@@ -269,7 +270,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
 
     from distributed import Client
 
-    from runner import _plugin, _worker
+    from runner import _plugin, _worker  # deferred: imports Dask
 
     try:
         with warnings.catch_warnings():
@@ -293,7 +294,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         cloudpickle.register_pickle_by_value(_plugin)
         source = Path(_worker.__file__).read_text(encoding="utf-8")
         client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
-        from runner.execute import _shipped
+        from runner.execute import _shipped  # deferred: imports Dask
 
         reports = client.run(_shipped(_plugin.call_info))
         host["workers"] = reports
@@ -315,9 +316,9 @@ def _preflight(plan: Plan, client: Any) -> None:
     """One worker imports the trial function (or estimator class) in the trial
     environment before anything is submitted: a typo stops the run with one
     message (exit 2), not one failed trial per point."""
-    from runner import _plugin
-    from runner.execute import _shipped
-    from runner.spec import yaml as _yaml
+    from runner import _plugin  # deferred: imports Dask
+    from runner.execute import _shipped  # deferred: imports Dask
+    from runner.spec import yaml as _yaml  # deferred: imports pydantic
 
     future = client.submit(_shipped(_plugin.call_check), plan.definition, pure=False)
     try:
@@ -352,7 +353,7 @@ def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
                     + "; install the same versions on the workers or pin an environment in the spec"
                 )
         return
-    from runner.env import worker_packages_mismatch
+    from runner.env import worker_packages_mismatch  # deferred: imports the environment lockers
 
     for addr, rep in reports.items():
         diffs = worker_packages_mismatch(plan.env, rep["packages"])
@@ -363,7 +364,7 @@ def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
 
 
 def _write_inputs(writer: BundleWriter, plan: Plan) -> None:
-    from runner.code import git_info
+    from runner.code import git_info  # deferred: imports pydantic
 
     loaded = plan.loaded
     env = plan.env
@@ -422,8 +423,6 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
 
 def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
     """The point with the best mean objective over its repeats (not the luckiest seed)."""
-    from runner.bundle.points import best_point
-
     if plan.objective is None:
         return None
     writer.journal.sync()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from runner.bundle.points import aggregate, rank
 from runner.bundle.read import Bundle
 from runner.objective import Objective, recorded_objective
 from runner.plan import diff_files, diff_versions
@@ -87,8 +88,6 @@ def _infrastructure(a: Bundle, b: Bundle) -> list[str]:
 def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
     """Per metric: mean over ok trials side by side; for the objective, the best
     point's mean (repeats aggregated) by the objective's goal."""
-    from runner.bundle.points import aggregate, rank
-
     rows = []
     # bundles are not trusted: records whose metrics are not a mapping count as none
     ra = [{**r, "metrics": _obj(r.get("metrics"))} for r in a.trials if isinstance(r, dict) and r.get("status") == "ok"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from runner._safeio import UnsafePath, entry_kind, is_regular, member_path, read_text
 from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
+from runner.bundle.liveness import abandoned
 from runner.errors import UsageError
 
 
@@ -104,8 +105,6 @@ def find_bundles(directory: Path) -> list[Bundle]:
 def effective_status(b: Bundle) -> tuple[str, str | None]:
     """``bundle.json``'s status, except that a ``running`` bundle whose driver is
     gone is ``abandoned`` (with the reason)."""
-    from runner.bundle.liveness import abandoned
-
     status = str(b.meta.get("status"))
     why = abandoned(b.meta, b.root)
     return ("abandoned", why) if why else (status, None)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.journal import latest_records, read_journal
+from runner.bundle.points import aggregate, rank
 from runner.execute import Event
 from runner.objective import Objective, objective_of
 
@@ -26,7 +27,7 @@ class Progress:
     """A rich progress bar: done/total, failed, cached, ETA and best so far."""
 
     def __init__(self, console: Console, loaded: Any, enabled: bool = True) -> None:
-        from runner import sweep
+        from runner import sweep  # deferred: imports pydantic
 
         self.console = console
         self.enabled = enabled
@@ -167,8 +168,6 @@ def best_text(best: dict[str, Any]) -> str:
 def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table | None:
     """Parameter points with repeats: n, mean ± std per metric, best mean first;
     ``None`` when no point was run more than once."""
-    from runner.bundle.points import aggregate, rank
-
     points = aggregate(trials)
     if not any(len(p.trials) > 1 for p in points):
         return None

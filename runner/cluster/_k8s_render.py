@@ -24,6 +24,7 @@ from typing import Any
 from runner._version import __version__
 from runner.cluster import DASHBOARD_PORT, SCHEDULER_PORT
 from runner.image.render import ENV_PYTHON
+from runner.spec.models import KubernetesOptions
 
 # ------------------------------------------------------------------ constants
 
@@ -193,8 +194,6 @@ def k8s_options(spec: Any) -> Any:
     """``cluster.kubernetes`` of a spec, or the defaults for another backend."""
     options = getattr(spec.cluster, "kubernetes", None)
     if options is None:
-        from runner.spec import KubernetesOptions
-
         options = KubernetesOptions()
     return options
 

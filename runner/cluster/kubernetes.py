@@ -55,6 +55,7 @@ from runner.cluster._k8s_render import (
     resolve_placeholders,
     run_label,
 )
+from runner.cluster._lifecycle import driver_alive, driver_id, sigint_deferred
 from runner.errors import InfraError, UsageError
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def manifests_for_spec(
     known after ``xrun build --push``). Secret values, the owner uid and data
     bytes are always placeholders, filled only when a run applies them.
     """
-    from runner.plan import new_run_id
+    from runner.plan import new_run_id  # deferred: imports pydantic
 
     run_id = run_id or new_run_id(spec.name)
     image_ref = image_ref or IMAGE_PLACEHOLDER
@@ -160,7 +161,7 @@ def image_reference(image: ImageInfo) -> str:
             "the kubernetes backend pulls the worker image from a registry: set image.registry "
             "in the spec and push the image (`xrun build SPEC --push`)"
         )
-    from runner.image.docker import docker_client
+    from runner.image.docker import docker_client  # deferred: imports the docker SDK
 
     repo = pushed.rsplit(":", 1)[0] if ":" in pushed.rsplit("/", 1)[-1] else pushed
     attrs = docker_client().images.get(image.image_id).attrs
@@ -252,8 +253,6 @@ class KubernetesBackend:
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
         """Create the run's objects, yield how to reach its scheduler, delete them whatever happens."""
-        from runner.cluster._lifecycle import sigint_deferred
-
         api = self.api()
         rendered = self.manifests()
         try:
@@ -277,8 +276,6 @@ class KubernetesBackend:
     # -------------------------------------------------------------- applying
 
     def _create_anchor(self, api: ClusterApi, anchor: Mapping[str, Any]) -> str:
-        from runner.cluster._lifecycle import driver_id
-
         anchor = {**anchor, "metadata": {**anchor["metadata"]}}
         anchor["metadata"]["annotations"] = {**anchor["metadata"]["annotations"], ANNOTATION_DRIVER: driver_id()}
         created = api.create(anchor)
@@ -495,7 +492,6 @@ def clean(
     api = api or ClusterApi(namespace=namespace, context=context, kubeconfig=kubeconfig)
     if run_id is not None:
         return _remove_run(api, run_label(run_id))
-    from runner.cluster._lifecycle import driver_alive
 
     managed = {LABEL_MANAGED_BY: MANAGED_BY}
     anchors = api.list("ConfigMap", {**managed, LABEL_COMPONENT: "run"})

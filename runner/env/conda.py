@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from runner._hashing import check_package
+from runner.config import cache_dir
 from runner.env import _envyml, _uv
 from runner.env.model import LockedEnv
 from runner.env.runtime import driver_distributed_version, normalize, runtime_additions
@@ -52,7 +53,7 @@ def _condalock() -> Any:
     try:
         import rattler  # noqa: F401
 
-        from runner.env import _condalock as module
+        from runner.env import _condalock as module  # deferred: imports the environment lockers
     except ImportError as exc:
         raise InfraError(
             f"conda environments need py-rattler and conda-lock ({exc}): pip install 'xrun[conda]'"
@@ -383,7 +384,6 @@ def install(lock_file: Path, tmp_prefix: Path, final_prefix: Path, platform: str
     from rattler import LockFile, Subdir
     from rattler import install as rattler_install
 
-    from runner.config import cache_dir
 
     read_lock = _condalock().read_lock(lock_file)
     if platform not in read_lock.platforms:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from runner.bundle.points import aggregate
+from runner.bundle.points import rank as rank_points
 from runner.report import html as h
 from runner.report.data import (
     Run,
@@ -191,7 +193,7 @@ def _source(t: dict[str, Any]) -> h.Cell:
 
 
 def objective_section(run: Run) -> str:
-    from runner.report import plots
+    from runner.report import plots  # deferred: imports matplotlib
 
     obj = run.objective
     if obj is None:
@@ -245,7 +247,7 @@ def _plot_x(p: Param, t: dict[str, Any]) -> Any:
 
 
 def parallel_section(run: Run) -> str:
-    from runner.report import plots
+    from runner.report import plots  # deferred: imports matplotlib
 
     obj = run.objective
     params = run.params[:MAX_PARALLEL_PARAMS]
@@ -278,7 +280,7 @@ RESTARTED = "(restarted worker)"
 
 
 def timeline_section(run: Run) -> str:
-    from runner.report import plots
+    from runner.report import plots  # deferred: imports matplotlib
 
     ran = [t for t in run.trials if not t.get("cached")]
     spans = {str(t.get("id")): span for t in ran if (span := _span(run, t)) is not None}
@@ -402,10 +404,8 @@ _NOT_CURVES = {"time", *_CURVE_X}
 
 def points_section(run: Run) -> str:
     """Each parameter point with its repeats aggregated: n, mean ± std, best mean first."""
-    from runner.bundle.points import aggregate, rank
-
     obj = run.objective
-    points = rank(aggregate(run.trials), obj.metric if obj else None, obj.goal if obj else "maximize")
+    points = rank_points(aggregate(run.trials), obj.metric if obj else None, obj.goal if obj else "maximize")
     if not points:
         return '<p class="note">No trial finished.</p>'
     repeats = max(len(p.trials) for p in points)
@@ -440,11 +440,10 @@ def points_section(run: Run) -> str:
 
 def curves_section(run: Run) -> str:
     """``ctx.log`` history: one line per trial, repeats of a point overlaid in one colour."""
-    from runner.bundle.points import aggregate, rank
-    from runner.report import plots
+    from runner.report import plots  # deferred: imports matplotlib
 
     obj = run.objective
-    ranked = rank(aggregate(run.ok), obj.metric if obj else None, obj.goal if obj else "maximize")
+    ranked = rank_points(aggregate(run.ok), obj.metric if obj else None, obj.goal if obj else "maximize")
     chosen = ranked[:CURVE_POINTS]
     histories = run.histories({t for p in chosen for t in p.ok})
     keys = sorted({k for hist in histories.values() for e in hist for k, v in e.items()
