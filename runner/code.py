@@ -19,7 +19,7 @@ from typing import Any
 
 from runner import _proc
 from runner.errors import SpecError
-from runner.spec.models import pattern_problem
+from runner.spec.values import pattern_problem
 
 log = logging.getLogger(__name__)
 

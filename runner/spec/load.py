@@ -17,7 +17,8 @@ from runner.errors import SpecError
 from runner.spec import yaml as _yaml
 from runner.spec.check import check_semantics
 from runner.spec.messages import spec_error
-from runner.spec.models import SPEC_VERSION, LoadedSpec, Spec, display_path, kind_of
+from runner.spec.models import SPEC_VERSION, LoadedSpec, Spec, display_path
+from runner.spec.values import kind_of
 
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> LoadedSpec:
