@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 from runner.cluster import ClusterInfo
-from runner.cluster._k8s_lint import lint
 from runner.cluster._k8s_render import render_manifests, resolve_placeholders
 
 from ..docker.conftest import BASE_ARGS, DATA, PINNED_SKLEARN, REPO, TEST_IMAGE_NAME, locked_env
+from .k8s_lint import lint
 from .pod_harness import PodHarness
 
 pytestmark = pytest.mark.docker
