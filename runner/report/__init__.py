@@ -2,8 +2,8 @@
 
 - :mod:`~runner.report.page`: :func:`write_report` / :func:`render_report`
 - :mod:`~runner.report.data`: a bundle's files as one :class:`~runner.report.data.Run`
-- :mod:`~runner.report.sections`, :mod:`~runner.report.provenance`: the page's sections
-- :mod:`~runner.report.plots`: the figures (matplotlib, imported only when drawing)
+- :mod:`~runner.report.sections`, :mod:`~runner.report.trials`, :mod:`~runner.report.provenance`: the page's sections
+- :mod:`~runner.report.plots`, :mod:`~runner.report.timeplots`: the figures (matplotlib, imported only when drawing)
 - :mod:`~runner.report.html`: escaping and the few HTML helpers
 
 Reads bundles through :mod:`runner.bundle.journal`; never writes outside the bundle.
