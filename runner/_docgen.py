@@ -5,7 +5,7 @@ fails when the committed file differs. Types, defaults, choices and patterns
 come from the schema (``runner.spec.json_schema()``, committed as
 ``schema/spec-v1.json``); where a field has no description in the schema, a
 short one from :data:`NOTES` fills the gap (a description added in
-``runner/spec.py`` takes precedence).
+``runner/spec/models.py`` takes precedence).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``xrun run``: plan, start workers, execute, record. The one place that wires
+"""``xrun run``: environment, plan, image step, backend, execute, seal. The one place that wires
 the stages of DESIGN §1 together."""
 
 from __future__ import annotations
