@@ -39,7 +39,7 @@ class Objective(NamedTuple):
 
     def value(self, record: Mapping[str, Any]) -> float | None:
         metrics = record.get("metrics")
-        v = metrics.get(self.metric) if isinstance(metrics, Mapping) else None
+        v: Any = metrics.get(self.metric) if isinstance(metrics, Mapping) else None
         return float(v) if is_number(v) else None
 
     def better(self, value: float, than: float) -> bool:
@@ -52,6 +52,10 @@ class Objective(NamedTuple):
         rest = [r for r in records if self.value(r) is None]
         scored.sort(key=lambda r: (self.sign * (self.value(r) or 0.0), str(r.get("id"))))
         return scored + sorted(rest, key=lambda r: str(r.get("id")))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _goal(goal: Any) -> str:
@@ -73,15 +77,12 @@ def recorded_objective(best: Any, resolved: Any) -> Objective | None:
     """The objective of a bundle, from its files (which may come from anyone):
     ``bundle.json``'s ``best``, else the resolved spec's declared objective,
     else its sklearn trial's first scorer."""
-    best = best if isinstance(best, Mapping) else {}
-    resolved = resolved if isinstance(resolved, Mapping) else {}
-    sweep = resolved.get("sweep") if isinstance(resolved.get("sweep"), Mapping) else {}
-    declared = sweep.get("objective") if isinstance(sweep.get("objective"), Mapping) else {}
+    best = _mapping(best)
+    resolved = _mapping(resolved)
+    declared = _mapping(_mapping(resolved.get("sweep")).get("objective"))
     metric = best.get("metric") or declared.get("metric")
     if not metric:
-        trial = resolved.get("trial") if isinstance(resolved.get("trial"), Mapping) else {}
-        sklearn = trial.get("sklearn") if isinstance(trial.get("sklearn"), Mapping) else {}
-        scoring = sklearn.get("scoring")
+        scoring = _mapping(_mapping(resolved.get("trial")).get("sklearn")).get("scoring")
         if isinstance(scoring, list) and scoring and isinstance(scoring[0], str):
             return Objective(scoring[0], "maximize")
         return None
