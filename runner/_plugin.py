@@ -54,10 +54,14 @@ class XrunPlugin(WorkerPlugin):
         if self.secrets:
             self._saved_env = {k: os.environ.get(k) for k in self.secrets}
             os.environ.update(self.secrets)
+            sys.modules[WORKER_MODULE].SECRETS[:] = list(self.secrets.values())  # results are scrubbed on the worker
             self._redactors = [_FdRedactor(fd, list(self.secrets.values())) for fd in (1, 2)]
 
     def teardown(self, worker: Any = None) -> None:
         """At the end of the run: a shared worker keeps no secret in its environment."""
+        module = sys.modules.get(WORKER_MODULE)
+        if module is not None:
+            module.SECRETS[:] = []
         for name, value in getattr(self, "_saved_env", {}).items():
             if value is None:
                 os.environ.pop(name, None)
@@ -253,6 +257,10 @@ def call_trial(task: dict[str, Any]) -> dict[str, Any]:
 
 def call_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return importlib.import_module(WORKER_MODULE).run_batch(tasks)
+
+
+def call_stop(run: str) -> None:
+    importlib.import_module(WORKER_MODULE).stop(run)
 
 
 def call_info() -> dict[str, Any]:

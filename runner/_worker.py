@@ -310,12 +310,23 @@ def _emit(msg: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ trials
 
 
+STOPPED: set[str] = set()  # runs whose driver asked that no further trial starts
+STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a result is not streamed (only returned)
+
+
+def stop(run: str) -> None:
+    STOPPED.add(run)
+
+
 def run_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run trials one after another (each result is streamed, see run_trial)."""
     return [run_trial(task) for task in tasks]
 
 
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     """Run one trial; always returns a result dict."""
+    if task.get("run") in STOPPED:  # the driver was interrupted: start nothing new
+        return {"trial_id": task["trial_id"], "key": task["key"], "status": "skipped"}
     out_router, err_router = _install_routers()
     worker = _worker()
     address = getattr(worker, "address", None) or f"pid-{os.getpid()}"
@@ -335,9 +346,11 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         "error": None,
         "traceback": None,
         "metrics": {},
+        "unit": task.get("unit"),
     }
-    if task.get("timeout"):  # the driver restarts a worker whose trial is stuck past it
-        _emit({"start": task["key"], "worker": address, "time": time.time()})
+    # The driver restarts a worker whose trial is stuck past its timeout, and
+    # tells which trial a lost worker was running.
+    _emit({"start": task["key"], "worker": address, "time": time.time()})
     dog = _Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, task["trial_id"])
     out_router.local.buffer = buf
     err_router.local.buffer = buf
@@ -378,7 +391,47 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     result["log"] = buf.getvalue()
     result["artifacts"] = _collect(artifact_dir)
     shutil.rmtree(artifact_dir, ignore_errors=True)
+    # Sent to the driver at once too: a worker lost before the driver gathered
+    # the task's result (or in the middle of a batch) loses no finished trial.
+    # Scrubbed here, before it leaves the worker: a streamed result is kept in
+    # the scheduler's event log, which may be shared (address backend).
+    result = scrub(result, SECRETS)
+    size = len(result["log"]) + sum(len(b) for _, b in result["artifacts"])
+    if size <= STREAM_LIMIT:
+        _emit({"result": result})
     return result
+
+
+# ------------------------------------------------------------------ secrets
+
+SECRETS: list[str] = []  # this run's secret values, set by the xrun plugin on each worker
+MASK = "[secret]"
+
+
+def scrub(value: Any, secrets: list[str]) -> Any:
+    """``value`` with each secret replaced by ``[secret]`` in every string and
+    bytes inside it (dict keys included)."""
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return value
+    encoded = [(s.encode(), MASK.encode()) for s in secrets]
+    return _walk_scrub(value, secrets, encoded)
+
+
+def _walk_scrub(value: Any, secrets: list[str], encoded: list[tuple[bytes, bytes]]) -> Any:
+    if isinstance(value, str):
+        for s in secrets:
+            value = value.replace(s, MASK)
+        return value
+    if isinstance(value, bytes):
+        for secret, mask in encoded:
+            value = value.replace(secret, mask)
+        return value
+    if isinstance(value, dict):
+        return {_walk_scrub(k, secrets, encoded): _walk_scrub(v, secrets, encoded) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_walk_scrub(v, secrets, encoded) for v in value)
+    return value
 
 
 def _dispatch(task: dict[str, Any], ctx: TrialContext) -> Any:

@@ -5,14 +5,20 @@
   100,000 futures.
 * Failure classes: ``error`` (the trial raised; retried up to ``trial.retries``),
   ``timeout`` (stopped in its thread by the worker, or by restarting the worker
-  when stuck in C code), ``oom`` (neared the worker's memory limit, or its worker
-  was killed after warning so), ``worker-lost`` (its worker died repeatedly;
-  Dask already re-ran it on others). Only ``error`` is retried by xrun: the
-  other classes are properties of the trial, not accidents.
+  when stuck in C code), ``oom`` (neared the worker's memory limit, or its
+  nanny killed the worker for its memory), ``worker-lost`` (its worker died each
+  of ``LOST_LIMIT + 1`` times it ran). Only ``error`` counts against
+  ``trial.retries``: the other classes are properties of the trial.
+* A lost worker re-runs only what it was running: a trial that was running is
+  run again (alone); trials of a batch that had finished were streamed to the
+  driver as they finished and are kept; those not started yet run again without
+  counting an attempt.
 * Every finished trial goes to the cache first, then to the bundle journal, and
   only then counts as done: a killed driver loses nothing it reported.
-* ``stop`` (first Ctrl-C) stops submitting and lets running trials finish;
-  a ``KeyboardInterrupt`` (second Ctrl-C) cancels the rest.
+* ``stop`` (first Ctrl-C): no trial starts after it (workers are told to skip
+  the run's queued tasks); running trials finish and are recorded. A
+  ``KeyboardInterrupt`` (second Ctrl-C) cancels the rest (nothing is recorded
+  for a cancelled trial: it is ``not_run``, and a re-run runs it).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from runner.plan import Plan, PlannedTrial
 log = logging.getLogger(__name__)
 
 HARD_TIMEOUT_GRACE = 3.0  # seconds after the timeout before the worker itself is restarted
+LOST_LIMIT = 3  # times a trial's worker may die under it before it is `worker-lost`
+MEMORY_TOPIC = "worker-restart-memory"  # a nanny's event when it kills its worker for memory
 TRIAL_PREFIX = "xrun-trial"
 
 
@@ -112,6 +120,15 @@ class Executor:
         # trial key -> (worker address, start time), from the workers' start events
         self._started: dict[str, tuple[str, float]] = {}
         self._oom_warned: set[str] = set()
+        self._oom_workers: set[str] = set()  # workers their nanny killed for memory
+        self._lost: dict[str, int] = {}  # trial key -> times its worker died under it
+        # trial key -> result a worker sent as an event when the trial ended
+        # (the scheduler keeps at most distributed.admin.low-level-log-length of them)
+        self._streamed: dict[str, dict[str, Any]] = {}
+        self._recorded: set[str] = set()  # trial keys already handled: late events are dropped
+        self._events = threading.Lock()
+        self._stop_sent = False
+        self._check: Callable[[], str | None] | None = None  # the backend's health check
         self._forced: dict[str, str] = {}  # dask key -> failure class forced by the driver
         self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
         self._n_durations = 0
@@ -137,13 +154,15 @@ class Executor:
 
     # ------------------------------------------------------------------ live
 
-    def run(self, client: Any) -> Outcome:
+    def run(self, client: Any, check: Callable[[], str | None] | None = None) -> Outcome:
         from distributed import as_completed
 
         from runner import _plugin  # deferred: imports Dask
 
         self._client = client
+        self._check = check
         client.subscribe_topic("xrun", self._on_worker_event)
+        client.subscribe_topic(MEMORY_TOPIC, self._on_memory_event)
         queue: deque[tuple[PlannedTrial, int, bool]] = deque()  # (trial, attempt, run alone)
         pending = self.plan.pending
         todo = iter(pending)
@@ -182,19 +201,37 @@ class Executor:
                 first, attempt = items[0]
                 key = f"{TRIAL_PREFIX}-{first.id}-{attempt}-{counter}-{self.run_id[-6:]}"
                 if len(items) == 1:
-                    fut = client.submit(trial_fn, self._task(first), key=key, pure=False)
+                    fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
-                    fut = client.submit(batch_fn, [self._task(t) for t, _ in items], key=key, pure=False)
+                    fut = client.submit(batch_fn, [self._task(t, key) for t, _ in items], key=key, pure=False)
                 in_flight[key] = _Unit(items, fut)
                 self.outcome.tasks += 1
                 ac.add(fut)
+
+        def next_batch() -> list[Any]:
+            """Finished futures; wakes up to notice Ctrl-C and a dead cluster."""
+            last_check = time.monotonic()
+            while True:
+                if self.stop.is_set():
+                    self._tell_stop()
+                batch = ac.next_batch(block=False)
+                if batch or self.fatal is not None:
+                    return batch
+                if self._check is not None and time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    trouble = self._check()
+                    if trouble:
+                        self.fatal = InfraError(trouble)
+                        return []
+                with ac.thread_condition:
+                    ac.thread_condition.wait(timeout=0.2)
 
         watchdog = _Monitor(self, in_flight)
         watchdog.start()
         try:
             submit_more()
             while in_flight:
-                for fut in ac.next_batch(block=True):
+                for fut in next_batch():
                     unit = in_flight.pop(fut.key, None)
                     if unit is None:  # cancelled by --fail-fast or the monitor
                         continue
@@ -206,6 +243,8 @@ class Executor:
                         in_flight.clear()
                         break
                 if self.fatal is not None:
+                    # The cluster is gone: Dask's own reconnect tracebacks say nothing more.
+                    _silence_distributed()
                     self._cancel(in_flight)
                     raise self.fatal
                 submit_more()
@@ -215,10 +254,11 @@ class Executor:
             in_flight.clear()
         finally:
             watchdog.stop()
-            try:
-                client.unsubscribe_topic("xrun")
-            except Exception:
-                pass
+            for topic in ("xrun", MEMORY_TOPIC):
+                try:
+                    client.unsubscribe_topic(topic)
+                except Exception:
+                    pass
         if self.stop.is_set() and not self.outcome.stopped_early:
             self.outcome.interrupted = True
         done = self.outcome.counts["ok"] + self.outcome.counts["failed"] + self.outcome.counts["cached"]
@@ -245,25 +285,82 @@ class Executor:
             m = self._mean_duration
             self._mean_duration = d if m is None else m + (d - m) * 0.1
 
+    def _tell_stop(self) -> None:
+        """First Ctrl-C: workers skip this run's tasks that have not started."""
+        if self._stop_sent:
+            return
+        self._stop_sent = True
+        from runner import _plugin  # deferred: imports Dask
+
+        try:
+            self._client.run(_shipped(_plugin.call_stop), self.run_id, on_error="ignore")
+        except Exception:
+            log.debug("telling workers to stop failed", exc_info=True)
+
     def _handle_unit(self, unit: _Unit, queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         fut = unit.fut
         forced = self._forced.pop(fut.key, None)  # key of the trial the monitor timed out
-        if fut.status == "finished":
+        with self._events:
+            # only results of this task: a late event of an earlier attempt is not this one's
+            streamed = {t.key: self._streamed.pop(t.key) for t, _ in unit.items
+                        if self._streamed.get(t.key, {}).get("unit") == fut.key}  # fmt: skip
+        status = fut.status
+        if status == "finished" and len(streamed) == len(unit.items):
+            # Every result already came as an event: nothing to gather from a
+            # worker that may be gone by now.
+            results = [streamed[t.key] for t, _ in unit.items]
+        elif status == "finished":
             results = fut.result()
             if len(unit.items) == 1:
                 results = [results]
+        if status == "finished":
             for (trial, attempt), result in zip(unit.items, results):
+                if result.get("status") == "skipped":  # stopped before it started
+                    self._started.pop(trial.key, None)
+                    continue
                 self._note_duration(result)
                 self._handle(trial, attempt, result, queue)
-        elif len(unit.items) == 1:
-            trial, attempt = unit.items[0]
-            self._handle(trial, attempt, self._lost_result(fut, trial, forced == trial.key), queue)
-        else:
-            # A batch died (lost worker, timeout restart): which trial did it is
-            # unknown, so each runs again alone, without counting an attempt.
+        elif status == "cancelled" and forced is None:
+            # Not cancelled by xrun (those are dropped before): the scheduler
+            # lost the run's tasks. Nothing is re-run; finished trials are kept.
+
+            trouble = None
+            for _ in range(20):  # the connection may close just before the process is seen gone
+                trouble = self._check() if self._check else None
+                if trouble or self._check is None:
+                    break
+                time.sleep(0.1)
+            self.fatal = self.fatal or InfraError(
+                trouble or "the Dask scheduler dropped the run's tasks (it restarted or became unreachable)"
+            )
+        elif status != "error" and forced is None:
+            # Finished, but its result was lost with its worker before it was
+            # gathered (Dask would compute it again): results that came as
+            # events are kept, the others run again, without counting an attempt.
+            try:
+                self._client.cancel([fut], force=True)
+            except Exception:
+                log.debug("cancel failed", exc_info=True)
             for trial, attempt in unit.items:
-                if forced == trial.key:
-                    self._handle(trial, attempt, self._lost_result(fut, trial, True), queue)
+                if trial.key in streamed:
+                    self._handle(trial, attempt, streamed[trial.key], queue)
+                else:
+                    self._started.pop(trial.key, None)
+                    queue.append((trial, attempt, True))
+        else:
+            # The task was lost (its worker died, or was restarted for a stuck
+            # trial). Finished trials of a batch were streamed and are kept;
+            # the trial that was running is judged; the rest run again alone,
+            # without counting an attempt.
+            for trial, attempt in unit.items:
+                if trial.key in streamed:
+                    self._handle(trial, attempt, streamed[trial.key], queue)
+                elif forced == trial.key or (forced is None and (len(unit.items) == 1 or trial.key in self._started)):
+                    judged = self._lost_result(fut, trial, forced == trial.key)
+                    if judged is None:
+                        queue.append((trial, attempt, True))
+                    else:
+                        self._handle(trial, attempt, judged, queue)
                 else:
                     self._started.pop(trial.key, None)
                     queue.append((trial, attempt, True))
@@ -283,8 +380,32 @@ class Executor:
             self._started[msg["start"]] = (msg.get("worker", ""), time.monotonic())
         elif "oom" in msg:
             self._oom_warned.add(msg["oom"])
+        elif "result" in msg and isinstance(msg["result"], dict):
+            with self._events:
+                key = msg["result"].get("key", "")
+                if key not in self._recorded:
+                    self._streamed[key] = msg["result"]
 
-    def _task(self, trial: PlannedTrial) -> dict[str, Any]:
+    def _on_memory_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        worker = event[1].get("worker") if isinstance(event[1], dict) else None
+        if worker:
+            self._oom_workers.add(worker)
+
+    def _killed_for_memory(self, trial: PlannedTrial) -> bool:
+        if trial.key in self._oom_warned:
+            return True
+        worker = (self._started.get(trial.key) or ("", 0.0))[0]
+        if not worker:
+            return False
+        if worker not in self._oom_workers:  # the nanny's event may still be on its way
+            try:
+                for _, msg in self._client.get_events(MEMORY_TOPIC):
+                    self._on_memory_event((0.0, msg))
+            except Exception:
+                log.debug("reading memory events failed", exc_info=True)
+        return worker in self._oom_workers
+
+    def _task(self, trial: PlannedTrial, unit: str = "") -> dict[str, Any]:
         return {
             "trial_id": trial.id,
             "key": trial.key,
@@ -294,6 +415,8 @@ class Executor:
             "timeout": self.timeout,
             "data": self.data_paths,
             "data_sha256": self.data_sha256,
+            "run": self.run_id,
+            "unit": unit,  # the Dask task, echoed in the result a worker streams
         }
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +426,10 @@ class Executor:
 
     def _handle(self, trial: PlannedTrial, attempt: int, result: dict[str, Any], queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         self._started.pop(trial.key, None)
+        with self._events:
+            self._streamed.pop(trial.key, None)
+        if result.get("artifacts"):  # lists when they came as an event
+            result["artifacts"] = [(rel, blob) for rel, blob in result["artifacts"]]
         if self.redact:
             result = self._scrub(result)
         if result["status"] == "error" and attempt <= self.retries and not self.stop.is_set():
@@ -310,6 +437,8 @@ class Executor:
             self.on_event(Event("retry", record, dict(self.outcome.counts), self.outcome.best))
             queue.append((trial, attempt + 1, False))
             return
+        with self._events:
+            self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
         if result["status"] == "ok":
             entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
@@ -327,23 +456,30 @@ class Executor:
         self.writer.record_trial(record, result.get("log", ""), result.get("artifacts") or [])
         self.on_event(Event("done" if result["status"] == "ok" else "failed", record, dict(self.outcome.counts), self.outcome.best))
 
-    def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any]:
+    def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any] | None:
+        """What a lost task means for the trial that was running in it; None: run it again."""
         now = time.time()
         base: dict[str, Any] = {"trial_id": trial.id, "key": trial.key, "metrics": {}, "start": None, "end": now,
                 "log": "", "worker": None, "traceback": None}  # fmt: skip
         if timed_out:
             return {**base, "status": "timeout", "failure_class": "timeout",
                     "error": f"trial exceeded its timeout of {self.timeout:g}s and did not stop; its worker was restarted"}  # fmt: skip
-        if fut.status == "cancelled":
-            return {**base, "status": "error", "failure_class": "cancelled", "error": "cancelled"}
         exc = fut.exception()
         name = type(exc).__name__
         if name == "KilledWorker":
-            if trial.key in self._oom_warned:
+            if self._killed_for_memory(trial):
                 return {**base, "status": "oom", "failure_class": "oom",
-                        "error": "trial exceeded its worker's memory limit; the worker was killed each time it ran"}  # fmt: skip
+                        "error": "trial exceeded its worker's memory limit; the worker was killed for it"}  # fmt: skip
+            # Dask itself may have run it on other workers already (a scheduler
+            # we did not start keeps its default of 3 retries).
+            lost = self._lost.get(trial.key, 0) + 1 + int(getattr(exc, "allowed_failures", 0) or 0)
+            self._lost[trial.key] = lost
+            self._started.pop(trial.key, None)
+            if lost <= LOST_LIMIT:
+                log.info("trial %s: its worker was lost; running it again", trial.id)
+                return None
             return {**base, "status": "worker-lost", "failure_class": "worker-lost",
-                    "error": f"the trial's worker died each time it ran it ({exc})"}  # fmt: skip
+                    "error": f"the trial's worker died each of the {lost} times it ran it"}  # fmt: skip
         return {**base, "status": "error", "failure_class": "error", "error": f"{name}: {exc}"}
 
     def _record(self, trial: PlannedTrial, result: dict[str, Any], *, attempts: int, cached: bool) -> dict[str, Any]:
@@ -379,6 +515,11 @@ class Executor:
             self.outcome.best = (record["id"], float(value))
 
 
+def _silence_distributed() -> None:
+    for name in ("distributed", "distributed.client", "distributed.core", "distributed.utils", "distributed.comm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 def _shipped(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A closure Dask cannot import, so it travels with cloudpickle, by value.
 
@@ -411,22 +552,26 @@ class _Monitor(threading.Thread):
         self.executor = executor
         self.in_flight = in_flight
         self._halt = threading.Event()
+        self._restarting: set[str] = set()
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=120)  # lets a worker restart in progress finish
+        self.join(timeout=30)
 
     def run(self) -> None:
         ex = self.executor
         limit = (ex.timeout or 0) + HARD_TIMEOUT_GRACE
         workerless_since: float | None = None
         last_check = 0.0
+        workers: set[str] = set()
+        n = -1
         while not self._halt.wait(0.25):
             now = time.monotonic()
             if now - last_check > 2.0:
                 last_check = now
                 try:
-                    n = len(ex._client.nthreads())
+                    workers = set(ex._client.nthreads())
+                    n = len(workers)
                 except Exception:
                     n = -1
                 if n == 0 and self.in_flight:
@@ -450,12 +595,24 @@ class _Monitor(threading.Thread):
                     if started is None or now - started[1] < limit:
                         continue
                     worker = started[0]
+                    if n > 0 and worker and worker not in workers:
+                        continue  # its worker is gone: the trial is lost, not stuck
                     log.warning("trial %s is stuck past its timeout; restarting worker %s", trial.id, worker)
                     ex._forced[dask_key] = trial.key
                     try:
                         ex._client.cancel([unit.fut], force=True)
-                        if worker:
-                            ex._client.restart_workers([worker], raise_for_error=False)
                     except Exception:
-                        log.debug("could not restart %s", worker, exc_info=True)
+                        log.debug("could not cancel %s", dask_key, exc_info=True)
+                    if worker and worker not in self._restarting:
+                        # In the background: a restart can take many seconds under
+                        # load, and other stuck trials must not wait for it.
+                        self._restarting.add(worker)
+                        threading.Thread(target=self._restart, args=(worker,), daemon=True,
+                                         name="xrun-restart").start()  # fmt: skip
                     break
+
+    def _restart(self, worker: str) -> None:
+        try:
+            self.executor._client.restart_workers([worker], timeout=60, raise_for_error=False)
+        except Exception:
+            log.debug("could not restart %s", worker, exc_info=True)

@@ -21,6 +21,7 @@ from runner.bundle.points import best_point
 from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
 from runner.cluster import ClusterInfo, Launch
+from runner.cluster._lifecycle import sigint_deferred
 from runner.cluster.factory import image_record, make_backend, worker_image
 from runner.env import LockedEnv
 from runner.errors import InfraError, SpecError, TrialsFailed, UsageError, XrunError
@@ -131,7 +132,7 @@ def run_plan(
                 extra["image.json"] = image_record(spec.cluster.backend, image)
             data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path"))
             backend = make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
-                                          data_paths=data_paths, image=image))  # fmt: skip
+                                          data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
             if spec.cluster.backend == "address":
                 status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
                           f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
@@ -169,12 +170,13 @@ def run_plan(
         files, keys = finalize(writer, outcome, extra)
         extra.update(files)
         summary.update(keys)
-    preload.join()  # two threads importing one package at once can break it half-initialized
-    try:
-        writer.finish(summary, host, extra)
-        seal(writer.root)
-    except OSError as exc:
-        raise _bundle_failed(writer, exc, summary, cache) from None
+    with sigint_deferred():  # a Ctrl-C now would leave the bundle `running`, half sealed
+        preload.join()  # two threads importing one package at once can break it half-initialized
+        try:
+            writer.finish(summary, host, extra)
+            seal(writer.root)
+        except OSError as exc:
+            raise _bundle_failed(writer, exc, summary, cache) from None
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
     if error is not None:
@@ -281,11 +283,12 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         raise InfraError(f"cannot connect to the Dask scheduler at {info.address}: {exc}") from None
     with client:
         try:
-            client.wait_for_workers(max(info.workers, 1), timeout=WORKERS_TIMEOUT)
+            # One worker is enough to start; the others join while trials run.
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
         except TimeoutError:
             raise InfraError(
-                f"fewer than {max(info.workers, 1)} Dask workers joined the scheduler at {info.address} "
-                f"within {WORKERS_TIMEOUT:.0f}s; start more workers or lower cluster.workers"
+                f"no Dask worker joined the scheduler at {info.address} within {WORKERS_TIMEOUT:.0f}s; "
+                "start workers (or check their logs) and run again"
             ) from None
         connected = len(client.scheduler_info().get("workers", {}))
         status_cb(f"{connected} worker{'s' if connected != 1 else ''} connected")
@@ -296,14 +299,29 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
         from runner.execute import _shipped  # deferred: imports Dask
 
-        reports = client.run(_shipped(_plugin.call_info))
-        host["workers"] = reports
-        _check_workers(plan, reports)
-        _preflight(plan, client)
-        if info.dashboard:
-            status_cb(f"dashboard: {info.dashboard}")
         try:
-            executor.run(client)
+            # Workers that are lost meanwhile, or join later, are checked and
+            # recorded when the trials are done.
+            reports = client.run(_shipped(_plugin.call_info), on_error="ignore")
+            host["workers"] = reports
+            _check_workers(plan, reports)
+            _preflight(plan, client)
+            if info.dashboard:
+                status_cb(f"dashboard: {info.dashboard}")
+            executor.run(client, check=info.check)
+            if not executor.outcome.interrupted:
+                try:
+                    if len(reports) < info.workers:  # a short run may end while the last workers join
+                        try:
+                            client.wait_for_workers(info.workers, timeout=3)
+                        except TimeoutError:
+                            pass
+                    late = client.run(_shipped(_plugin.call_info), on_error="ignore")
+                except Exception:  # what is known is kept
+                    log.debug("collecting worker reports failed", exc_info=True)
+                    late = {}
+                host["workers"] = {**reports, **late}
+                _check_workers(plan, late)
         finally:
             if secrets:  # its teardown takes the secrets out of the workers' environment
                 try:

@@ -276,7 +276,7 @@ def test_secret_never_leaves_through_history_names_artifacts_or_subprocess_outpu
                        timeout=300)  # fmt: skip
     assert res.code == 0, res.err
     bundle = Path(res.out.strip().splitlines()[-1])
-    assert "subprocess says [secret]" in res.out + res.err  # the worker's output, redacted on the way
+    # (local workers write their output to their own log files; the address test below reads one)
     record = json.loads((bundle / "trials.jsonl").read_text().splitlines()[-1])
     assert record["history"][0]["note"] == "[secret]"
     assert set(record["metrics"]) == {"score", "acc_[secret]"}
@@ -286,8 +286,33 @@ def test_secret_never_leaves_through_history_names_artifacts_or_subprocess_outpu
     assert_nowhere(secret.encode(), bundle, tmp_path / "cache", res.out, res.err)
 
 
-def test_secret_leaves_the_shared_workers_environment_after_the_run(tmp_path: Path, dask_cluster) -> None:
-    address, _ = dask_cluster
+@pytest.fixture
+def logged_cluster(tmp_path: Path):
+    """A `dask scheduler` and two workers whose output goes to files, as on a shared machine."""
+    sched_file = tmp_path / "scheduler.json"
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", str(sched_file), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not sched_file.exists():
+        assert time.monotonic() < deadline, "scheduler did not start"
+        time.sleep(0.1)
+    time.sleep(0.3)
+    address = json.loads(sched_file.read_text())["address"]
+    for log in logs:
+        with open(log, "wb") as fh:
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                           "--no-dashboard"], stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path))  # fmt: skip
+    yield address, logs
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def test_secret_leaves_the_shared_workers_environment_after_the_run(tmp_path: Path, logged_cluster) -> None:
+    address, logs = logged_cluster
     secret = "tok-addr-0c9d8e7f6a5b4c3d2e1f"
     spec = _leaky_spec(tmp_path / "proj", f"{{backend: address, address: '{address}', workers: 2}}")
     res = bounded_xrun(spec, cwd=tmp_path, env={"XRUN_TB_TOKEN": secret, "XRUN_CACHE_DIR": str(tmp_path / "cache")},
@@ -298,9 +323,14 @@ def test_secret_leaves_the_shared_workers_environment_after_the_run(tmp_path: Pa
     with Client(address, timeout=30, set_as_default=False) as client:
         seen = client.run(lambda: {k: v for k, v in __import__("os").environ.items() if "tok-addr" in v or k == "XRUN_TB_TOKEN"})
         plugins = client.run(lambda dask_worker: list(dask_worker.plugins))
+        events = repr(client.get_events())  # results streamed through the shared scheduler's event log
     assert seen and all(v == {} for v in seen.values()), seen
+    assert "result" in events and secret not in events
     assert all("xrun" not in names for names in plugins.values()), plugins
-    assert_nowhere(secret.encode(), Path(res.out.strip().splitlines()[-1]), tmp_path / "cache", res.out, res.err)
+    worker_output = b"".join(log.read_bytes() for log in logs)
+    assert b"subprocess says [secret]" in worker_output  # a subprocess's output, redacted on the worker
+    assert_nowhere(secret.encode(), Path(res.out.strip().splitlines()[-1]), tmp_path / "cache", res.out, res.err,
+                   worker_output)  # fmt: skip
 
 
 # ------------------------------------------------------------------ 5. terminal output

@@ -9,7 +9,8 @@ picks the module by ``cluster.backend``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ class ClusterInfo:
     address: str  # scheduler address the driver's Client connects to
     dashboard: str | None = None
     workers: int = 0
+    # Why the cluster cannot run trials any more (its scheduler died, no worker
+    # can start), or None; polled while trials run.
+    check: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 class Backend(Protocol):
@@ -52,3 +56,4 @@ class Launch:
     secrets: Mapping[str, str] = field(default_factory=dict)
     data_paths: tuple[Path, ...] = ()  # local data inputs the workers read
     image: ImageInfo | None = None  # the worker image (docker, kubernetes), from the image step
+    stop: threading.Event | None = None  # set on Ctrl-C: a backend still starting gives up

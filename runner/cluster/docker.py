@@ -11,12 +11,18 @@ Only the scheduler is published, on 127.0.0.1 at a port Docker picks; the
 driver's Client talks to it alone (results are gathered through the scheduler).
 Secrets reach workers through the container environment, never argv or logs.
 Data files are bind-mounted read-only at the same absolute path.
+
+A worker container that exits, while the cluster starts or later, is started
+again (at most ``MAX_STARTS`` times each); the run proceeds once one worker has
+joined. Only a scheduler that exits, or no worker able to start at all, is an
+:class:`InfraError` (with the container's own log).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +53,7 @@ SCHEDULER_ALIAS = "scheduler"  # DNS name of the scheduler on the run's network
 NANNY_HEADROOM = 256 * 2**20  # container memory on top of the worker's memory_limit
 START_TIMEOUT = 90.0  # seconds for the scheduler and every worker to come up
 LOG_TAIL = 30
+MAX_STARTS = 4  # per worker container: the first start and three restarts
 
 __all__ = ["DockerBackend", "clean", "docker_client"]
 
@@ -68,6 +75,7 @@ class DockerBackend:
         data_paths: Sequence[Path],
         code_dir: Path | None = None,
         start_timeout: float = START_TIMEOUT,
+        stop: threading.Event | None = None,
     ) -> None:
         if workers < 1 or threads_per_worker < 1:
             raise UsageError("cluster: workers and threads_per_worker must be at least 1")
@@ -80,8 +88,15 @@ class DockerBackend:
         self.data_paths = [Path(p) for p in data_paths]
         self.code_dir = code_dir
         self.start_timeout = start_timeout
+        self.stop = stop or threading.Event()  # set by a first Ctrl-C: stop waiting for workers
         self.network_name = f"xrun-{run_id}"
         self._client: docker.DockerClient | None = None
+        self._scheduler: Container | None = None
+        self._workers: list[Container] = []
+        self._starts: list[int] = []
+        self._last_exit: list[str] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
 
     # ------------------------------------------------------------------ public
 
@@ -94,11 +109,15 @@ class DockerBackend:
         if removed:
             log.info("removed %d objects left by killed runs: %s", len(removed), ", ".join(removed))
         mounts = self._mounts()  # fail on a missing data path before creating anything
+        supervisor = threading.Thread(target=self._supervise, name="xrun-docker-supervisor", daemon=True)
         try:
-            info = self._start(client, mounts)
+            info = self._start(client, mounts, supervisor)
             yield info
         finally:
             with sigint_deferred():
+                self._closing.set()
+                if supervisor.is_alive():
+                    supervisor.join(timeout=15)
                 self._teardown(client)
 
     def containers(self, role: str | None = None) -> list[Container]:
@@ -109,7 +128,7 @@ class DockerBackend:
 
     # ----------------------------------------------------------------- helpers
 
-    def _start(self, client: docker.DockerClient, mounts: list[Any]) -> ClusterInfo:
+    def _start(self, client: docker.DockerClient, mounts: list[Any], supervisor: threading.Thread) -> ClusterInfo:
         from docker.errors import DockerException, ImageNotFound
 
         started = time.monotonic()
@@ -118,11 +137,14 @@ class DockerBackend:
                 self.network_name, driver="bridge", labels=self._labels(), check_duplicate=True
             )
             scheduler = self._run_scheduler(client, network.name)
+            self._scheduler = scheduler
             address, dashboard = self._published(scheduler)
-            workers = [
-                self._run_worker(client, network.name, i, mounts) for i in range(self.workers)
-            ]
-            self._wait_ready(address, scheduler, workers)
+            with self._lock:
+                self._workers = [self._run_worker(client, network.name, i, mounts) for i in range(self.workers)]
+                self._starts = [1] * self.workers
+                self._last_exit = [""] * self.workers
+            supervisor.start()
+            self._wait_ready(address, scheduler)
         except ImageNotFound as exc:
             raise InfraError(
                 f"the image {self.image.image} ({self.image.image_id}) is not on this Docker "
@@ -133,12 +155,61 @@ class DockerBackend:
                 f"starting the docker cluster of run {self.run_id} failed: {exc}"
             ) from exc
         log.info(
-            "docker cluster %s: %d workers ready at %s in %.1fs",
-            self.run_id, len(workers), address, time.monotonic() - started,
+            "docker cluster %s: first of %d workers ready at %s in %.1fs",
+            self.run_id, self.workers, address, time.monotonic() - started,
         )  # fmt: skip
         return ClusterInfo(
-            backend="docker", address=address, dashboard=dashboard, workers=self.workers
+            backend="docker", address=address, dashboard=dashboard, workers=self.workers, check=self.problem
         )
+
+    def problem(self) -> str | None:
+        """Why the cluster cannot run trials any more, or None while it can."""
+        from docker.errors import DockerException
+
+        scheduler = self._scheduler
+        if scheduler is not None:
+            try:
+                scheduler.reload()
+            except DockerException as exc:
+                return f"the scheduler container of run {self.run_id} is gone ({exc})"
+            if scheduler.status in ("exited", "dead"):
+                code = scheduler.attrs.get("State", {}).get("ExitCode")
+                return (f"the scheduler container of run {self.run_id} exited (code {code}); "
+                        f"its log:\n{_logs_tail(scheduler)}")  # fmt: skip
+        with self._lock:
+            if self._starts and all(n > MAX_STARTS for n in self._starts):
+                return (
+                    f"no worker container of run {self.run_id} could start: each was started {MAX_STARTS} "
+                    f"times and exited ({self._last_exit[-1]}); its log:\n{_logs_tail(self._workers[-1])}"
+                )
+        return None
+
+    def _supervise(self) -> None:
+        """Start again every worker container that exits, at most MAX_STARTS times each."""
+        from docker.errors import DockerException
+
+        while not self._closing.wait(0.5):
+            with self._lock:
+                for i, container in enumerate(self._workers):
+                    if self._closing.is_set() or self._starts[i] > MAX_STARTS:
+                        continue
+                    try:
+                        container.reload()
+                        if container.status not in ("exited", "dead"):
+                            continue
+                        code = container.attrs.get("State", {}).get("ExitCode")
+                        self._last_exit[i] = f"code {code}"
+                        log.warning("worker container %s exited (code %s); its log:\n%s",
+                                    container.name, code, _logs_tail(container, 10))  # fmt: skip
+                        if self._starts[i] >= MAX_STARTS:
+                            self._starts[i] = MAX_STARTS + 1
+                            continue
+                        self._starts[i] += 1
+                        container.restart(timeout=5)  # same name, network and mounts
+                    except DockerException as exc:
+                        if self._closing.is_set():
+                            return
+                        log.warning("could not restart worker container %s: %s", container.name, exc)
 
     def _labels(self, role: str | None = None) -> dict[str, str]:
         labels = {LABEL_MANAGED: "1", LABEL_RUN_ID: self.run_id, LABEL_DRIVER: driver_id()}
@@ -166,7 +237,8 @@ class DockerBackend:
             name=f"{self.network_name}-scheduler",
             hostname=SCHEDULER_ALIAS,
             labels=self._labels("scheduler"),
-            environment={"HOME": "/tmp"},
+            # xrun, not Dask, decides what a lost worker means for a task (see local.py)
+            environment={"HOME": "/tmp", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"},
             # Docker picks a free host port on loopback only.
             ports={
                 f"{SCHEDULER_PORT}/tcp": ("127.0.0.1",),
@@ -260,16 +332,20 @@ class DockerBackend:
         dash = host_port(DASHBOARD_PORT)
         return f"tcp://127.0.0.1:{sched}", (f"http://127.0.0.1:{dash}/status" if dash else None)
 
-    def _wait_ready(self, address: str, scheduler: Container, workers: list[Container]) -> None:
-        """Wait until the scheduler answers and every worker has joined it."""
+    def _wait_ready(self, address: str, scheduler: Container) -> None:
+        """Wait until the scheduler answers and one worker has joined it (the
+        others join while trials run)."""
         from distributed import Client
 
         deadline = time.monotonic() + self.start_timeout
         client: Client | None = None
         try:
             while True:
-                for container in [scheduler, *workers]:
-                    _raise_if_exited(container, self.run_id)
+                if self.stop.is_set():
+                    raise KeyboardInterrupt
+                trouble = self.problem()
+                if trouble:
+                    raise InfraError(trouble)
                 if client is None:
                     try:
                         with warnings.catch_warnings():  # the executor's Client reports versions
@@ -277,9 +353,11 @@ class DockerBackend:
                             client = Client(address, timeout=2, set_as_default=False)
                     except (OSError, TimeoutError):
                         client = None
-                if client is not None and len(client.nthreads()) >= len(workers):
+                if client is not None and len(client.nthreads()) >= 1:
                     return
                 if time.monotonic() > deadline:
+                    with self._lock:
+                        workers = list(self._workers)
                     logs = "\n".join(
                         f"--- {c.name}:\n{_logs_tail(c, 10)}" for c in [scheduler, *workers]
                     )
@@ -370,16 +448,6 @@ def _remove_run(client: docker.DockerClient, run_id: str) -> list[str]:
 # ----------------------------------------------------------------------- misc
 
 
-def _raise_if_exited(container: Container, run_id: str) -> None:
-    container.reload()
-    if container.status in ("exited", "dead"):
-        code = container.attrs.get("State", {}).get("ExitCode")
-        raise InfraError(
-            f"container {container.name} of run {run_id} exited (code {code}) while starting; "
-            f"its log:\n{_logs_tail(container)}"
-        )
-
-
 def _logs_tail(container: Container, lines: int = LOG_TAIL) -> str:
     try:
         return container.logs(tail=lines).decode(errors="replace").rstrip()
@@ -393,4 +461,4 @@ def from_launch(launch: Launch) -> DockerBackend:
     c = launch.spec.cluster
     return DockerBackend(run_id=launch.run_id, image=launch.image, workers=c.workers,
                          threads_per_worker=c.threads_per_worker, memory_limit_bytes=c.memory_limit,
-                         secrets=launch.secrets, data_paths=list(launch.data_paths))  # fmt: skip
+                         secrets=launch.secrets, data_paths=list(launch.data_paths), stop=launch.stop)  # fmt: skip

@@ -1,38 +1,111 @@
-"""``backend: local``: a Dask cluster of worker processes on this machine.
+"""``backend: local``: a Dask cluster of processes on this machine.
 
-With ``python`` unset, workers run in the current interpreter (a
-``distributed.LocalCluster``). With the interpreter of a locked environment,
-the scheduler runs here and each worker is a ``dask worker`` process (with its
-nanny) started from that interpreter, so trials import the pinned packages.
+The scheduler is a ``dask scheduler`` process and each worker a ``dask worker``
+process with its nanny, started from the environment's interpreter (the
+driver's own when no environment is locked), so trials import the pinned
+packages. All of them run in their own process groups: a Ctrl-C at the
+terminal reaches the driver alone, which decides what stops. They die with the
+driver (``PR_SET_PDEATHSIG`` on Linux) even when it is killed.
+
+Worker loss at any moment is ordinary: a worker process that exits, while the
+cluster starts or later, is started again (at most ``MAX_STARTS`` times per
+worker); the run proceeds as soon as one worker is ready. Only a cluster where
+no worker could start at all, or whose scheduler died, is an error
+(:class:`InfraError`, with the tail of the process's own log).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from runner import _proc
 from runner.cluster import ClusterInfo, Launch
+from runner.cluster._lifecycle import sigint_deferred
 from runner.env import create_env
 from runner.errors import InfraError
 
 log = logging.getLogger(__name__)
 
+MAX_STARTS = 4  # per worker: the first start and three restarts
+RESTART_BACKOFF = 0.5  # seconds, times the number of starts so far
+# Our schedulers let xrun decide what a lost worker means for a task: a task is
+# never run again by Dask on another worker (a batch of trials is split, a
+# trial is re-run by xrun, up to its own limit).
+SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
 
-def _dashboard_address() -> str | None:
+
+def _dashboard_wanted() -> bool:
     try:
         import bokeh  # noqa: F401
     except ImportError:
-        return None
-    return "127.0.0.1:0"
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_libc: Any = None
+if sys.platform.startswith("linux"):
+    try:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover
+        _libc = None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if _libc is not None:
+        _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as fh:
+        return subprocess.Popen(
+            args, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_tail(path: Path) -> str:
+    try:
+        return _proc.tail(path.read_text(errors="replace")) or "(empty)"
+    except OSError:
+        return "(no log)"
+
+
+class _Slot:
+    """One worker: its current process and how often it was started."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.exhausted = False
+        self.last_exit: str = ""
+        self.next_start = 0.0
 
 
 class LocalBackend:
@@ -45,6 +118,7 @@ class LocalBackend:
         python: Path | None = None,
         env: dict[str, str] | None = None,
         start_timeout: float = 120,
+        stop: threading.Event | None = None,
     ) -> None:
         self.workers = workers
         self.threads = threads_per_worker
@@ -52,77 +126,248 @@ class LocalBackend:
         self.python = python
         self.env = env or {}
         self.start_timeout = start_timeout
+        self.stop = stop or threading.Event()
+        self._slots: list[_Slot] = []
+        self._scheduler: subprocess.Popen[bytes] | None = None
+        self._logs: Path | None = None
+        self._address = ""
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+
+    # ------------------------------------------------------------------ public
 
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
-        import warnings
-
-        from distributed import LocalCluster
-
-        # "Port 8787 is already in use": a dashboard on another port is fine.
-        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-
-        memory = self.memory_limit if self.memory_limit is not None else "auto"
-        # Compare without resolving symlinks: a venv python links to its base interpreter.
-        if self.python is None or Path(self.python).absolute() == Path(sys.executable).absolute():
-            with LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=self.threads,
-                memory_limit=memory,
-                processes=True,
-                dashboard_address=_dashboard_address(),
-                worker_dashboard_address=None,
-                silence_logs=logging.ERROR,
-            ) as cluster:
-                yield ClusterInfo("local", cluster.scheduler_address, cluster.dashboard_link if _dashboard_address() else None, self.workers)
-            return
-        with LocalCluster(
-            n_workers=0, processes=True, host="127.0.0.1", scheduler_port=0,
-            dashboard_address=_dashboard_address(), silence_logs=logging.ERROR,
-        ) as cluster, tempfile.TemporaryDirectory(prefix="xrun-workers-") as logs:  # fmt: skip
-            procs = [self._start_worker(cluster.scheduler_address, i, memory, Path(logs)) for i in range(self.workers)]
+        with tempfile.TemporaryDirectory(prefix="xrun-local-") as logs:
+            self._logs = Path(logs)
+            supervisor = threading.Thread(target=self._supervise, name="xrun-local-supervisor", daemon=True)
             try:
-                self._wait(cluster, procs, Path(logs))
-                yield ClusterInfo("local", cluster.scheduler_address, cluster.dashboard_link if _dashboard_address() else None, self.workers)
+                self._start_scheduler()
+                self._slots = [_Slot(i) for i in range(self.workers)]
+                with self._lock:
+                    for slot in self._slots:
+                        self._start_worker(slot)
+                supervisor.start()
+                dashboard = self._wait()
+                yield ClusterInfo("local", self._address, dashboard, self.workers, check=self.problem)
             finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    try:
-                        p.wait(timeout=15)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+                with sigint_deferred():
+                    self._closing.set()
+                    if supervisor.is_alive():
+                        supervisor.join(timeout=10)
+                    self._teardown()
 
-    def _wait(self, cluster: Any, procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
-        """Until every worker joined; a worker process that dies says why."""
-        deadline = time.monotonic() + self.start_timeout
-        while len(cluster.scheduler.workers) < self.workers:
-            for i, p in enumerate(procs):
-                if p.poll() is not None:
-                    log_tail = _proc.tail((logs / f"worker-{i}.log").read_text(errors="replace"))
-                    raise InfraError(f"worker {i} ({self.python}) exited with code {p.returncode}:\n{log_tail}")
-            if time.monotonic() > deadline:
-                raise InfraError(f"workers from {self.python} did not join within {self.start_timeout:.0f}s")
-            time.sleep(0.1)
+    def problem(self) -> str | None:
+        """Why the cluster cannot run trials any more, or None while it can."""
+        sched = self._scheduler
+        if sched is not None and sched.poll() is not None:
+            return (
+                f"the local Dask scheduler exited (code {sched.returncode}); its log:\n"
+                f"{_read_tail(self._log('scheduler'))}"
+            )
+        if self._slots and all(s.exhausted for s in self._slots):
+            return self._no_worker_message()
+        return None
 
-    def _start_worker(self, address: str, index: int, memory: int | str, logs: Path) -> subprocess.Popen[bytes]:
+    def processes(self) -> dict[str, list[int]]:
+        """Pids of the scheduler and of the workers' nannies (for tests that kill them)."""
+        with self._lock:
+            return {
+                "scheduler": [self._scheduler.pid] if self._scheduler else [],
+                "workers": [s.proc.pid for s in self._slots if s.proc is not None and s.proc.poll() is None],
+            }
+
+    # ----------------------------------------------------------------- helpers
+
+    def _log(self, name: str) -> Path:
+        assert self._logs is not None
+        return self._logs / f"{name}.log"
+
+    def _python(self) -> str:
+        return str(self.python) if self.python is not None else sys.executable
+
+    def _start_scheduler(self) -> None:
+        port = _free_port()
+        self._address = f"tcp://127.0.0.1:{port}"
+        dash = ["--dashboard-address", "127.0.0.1:0"] if _dashboard_wanted() else ["--no-dashboard"]
+        args = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                "--port", str(port), *dash]  # fmt: skip
+        env = {**os.environ, **SCHEDULER_ENV}
+        try:
+            self._scheduler = _spawn(args, env, self._log("scheduler"))
+        except OSError as exc:
+            raise InfraError(f"cannot start the local Dask scheduler: {exc}") from exc
+
+    def _memory(self) -> str:
+        if self.memory_limit is not None:
+            return str(self.memory_limit)
+        from distributed.system import MEMORY_LIMIT
+
+        return str(int(MEMORY_LIMIT / max(1, self.workers)))  # as LocalCluster's "auto"
+
+    def _start_worker(self, slot: _Slot) -> None:
         args = [
-            str(self.python), "-m", "distributed.cli.dask_worker", address,
-            "--nthreads", str(self.threads), "--memory-limit", str(memory),
-            "--name", f"xrun-local-{index}", "--nanny", "--death-timeout", "60",
+            self._python(), "-m", "distributed.cli.dask_worker", self._address,
+            "--nthreads", str(self.threads), "--memory-limit", self._memory(),
+            "--name", f"xrun-local-{slot.index}-{slot.starts}", "--nanny", "--death-timeout", "60",
         ]  # fmt: skip
         env = {**os.environ, **self.env}
-        env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
+        if self.python is not None:
+            env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
+        slot.starts += 1
         try:
-            with open(logs / f"worker-{index}.log", "wb") as fh:
-                return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT)
+            slot.proc = _spawn(args, env, self._log(f"worker-{slot.index}"))
         except OSError as exc:
-            raise InfraError(f"cannot start a worker with {self.python}: {exc}") from exc
+            slot.proc = None
+            slot.exhausted = True
+            slot.last_exit = f"cannot start a worker with {self._python()}: {exc}"
+
+    def _supervise(self) -> None:
+        """Start again every worker process that exits, at most MAX_STARTS times each."""
+        while not self._closing.wait(0.2):
+            with self._lock:
+                for slot in self._slots:
+                    self._check_slot(slot)
+
+    def _check_slot(self, slot: _Slot) -> None:
+        proc = slot.proc
+        if slot.exhausted or self._closing.is_set():
+            return
+        if proc is not None and proc.poll() is None:
+            return
+        now = time.monotonic()
+        if proc is not None:
+            _kill_group(proc)  # its worker process, if the nanny alone died
+            slot.last_exit = f"exited with code {proc.returncode}"
+            slot.proc = None
+            log.warning("local worker %d %s; its log:\n%s", slot.index, slot.last_exit,
+                        _read_tail(self._log(f"worker-{slot.index}")))  # fmt: skip
+            if slot.starts >= MAX_STARTS:
+                slot.exhausted = True
+                return
+            slot.next_start = now + RESTART_BACKOFF * slot.starts
+        if now >= slot.next_start:
+            self._start_worker(slot)
+
+    def _no_worker_message(self) -> str:
+        slot = self._slots[-1]
+        return (
+            f"no local worker could start: each of the {self.workers} worker(s) ({self._python()}) was "
+            f"started {MAX_STARTS} times and exited ({slot.last_exit}); the log of worker {slot.index}:\n"
+            f"{_read_tail(self._log(f'worker-{slot.index}'))}"
+        )
+
+    def _wait(self) -> str | None:
+        """Until one worker joined (the rest join while trials run); returns the dashboard link."""
+        import warnings
+
+        from distributed import Client
+
+        deadline = time.monotonic() + self.start_timeout
+        client: Client | None = None
+        scheduler_starts = 1
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise KeyboardInterrupt
+                sched = self._scheduler
+                if sched is not None and sched.poll() is not None and scheduler_starts < MAX_STARTS:
+                    # Died while starting (another process may have taken its
+                    # port meanwhile): a new port, and the workers follow it.
+                    log.info("the local scheduler exited while starting (code %s); starting it again:\n%s",
+                                sched.returncode, _read_tail(self._log("scheduler")))  # fmt: skip
+                    scheduler_starts += 1
+                    if client is not None:
+                        _quiet_close(client.close)
+                        client = None
+                    self._restart_all()
+                    continue
+                trouble = self.problem()
+                if trouble:
+                    raise InfraError(trouble)
+                if client is None and self._scheduler_listening():
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            client = Client(self._address, timeout=2, set_as_default=False)
+                    except (OSError, TimeoutError):
+                        client = None
+                if client is not None:
+                    info: dict[str, Any] = {}
+                    try:
+                        info = dict(client.scheduler_info())
+                    except (OSError, TimeoutError):
+                        pass
+                    if info.get("workers"):
+                        port = (info.get("services") or {}).get("dashboard")
+                        return f"http://127.0.0.1:{port}/status" if port else None
+                if time.monotonic() > deadline:
+                    raise InfraError(
+                        f"no local worker joined the scheduler within {self.start_timeout:.0f}s; the log of worker 0:\n"
+                        f"{_read_tail(self._log('worker-0'))}"
+                    )
+                time.sleep(0.1)
+        finally:
+            if client is not None:
+                _quiet_close(client.close)
+
+    def _scheduler_listening(self) -> bool:
+        """The scheduler process itself listens on its port (not another
+        process that took the port first, which a client would hang on)."""
+        import psutil
+
+        sched = self._scheduler
+        port = int(self._address.rsplit(":", 1)[1])
+        try:
+            conns = psutil.Process(sched.pid).net_connections(kind="tcp") if sched is not None else []
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+
+    def _restart_all(self) -> None:
+        with self._lock:
+            for slot in self._slots:
+                if slot.proc is not None:
+                    _kill_group(slot.proc)
+                    slot.proc.wait()
+                    slot.proc = None
+            self._start_scheduler()
+            for slot in self._slots:
+                if not slot.exhausted:
+                    self._start_worker(slot)
+
+    def _teardown(self) -> None:
+        with self._lock:
+            procs = [s.proc for s in self._slots if s.proc is not None]
+        for p in procs:
+            _kill_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _kill_group(p)  # the nanny's worker process too
+            p.wait()
+        sched = self._scheduler
+        if sched is not None:
+            _kill_group(sched, signal.SIGTERM)
+            try:
+                sched.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill_group(sched)
+                sched.wait()
+
+
+def _quiet_close(close: Callable[[], Any]) -> None:
+    try:
+        close()
+    except Exception:  # closing a probe client never fails a run
+        log.debug("closing a client failed", exc_info=True)
 
 
 def from_launch(launch: Launch) -> LocalBackend:
     c = launch.spec.cluster
     python = create_env(launch.env) if launch.env.kind != "current" else None
     return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                        memory_limit=c.memory_limit, python=python)  # fmt: skip
+                        memory_limit=c.memory_limit, python=python, stop=launch.stop)  # fmt: skip
