@@ -7,6 +7,7 @@ pylock.toml``, which names the one artifact each package installs from).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform as _platform
@@ -183,11 +184,15 @@ def resolve_artifacts(
     constraints: dict[str, str],
     cwd: Path,
     what: str,
+    preferences: dict[str, str] | None = None,
 ) -> list[Artifact]:
     """Resolve ``requirements`` for a conda platform; one artifact (URL + sha256) each.
 
     ``constraints`` (name -> version) are the packages conda provides: the pip
     resolution must agree with them and does not install them again.
+    ``preferences`` (name -> version, an existing lock's pins) are written as the
+    existing ``pylock.toml`` output, whose pins uv keeps while they still satisfy
+    the requirements, as :func:`compile_hashed` does with a requirements output.
     """
     if conda_platform not in CONDA_TO_UV:
         raise EnvFileError(
@@ -203,6 +208,8 @@ def resolve_artifacts(
         cons = tmpdir / "constraints.txt"
         cons.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())))
         out = tmpdir / "pylock.toml"
+        if preferences:
+            out.write_text(_pylock_preferences(preferences))
         args = [
             uv(),
             "pip",
@@ -232,6 +239,17 @@ def resolve_artifacts(
             continue
         artifacts.append(_pick(pkg, tags, what))
     return sorted(artifacts, key=lambda a: a.name)
+
+
+def _pylock_preferences(pins: dict[str, str]) -> str:
+    """A pylock.toml naming only ``pins`` (uv reads name and version as preferences).
+
+    Strings are quoted with json.dumps, whose escapes TOML accepts: a name read
+    from a lock file cannot add keys or packages."""
+    lines = ['lock-version = "1.0"', 'created-by = "xrun"']
+    for name, version in sorted(pins.items()):
+        lines += ["", "[[packages]]", f"name = {json.dumps(name)}", f"version = {json.dumps(version)}"]
+    return "\n".join(lines) + "\n"
 
 
 def _tags(python_version: str, platforms: list[str]) -> dict[Tag, int]:

@@ -11,6 +11,8 @@ version from the conda solution): each package is written as a conda-lock
 already provides (same name) are constraints of that resolution, not installed
 twice; conda-lock maps conda to PyPI names with a downloaded table, xrun assumes
 the names are equal.
+A relock keeps the pip versions the existing lock pins for each platform while
+they still satisfy the section (uv's preferences), like the conda packages.
 """
 
 from __future__ import annotations
@@ -104,10 +106,13 @@ def lock(
     Conda packages pinned by an existing lock are the solver's locked packages
     (py-rattler prefers them while they still satisfy the environment, as
     conda-lock does); ``upgrade`` releases all of them, ``upgrade_packages``
-    those named. The ``pip:`` section is resolved afresh.
+    those named. The ``pip:`` section keeps its pins the same way: the lock's
+    pip versions for each platform are uv's preferences.
     """
     platforms = list(dict.fromkeys(platforms))
-    previous = {} if upgrade else _previous_urls(lock_path(env_file), {normalize(n) for n in upgrade_packages})
+    release = {normalize(n) for n in upgrade_packages}
+    previous = {} if upgrade else _previous_urls(lock_path(env_file), release)
+    previous_pip = {} if upgrade else _previous_pip(lock_path(env_file), release)
     spec = _spec(env_file, platforms)
     channels = _condalock().channel_urls(spec)
     where = str(env_file)
@@ -136,7 +141,9 @@ def lock(
                 )
             )
         if request.pip:
-            packages += _lock_pip_section(env_file, platform, request.pip, records)
+            packages += _lock_pip_section(
+                env_file, platform, request.pip, records, previous_pip.get(platform, {})
+            )
         log.info("solved %s for %s: %d packages", env_file.name, platform, len(records))
     lock_file = lock_path(env_file)
     # conda-lock's writer names the file in its comments: write it under its own
@@ -174,6 +181,27 @@ def _previous_urls(lock_file: Path, release: set[str]) -> dict[str, dict[str, st
     for e in entries:
         if e.manager == "conda" and normalize(e.name) not in release:
             out.setdefault(e.platform, {})[e.name] = e.url
+    return out
+
+
+def _previous_pip(lock_file: Path, release: set[str]) -> dict[str, dict[str, str]]:
+    """platform -> {name: version} of the pip packages an existing lock pins,
+    without those in ``release``; empty when there is no readable lock."""
+    if not lock_file.is_file():
+        return {}
+    try:
+        entries = _condalock().read_lock(lock_file).entries
+    except Exception:  # an unreadable lock is relocked from scratch
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for e in entries:
+        if (
+            e.manager == "pip"
+            and normalize(e.name) not in release
+            and _pep508_name(e.name)
+            and _pep440(e.version)
+        ):
+            out.setdefault(e.platform, {})[e.name] = e.version
     return out
 
 
@@ -245,7 +273,11 @@ def _indent(text: str) -> str:
 
 
 def _lock_pip_section(
-    env_file: Path, platform: str, requirements: list[str], records: list[Any]
+    env_file: Path,
+    platform: str,
+    requirements: list[str],
+    records: list[Any],
+    previous: dict[str, str] | None = None,
 ) -> list[Any]:
     versions = {rec.name.normalized: str(rec.version) for rec in records}
     python = versions.get("python")
@@ -266,6 +298,7 @@ def _lock_pip_section(
         constraints=constraints,
         cwd=env_file.parent,
         what=str(env_file),
+        preferences=previous,
     )
     return [
         _condalock().pip_dependency(a.name, a.version, a.url, a.sha256, platform) for a in artifacts

@@ -4,7 +4,17 @@ the environment file (as `uv lock` and `conda-lock` do); `--upgrade` and
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
+import hashlib
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 from runner.env import lock_env, pinned
 from tests.conftest import xrun
@@ -60,3 +70,91 @@ def test_pip_relock_keeps_pins_and_cli_upgrade_flags_move_them(tmp_path: Path) -
     up = xrun("lock", spec, "--upgrade", cwd=tmp_path)
     assert up.code == 0, up.err
     assert "six==1.16.0" not in lock.read_text()
+
+
+def _publish_wheel(index: Path, name: str, version: str) -> str:
+    """Add a pure-python wheel of ``name`` ``version`` to a PEP 503 index folder
+    (links with sha256 fragments); returns the wheel's sha256."""
+    folder = index / name
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": f"VERSION = {version!r}\n".encode(),
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+        for p, d in files.items()
+    )
+    files[f"{dist}/RECORD"] = (record + f"{dist}/RECORD,,\n").encode()
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as whl:
+        for path, data in files.items():
+            whl.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), data)
+    links = "".join(
+        f'<a href="{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
+        for w in sorted(folder.glob("*.whl"))
+    )
+    (folder / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    return hashlib.sha256((folder / f"{name}-{version}-py3-none-any.whl").read_bytes()).hexdigest()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve(folder: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_conda_pip_section_relock_keeps_pins_until_upgraded(
+    tmp_path: Path, channel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local package index stands in for PyPI; it has pinme 1.0 when the lock is made.
+    index = tmp_path / "index"
+    old_sha = _publish_wheel(index, "pinme", "1.0")
+    project = tmp_path / "proj"
+    env_file = write_env_yml(project, channel, "- python 3.11.*\n- pip:\n  - pinme\n", name="environment.yaml")
+    (project / "trial.py").write_text("def f(params, ctx):\n    return {}\n")
+    (project / "spec.yaml").write_text(
+        "trial: {function: trial:f}\nenvironment: {platforms: [linux-64], conda: environment.yaml}\n"
+        "name: pip-pins\nxrun: 1\n"
+    )
+    lock = project / "environment.conda-lock.yml"
+    with _serve(index) as url:
+        uv_env = {"UV_INDEX_URL": url, "UV_NO_CACHE": "1"}
+        for key, value in uv_env.items():
+            monkeypatch.setenv(key, value)
+        first = xrun("lock", "spec.yaml", cwd=project, env=uv_env)
+        assert first.code == 0, first.err
+        assert pinned(conda_spec(env_file))["pinme"] == "1.0"
+        # pinme 2.0 is published; a relock (a clone, a new machine) keeps the committed 1.0.
+        new_sha = _publish_wheel(index, "pinme", "2.0")
+        again = xrun("lock", project / "spec.yaml", cwd=tmp_path, env=uv_env)
+        assert again.code == 0, again.err
+        assert "changed:" not in again.err
+        assert pinned(conda_spec(env_file))["pinme"] == "1.0"
+        assert old_sha in lock.read_text() and new_sha not in lock.read_text()
+        # Releasing a conda package's pin leaves the pip pin alone; releasing pinme's moves it.
+        assert lock_env(conda_spec(env_file), upgrade_packages=["python"]).packages["pinme"] == "1.0"
+        moved = xrun("lock", "spec.yaml", "--upgrade-package", "PinMe", cwd=project, env=uv_env)
+        assert moved.code == 0, moved.err
+        assert "changed: pinme 1.0 → 2.0" in moved.err
+        assert new_sha in lock.read_text() and old_sha not in lock.read_text()
+        # A pin the section no longer allows (2.0 now) moves without being asked; relaxed
+        # again, the new pin stays; --upgrade releases every pin.
+        write_env_yml(project, channel, "- python 3.11.*\n- pip:\n  - pinme<2\n", name="environment.yaml")
+        assert lock_env(conda_spec(env_file)).packages["pinme"] == "1.0"
+        write_env_yml(project, channel, "- python 3.11.*\n- pip:\n  - pinme\n", name="environment.yaml")
+        assert lock_env(conda_spec(env_file)).packages["pinme"] == "1.0"
+        assert lock_env(conda_spec(env_file), upgrade=True).packages["pinme"] == "2.0"
