@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 
-from runner.bundle.manifest import verify
 from runner.bundle.journal import read_journal
+from runner.bundle.manifest import verify
 
 MARKING = '''
 import os, time
