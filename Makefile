@@ -18,9 +18,10 @@ install: $(BIN)/python  ## editable install with every extra and the dev tools
 test: install  ## the test suite (Docker and browser tests run when available; required with CI=true)
 	$(BIN)/python -m pytest -q
 
-lint: install
+lint: install  ## ruff, mypy, and the import layering of docs/architecture.md (lint-imports)
 	$(BIN)/ruff check runner tests
 	$(BIN)/mypy runner
+	$(BIN)/lint-imports
 
 demo: install-core  ## the quickstart sweep on a local Dask cluster
 	$(BIN)/xrun specs/quickstart.yaml

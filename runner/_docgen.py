@@ -5,7 +5,7 @@ fails when the committed file differs. Types, defaults, choices and patterns
 come from the schema (``runner.spec.json_schema()``, committed as
 ``schema/spec-v1.json``); where a field has no description in the schema, a
 short one from :data:`NOTES` fills the gap (a description added in
-``runner/spec.py`` takes precedence).
+``runner/spec/models.py`` takes precedence).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ Keys are written as paths: `trial.sklearn.cv` is `cv` inside `sklearn` inside
 def render_spec_reference(schema: dict[str, Any] | None = None) -> str:
     """The Markdown reference of spec v1 (from ``runner.spec.json_schema()`` by default)."""
     if schema is None:
-        from runner.spec import json_schema
+        from runner.spec import json_schema  # deferred: imports pydantic
 
         schema = json_schema()
     return _Doc(schema).render()

@@ -216,7 +216,8 @@ def _file_digest(path: Path) -> str:
 
 
 def _dir_digest(root: Path) -> str:
-    """Must equal the driver's digest of a data directory (runner.data.hash_inputs)."""
+    """Must equal the driver's digest of a data directory (runner._hashing.dir_digest;
+    this module cannot import it: workers do not have xrun installed)."""
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(f"{f.relative_to(root).as_posix()}\0{_file_digest(f)}\n".encode())

@@ -14,11 +14,12 @@ import json
 import logging
 import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from runner import _proc
 from runner.errors import SpecError
+from runner.spec.values import pattern_problem
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,6 @@ class CodeSnapshot:
 
     def to_json(self) -> dict[str, Any]:
         return {"root": str(self.root), "hash": self.hash, "files": self.files}
-
-
-def pattern_problem(pattern: str) -> str | None:
-    """Why an include glob could match files outside code.root (``None``: it cannot)."""
-    pure = PurePosixPath(pattern.replace("\\", "/"))
-    if pure.is_absolute() or pattern.startswith("~") or (len(pattern) > 1 and pattern[1] == ":"):
-        return f"{pattern!r} is absolute; patterns are relative to code.root"
-    if ".." in pure.parts:
-        return f"{pattern!r} leaves code.root ('..'); only files under code.root are shipped"
-    return None
 
 
 def select(root: Path, include: list[str], exclude: list[str], skip: list[Path] = ()) -> list[Path]:  # type: ignore[assignment]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from runner._hashing import file_digest
+from runner._hashing import dir_digest, file_digest
 from runner.errors import SpecError
 from runner.spec import Spec
 
@@ -23,13 +22,8 @@ def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
         assert item.path is not None
         path = item.path
         if path.is_dir():
-            h = hashlib.sha256()
-            size = 0
-            for f in sorted(p for p in path.rglob("*") if p.is_file()):
-                rel = f.relative_to(path).as_posix()
-                h.update(f"{rel}\0{file_digest(f)}\n".encode())
-                size += f.stat().st_size
-            digest = h.hexdigest()
+            digest = dir_digest(path)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         elif path.is_file():
             digest, size = file_digest(path), path.stat().st_size
         else:

@@ -31,8 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner._redact import scrub
 from runner.bundle.write import BundleWriter
 from runner.cache import TrialCache
+from runner.env.imported import remember
+from runner.errors import InfraError
 from runner.plan import Plan, PlannedTrial
 
 log = logging.getLogger(__name__)
@@ -154,7 +157,7 @@ class Executor:
     def run(self, client: Any, check: Callable[[], str | None] | None = None) -> Outcome:
         from distributed import as_completed
 
-        from runner import _plugin
+        from runner import _plugin  # deferred: imports Dask
 
         self._client = client
         self._check = check
@@ -218,8 +221,6 @@ class Executor:
                     last_check = time.monotonic()
                     trouble = self._check()
                     if trouble:
-                        from runner.errors import InfraError
-
                         self.fatal = InfraError(trouble)
                         return []
                 with ac.thread_condition:
@@ -289,7 +290,7 @@ class Executor:
         if self._stop_sent:
             return
         self._stop_sent = True
-        from runner import _plugin
+        from runner import _plugin  # deferred: imports Dask
 
         try:
             self._client.run(_shipped(_plugin.call_stop), self.run_id, on_error="ignore")
@@ -322,7 +323,6 @@ class Executor:
         elif status == "cancelled" and forced is None:
             # Not cancelled by xrun (those are dropped before): the scheduler
             # lost the run's tasks. Nothing is re-run; finished trials are kept.
-            from runner.errors import InfraError
 
             trouble = None
             for _ in range(20):  # the connection may close just before the process is seen gone
@@ -421,8 +421,6 @@ class Executor:
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
         """Secret values never reach the bundle, the cache or the terminal."""
-        from runner._redact import scrub
-
         ids = {k: result[k] for k in ("trial_id", "key") if k in result}  # identifiers, not trial output
         return {**scrub(result, self.redact), **ids}
 
@@ -447,7 +445,6 @@ class Executor:
             entry.pop("cached", None)
             self.cache.put(entry, result.get("artifacts") or [])
             if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
-                from runner.env.imported import remember
 
                 remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
             self.outcome.counts["ok"] += 1
@@ -508,12 +505,11 @@ class Executor:
     def _update_best(self, record: dict[str, Any]) -> None:
         if self.objective is None or record["status"] != "ok":
             return
-        metric, goal = self.objective
-        value = record["metrics"].get(metric)
-        if not isinstance(value, (int, float)):
+        value = self.objective.value(record)
+        if value is None:
             return
         best = self.outcome.best
-        better = best is None or (value > best[1] if goal == "maximize" else value < best[1])
+        better = best is None or self.objective.better(value, best[1])
         better = better or (best is not None and value == best[1] and record["id"] < best[0])
         if better:
             self.outcome.best = (record["id"], float(value))
@@ -581,8 +577,6 @@ class _Monitor(threading.Thread):
                 if n == 0 and self.in_flight:
                     workerless_since = workerless_since or now
                     if now - workerless_since > WORKERLESS_TIMEOUT:
-                        from runner.errors import InfraError
-
                         ex.fatal = InfraError(
                             f"no Dask worker has been connected for {WORKERLESS_TIMEOUT:.0f}s; workers are "
                             "crashing or cannot reach the scheduler (run with -vv to see their logs)"

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import secrets as _secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,10 @@ from runner import sweep as sweep_mod
 from runner.cache import TrialCache
 from runner.data import hash_inputs
 from runner.env import LockedEnv
+from runner.env.imported import Reuse, lookup, scope_env
 from runner.errors import SpecError
-from runner.spec import FunctionTrial, LoadedSpec, SklearnTrial
+from runner.objective import Objective, objective_of
+from runner.spec import FunctionTrial, LoadedSpec
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,8 @@ class Plan:
         return [t for t in self.trials if t.key not in self.cached]
 
     @property
-    def objective(self) -> tuple[str, str] | None:
-        obj = self.spec.sweep.objective
-        if obj is not None:
-            return obj.metric, obj.goal
-        if isinstance(self.spec.trial, SklearnTrial):
-            return self.spec.trial.sklearn.scoring[0], "maximize"
-        return None
+    def objective(self) -> Objective | None:
+        return objective_of(self.spec)
 
     def components(self) -> dict[str, Any]:
         """What trial keys are made of, for explaining cache misses later."""
@@ -126,8 +125,6 @@ def make_plan(
         trials.append(PlannedTrial(point, key))
     plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache, sweep_version=sweep_version)
     if env.kind == "current":
-        from runner.env.imported import scope_env
-
         for t in trials:
             plan.scopes[t.key] = sweep_mod.trial_key(
                 params=t.point.params, seed=t.point.seed, definition=definition, code_hash=snapshot.hash,
@@ -146,8 +143,6 @@ def make_plan(
 
 def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:
     """``environment: current``: reuse a result whose imported versions are all unchanged."""
-    from runner.env.imported import Reuse, lookup
-
     found = lookup(cache, plan.scopes[key], plan.env.packages)
     if isinstance(found, Reuse):
         plan.cached[key] = found.entry
@@ -251,3 +246,9 @@ def diff_files(old: dict[str, str], new: dict[str, str]) -> list[str]:
         elif old[name] != new[name]:
             out.append(f"{name} (modified)")
     return out
+
+
+def new_run_id(name: str, now: datetime | None = None) -> str:
+    """``<name>-<UTC time>-<6 hex>``: the bundle directory and the label of everything a run starts."""
+    now = now or datetime.now(timezone.utc)
+    return f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{_secrets.token_hex(3)}"

@@ -1,4 +1,4 @@
-"""``xrun run``: plan, start workers, execute, record. The one place that wires
+"""``xrun run``: environment, plan, image step, backend, execute, seal. The one place that wires
 the stages of DESIGN §1 together."""
 
 from __future__ import annotations
@@ -17,13 +17,18 @@ from typing import Any
 
 from runner import config
 from runner import sweep as sweep_mod
-from runner.bundle.write import BUNDLE_VERSION, BundleWriter, driver_info, new_run_id
+from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
+from runner.bundle.points import best_point
+from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
-from runner.cluster import Backend, ClusterInfo
+from runner.cluster import ClusterInfo, Launch
+from runner.cluster._lifecycle import sigint_deferred
+from runner.cluster.factory import image_record, make_backend, worker_image
 from runner.env import LockedEnv
 from runner.errors import InfraError, SpecError, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
-from runner.plan import Plan, make_plan
+from runner.plan import Plan, make_plan, new_run_id
+from runner.seal import seal
 from runner.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,7 @@ class RunResult:
 
 
 def load_environment(loaded: LoadedSpec, relock: bool = False) -> LockedEnv:
-    from runner.env import load_env
+    from runner.env import load_env  # deferred: imports the environment lockers
 
     return load_env(loaded.spec.environment, relock=relock)
 
@@ -123,7 +128,12 @@ def run_plan(
     try:
         executor.record_cached()
         if plan.pending and not options.stop.is_set():
-            backend = make_backend(plan, run_id, secrets, options, extra)
+            image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
+            if image is not None:
+                extra["image.json"] = image_record(spec.cluster.backend, image)
+            data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path"))
+            backend = make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
+                                          data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
             if spec.cluster.backend == "address":
                 status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
                           f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
@@ -141,8 +151,6 @@ def run_plan(
         error = exc
         if isinstance(exc, OSError) and _bundle_storage_error(exc, writer.root):
             error = InfraError(_storage_message(writer.root, exc, cache))
-    from runner.cluster._lifecycle import sigint_deferred
-
     # From here a Ctrl-C (the second, or one after the trials) would leave the bundle `running`.
     with sigint_deferred():
         outcome = executor.outcome
@@ -168,6 +176,7 @@ def run_plan(
         preload.join()  # two threads importing one package at once can break it half-initialized
         try:
             writer.finish(summary, host, extra)
+            seal(writer.root)
         except OSError as exc:
             raise _bundle_failed(writer, exc, summary, cache) from None
     result = RunResult(run_id, writer.root, status, outcome, total,
@@ -259,56 +268,13 @@ def _preload_sealing() -> threading.Thread:
     return thread
 
 
-def make_backend(plan: Plan, run_id: str, secrets: dict[str, str], options: RunOptions, extra: dict[str, Any]) -> Backend:
-    spec = plan.spec
-    c = spec.cluster
-    if c.backend == "local":
-        from runner.cluster.local import LocalBackend
-
-        python = None
-        if plan.env.kind != "current":
-            from runner.env import create_env
-
-            python = create_env(plan.env)
-        return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                            memory_limit=c.memory_limit, python=python, stop=options.stop)  # fmt: skip
-    if c.backend == "address":
-        from runner.cluster.address import AddressBackend
-
-        return AddressBackend(address=c.address, workers=c.workers)  # type: ignore[union-attr]
-    if c.backend == "docker":
-        from runner.cluster.docker import DockerBackend
-        from runner.image import build_for_spec
-
-        image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args)
-        extra["image.json"] = image.to_record()
-        data_paths = [Path(v["path"]) for v in plan.data.values() if v.get("path")]
-        return DockerBackend(run_id=run_id, image=image, workers=c.workers, threads_per_worker=c.threads_per_worker,
-                             memory_limit_bytes=c.memory_limit, secrets=secrets, data_paths=data_paths,
-                             stop=options.stop)  # fmt: skip
-    from runner.cluster.kubernetes import KubernetesBackend, check_access, image_reference
-    from runner.image import build_for_spec
-
-    if not spec.image.registry:
-        raise UsageError(
-            f"{plan.loaded.where('image')}: the kubernetes backend pulls the image from image.registry; "
-            "set it (e.g. registry.example.com/me/xrun) and push with `xrun build --push`"
-        )
-    check_access(spec)  # before pushing: a run that cannot reach its cluster pushes nothing
-    image = build_for_spec(plan.loaded, plan.env, build_args=options.build_args, push=True)
-    ref = image_reference(image)
-    extra["image.json"] = {**image.to_record(), "reference": ref}
-    return KubernetesBackend(spec=spec, run_id=run_id, image_ref=ref, python=image.python, secrets=secrets)
-
-
 def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],
              host: dict[str, Any], status_cb: Callable[[str], None]) -> None:  # fmt: skip
     import warnings
 
     from distributed import Client
 
-    from runner import _plugin, _worker
-    from runner.cluster._lifecycle import sigint_deferred
+    from runner import _plugin, _worker  # deferred: imports Dask
 
     # A Ctrl-C inside a client's connect or close leaves it half made, and Dask
     # logs about it at exit: both wait for their end, short when the backend
@@ -337,7 +303,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         cloudpickle.register_pickle_by_value(_plugin)
         source = Path(_worker.__file__).read_text(encoding="utf-8")
         client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
-        from runner.execute import _shipped
+        from runner.execute import _shipped  # deferred: imports Dask
 
         try:
             # Workers that are lost meanwhile, or join later, are checked and
@@ -372,8 +338,6 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
 
 @contextmanager
 def _closing(client: Any) -> Iterator[Any]:
-    from runner.cluster._lifecycle import sigint_deferred
-
     try:
         yield client
     finally:
@@ -385,8 +349,9 @@ def _preflight(plan: Plan, client: Any) -> None:
     """One worker imports the trial function (or estimator class) in the trial
     environment before anything is submitted: a typo stops the run with one
     message (exit 2), not one failed trial per point."""
-    from runner import _plugin, _yaml
-    from runner.execute import _shipped
+    from runner import _plugin  # deferred: imports Dask
+    from runner.execute import _shipped  # deferred: imports Dask
+    from runner.spec import yaml as _yaml  # deferred: imports pydantic
 
     future = client.submit(_shipped(_plugin.call_check), plan.definition, pure=False)
     try:
@@ -421,7 +386,7 @@ def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
                     + "; install the same versions on the workers or pin an environment in the spec"
                 )
         return
-    from runner.env import worker_packages_mismatch
+    from runner.env import worker_packages_mismatch  # deferred: imports the environment lockers
 
     for addr, rep in reports.items():
         diffs = worker_packages_mismatch(plan.env, rep["packages"])
@@ -432,7 +397,7 @@ def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
 
 
 def _write_inputs(writer: BundleWriter, plan: Plan) -> None:
-    from runner.code import git_info
+    from runner.code import git_info  # deferred: imports pydantic
 
     loaded = plan.loaded
     env = plan.env
@@ -491,9 +456,6 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
 
 def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
     """The point with the best mean objective over its repeats (not the luckiest seed)."""
-    from runner.bundle.points import best_point
-    from runner.bundle.write import latest_records, read_journal
-
     if plan.objective is None:
         return None
     writer.journal.sync()

@@ -31,7 +31,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.spec import IntRange, LogUniform, Spec, Sweep, Uniform
+from runner.spec.check import (
+    MAX_TRIALS as MAX_TRIALS,  # the sweep size limit is part of a valid spec
+)
+from runner.spec.check import count as count
+from runner.spec.check import size_problem as size_problem
+from runner.spec.models import IntRange, LogUniform, Spec, Sweep, Uniform
 
 SWEEP_VERSION = 2  # recorded in bundle.json (sweep.version); absent means 1
 SWEEP_VERSIONS = (1, 2)
@@ -119,34 +124,6 @@ def expand(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[TrialPoint]:
         for repeat in range(sweep.repeats):
             yield TrialPoint(index, params, derive_seed(sweep.seed, params, repeat), repeat)
             index += 1
-
-
-def count(sweep: Sweep) -> int:
-    if sweep.method == "list":
-        n = len(sweep.points or [])
-    elif sweep.method == "grid":
-        n = math.prod(len(v) for v in sweep.parameters.values())  # type: ignore[arg-type,misc]
-    else:
-        n = sweep.samples or 0
-    return n * sweep.repeats
-
-
-MAX_TRIALS = 1_000_000  # every trial is planned in memory and journaled; beyond this, split the sweep
-
-
-def size_problem(sweep: Sweep) -> tuple[str, str] | None:
-    """(sweep key, message) when the sweep has more than :data:`MAX_TRIALS` trials.
-
-    Computed from the sweep's sizes, without expanding it (a 10^12-point grid
-    is refused at once instead of filling memory).
-    """
-    n = count(sweep)
-    if n <= MAX_TRIALS:
-        return None
-    key = {"grid": "parameters", "random": "samples", "list": "points"}[sweep.method]
-    if n // max(sweep.repeats, 1) <= MAX_TRIALS:
-        key = "repeats"
-    return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"
 
 
 def trial_definition(spec: Spec) -> dict[str, Any]:

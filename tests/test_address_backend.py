@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runner.bundle.write import read_journal
+from runner.bundle.journal import read_journal
 
 CODE = '''
 import os

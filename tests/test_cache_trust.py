@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.bundle.write import read_journal
+from runner.bundle.journal import read_journal
 from runner.cache import TrialCache
 
 KEY = "ab" + "0" * 62

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner import _worker
-from runner.bundle.write import read_journal
+from runner.bundle.journal import read_journal
 from runner.cache import TrialCache
 from runner.data import hash_inputs
 from runner.spec import loads_spec

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from runner.bundle.journal import read_journal
 from runner.bundle.manifest import verify
-from runner.bundle.write import read_journal
 
 MARKING = '''
 import os, time

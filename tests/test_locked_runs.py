@@ -8,7 +8,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from runner.bundle.write import read_journal
+from runner.bundle.journal import read_journal
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.bundle.write import read_journal
+from runner.bundle.journal import read_journal
 
 CODE = '''
 def train(params, ctx):

@@ -39,8 +39,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.bundle.reproduce import reproduce
 from runner.plan import make_plan
+from runner.reproduce import reproduce
 from runner.run import load_environment, run
 from runner.spec import loads_spec
 

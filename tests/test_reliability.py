@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from runner.bundle.journal import read_journal
 from runner.bundle.manifest import verify
-from runner.bundle.write import read_journal
 
 SLEEPY = '''
 import os, time

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.bundle.write import read_journal
+from runner.bundle.journal import read_journal
 
 TRAIN = '''
 import csv, random

@@ -5,7 +5,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from runner.bundle.points import aggregate, rank
 from runner.bundle.read import Bundle
+from runner.objective import Objective, recorded_objective
 from runner.plan import diff_files, diff_versions
 
 
@@ -59,15 +61,10 @@ def diff_bundles(a: Bundle, b: Bundle) -> dict[str, Any]:
     }
 
 
-def _objective(x: Bundle) -> tuple[str, str] | None:
-    """(metric, goal) of a bundle: its best point's, else the declared objective."""
-    best = _obj(x.meta.get("best"))
-    declared = _obj(_obj(_obj(x.json("spec.resolved.json")).get("sweep")).get("objective"))
-    metric = best.get("metric") or declared.get("metric")
-    if not metric:
-        return None
-    goal = best.get("goal") or declared.get("goal") or "maximize"
-    return str(metric), "minimize" if goal == "minimize" else "maximize"
+def _objective(x: Bundle) -> Objective | None:
+    """(metric, goal) of a bundle: its best point's, else the declared objective,
+    else its sklearn trial's first scorer."""
+    return recorded_objective(x.meta.get("best"), x.json("spec.resolved.json"))
 
 
 def _infrastructure(a: Bundle, b: Bundle) -> list[str]:
@@ -91,8 +88,6 @@ def _infrastructure(a: Bundle, b: Bundle) -> list[str]:
 def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
     """Per metric: mean over ok trials side by side; for the objective, the best
     point's mean (repeats aggregated) by the objective's goal."""
-    from runner.bundle.points import aggregate, rank
-
     rows = []
     # bundles are not trusted: records whose metrics are not a mapping count as none
     ra = [{**r, "metrics": _obj(r.get("metrics"))} for r in a.trials if isinstance(r, dict) and r.get("status") == "ok"]

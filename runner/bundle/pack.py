@@ -9,7 +9,6 @@ paths, no ``..``, no links) into the cache, keyed by the archive's sha256.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import shutil
@@ -19,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runner import config
+from runner._hashing import file_digest
 from runner._plugin import UnsafeArchive, safe_extract
 from runner._safeio import entry_kind, read_bytes
 from runner.bundle.manifest import MANIFEST, scan
@@ -76,11 +76,7 @@ def pack(bundle_dir: Path, out_file: Path, *, created: str | None = None) -> Pat
 
 def unpack(archive: Path) -> Path:
     """Extract (once) and return the bundle directory inside ``archive``."""
-    h = hashlib.sha256()
-    with open(archive, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    target = config.cache_dir() / "unpacked" / h.hexdigest()[:20]
+    target = config.cache_dir() / "unpacked" / file_digest(archive)[:20]
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpack-"))

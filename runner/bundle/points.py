@@ -11,19 +11,17 @@ the objective; ties go to the point whose first trial id is lowest.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
+
+from runner.objective import Objective
+from runner.objective import is_number as _number
 
 
 def point_key(params: dict[str, Any]) -> str:
     """Canonical JSON of a point's params: equal points, equal keys."""
     return json.dumps(params or {}, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -71,7 +69,7 @@ def rank(points: list[Point], metric: str | None, goal: str = "maximize") -> lis
         return list(points)
     scored = [p for p in points if p.mean(metric) is not None]
     rest = [p for p in points if p.mean(metric) is None]
-    sign = -1.0 if goal == "maximize" else 1.0
+    sign = Objective(metric, goal).sign
     scored.sort(key=lambda p: (sign * (p.mean(metric) or 0.0), p.trials[0]))
     return scored + rest
 
@@ -89,7 +87,7 @@ def best_point(records: list[dict[str, Any]], metric: str | None, goal: str = "m
         return None
     p = ranked[0]
     by_id = {str(r.get("id")): r for r in records}
-    sign = -1.0 if goal == "maximize" else 1.0
+    sign = Objective(metric, goal).sign
     trial = min(
         (t for t in p.ok if _number((by_id[t].get("metrics") or {}).get(metric))),
         key=lambda t: (sign * float(by_id[t]["metrics"][metric]), t),

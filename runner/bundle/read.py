@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from runner._safeio import UnsafePath, entry_kind, is_regular, member_path, read_text
-from runner.bundle.write import BUNDLE_VERSION, latest_records, read_journal
+from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
+from runner.bundle.liveness import abandoned
 from runner.errors import UsageError
 
 
@@ -58,16 +59,23 @@ class Bundle:
 
 def open_bundle(path: Path) -> Bundle:
     """A bundle directory, or a ``xrun pack`` archive (extracted safely once)."""
-    from runner.bundle.pack import is_archive, unpack
+    from runner.bundle.pack import is_archive, unpack  # deferred: the archive code imports Dask
 
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such bundle")
     if is_archive(path):
         path = unpack(path)
-    meta_path = path / "bundle.json"
+    meta = read_meta(path)
+    return Bundle(path, meta)
+
+
+def read_meta(root: Path) -> dict[str, Any]:
+    """``bundle.json`` of the bundle directory ``root``, checked: a regular file
+    holding a JSON object of a bundle version this xrun reads."""
+    meta_path = root / "bundle.json"
     if not is_regular(meta_path):
-        raise UsageError(f"{path}: not a bundle (no bundle.json, or not a regular file)")
+        raise UsageError(f"{root}: not a bundle (no bundle.json, or not a regular file)")
     try:
         meta = json.loads(read_text(meta_path))
     except (OSError, ValueError) as exc:
@@ -76,8 +84,8 @@ def open_bundle(path: Path) -> Bundle:
         raise UsageError(f"{meta_path}: not a bundle (a JSON {type(meta).__name__}, not an object)")
     version = meta.get("bundle_version")
     if version != BUNDLE_VERSION:
-        raise UsageError(f"{path}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})")
-    return Bundle(path, meta)
+        raise UsageError(f"{root}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})")
+    return meta
 
 
 def find_bundles(directory: Path) -> list[Bundle]:
@@ -97,8 +105,6 @@ def find_bundles(directory: Path) -> list[Bundle]:
 def effective_status(b: Bundle) -> tuple[str, str | None]:
     """``bundle.json``'s status, except that a ``running`` bundle whose driver is
     gone is ``abandoned`` (with the reason)."""
-    from runner.bundle.liveness import abandoned
-
     status = str(b.meta.get("status"))
     why = abandoned(b.meta, b.root)
     return ("abandoned", why) if why else (status, None)

@@ -1,4 +1,4 @@
-"""Writing a provenance bundle (DESIGN §4).
+"""Writing a provenance bundle (DESIGN §4): inputs, trial records, results tables.
 
 One recorder writes provenance: builders elsewhere return values, and
 :class:`BundleWriter` turns them into files. The journal (``trials.jsonl``) is
@@ -13,99 +13,32 @@ import json
 import logging
 import os
 import platform
-import secrets as _secrets
 import socket
 import sys
-import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runner import __version__
-from runner.bundle.manifest import write_manifest
+from runner._safeio import is_regular
+from runner._version import __version__
+from runner.bundle.journal import (
+    BUNDLE_VERSION,
+    Journal,
+    iter_journal,
+    latest_records,
+    read_journal,
+)
+from runner.bundle.liveness import Heartbeat, this_process
+from runner.bundle.points import aggregate
 
 log = logging.getLogger(__name__)
 
-BUNDLE_VERSION = 1
-FSYNC_EVERY_SECONDS = 0.5
-FSYNC_EVERY_LINES = 256
-
-
-def new_run_id(name: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{_secrets.token_hex(3)}"
 
 
 def _dump(path: Path, value: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-class Journal:
-    """``trials.jsonl``: one line per finished trial, fsynced in batches."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = open(path, "a", encoding="utf-8")
-        self._unsynced = 0
-        self._last_sync = time.monotonic()
-
-    def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        self._fh.flush()  # in the kernel: survives a SIGKILL of this process
-        self._unsynced += 1
-        if self._unsynced >= FSYNC_EVERY_LINES or time.monotonic() - self._last_sync > FSYNC_EVERY_SECONDS:
-            self.sync()
-
-    def sync(self) -> None:
-        if self._unsynced:
-            os.fsync(self._fh.fileno())
-            self._unsynced = 0
-        self._last_sync = time.monotonic()
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self.sync()
-            self._fh.close()
-
-
-# What the report and the summary table need of a trial; the journal has more
-# (tracebacks of successes are empty, histories can be long).
-SLIM_FIELDS = ("id", "status", "params", "seed", "repeat", "metrics", "cached", "cached_from", "worker",
-               "start", "end", "attempts", "failure_class", "error", "traceback")  # fmt: skip
-
-
-def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(byte offset, record) for each line of ``trials.jsonl``, streaming;
-    a torn last line (killed mid-write) or a line that is no trial record is skipped.
-    A ``trials.jsonl`` that is a link or special file is refused (:class:`runner._safeio.UnsafePath`)."""
-    from runner._safeio import open_regular
-
-    try:
-        fh = open_regular(path)
-    except FileNotFoundError:
-        return
-    with fh:
-        offset = 0
-        for line in fh:
-            start, offset = offset, offset + len(line)
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("id"), str):  # else not a trial record
-                yield start, record
-
-
-def read_journal(path: Path, *, slim: bool = False) -> list[dict[str, Any]]:
-    """Records of ``trials.jsonl`` (``slim``: only :data:`SLIM_FIELDS`)."""
-    if not slim:
-        return [rec for _, rec in iter_journal(path)]
-    return [{k: rec[k] for k in SLIM_FIELDS if k in rec} for _, rec in iter_journal(path)]
 
 
 class BundleWriter:
@@ -117,8 +50,6 @@ class BundleWriter:
         for sub in ("env", "code", "logs", "artifacts"):
             (root / sub).mkdir()
         self.journal = Journal(root / "trials.jsonl")
-        from runner.bundle.liveness import Heartbeat, this_process
-
         self.liveness = this_process()
         self.heartbeat = Heartbeat(root / "bundle.json")
 
@@ -189,15 +120,12 @@ class BundleWriter:
         for name, value in (extra or {}).items():
             _dump(self.root / name, value)
         self.write_status(summary)
-        seal(self.root)
 
 
 def _copy_regular_files(src: Path, dest: Path) -> None:
     """Copy a cache entry's artifacts: regular files only (a cache entry is not
     trusted; a link in it must not bring another file's bytes into the bundle)."""
     import shutil
-
-    from runner._safeio import is_regular
 
     for dirpath, _dirs, filenames in os.walk(src):  # does not descend into linked directories
         for name in filenames:
@@ -208,60 +136,6 @@ def _copy_regular_files(src: Path, dest: Path) -> None:
             target = dest / path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-
-
-def seal(root: Path) -> None:
-    """Write the derived files (report, RO-Crate), then the manifest over everything.
-
-    A failure to render the report or the crate is logged and recorded; it
-    never costs the results, which are already on disk.
-    """
-    from runner.bundle.rocrate import write_crate
-
-    for name, make in (("report.html", _write_report), ("ro-crate-metadata.json", write_crate)):
-        try:
-            make(root)
-        except Exception as exc:  # pragma: no cover - exercised only by bugs
-            log.error("could not write %s: %s", name, exc)  # the bundle says so too
-            log.debug("could not write %s", name, exc_info=True)
-            (root / f"{name}.error.txt").write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
-    write_manifest(root)
-
-
-def reseal(root: Path) -> None:
-    """Rewrite a finished bundle's derived files and manifest, only if it verifies.
-
-    Sealing a bundle whose files no longer match its manifest would make a
-    tampered bundle look genuine, so that is refused (:class:`VerifyError`).
-    """
-    from runner.bundle.manifest import verify
-    from runner.errors import VerifyError
-
-    result = verify(root)
-    if not result.ok:
-        problems = [*(f"changed: {p}" for p in result.changed), *(f"missing: {p}" for p in result.missing),
-                    *(f"extra: {p}" for p in result.extra), *(f"not a regular file: {p}" for p in result.unsafe)]  # fmt: skip
-        if result.manifest_missing:
-            problems.append("MANIFEST.sha256 is missing")
-        raise VerifyError(
-            f"{root}: refusing to re-seal a bundle that does not verify ({len(problems)} problem(s)):\n  "
-            + "\n  ".join(problems[:20])
-        )
-    seal(root)
-
-
-def _write_report(root: Path) -> None:
-    from runner.report import write_report
-
-    write_report(root)
-
-
-def latest_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per trial id (the last one), in trial order."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for r in records:
-        by_id[r["id"]] = r
-    return [by_id[k] for k in sorted(by_id)]
 
 
 def write_results_csv(path: Path, journal: Path) -> None:
@@ -297,8 +171,6 @@ def write_results_csv(path: Path, journal: Path) -> None:
 def write_points_csv(path: Path, journal: Path) -> None:
     """One row per parameter point: its params, ``n`` (successful trials), and
     ``<metric>.mean`` / ``<metric>.std`` over them (std empty when ``n < 2``)."""
-    from runner.bundle.points import aggregate
-
     points = aggregate(latest_records(read_journal(journal, slim=True)))
     p_cols = sorted({k for p in points for k in p.params})
     m_cols = sorted({m for p in points for m in p.values})

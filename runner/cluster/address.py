@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from runner.cluster import ClusterInfo
+from runner.cluster import ClusterInfo, Launch
 
 
 class AddressBackend:
@@ -16,3 +16,8 @@ class AddressBackend:
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
         yield ClusterInfo("address", self.address, None, self.workers)
+
+
+def from_launch(launch: Launch) -> AddressBackend:
+    c = launch.spec.cluster
+    return AddressBackend(address=c.address, workers=c.workers)  # type: ignore[union-attr]

@@ -30,16 +30,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner._image_docker import (
+from runner.cluster import DASHBOARD_PORT, SCHEDULER_PORT, ClusterInfo, Launch
+from runner.cluster._lifecycle import driver_alive, driver_id, sigint_deferred
+from runner.errors import InfraError, UsageError
+from runner.image.docker import (
     LABEL_DRIVER,
     LABEL_MANAGED,
     LABEL_ROLE,
     LABEL_RUN_ID,
     docker_client,
 )
-from runner.cluster import ClusterInfo
-from runner.cluster._lifecycle import driver_alive, driver_id, sigint_deferred
-from runner.errors import InfraError, UsageError
 
 if TYPE_CHECKING:
     import docker
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
 SCHEDULER_ALIAS = "scheduler"  # DNS name of the scheduler on the run's network
 NANNY_HEADROOM = 256 * 2**20  # container memory on top of the worker's memory_limit
 START_TIMEOUT = 90.0  # seconds for the scheduler and every worker to come up
@@ -455,3 +453,12 @@ def _logs_tail(container: Container, lines: int = LOG_TAIL) -> str:
         return container.logs(tail=lines).decode(errors="replace").rstrip()
     except Exception as exc:  # the log is a courtesy in an error message
         return f"(log unavailable: {exc})"
+
+
+def from_launch(launch: Launch) -> DockerBackend:
+    if launch.image is None:
+        raise UsageError("cluster.backend docker: no worker image was built")
+    c = launch.spec.cluster
+    return DockerBackend(run_id=launch.run_id, image=launch.image, workers=c.workers,
+                         threads_per_worker=c.threads_per_worker, memory_limit_bytes=c.memory_limit,
+                         secrets=launch.secrets, data_paths=list(launch.data_paths), stop=launch.stop)  # fmt: skip

@@ -23,43 +23,47 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-
-from runner.cluster import ClusterInfo
+from runner.cluster import ClusterInfo, Launch
 from runner.cluster._k8s_api import ClusterApi, pod_ready
 from runner.cluster._k8s_render import (
-    ANNOTATION_DEADLINE,
     ANNOTATION_DRIVER,
-    ANNOTATION_RUN_ID,
     DATA_CONFIGMAP_LIMIT,
     DATA_MAX_FILES,
     DEFAULT_PYTHON,
     IMAGE_PLACEHOLDER,
     LABEL_COMPONENT,
-    LABEL_MANAGED_BY,
     LABEL_RUN_ID,
-    MANAGED_BY,
     SCHEDULER_PORT,
     Names,
     data_files,
     k8s_options,
     operator_cluster_name,
     operator_support_objects,
-    placeholders,
     render_dask_cluster,
     render_manifests,
     resolve_placeholders,
     run_label,
 )
+from runner.cluster._lifecycle import driver_id, sigint_deferred
 from runner.errors import InfraError, UsageError
 
 if TYPE_CHECKING:
     from runner.image import ImageInfo
     from runner.spec import Spec
+
+from runner.cluster._k8s_diagnosis import _hint, _one_line, _pod_summary, _Stuck
+from runner.cluster._k8s_tools import (  # the backend's module is where callers find these
+    DELETE_ORDER as DELETE_ORDER,
+)
+from runner.cluster._k8s_tools import check_access as check_access
+from runner.cluster._k8s_tools import clean as clean
+from runner.cluster._k8s_tools import kubeconfig_available as kubeconfig_available
+from runner.cluster._k8s_tools import manifests_for_spec as manifests_for_spec
+from runner.cluster._k8s_tools import to_yaml as to_yaml
+from runner.cluster._k8s_tools import write_manifests as write_manifests
 
 log = logging.getLogger(__name__)
 
@@ -79,72 +83,9 @@ __all__ = [
 
 START_TIMEOUT = 300.0  # seconds for the scheduler pod to be ready (pulls, autoscaling)
 WORKERS_TIMEOUT = 600.0  # seconds for the workers to join (new nodes can take minutes)
-PULL_GRACE = 60.0  # seconds an image pull may keep failing before the run stops
 CONNECT_TIMEOUT = 60.0  # seconds to reach a ready scheduler (through the port-forward)
 POLL = 1.0
 # Container states that never fix themselves: stop at once instead of waiting.
-FATAL_REASONS = frozenset({
-    "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
-    "CreateContainerError", "RunContainerError", "CrashLoopBackOff",
-})  # fmt: skip
-PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
-DELETE_ORDER = ("DaskCluster", "Job", "Deployment", "Service", "Secret", "ConfigMap")
-
-
-# ------------------------------------------------------------- manifests CLI
-
-
-def manifests_for_spec(
-    spec: Spec, *, run_id: str | None = None, image_ref: str | None = None, python: str = DEFAULT_PYTHON
-) -> list[dict[str, Any]]:
-    """What ``xrun manifests`` writes: the objects a run of ``spec`` would apply.
-
-    Without ``image_ref`` the image is a placeholder (the pushed digest is only
-    known after ``xrun build --push``). Secret values, the owner uid and data
-    bytes are always placeholders, filled only when a run applies them.
-    """
-    from runner.bundle.write import new_run_id
-
-    run_id = run_id or new_run_id(spec.name)
-    image_ref = image_ref or IMAGE_PLACEHOLDER
-    if k8s_options(spec).operator:
-        support = operator_support_objects(spec, run_id=run_id, image_ref=image_ref, python=python)
-        return [*support, render_dask_cluster(spec, run_id=run_id, image_ref=image_ref, python=python)]
-    return render_manifests(spec, run_id=run_id, image_ref=image_ref, python=python)
-
-
-def to_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
-    """Manifests as one multi-document YAML text (stable: keys keep their order)."""
-    return yaml.safe_dump_all(
-        [dict(m) for m in manifests], sort_keys=False, default_flow_style=False, width=4096
-    )
-
-
-def write_manifests(manifests: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Write each object as ``NN-<kind>-<name>.yaml`` in ``out_dir``, in apply order.
-
-    Refuses (``ValueError``) a Secret holding anything but placeholders: values
-    of secrets are never written to disk.
-    """
-    out = Path(out_dir)
-    for m in manifests:
-        if m["kind"] == "Secret":
-            values = [*(m.get("stringData") or {}).values(), *(m.get("data") or {}).values()]
-            if any(not placeholders(v) for v in values):
-                raise ValueError(f"refusing to write Secret {m['metadata']['name']}: it holds values")
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, m in enumerate(manifests):
-        path = out / f"{i:02d}-{m['kind'].lower()}-{m['metadata']['name']}.yaml"
-        header = [f"# {m['kind']} of xrun run {m['metadata'].get('annotations', {}).get(ANNOTATION_RUN_ID, '?')}"]
-        if placeholders(m):
-            header.append(
-                "# <xrun:...> values (owner uid, secret values, data files, image) are filled by "
-                "`xrun run` when it applies this; see docs/kubernetes.md before applying it by hand."
-            )
-        path.write_text("\n".join(header) + "\n" + to_yaml([m]), encoding="utf-8")
-        paths.append(path)
-    return paths
 
 
 def image_reference(image: ImageInfo) -> str:
@@ -160,7 +101,7 @@ def image_reference(image: ImageInfo) -> str:
             "the kubernetes backend pulls the worker image from a registry: set image.registry "
             "in the spec and push the image (`xrun build SPEC --push`)"
         )
-    from runner._image_docker import docker_client
+    from runner.image.docker import docker_client  # deferred: imports the docker SDK
 
     repo = pushed.rsplit(":", 1)[0] if ":" in pushed.rsplit("/", 1)[-1] else pushed
     attrs = docker_client().images.get(image.image_id).attrs
@@ -252,8 +193,6 @@ class KubernetesBackend:
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
         """Create the run's objects, yield how to reach its scheduler, delete them whatever happens."""
-        from runner.cluster._lifecycle import sigint_deferred
-
         api = self.api()
         rendered = self.manifests()
         try:
@@ -277,8 +216,6 @@ class KubernetesBackend:
     # -------------------------------------------------------------- applying
 
     def _create_anchor(self, api: ClusterApi, anchor: Mapping[str, Any]) -> str:
-        from runner.cluster._lifecycle import driver_id
-
         anchor = {**anchor, "metadata": {**anchor["metadata"]}}
         anchor["metadata"]["annotations"] = {**anchor["metadata"]["annotations"], ANNOTATION_DRIVER: driver_id()}
         created = api.create(anchor)
@@ -457,171 +394,8 @@ class KubernetesBackend:
             log.info("kubernetes run %s removed", self.run_id)
 
 
-# ----------------------------------------------------------------------- clean
-
-
-def check_access(spec: Spec, kubeconfig: str | None = None) -> None:
-    """Reach the cluster and list pods in the run's namespace, or raise
-    :class:`InfraError`: run before building and pushing the image, so a run
-    without cluster access stops before it pushes anything."""
-    options = k8s_options(spec)
-    api = ClusterApi(namespace=options.namespace, context=options.context, kubeconfig=kubeconfig)
-    api.list("Pod", labels={"xrun.io/access-check": "1"})
-
-
-def kubeconfig_available() -> bool:
-    """Whether a kubeconfig or in-cluster credentials exist (no network call)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return True
-    paths = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
-    return any(Path(p).is_file() for p in paths.split(os.pathsep) if p)
-
-
-def clean(
-    namespace: str | None = None,
-    run_id: str | None = None,
-    *,
-    context: str | None = None,
-    kubeconfig: str | None = None,
-    api: ClusterApi | None = None,
-) -> list[str]:
-    """Delete objects xrun left in ``namespace`` (default: the context's); return ``kind/name``s.
-
-    With ``run_id``, delete that run's objects whatever its state. Without,
-    delete runs whose driver process is gone (on this host) or which are older
-    than their deadline, and objects whose run anchor is gone. Runs of live
-    drivers on other hosts are left alone until their deadline.
-    """
-    api = api or ClusterApi(namespace=namespace, context=context, kubeconfig=kubeconfig)
-    if run_id is not None:
-        return _remove_run(api, run_label(run_id))
-    from runner.cluster._lifecycle import driver_alive
-
-    managed = {LABEL_MANAGED_BY: MANAGED_BY}
-    anchors = api.list("ConfigMap", {**managed, LABEL_COMPONENT: "run"})
-    live: set[str] = set()
-    stale: set[str] = set()
-    now = datetime.now(timezone.utc)
-    for anchor in anchors:
-        meta = anchor["metadata"]
-        label = (meta.get("labels") or {}).get(LABEL_RUN_ID, "")
-        notes = meta.get("annotations") or {}
-        driver = notes.get(ANNOTATION_DRIVER, "")
-        expired = _age(meta.get("creationTimestamp"), now) > float(notes.get(ANNOTATION_DEADLINE) or 0) > 0
-        if expired or (driver and not driver_alive(driver)):
-            stale.add(label)
-        else:
-            live.add(label)
-    for kind in ("Job", "Deployment", "Service", "Secret", "ConfigMap"):
-        for obj in api.list(kind, managed):
-            label = (obj["metadata"].get("labels") or {}).get(LABEL_RUN_ID)
-            if label and label not in live:
-                stale.add(label)  # its anchor is gone: nothing will remove it
-    removed: list[str] = []
-    for label in sorted(stale):
-        removed += _remove_run(api, label)
-    return removed
-
-
-def _age(timestamp: str | None, now: datetime) -> float:
-    if not timestamp:
-        return 0.0
-    try:
-        created = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (now - created).total_seconds()
-
-
-def _remove_run(api: ClusterApi, label: str) -> list[str]:
-    selector = {LABEL_RUN_ID: label, LABEL_MANAGED_BY: MANAGED_BY}
-    removed = []
-    for kind in DELETE_ORDER:
-        try:
-            objects = api.list(kind, selector)
-        except InfraError:
-            if kind == "DaskCluster":  # no operator installed: nothing of that kind
-                continue
-            raise
-        for obj in objects:
-            name = obj["metadata"]["name"]
-            if api.delete(kind, name):
-                removed.append(f"{kind.lower()}/{name}")
-    return removed
-
-
-# ----------------------------------------------------------------- diagnosis
-
-
-class _Stuck:
-    """Tells pods that will never start from pods that are merely slow."""
-
-    def __init__(self) -> None:
-        self.pulling_since: float | None = None
-
-    def check(self, pods: Sequence[Mapping[str, Any]]) -> str | None:
-        reasons = {r for p in pods for r in _waiting_reasons(p)}
-        fatal = reasons & FATAL_REASONS
-        if fatal:
-            return f"cannot start ({', '.join(sorted(fatal))})"
-        if not reasons & PULL_REASONS:
-            self.pulling_since = None
-            return None
-        self.pulling_since = self.pulling_since or time.monotonic()
-        if time.monotonic() - self.pulling_since > PULL_GRACE:
-            return f"cannot pull the image for {PULL_GRACE:.0f}s"
-        return None
-
-
-def _waiting_reasons(pod: Mapping[str, Any]) -> list[str]:
-    status = pod.get("status") or {}
-    reasons = []
-    for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
-        waiting = (c.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason"):
-            reasons.append(str(waiting["reason"]))
-        terminated = (c.get("state") or {}).get("terminated") or {}
-        if terminated and terminated.get("exitCode") not in (None, 0):
-            reasons.append("CrashLoopBackOff" if pod.get("spec", {}).get("restartPolicy") == "Always" else "Terminated")
-    return reasons
-
-
-def _pod_summary(pod: Mapping[str, Any]) -> str:
-    status = pod.get("status") or {}
-    parts = [str(status.get("phase") or "Unknown")]
-    for cond in status.get("conditions") or []:
-        if cond.get("status") == "False" and cond.get("reason"):
-            parts.append(f"{cond['type']}={cond['reason']}: {_one_line(cond.get('message'))}")
-    for c in status.get("containerStatuses") or []:
-        state = c.get("state") or {}
-        for key in ("waiting", "terminated"):
-            if state.get(key):
-                s = state[key]
-                code = f" exit {s['exitCode']}" if "exitCode" in s else ""
-                parts.append(f"container {c.get('name')} {key} {s.get('reason', '')}{code}: {_one_line(s.get('message'))}")
-    return "; ".join(parts)
-
-
-def _one_line(text: Any, limit: int = 300) -> str:
-    flat = " ".join(str(text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _hint(pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]]) -> str | None:
-    text = " ".join(
-        [_pod_summary(p) for p in pods] + [f"{e.get('reason')} {e.get('message')}" for e in events]
-    )
-    if any(k in text for k in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "Failed to pull")):
-        return ("the nodes cannot pull the image: push it (`xrun build SPEC --push`), check image.registry, "
-                "and give the cluster pull access (imagePullSecrets, or node IAM on GKE/EKS)")
-    if "Unschedulable" in text or "FailedScheduling" in text:
-        return ("no node can take the pod: lower cluster.threads_per_worker / memory_limit, check "
-                "cluster.kubernetes.node_selector and tolerations, or add nodes")
-    if "forbidden" in text.lower() or "FailedCreate" in text:
-        return ("the pods were refused (Pod Security admission, ResourceQuota or LimitRange of the namespace); "
-                "see the events above")
-    if "CreateContainerConfigError" in text:
-        return "a Secret or ConfigMap the pod needs is missing or lacks a key"
-    if "CrashLoopBackOff" in text or "Terminated" in text:
-        return "the container exits: check `kubectl logs` of the pod; the image may lack the environment's python"
-    return None  # fmt: skip
+def from_launch(launch: Launch) -> KubernetesBackend:
+    if launch.image is None:
+        raise UsageError("cluster.backend kubernetes: no worker image was built and pushed")
+    return KubernetesBackend(spec=launch.spec, run_id=launch.run_id, image_ref=image_reference(launch.image),
+                             python=launch.image.python, secrets=launch.secrets)  # fmt: skip

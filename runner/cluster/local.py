@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import _proc
-from runner.cluster import ClusterInfo
+from runner.cluster import ClusterInfo, Launch
 from runner.cluster._lifecycle import sigint_deferred
+from runner.env import create_env
 from runner.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,6 @@ class LocalBackend:
 
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
-        from runner.cluster._lifecycle import sigint_deferred
-
         with tempfile.TemporaryDirectory(prefix="xrun-local-") as logs:
             self._logs = Path(logs)
             supervisor = threading.Thread(target=self._supervise, name="xrun-local-supervisor", daemon=True)
@@ -374,3 +373,10 @@ def _quiet_close(close: Callable[[], Any]) -> None:
         close()
     except Exception:  # closing a probe client never fails a run
         log.debug("closing a client failed", exc_info=True)
+
+
+def from_launch(launch: Launch) -> LocalBackend:
+    c = launch.spec.cluster
+    python = create_env(launch.env) if launch.env.kind != "current" else None
+    return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
+                        memory_limit=c.memory_limit, python=python, stop=launch.stop)  # fmt: skip

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from runner._hashing import file_digest
+from runner._hashing import check_package
+from runner.config import cache_dir
 from runner.env import _envyml, _uv
 from runner.env.model import LockedEnv
 from runner.env.runtime import driver_distributed_version, normalize, runtime_additions
-from runner.errors import EnvFileError, InfraError, VerifyError
+from runner.errors import EnvFileError, InfraError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def _condalock() -> Any:
     try:
         import rattler  # noqa: F401
 
-        from runner.env import _condalock as module
+        from runner.env import _condalock as module  # deferred: imports the environment lockers
     except ImportError as exc:
         raise InfraError(
             f"conda environments need py-rattler and conda-lock ({exc}): pip install 'xrun[conda]'"
@@ -416,7 +417,6 @@ def install(lock_file: Path, tmp_prefix: Path, final_prefix: Path, platform: str
     from rattler import LockFile, Subdir
     from rattler import install as rattler_install
 
-    from runner.config import cache_dir
 
     read_lock = _condalock().read_lock(lock_file)
     if platform not in read_lock.platforms:
@@ -466,17 +466,7 @@ def verify_package(url: str, sha256: str | None, md5: str | None, name: str) -> 
     path = Path(unquote(parts.path))
     if not path.exists():
         raise EnvFileError(f"conda package {name} is missing: {path}")
-    if sha256:
-        actual, want, algo = file_digest(path, "sha256"), sha256, "sha256"
-    elif md5:
-        actual, want, algo = file_digest(path, "md5"), md5, "md5"
-    else:
-        raise VerifyError(f"conda package {name} has no hash in the lock; relock it")
-    if actual != want:
-        raise VerifyError(
-            f"conda package {name} does not match the lock: {algo} {actual}, the lock says "
-            f"{want} ({path}). The channel changed or the file was tampered with."
-        )
+    check_package(path, sha256, md5, name, str(path))
 
 
 

@@ -150,7 +150,7 @@ def _write_marker(prefix: Path, locked: LockedEnv, platform: str | None) -> None
 
 def _check_has_python(locked: LockedEnv, platform: str) -> None:
     assert locked.lock_file is not None
-    from runner.env._condalock import read_lock
+    from runner.env._condalock import read_lock  # deferred: imports conda-lock, an optional extra
 
     names = {
         e.name

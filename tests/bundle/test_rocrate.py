@@ -25,6 +25,7 @@ from runner.bundle.manifest import MANIFEST, verify, write_manifest
 from runner.bundle.rocrate import LIST_LIMIT, PROFILE, crate_metadata, write_crate
 from runner.bundle.write import BundleWriter
 from runner.errors import UsageError
+from runner.seal import seal as seal_bundle
 
 HERE = Path(__file__).resolve().parent
 CONTEXT_URL = "https://w3id.org/ro/crate/1.1/context"
@@ -169,6 +170,7 @@ def make_bundle(root: Path, *, status: str = "ok", logs: int = 3, artifacts: int
     image = {"image": "xrun-env/crate-unit:ab-cd", "image_id": "sha256:" + "9" * 64}
     writer.finish(summary, host={"driver": {}, "backend": "local", "workers": {}},
                   extra={"image.json": image})  # fmt: skip
+    seal_bundle(root)
     if report:
         (root / "report.html").write_text("<html></html>\n", encoding="utf-8")
     return root

@@ -63,7 +63,7 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def docker_client():
     """A client for a live daemon that has the local base image."""
-    from runner._image_docker import docker_client as connect
+    from runner.image.docker import docker_client as connect
 
     try:
         client = connect()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner._image_docker import LABEL_MANAGED as MANAGED_LABEL
+from runner.image.docker import LABEL_MANAGED as MANAGED_LABEL
 
 from .conftest import BASE_ARGS, DATA, PINNED_SKLEARN, REPO, TEST_IMAGE_NAME, run_objects
 

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from runner._image_docker import LABEL_DRIVER, LABEL_ROLE
 from runner.cluster._lifecycle import driver_id
+from runner.image.docker import LABEL_DRIVER, LABEL_ROLE
 from tests.test_fault_injection import (
     TRIAL,
     check_complete,

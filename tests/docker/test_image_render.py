@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from runner import _image_wheels as wheels
 from runner.errors import UsageError
 from runner.image import (
     DEFAULT_BASE_IMAGE,
     ImageInfo,
-    _builder_image_id,
     base_reference,
     image_tag,
     redact_build_args,
     reference_dockerfile,
     render_dockerfile,
+    wheels,
 )
+from runner.image.build import _builder_image_id
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "tests" / "snapshots"
@@ -186,7 +186,7 @@ def _loaded(tmp_path: Path, image_block: str):
 
 
 def test_build_for_spec_resolves_base_and_lets_cli_build_args_win(tmp_path, monkeypatch):
-    import runner.image as image
+    import runner.image.build as image
 
     calls = []
     monkeypatch.setattr(image, "build_image", lambda **kw: calls.append(kw) or kw)
@@ -215,8 +215,8 @@ def test_conda_context_rewrites_urls_and_checks_every_file(tmp_path: Path):
 
     import yaml
 
-    from runner import _image_conda as conda
     from runner.errors import VerifyError
+    from runner.image import conda
 
     pkg = tmp_path / "ch" / "noarch" / "liba-1.0-0.tar.bz2"
     whl = tmp_path / "wheels" / "six-1.0-py3-none-any.whl"

@@ -8,7 +8,7 @@ refresh them with::
 and review the diff like code. Validation is offline: ``kubernetes-validate``
 (strict: unknown fields are errors) for the built-in kinds on three Kubernetes
 versions, and the DaskCluster CRD schema shipped inside dask-kubernetes for
-operator mode. What schemas cannot see is checked by ``_k8s_lint``.
+operator mode. What schemas cannot see is checked by ``k8s_lint``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.cluster import _k8s_render as render
-from runner.cluster._k8s_lint import lint
 from runner.cluster.kubernetes import (
     IMAGE_PLACEHOLDER,
     manifests_for_spec,
@@ -36,6 +35,7 @@ from runner.cluster.kubernetes import (
 )
 
 from .conftest import CASES, IMAGE, LONG_NAME, LONG_RUN_ID, PYTHON, RUN_ID, case_spec, make_spec
+from .k8s_lint import lint
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "tests" / "snapshots" / "k8s"

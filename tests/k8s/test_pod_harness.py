@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 from runner.cluster import ClusterInfo
-from runner.cluster._k8s_lint import lint
 from runner.cluster._k8s_render import render_manifests, resolve_placeholders
 
 from ..docker.conftest import BASE_ARGS, DATA, PINNED_SKLEARN, REPO, TEST_IMAGE_NAME, locked_env
+from .k8s_lint import lint
 from .pod_harness import PodHarness
 
 pytestmark = pytest.mark.docker
@@ -43,7 +43,7 @@ TRIALS = 16
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    from runner._image_docker import docker_client as connect
+    from runner.image.docker import docker_client as connect
 
     try:
         client = connect()
@@ -167,10 +167,11 @@ def run_sweep(client: Any, image: Any, tmp_path: Path, monkeypatch: pytest.Monke
     loaded = load_spec(project(tmp_path / "proj", trials=trials))
     backends = [] if backends is None else backends
 
-    def make_backend(plan: Any, run_id: str, secrets: dict[str, str], options: Any, extra: dict[str, Any]) -> HarnessBackend:
-        backends.append(HarnessBackend(client, plan.spec, run_id, image, secrets, tmp_path / "pods"))
+    def make_backend(launch: Any) -> HarnessBackend:
+        backends.append(HarnessBackend(client, launch.spec, launch.run_id, image, dict(launch.secrets), tmp_path / "pods"))
         return backends[-1]
 
+    monkeypatch.setattr(run_mod, "worker_image", lambda loaded, env, build_args: None)  # the image is built above
     monkeypatch.setattr(run_mod, "make_backend", make_backend)
     monkeypatch.setattr(run_mod, "load_environment", lambda loaded, relock=False: locked_env(DATA / "worker-env.lock"))
     options = run_mod.RunOptions(output=tmp_path / "runs", on_event=on_event, use_cache=False)

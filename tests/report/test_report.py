@@ -247,7 +247,7 @@ def test_importing_the_report_module_is_cheap() -> None:
 
 
 def test_escaping_helpers_cover_attributes() -> None:
-    from runner import _report_html as h
+    from runner.report import html as h
 
     assert h.esc('"><img src=x>') == "&quot;&gt;&lt;img src=x&gt;"
     assert html.unescape(h.mono("a" * 50, 10)).count("a") == 60

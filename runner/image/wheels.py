@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from runner import _proc, config
+from runner._hashing import file_digest as sha256_file
 from runner.errors import EnvFileError, InfraError
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,6 @@ def lock_python_version(lock_text: str, default: str) -> str:
     """The Python version a lock was compiled for (from its header), else ``default``."""
     match = _PY_RE.search(lock_text)
     return match.group(1) if match else default
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def wheelhouse(lock_file: Path, *, python_version: str, lock_hash: str) -> list[Path]:

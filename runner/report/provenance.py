@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from runner import _report_html as h
-from runner._report_data import Run, params_text, worker_label
+from runner.report import html as h
+from runner.report.data import Run, params_text, worker_label
 
 MAX_FAILURE_ROWS = 200
 MAX_REPRODUCE_ROWS = 500

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from runner import config
-from runner._hashing import file_digest
+from runner._hashing import check_package
 from runner.errors import EnvFileError, InfraError, UsageError, VerifyError
 
 PLATFORM = "linux-64"  # what the images run (x86_64 Linux)
@@ -102,11 +102,8 @@ def conda_context(lock_file: Path) -> CondaContext:
 
 def _fetch(url: str, filename: str, sha256: str | None, md5: str | None, name: str) -> Path:
     """A local copy of ``url`` whose digest matches the lock (downloads are cached)."""
-    if sha256:
-        algo, want = "sha256", sha256.lower()
-    elif md5:
-        algo, want = "md5", md5.lower()
-    else:
+    want = (sha256 or md5 or "").lower()
+    if not want:
         raise VerifyError(f"conda package {name} has no hash in the lock; relock it")
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -119,12 +116,7 @@ def _fetch(url: str, filename: str, sha256: str | None, md5: str | None, name: s
             _download(url, path)
     else:
         raise EnvFileError(f"package {name}: cannot fetch {url} (expected file, http or https)")
-    actual = file_digest(path, algo)
-    if actual != want:
-        raise VerifyError(
-            f"package {name} does not match the lock: {algo} {actual}, the lock says {want} "
-            f"({url}). The channel changed or the file was tampered with."
-        )
+    check_package(path, sha256, md5, name, url)
     return path
 
 

@@ -22,10 +22,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import _report_html as h
-from runner import _report_provenance as prov
-from runner import _report_sections as sec
-from runner._report_data import Run, load_run
+from runner._version import __version__
+from runner.report import html as h
+from runner.report import provenance as prov
+from runner.report import sections as sec
+from runner.report import trials
+from runner.report.data import Run, load_run
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
 
@@ -63,8 +65,6 @@ def render_report(bundle_dir: Path) -> str:
 
 
 def _version() -> str:
-    from runner import __version__
-
     return __version__
 
 
@@ -96,13 +96,13 @@ def _header(run: Run) -> str:
 _SECTIONS: list[tuple[str, str, Callable[[Run], str]]] = [
     ("run", "Run", sec.run_section),
     ("best", "Best trials", sec.best_section),
-    ("points", "Points (repeats aggregated)", sec.points_section),
-    ("curves", "Learning curves", sec.curves_section),
+    ("points", "Points (repeats aggregated)", trials.points_section),
+    ("curves", "Learning curves", trials.curves_section),
     ("objective", "Objective by parameter", sec.objective_section),
     ("parallel", "Parallel coordinates", sec.parallel_section),
     ("timeline", "Timeline", sec.timeline_section),
     ("failures", "Failures", prov.failures_section),
     ("environment", "Environment", prov.environment_section),
     ("reproduction", "Reproduction", prov.reproduction_section),
-    ("trials", "All trials", sec.trials_section),
+    ("trials", "All trials", trials.trials_section),
 ]

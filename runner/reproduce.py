@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import tarfile
 import tempfile
@@ -19,12 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import config
 from runner._hashing import file_digest
+from runner._plugin import UnsafeArchive, safe_extract
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
+from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.read import Bundle, open_bundle
-from runner.bundle.write import BundleWriter, latest_records, read_journal
-from runner.errors import UsageError
+from runner.bundle.write import BundleWriter
+from runner.errors import UsageError, XrunError
 from runner.execute import Outcome
+from runner.image.render import DEFAULT_BASE_IMAGE, REDACTED, base_dockerfile_of
+from runner.objective import recorded_objective
+from runner.plan import diff_versions, make_plan
+from runner.run import RunOptions, load_environment, run_plan, secret_values
+from runner.spec import apply_override, validate
+from runner.spec import yaml as _yaml
+from runner.sweep import SWEEP_VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +83,9 @@ def select_trials(bundle: Bundle, which: str) -> list[dict[str, Any]]:
     if not records:
         raise UsageError(f"{bundle.root}: no successful trial to reproduce")
     best = bundle.meta.get("best") or {}
-    metric, goal = best.get("metric"), best.get("goal", "maximize")
-    if metric:
-        sign = -1 if goal == "maximize" else 1
-
-        def score(r: dict[str, Any]) -> tuple[float, str]:
-            v = r["metrics"].get(metric)
-            return (sign * v if isinstance(v, (int, float)) else math.inf, r["id"])
-
-        records.sort(key=score)
+    objective = recorded_objective(best, None) if best.get("metric") else None
+    if objective is not None:
+        records = [dict(r) for r in objective.rank(records)]
     if which == "all":
         return records
     if which == "best":
@@ -104,8 +107,6 @@ def select_trials(bundle: Bundle, which: str) -> list[dict[str, Any]]:
 
 def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[str, Path], output: Path | None) -> Any:
     """A spec equivalent to the recorded one, pointing into ``workdir``."""
-    from runner._plugin import UnsafeArchive, safe_extract
-    from runner.spec import validate
 
     resolved = bundle.json("spec.resolved.json")
     if not isinstance(resolved, dict):
@@ -172,7 +173,6 @@ def _default_output(bundle: Bundle) -> Path:
     """Next to the original bundle; for an unpacked archive, ``runs/`` in the
     user's working directory. Always absolute (a relative bundle path is taken
     from the working directory the command was started in)."""
-    from runner import config
 
     root = bundle.root.absolute()
     if config.cache_dir().absolute() in root.parents:  # an unpacked archive
@@ -182,7 +182,6 @@ def _default_output(bundle: Bundle) -> Path:
 
 def sweep_version(bundle: Bundle) -> int:
     """The sweep expansion the bundle's trials were made with (1 before it was recorded)."""
-    from runner.sweep import SWEEP_VERSIONS
 
     sweep = bundle.meta.get("sweep")
     version = sweep.get("version", 1) if isinstance(sweep, dict) else 1
@@ -199,9 +198,6 @@ def _restore_written_order(bundle: Bundle, resolved: dict[str, Any], overrides: 
     written; spec.resolved.json has them sorted. Recover the written order from
     spec.yaml with the recorded ``--set`` overrides applied (the way the run
     read them), else from the order of the recorded trials' params."""
-    from runner import _yaml
-    from runner.errors import XrunError
-    from runner.spec import apply_override
 
     params = (resolved.get("sweep") or {}).get("parameters") or {}
     if not isinstance(params, dict) or len(params) < 2:
@@ -227,7 +223,6 @@ def _image_from_bundle(bundle: Bundle, resolved: dict[str, Any], workdir: Path) 
     build args, not a path relative to a spec file that may be gone. Bundles
     without an image that named a relative base fall back to the default base
     (``--build-arg BASE_IMAGE=…`` still picks another)."""
-    from runner.image import DEFAULT_BASE_IMAGE, REDACTED, base_dockerfile_of
 
     image = resolved.setdefault("image", {})
     recorded = bundle.json("image.json")
@@ -251,7 +246,6 @@ def _image_from_bundle(bundle: Bundle, resolved: dict[str, Any], workdir: Path) 
 def environment_note(bundle: Bundle, env: Any) -> tuple[str, bool | None]:
     env_info = bundle.json("env/env.json") or {}
     if env_info.get("kind", "current") == "current":
-        from runner.plan import diff_versions
 
         freeze = (bundle.root / "env" / "freeze.txt").read_text(encoding="utf-8") if (bundle.root / "env" / "freeze.txt").is_file() else ""
         recorded = dict(line.split("==", 1) for line in freeze.splitlines() if "==" in line)
@@ -299,8 +293,6 @@ def reproduce(
     data: dict[str, Path] | None = None,
     options: Any = None,
 ) -> Reproduction:
-    from runner.plan import make_plan
-    from runner.run import RunOptions, load_environment, run_plan, secret_values
 
     bundle = open_bundle(path)
     chosen = select_trials(bundle, trials)

@@ -17,19 +17,22 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from runner._display import clean, mapping, safe, trial_rows
+from runner.bundle.journal import latest_records, read_journal
+from runner.bundle.points import aggregate, rank
 from runner.execute import Event
+from runner.objective import Objective, objective_of
 
 
 class Progress:
     """A rich progress bar: done/total, failed, cached, ETA and best so far."""
 
     def __init__(self, console: Console, loaded: Any, enabled: bool = True) -> None:
-        from runner import sweep
+        from runner import sweep  # deferred: imports pydantic
 
         self.console = console
         self.enabled = enabled
         self.total = sweep.count(loaded.spec.sweep)
-        obj = loaded.spec.sweep.objective
+        obj = objective_of(loaded.spec)
         self.metric = obj.metric if obj else None
         self.bar = RichProgress(
             TextColumn("[bold]{task.description}"),
@@ -100,8 +103,6 @@ class Progress:
 
 
 def _read_trials(bundle: Any) -> list[dict[str, Any]]:
-    from runner.bundle.write import latest_records, read_journal
-
     return latest_records(read_journal(bundle / "trials.jsonl", slim=True))
 
 
@@ -110,8 +111,7 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     ok = [t for t in trials if t.get("status") == "ok"]
     failed = [t for t in trials if t.get("status") != "ok"]
     if metric:
-        sign = -1 if goal == "maximize" else 1
-        ok.sort(key=lambda t: (sign * t["metrics"][metric]) if isinstance(t["metrics"].get(metric), (int, float)) else float("inf"))
+        ok = [dict(t) for t in Objective(metric, goal).rank(ok)]
     metrics = sorted({m for t in ok for m in t.get("metrics", {})})
     if metric in metrics:
         metrics.remove(metric)
@@ -168,8 +168,6 @@ def best_text(best: dict[str, Any]) -> str:
 def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table | None:
     """Parameter points with repeats: n, mean ± std per metric, best mean first;
     ``None`` when no point was run more than once."""
-    from runner.bundle.points import aggregate, rank
-
     points = aggregate(trials)
     if not any(len(p.trials) > 1 for p in points):
         return None

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from runner import _report_html as h
-from runner._report_plots import Objective, Param
+from runner.bundle.journal import iter_journal, latest_records, read_journal
+from runner.bundle.read import read_meta
+from runner.errors import UsageError
+from runner.objective import Objective, is_number, recorded_objective
+from runner.report import html as h
+from runner.report.plots import Param
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,7 @@ class Run:
         """The trial's objective, when it is a finite number."""
         if self.objective is None:
             return None
-        v: Any = (trial.get("metrics") or {}).get(self.objective.metric)
-        return float(v) if is_number(v) else None
+        return self.objective.value(trial)
 
     def ranked(self) -> list[dict[str, Any]]:
         """Successful trials, best objective first (by id when there is none)."""
@@ -65,14 +67,9 @@ class Run:
 
     @cached_property
     def _ranked(self) -> list[dict[str, Any]]:
-        scored = [t for t in self.ok if self.value(t) is not None]
-        if self.objective is None or not scored:
+        if self.objective is None:
             return sorted(self.ok, key=lambda t: str(t.get("id")))
-        sign = -1.0 if self.objective.goal == "maximize" else 1.0
-        rest = [t for t in self.ok if self.value(t) is None]
-        return (
-            sorted(scored, key=lambda t: (sign * (self.value(t) or 0.0), str(t.get("id")))) + rest
-        )
+        return [dict(t) for t in self.objective.rank(self.ok)]
 
     @cached_property
     def best_id(self) -> str | None:
@@ -85,8 +82,6 @@ class Run:
 
     def histories(self, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
         """The ``ctx.log`` history of the trials ``ids`` (their last record each)."""
-        from runner.bundle.write import iter_journal
-
         out: dict[str, list[dict[str, Any]]] = {}
         for _, rec in iter_journal(self.root / "trials.jsonl"):
             tid = str(rec.get("id")) if isinstance(rec, dict) else None
@@ -96,8 +91,6 @@ class Run:
 
 
 def load_run(root: Path) -> Run:
-    from runner.bundle.write import latest_records, read_journal
-
     run = Run(
         root=root,
         meta=_read_meta(root),
@@ -117,26 +110,9 @@ def load_run(root: Path) -> Run:
 
 
 def _read_meta(root: Path) -> dict[str, Any]:
-    """``bundle.json``, checked like ``open_bundle`` does (which would also import
-    the archive code, and with it Dask: a report needs neither)."""
-    from runner.bundle.write import BUNDLE_VERSION
-    from runner.errors import UsageError
-
-    path = root / "bundle.json"
     if not root.is_dir():
         raise UsageError(f"{root}: not a bundle directory (unpack an archive first)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{root}: not a bundle (no bundle.json)") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("bundle_version") != BUNDLE_VERSION:
-        version = meta.get("bundle_version") if isinstance(meta, dict) else None
-        raise UsageError(
-            f"{root}: bundle version {version!r} is not supported (this xrun reads {BUNDLE_VERSION})"
-        )
-    return meta
+    return read_meta(root)
 
 
 def _read_json(root: Path, name: str) -> Any:
@@ -155,19 +131,12 @@ def _count(value: Any) -> int | None:
 
 
 def _objective(run: Run) -> Objective | None:
-    best = run.meta.get("best") or {}
-    declared = (run.resolved.get("sweep") or {}).get("objective") or {}
-    metric = best.get("metric") or declared.get("metric")
-    if not metric:
-        scoring = ((run.resolved.get("trial") or {}).get("sklearn") or {}).get("scoring") or []
-        names = sorted(
-            {m for t in run.ok for m, v in (t.get("metrics") or {}).items() if is_number(v)}
-        )
-        metric = scoring[0] if scoring else (names[0] if names else None)
-    if not metric:
-        return None
-    goal = best.get("goal") or declared.get("goal") or "maximize"
-    return Objective(str(metric), "minimize" if goal == "minimize" else "maximize")
+    """The bundle's objective; a bundle without one is ranked by its first numeric metric."""
+    objective = recorded_objective(run.meta.get("best"), run.resolved)
+    if objective is not None:
+        return objective
+    names = sorted({m for t in run.ok for m, v in (t.get("metrics") or {}).items() if is_number(v)})
+    return Objective(names[0]) if names else None
 
 
 def _params(run: Run) -> list[Param]:
@@ -197,10 +166,6 @@ def natural_key(label: str) -> tuple[int, float, str]:
         return (0, float(label), label)
     except ValueError:
         return (1, 0.0, label)
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def trial_duration(t: dict[str, Any]) -> float | None:

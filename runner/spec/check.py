@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from runner import _yaml
+from runner import config
 from runner.errors import SpecError
-
-if TYPE_CHECKING:
-    from runner.spec import LoadedSpec
+from runner.spec import yaml as _yaml
+from runner.spec.models import LoadedSpec, SklearnTrial, Sweep
 
 
 def _err(loaded: LoadedSpec, what: str, *path: str | int) -> SpecError:
@@ -26,8 +25,6 @@ def _err(loaded: LoadedSpec, what: str, *path: str | int) -> SpecError:
 
 def check_semantics(loaded: LoadedSpec) -> list[str]:
     """Raise :class:`SpecError` for the first inconsistency; return warnings."""
-    from runner.spec import SklearnTrial
-
     spec = loaded.spec
     sweep = spec.sweep
     dists = [k for k, v in sweep.parameters.items() if not isinstance(v, list)]
@@ -51,8 +48,6 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
             )
     elif sweep.points is not None:
         raise _err(loaded, f"points are only used with method: list (method is {sweep.method})", "sweep", "points")
-    from runner.sweep import size_problem
-
     too_big = size_problem(sweep)  # counted, never expanded
     if too_big:
         raise _err(loaded, too_big[1], "sweep", too_big[0])
@@ -191,8 +186,6 @@ def _escape_warnings(loaded: LoadedSpec) -> list[str]:
     """Paths that leave the project tree are reported (a spec that reads
     ``/etc`` or a sibling checkout is worth a look) unless explicitly allowed
     with ``XRUN_ALLOW_OUTSIDE_PATHS=1``."""
-    from runner import config
-
     if config.allow_outside_paths():
         return []
     root = project_root(loaded.path)
@@ -213,3 +206,34 @@ def _escape_warnings(loaded: LoadedSpec) -> list[str]:
                 "(set XRUN_ALLOW_OUTSIDE_PATHS=1 if that is intended)"
             )
     return out
+
+
+# ---------------------------------------------------------------- sweep size
+
+
+def count(sweep: Sweep) -> int:
+    if sweep.method == "list":
+        n = len(sweep.points or [])
+    elif sweep.method == "grid":
+        n = math.prod(len(v) for v in sweep.parameters.values())  # type: ignore[arg-type,misc]
+    else:
+        n = sweep.samples or 0
+    return n * sweep.repeats
+
+
+MAX_TRIALS = 1_000_000  # every trial is planned in memory and journaled; beyond this, split the sweep
+
+
+def size_problem(sweep: Sweep) -> tuple[str, str] | None:
+    """(sweep key, message) when the sweep has more than :data:`MAX_TRIALS` trials.
+
+    Computed from the sweep's sizes, without expanding it (a 10^12-point grid
+    is refused at once instead of filling memory).
+    """
+    n = count(sweep)
+    if n <= MAX_TRIALS:
+        return None
+    key = {"grid": "parameters", "random": "samples", "list": "points"}[sweep.method]
+    if n // max(sweep.repeats, 1) <= MAX_TRIALS:
+        key = "repeats"
+    return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"

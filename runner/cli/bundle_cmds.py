@@ -1,0 +1,199 @@
+"""``xrun show``, ``ls``, ``verify``, ``reproduce``, ``diff``, ``pack``, ``report``: commands that take bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from runner._display import clean, mapping, safe, trial_rows
+from runner.bundle.manifest import verify as verify_bundle
+from runner.bundle.read import effective_status, find_bundles, open_bundle, summary_row
+from runner.cli.app import _kv, _say, app, err, out
+from runner.errors import UsageError, VerifyError
+
+
+@app.command()
+def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
+    """Summary of a bundle: status, counts, best trials, failures."""
+    b = open_bundle(bundle)
+    trials = b.trials
+    if json_:
+        out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
+        return
+    m = safe(b.meta)  # every string shown below comes from the bundle: escaped
+    status, why = effective_status(b)
+    out.print(f"[bold]{m.get('run_id')}[/]  status: {safe(status)}  backend: {m.get('backend')}  "
+              f"duration: {m.get('duration_seconds')}s")  # fmt: skip
+    if why:
+        out.print(clean(f"abandoned: {why}; the trials it finished are kept (re-run the spec to finish the rest)"),
+                  markup=False)  # fmt: skip
+    if isinstance(b.meta.get("computed_by"), list):
+        out.print(clean("all trials came from the cache; no cluster started. computed by: "
+                        + ", ".join(map(str, b.meta["computed_by"]))), markup=False)  # fmt: skip
+    c = mapping(m.get("counts"))
+    out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
+              f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
+    from runner.cli.progress import best_text, points_table, trials_table  # deferred: imports Dask
+
+    best = mapping(b.meta.get("best"))
+    metric = best.get("metric") if isinstance(best.get("metric"), str) else None
+    goal = "minimize" if best.get("goal") == "minimize" else "maximize"
+    if metric:
+        out.print(clean(f"best point: {best_text(best)}"), markup=False)
+    out.print(trials_table(trial_rows(trials), metric, goal, limit=20))
+    points = points_table([t for t in trials if isinstance(t, dict)], metric, goal, limit=20)
+    if points is not None:
+        out.print(points)
+
+
+@app.command("ls")
+def ls_(
+    directory: Path = typer.Argument(Path("runs"), help="directory holding bundles"),
+    all_: bool = typer.Option(False, "--all", "-a", help="also runs that failed before any trial started"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the bundles in DIRECTORY (runs that failed before starting only with --all)."""
+    from runner.cli.progress import runs_table  # deferred: imports Dask
+
+    rows = [summary_row(b) for b in find_bundles(directory)]
+    hidden = [r for r in rows if r["failed_before_start"]] if not all_ else []
+    rows = [r for r in rows if r not in hidden]
+    if json_:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    out.print(runs_table(rows))
+    if hidden:
+        _say(f"{len(hidden)} run(s) that failed before any trial started are hidden: "
+             f"`xrun ls --all` shows them, `xrun clean --runs {directory}` removes them")  # fmt: skip
+
+
+@app.command()
+def verify(bundle: Path = typer.Argument(..., help="a bundle directory or archive")) -> None:
+    """Check every file of BUNDLE against its MANIFEST.sha256."""
+    b = open_bundle(bundle)
+    res = verify_bundle(b.root)
+    if res.unsafe:
+        raise VerifyError(f"{b.root}: {len(res.unsafe)} link(s) or special file(s); a bundle holds regular files only\n  "
+                          + "\n  ".join(f"not a regular file: {p}" for p in res.unsafe))  # fmt: skip
+    if res.manifest_missing:
+        raise VerifyError(f"{b.root}: MANIFEST.sha256 is missing (the run did not finish writing its bundle)")
+    if not res.ok:
+        lines = [f"changed: {p}" for p in res.changed] + [f"missing: {p}" for p in res.missing] + [f"extra: {p}" for p in res.extra]
+        raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
+
+    _say(f"[green]✓[/] {safe(str(b.root))}: {res.checked} files match MANIFEST.sha256")
+
+
+@app.command()
+def reproduce(
+    bundle: Path = typer.Argument(..., help="a bundle directory or a `xrun pack` archive"),
+    trials: str = typer.Option("best", "--trials", help="best | all | N (the N best) | t00003,t00007"),
+    backend: str | None = typer.Option(None, "--backend", help="run on another backend than recorded"),
+    data: list[str] = typer.Option([], "--data", help="NAME=PATH for data not at its recorded path; repeatable"),
+    build_arg: list[str] = typer.Option([], "--build-arg", help="image build argument K=V; repeatable"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="where the new bundle goes"),
+) -> None:
+    """Rebuild BUNDLE's environment, re-run its trials and compare every metric."""
+    from runner.reproduce import mismatch_summary  # deferred: imports Dask
+    from runner.reproduce import reproduce as reproduce_bundle  # deferred: imports Dask
+    from runner.run import RunOptions  # deferred: imports Dask
+
+    options = RunOptions(output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"))
+    data_paths = {k: Path(v).resolve() for k, v in _kv(data, "--data").items()}
+    result = reproduce_bundle(bundle, trials=trials, backend=backend, data=data_paths, options=options)
+
+    _say(f"environment: {safe(result.environment)}")
+    t = Table(title=f"reproduction of {safe(str(result.original.meta.get('run_id')))}", title_justify="left")
+    for col in ("trial", "metric", "recorded", "reproduced", "|Δ|", "match"):
+        t.add_column(col, justify="right" if col in ("recorded", "reproduced", "|Δ|") else "left")
+    for r in result.rows:
+        t.add_row(safe(str(r.trial)), safe(str(r.metric)), _num(r.recorded), _num(r.reproduced), _num(r.delta),
+                  "[green]yes[/]" if r.match else "[red]NO[/]")  # fmt: skip
+    err.print(t)
+    for p in result.problems:
+        err.print(f"[red]problem:[/] {safe(p)}")
+    _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")
+    out.print(str(result.bundle))
+    if not result.ok:
+        raise VerifyError(mismatch_summary(result))
+
+
+def _pm(mean: Any, std: Any) -> str:
+    return _num(mean) + (f" ± {std:.3g}" if isinstance(std, float) else "")
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+@app.command()
+def diff(
+    a: Path = typer.Argument(..., help="first bundle"),
+    b: Path = typer.Argument(..., help="second bundle"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
+    """What differs between two bundles: environment, code, data, sweep, metrics."""
+    from runner.bundle.diff import diff_bundles  # deferred: imports pydantic
+    d = diff_bundles(open_bundle(a), open_bundle(b))
+    if json_:
+        out.print_json(json.dumps(d, default=str))
+        return
+    d = safe(d)  # every string below comes from the two bundles
+    out.print(f"[bold]A[/] {d['a']}\n[bold]B[/] {d['b']}")
+    env = d["environment"]
+    if env["lock_hash"][0] == env["lock_hash"][1]:
+        out.print("environment: identical")
+    else:
+        out.print(f"environment: {env['kind'][0]} {str(env['lock_hash'][0])[:12]} → {env['kind'][1]} {str(env['lock_hash'][1])[:12]}")
+        for line in env["packages"]:
+            out.print(f"  {line}")
+    for title, key in (("code", "code"), ("data", "data"), ("sweep and trial", "sweep"), ("backend and image", "infrastructure")):
+        out.print(f"{title}: " + ("identical" if not d[key] else ""))
+        for line in d[key]:
+            out.print(f"  {line}")
+    t = Table(title="metrics (ok trials; best = the best point's mean over its repeats, objective only)", title_justify="left")
+    for col in ("metric", "A mean ± std", "B mean ± std", "A best", "B best", "A n", "B n"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m in d["metrics"]:
+        goal = f" ({m['goal']})" if m.get("goal") else ""
+        t.add_row(str(m["metric"]) + goal, _pm(m["a_mean"], m.get("a_std")), _pm(m["b_mean"], m.get("b_std")),
+                  _num(m["a_best"]), _num(m["b_best"]), str(m["a_n"]), str(m["b_n"]))  # fmt: skip
+    out.print(t)
+
+
+@app.command()
+def pack(
+    bundle: Path = typer.Argument(..., help="a bundle directory"),
+    output: Path = typer.Option(..., "--output", "-o", help="the archive to write (.tar.gz)"),
+) -> None:
+    """Write BUNDLE as one deterministic .tar.gz (reproduce, verify and show accept it)."""
+    from runner.bundle import pack as packing  # deferred: imports Dask (safe archive extraction)
+
+    SUFFIXES, pack_bundle = packing.SUFFIXES, packing.pack
+    if not output.name.endswith(SUFFIXES):
+        raise UsageError(f"--output {output}: the archive name must end with .tar.gz")
+    b = open_bundle(bundle)
+    path = pack_bundle(b.root, output, created=b.meta.get("created"))
+    _say(f"packed {b.root.name} → {path}")
+    out.print(str(path))
+
+
+# ------------------------------------------------------------------ environments
+
+
+@app.command()
+def report(bundle: Path = typer.Argument(..., help="a bundle directory")) -> None:
+    """(Re)write BUNDLE's report.html (and its RO-Crate metadata and manifest)."""
+    from runner.seal import reseal  # deferred: imports the report and RO-Crate code
+
+    b = open_bundle(bundle)
+    if b.root != Path(bundle) and not Path(bundle).is_dir():
+        raise UsageError(f"{bundle}: an archive cannot be rewritten; unpack it or use the bundle directory")
+    reseal(b.root)
+    out.print(str(b.root / "report.html"))

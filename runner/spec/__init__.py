@@ -1,0 +1,47 @@
+"""The spec stage: what a valid spec is and how a file becomes one.
+
+- :mod:`~runner.spec.models`: the pydantic models of spec v1 and :class:`LoadedSpec`
+- :mod:`~runner.spec.yaml`: YAML with line numbers for every key
+- :mod:`~runner.spec.load`: reading a file, ``--set`` overrides, validation
+- :mod:`~runner.spec.check`: checks across keys that field types cannot express
+- :mod:`~runner.spec.messages`: pydantic errors as ``file:line key.path: what``
+
+Imports only :mod:`runner.errors` and :mod:`runner.config` from the rest of xrun.
+"""
+
+from runner.spec.load import apply_override, load_spec, loads_spec, validate
+from runner.spec.models import (
+    BACKENDS,
+    SPEC_VERSION,
+    FunctionTrial,
+    IntRange,
+    KubernetesOptions,
+    LoadedSpec,
+    LogUniform,
+    SklearnTrial,
+    Spec,
+    Sweep,
+    Uniform,
+    display_path,
+    json_schema,
+)
+
+__all__ = [
+    "BACKENDS",
+    "SPEC_VERSION",
+    "FunctionTrial",
+    "IntRange",
+    "KubernetesOptions",
+    "LoadedSpec",
+    "LogUniform",
+    "SklearnTrial",
+    "Spec",
+    "Sweep",
+    "Uniform",
+    "apply_override",
+    "display_path",
+    "json_schema",
+    "load_spec",
+    "loads_spec",
+    "validate",
+]

@@ -1,0 +1,62 @@
+"""The house rules of docs/architecture.md: the public API and the import layering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import runner
+
+REPO = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+PUBLIC = [
+    "Bundle", "InfraError", "LoadedSpec", "Plan", "Reproduction", "RunOptions", "RunResult", "Spec",
+    "SpecError", "TrialsFailed", "UsageError", "VerifyError", "XrunError", "__version__", "find_bundles",
+    "load_environment", "load_spec", "loads_spec", "make_plan", "open_bundle", "reproduce_bundle",
+    "run_spec", "verify_bundle", "write_report",
+]  # fmt: skip
+
+
+def test_public_api_is_exactly_the_documented_names():
+    assert sorted(runner.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(runner, name) is not None, name
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    undocumented = [n for n in PUBLIC if not n.startswith("_") and f"`{n}`" not in readme]
+    assert not undocumented, f"README's Python API section does not name {undocumented}"
+
+
+def test_import_runner_is_cheap_and_names_resolve_on_use():
+    code = (
+        "import json, sys, runner\n"
+        "before = sorted(m for m in ('dask', 'distributed', 'pydantic', 'runner.run') if m in sys.modules)\n"
+        "runner.load_spec\n"
+        "print(json.dumps([before, 'runner.spec' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [[], True]
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(cwd)}, timeout=300)  # fmt: skip
+
+
+def test_layering_contracts_are_kept():
+    result = _lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_an_upward_import_is_rejected(tmp_path):
+    shutil.copytree(REPO / "runner", tmp_path / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "runner" / "bundle" / "_inverted.py").write_text("from runner.run import run\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "runner.bundle is not allowed to import runner.run" in result.stdout
+    assert "runner.bundle._inverted -> runner.run (l.1)" in result.stdout
