@@ -302,7 +302,8 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
 
         cloudpickle.register_pickle_by_value(_plugin)
         source = Path(_worker.__file__).read_text(encoding="utf-8")
-        client.register_plugin(_plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets))
+        plugin = _plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets)
+        _despite_lost_workers(client, "installing xrun on the workers", lambda: client.register_plugin(plugin))
         from runner.execute import _shipped  # deferred: imports Dask
 
         try:
@@ -311,7 +312,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             reports = client.run(_shipped(_plugin.call_info), on_error="ignore")
             host["workers"] = reports
             _check_workers(plan, reports)
-            _preflight(plan, client)
+            _despite_lost_workers(client, "importing the trial on a worker", lambda: _preflight(plan, client))
             if info.dashboard:
                 status_cb(f"dashboard: {info.dashboard}")
             executor.run(client, check=info.check)
@@ -343,6 +344,29 @@ def _closing(client: Any) -> Iterator[Any]:
     finally:
         with sigint_deferred():
             client.close()
+
+
+LOST_WORKER_TRIES = 4
+
+
+def _despite_lost_workers(client: Any, what: str, step: Callable[[], Any]) -> Any:
+    """``step()``, again when a worker was lost while it ran: a worker dying
+    while the cluster starts is ordinary (the backend starts it again). Only
+    losing workers every time, or having none left, is an infrastructure error."""
+    from distributed import KilledWorker  # deferred: imports Dask
+
+    for attempt in range(1, LOST_WORKER_TRIES + 1):
+        try:
+            return step()
+        except (OSError, KilledWorker) as exc:  # CommClosedError is an OSError
+            if attempt == LOST_WORKER_TRIES:
+                raise InfraError(f"{what} failed {attempt} times as workers were lost: {type(exc).__name__}: {exc}") from None
+            log.info("%s: a worker was lost (%s); trying again", what, exc)
+            try:
+                client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+            except (TimeoutError, OSError):
+                raise InfraError(f"{what}: no Dask worker left to run on ({type(exc).__name__}: {exc})") from None
+    raise AssertionError("unreachable")
 
 
 def _preflight(plan: Plan, client: Any) -> None:
