@@ -111,8 +111,7 @@ def lock(
     """
     platforms = list(dict.fromkeys(platforms))
     release = {normalize(n) for n in upgrade_packages}
-    previous = {} if upgrade else _previous_urls(lock_path(env_file), release)
-    previous_pip = {} if upgrade else _previous_pip(lock_path(env_file), release)
+    previous, previous_pip = ({}, {}) if upgrade else _previous_pins(lock_path(env_file), release)
     spec = _spec(env_file, platforms)
     channels = _condalock().channel_urls(spec)
     where = str(env_file)
@@ -168,41 +167,27 @@ def _conda_pin(requirement: str) -> str:
     return f"{name} =={version}"
 
 
-def _previous_urls(lock_file: Path, release: set[str]) -> dict[str, dict[str, str]]:
-    """platform -> {name: url} of the conda packages an existing lock pins,
-    without those in ``release``; empty when there is no readable lock."""
+def _previous_pins(lock_file: Path, release: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """What an existing lock pins, without the names in ``release``, read once:
+    platform -> {name: url} of its conda packages and platform -> {name: version}
+    of its pip packages (well-formed names and versions only); empty when there
+    is no readable lock."""
+    conda: dict[str, dict[str, str]] = {}
+    pip: dict[str, dict[str, str]] = {}
     if not lock_file.is_file():
-        return {}
+        return conda, pip
     try:
         entries = _condalock().read_lock(lock_file).entries
     except Exception:  # an unreadable lock is relocked from scratch
-        return {}
-    out: dict[str, dict[str, str]] = {}
+        return conda, pip
     for e in entries:
-        if e.manager == "conda" and normalize(e.name) not in release:
-            out.setdefault(e.platform, {})[e.name] = e.url
-    return out
-
-
-def _previous_pip(lock_file: Path, release: set[str]) -> dict[str, dict[str, str]]:
-    """platform -> {name: version} of the pip packages an existing lock pins,
-    without those in ``release``; empty when there is no readable lock."""
-    if not lock_file.is_file():
-        return {}
-    try:
-        entries = _condalock().read_lock(lock_file).entries
-    except Exception:  # an unreadable lock is relocked from scratch
-        return {}
-    out: dict[str, dict[str, str]] = {}
-    for e in entries:
-        if (
-            e.manager == "pip"
-            and normalize(e.name) not in release
-            and _pep508_name(e.name)
-            and _pep440(e.version)
-        ):
-            out.setdefault(e.platform, {})[e.name] = e.version
-    return out
+        if normalize(e.name) in release:
+            continue
+        if e.manager == "conda":
+            conda.setdefault(e.platform, {})[e.name] = e.url
+        elif e.manager == "pip" and _pep508_name(e.name) and _pep440(e.version):
+            pip.setdefault(e.platform, {})[e.name] = e.version
+    return conda, pip
 
 
 async def _locked_records(gateway: Any, channels: list[Any], platforms: list[Any], previous: dict[str, str]) -> list[Any]:
