@@ -8,6 +8,7 @@ fix it. Only the CLI turns them into exit codes (DESIGN §3)::
     │   └── SpecError          2  bad spec (file:line key.path: message)
     │       └── EnvFileError   2  bad or stale environment file / lock
     ├── TrialsFailed           1  the work ran but some trials failed
+    ├── StageFailed            1  a prepare or final stage failed
     ├── VerifyError            1  a bundle does not match its manifest
     └── InfraError             3  infrastructure missing or broken
         └── ProcessError       3  an external command failed
@@ -56,6 +57,12 @@ class EnvFileError(SpecError):
 
 
 class TrialsFailed(XrunError):
+    exit_code = 1
+
+
+class StageFailed(XrunError):
+    """A ``prepare`` stage (no trial ran) or a ``final`` stage (the sweep's results are kept) failed."""
+
     exit_code = 1
 
 

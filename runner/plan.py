@@ -20,6 +20,7 @@ from runner.env.imported import Reuse, lookup, scope_env
 from runner.errors import SpecError
 from runner.objective import Objective, objective_of
 from runner.spec import FunctionTrial, LoadedSpec
+from runner.stages import PENDING, StagePlan, plan_stages
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class Plan:
     scopes: dict[str, str] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, list[str]] = field(default_factory=dict)
+    stages: StagePlan = field(default_factory=StagePlan)  # prepare / final (runner.stages)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Stage outputs trials depend on (name -> sha256, or ``pending`` before prepare ran)."""
+        return self.stages.inputs()
 
     @property
     def spec(self):  # type: ignore[no-untyped-def]
@@ -73,6 +80,7 @@ class Plan:
             "definition": self.definition,
             "seed": self.spec.sweep.seed,
             "sweep_version": self.sweep_version,
+            "stages": self.stages.components(),
         }
 
 
@@ -89,31 +97,52 @@ def make_plan(
     snapshot = code_mod.snapshot(
         spec.code.root, spec.code.include, spec.code.exclude, skip=_output_inside(spec.output, spec.code.root)
     )
-    if isinstance(spec.trial, FunctionTrial):
-        module = spec.trial.function.split(":")[0]
+    functions = [(("trial", "function"), spec.trial.function)] if isinstance(spec.trial, FunctionTrial) else []
+    functions += [((name, "function"), getattr(spec, name).function) for name in ("prepare", "final")
+                  if getattr(spec, name) is not None]  # fmt: skip
+    for where, function in functions:
+        module = function.split(":")[0]
         rel = module.replace(".", "/")
         if f"{rel}.py" not in snapshot.files and f"{rel}/__init__.py" not in snapshot.files:
             raise SpecError(
                 f"module {module!r} ({rel}.py) is not in the code snapshot: "
                 f"add it to code.include (now {spec.code.include})",
                 file=loaded.display,
-                line=loaded.lines.get(("trial", "function")),
-                path="trial.function",
+                line=loaded.lines.get(where),
+                path=".".join(where),
             )
     data = dict(sorted(hash_inputs(spec).items()))  # trials see ctx.data in one order, however written
     definition = sweep_mod.trial_definition(spec)
     data_hashes = {k: v["sha256"] for k, v in data.items()}
+    plan = Plan(loaded, env, snapshot, data, definition, [], use_cache=use_cache, sweep_version=sweep_version)
+    plan.stages = plan_stages(spec, code_hash=snapshot.hash, env_hash=env.lock_hash, data_hashes=data_hashes,
+                              cache=cache or TrialCache(), use_cache=use_cache)  # fmt: skip
+    key_trials(plan, cache)
+    return plan
+
+
+def key_trials(plan: Plan, cache: TrialCache | None = None) -> None:
+    """Compute the trials' keys (with the stage outputs they depend on) and look them up.
+
+    Called again once a prepare stage has run: its outputs' hash is part of every key.
+    Before that (``pending``), nothing is looked up: every trial waits for prepare."""
+    loaded, spec, env, definition = plan.loaded, plan.spec, plan.env, plan.definition
+    data_hashes = {k: v["sha256"] for k, v in plan.data.items()}
+    inputs = plan.inputs
+    version = plan.sweep_version
+    keep = {t.id for t in plan.trials} if plan.trials else None  # a selection (reproduce) stays one
     trials = []
-    for point in sweep_mod.expand(spec.sweep, sweep_version):
+    for point in sweep_mod.expand(spec.sweep, version):
         try:
             key = sweep_mod.trial_key(
                 params=point.params,
                 seed=point.seed,
                 definition=definition,
-                code_hash=snapshot.hash,
+                code_hash=plan.code.hash,
                 env_hash=env.lock_hash,
                 data_hashes=data_hashes,
-                version=sweep_version,
+                version=version,
+                inputs=inputs,
             )
         except (TypeError, ValueError) as exc:
             raise SpecError(
@@ -122,15 +151,20 @@ def make_plan(
                 line=loaded.lines.get(("sweep",)),
                 path="sweep",
             ) from None
-        trials.append(PlannedTrial(point, key))
-    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache, sweep_version=sweep_version)
+        if keep is None or point.id in keep:
+            trials.append(PlannedTrial(point, key))
+    plan.trials = trials
+    plan.cached, plan.scopes, plan.reused, plan.blocked = {}, {}, {}, {}
+    if PENDING in inputs.values():
+        return
     if env.kind == "current":
         for t in trials:
             plan.scopes[t.key] = sweep_mod.trial_key(
-                params=t.point.params, seed=t.point.seed, definition=definition, code_hash=snapshot.hash,
-                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes, version=sweep_version,
+                params=t.point.params, seed=t.point.seed, definition=definition, code_hash=plan.code.hash,
+                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes, version=version,
+                inputs=inputs,
             )  # fmt: skip
-    if use_cache:
+    if plan.use_cache:
         cache = cache or TrialCache()
         for t in trials:
             entry = cache.get(t.key)
@@ -138,7 +172,6 @@ def make_plan(
                 plan.cached[t.key] = entry
             elif t.key in plan.scopes:
                 _reuse_by_imports(plan, cache, t.key)
-    return plan
 
 
 def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:

@@ -127,8 +127,16 @@ def expand(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[TrialPoint]:
 
 
 def trial_definition(spec: Spec) -> dict[str, Any]:
-    """What a trial computes, independent of how it is scheduled (no timeout or retries)."""
-    return spec.trial.model_dump(mode="json", exclude={"timeout", "retries"})
+    """What a trial computes, independent of how it is scheduled (no timeout or retries).
+
+    Without a holdout, an sklearn trial's definition has no holdout keys, so
+    keys of results stored before holdouts existed stay valid."""
+    definition = spec.trial.model_dump(mode="json", exclude={"timeout", "retries"})
+    sk = definition.get("sklearn")
+    if isinstance(sk, dict) and sk.get("holdout") is None:
+        sk.pop("holdout", None)
+        sk.pop("holdout_seed", None)
+    return definition
 
 
 def trial_key(
@@ -140,18 +148,21 @@ def trial_key(
     env_hash: str,
     data_hashes: Mapping[str, str],
     version: int = SWEEP_VERSION,
+    inputs: Mapping[str, str] | None = None,
 ) -> str:
-    """DESIGN §4: sha256 of canonical JSON of everything a result depends on."""
-    return sha256_hex(
-        canonical_json(
-            {
-                "v": KEY_VERSIONS[version],
-                "params": dict(params),
-                "seed": seed,
-                "trial": dict(definition),
-                "code": code_hash,
-                "env": env_hash,
-                "data": dict(data_hashes),
-            }
-        )
-    )
+    """DESIGN §4: sha256 of canonical JSON of everything a result depends on.
+
+    ``inputs`` (stage name -> sha256 of its outputs, e.g. ``prepare``) is part
+    of the key only when there are any, so keys of runs without stages stay as they were."""
+    doc: dict[str, Any] = {
+        "v": KEY_VERSIONS[version],
+        "params": dict(params),
+        "seed": seed,
+        "trial": dict(definition),
+        "code": code_hash,
+        "env": env_hash,
+        "data": dict(data_hashes),
+    }
+    if inputs:
+        doc["inputs"] = dict(inputs)
+    return sha256_hex(canonical_json(doc))

@@ -83,6 +83,7 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
 
     if spec.sweep.objective is None and isinstance(trial, SklearnTrial):
         pass  # the first scorer is the objective; see runner.plan
+    _check_stages(loaded)
 
     if spec.cluster.backend == "kubernetes" and not spec.image.registry:
         raise _err(
@@ -97,6 +98,26 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
             pass  # checked at run time, so `validate` works without secrets set
 
     return _escape_warnings(loaded)
+
+
+def _check_stages(loaded: LoadedSpec) -> None:
+    """``prepare`` and ``final`` name functions under code.root; ``final`` needs
+    an objective to pick the best point; a holdout brings its own final stage."""
+    spec = loaded.spec
+    for name in ("prepare", "final"):
+        stage = getattr(spec, name)
+        if stage is not None:
+            _check_function(loaded, stage.function, (name, "function"))
+    holdout = isinstance(spec.trial, SklearnTrial) and spec.trial.sklearn.holdout is not None
+    if spec.final is not None and holdout:
+        raise _err(
+            loaded,
+            "trial.sklearn.holdout runs a built-in final stage (refit the best estimator, score it on the "
+            "holdout, save it with skops); remove final, or remove holdout to run your own",
+            "final",
+        )
+    if spec.final is not None and spec.sweep.objective is None and not isinstance(spec.trial, SklearnTrial):
+        raise _err(loaded, "final receives the best point: set sweep.objective (metric and goal) to rank points by", "final")
 
 
 def _check_module(loaded: LoadedSpec, module: str, path: tuple[str, ...]) -> None:

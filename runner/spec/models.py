@@ -148,6 +148,13 @@ class SklearnSpec(StrictModel):
     target: str | None = None
     cv: Annotated[int, Field(ge=2, le=1000)] = 5
     scoring: list[NonEmptyStr] = Field(default_factory=lambda: ["accuracy"], min_length=1)
+    holdout: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None,
+        description="fraction of rows held out (stratified for classifiers, by train_test_split seeded with "
+        "holdout_seed); the sweep cross-validates on the rest and a built-in final stage refits the best "
+        "estimator, scores it on the holdout and saves it with skops",
+    )
+    holdout_seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
 
 
 class SklearnTrial(_TrialBase):
@@ -166,6 +173,19 @@ Trial = Annotated[
         custom_error_message="expected exactly one of function, sklearn",
     ),
 ]
+
+# ---------------------------------------------------------------- stages
+
+
+class Stage(StrictModel):
+    """``prepare`` (once before the sweep) or ``final`` (once after it, with the best point)."""
+
+    function: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] = Field(
+        description="module:function under code.root; def f(params: dict, ctx) -> dict[str, float] | None"
+    )
+    params: dict[str, PlainValue] = Field(default_factory=dict, description="passed as the function's first argument")
+    timeout: Duration | None = Field(None, description="e.g. 10m; a hung stage is stopped")
+
 
 # ---------------------------------------------------------------- sweep
 
@@ -320,6 +340,10 @@ class Spec(StrictModel):
     )
     trial: Trial
     sweep: Sweep = Field(default_factory=Sweep)
+    prepare: Stage | None = Field(
+        None, description="runs once before the sweep; its files reach every trial as ctx.inputs['prepare']"
+    )
+    final: Stage | None = Field(None, description="runs once after the sweep with the best point as ctx.best")
     cluster: Cluster = Field(default_factory=LocalCluster)
     reproduce: Reproduce = Field(default_factory=Reproduce)
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(default_factory=list)
