@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -75,6 +75,9 @@ _DESCRIPTIONS = {
     "artifacts/": "files each trial wrote to ctx.artifact_dir, artifacts/<trial-id>/",
     "host.json": "driver host, Python, packages, backend and each worker's versions",
     "report.html": "the human report, with plots",
+    "stages.json": "the prepare and final stages: key, status, cached, files with their sha256",
+    "stages/": "what the stages wrote: stages/prepare/outputs/, stages/final/artifacts/, their logs",
+    "final.json": "the final stage: its metrics (on the holdout), the best point it used, the model's sha256",
     MANIFEST: "sha256 of every other file in the bundle (sha256sum format)",
 }
 # Which parts went into the run (object) and came out of it (result).
@@ -175,8 +178,60 @@ def crate_metadata(bundle_dir: Path) -> dict[str, Any]:
         action["endTime"] = _iso(end)
     if status == FAILED:
         action["error"] = _error_text(meta)
-    rde["mentions"] = crate.add(ContextEntity(crate, "#run", properties=action))
+    run = crate.add(ContextEntity(crate, "#run", properties=action))
+    stages = _stage_actions(crate, root, app, _inputs(crate) + data)
+    if stages:
+        prepared = [r for a in stages if a.id == "#stage-prepare" for r in _as_list(a.get("result"))]
+        if prepared:  # the sweep read the prepare outputs
+            run["object"] = _one_or_many(_as_list(run.get("object")) + prepared)
+    rde["mentions"] = _one_or_many([run, *stages])
     return crate.metadata.generate()
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _stage_actions(crate: ROCrate, root: Path, app: Entity, inputs: list[Entity]) -> list[Entity]:
+    """One ``CreateAction`` per stage of ``stages.json``: prepare reads the run's
+    inputs and makes its outputs; final reads them, the prepare outputs and the
+    trials, and makes its artifacts and ``final.json``."""
+    from rocrate.model.contextentity import ContextEntity
+
+    stages = _read_json(root / "stages.json")
+    if not isinstance(stages, dict):
+        return []
+    actions: list[Entity] = []
+    prepared: list[Entity] = []
+    for name in ("prepare", "final"):
+        rec = stages.get(name)
+        if not isinstance(rec, dict):
+            continue
+        results = _entities(crate, (f"stages/{name}/", f"stages/{name}.log") + (("final.json",) if name == "final" else ()))
+        objects = list(inputs) + (prepared + _entities(crate, ("trials.jsonl",)) if name == "final" else [])
+        state = {"ok": COMPLETED, "error": FAILED}.get(str(rec.get("status")), FAILED)
+        props: dict[str, Any] = {
+            "@type": "CreateAction",
+            "name": f"{name} stage",
+            "description": f"the {name} stage" + (" (taken from the cache)" if rec.get("cached") else ""),
+            "instrument": app,
+            "object": _one_or_many(objects),
+            "actionStatus": state if rec.get("status") != "skipped" else FAILED,
+        }
+        if results:
+            props["result"] = _one_or_many(results)
+        if state == FAILED:
+            props["error"] = str(rec.get("error") or rec.get("reason") or rec.get("status"))
+        for key, field in (("start", "startTime"), ("end", "endTime")):
+            if isinstance(rec.get(key), (int, float)):
+                props[field] = _iso(datetime.fromtimestamp(rec[key], tz=timezone.utc))
+        action = crate.add(ContextEntity(crate, f"#stage-{name}", properties=props))
+        actions.append(action)
+        if name == "prepare":
+            prepared = results[:1]
+    return actions
 
 
 def _inputs(crate: ROCrate) -> list[Entity]:
@@ -312,7 +367,7 @@ def _status(meta: dict[str, Any]) -> str:
     status = meta.get("status")
     if status == "ok":
         return COMPLETED
-    if status in ("failed", "interrupted", "error"):
+    if status in ("failed", "interrupted", "error", "prepare-failed", "final-failed"):
         return FAILED
     return ACTIVE  # "running": the driver never sealed the bundle
 

@@ -6,7 +6,8 @@ says so to the browser). It is made only from the files of the bundle, so
 ``xrun report BUNDLE`` can rewrite it at any time, and the same bundle always
 gives the same bytes.
 
-Sections: the run, the best trials, parameter points with their repeats
+Sections: the run, the prepare and final stages (the final model: its
+holdout metrics and sha256), the best trials, parameter points with their repeats
 aggregated (mean ± std), learning curves from ``ctx.log``, the objective against each parameter,
 parallel coordinates, a timeline of trials per worker, failures, the
 environment, the reproduction verdict (``reproduce.json``, when the bundle is
@@ -26,6 +27,7 @@ from runner._version import __version__
 from runner.report import html as h
 from runner.report import provenance as prov
 from runner.report import sections as sec
+from runner.report import stages as stg
 from runner.report import trials
 from runner.report.data import Run, load_run
 
@@ -95,6 +97,7 @@ def _header(run: Run) -> str:
 
 _SECTIONS: list[tuple[str, str, Callable[[Run], str]]] = [
     ("run", "Run", sec.run_section),
+    ("stages", "Stages and final model", stg.stages_section),
     ("best", "Best trials", sec.best_section),
     ("points", "Points (repeats aggregated)", trials.points_section),
     ("curves", "Learning curves", trials.curves_section),
