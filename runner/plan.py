@@ -21,6 +21,7 @@ from runner.errors import SpecError
 from runner.objective import Objective, objective_of
 from runner.spec import FunctionTrial, LoadedSpec
 from runner.stages import PENDING, StagePlan, plan_stages
+from runner.stages import explain as explain_stages
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,10 @@ def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
     """Why trials are not cached, against the nearest earlier run of this spec."""
     if not plan.use_cache:
         return ["--no-cache: every trial runs"]
+    if PENDING in plan.inputs.values():  # prepare must run first: trial keys include its outputs' hash
+        cache = cache or TrialCache()
+        why = explain_stages(plan.stages, plan.components(), cache.run_records(plan.spec.name), plan.spec.name, _differences)
+        return [*why, f"{len(plan.pending)} trial(s) wait for the prepare stage: their keys include its outputs' hash"]
     if not plan.pending:
         return []
     blocked = [plan.blocked[t.key] for t in plan.pending if t.key in plan.blocked]

@@ -33,6 +33,7 @@ from runner.plan import diff_versions, make_plan
 from runner.run import RunOptions, load_environment, run_plan, secret_values
 from runner.spec import apply_override, validate
 from runner.spec import yaml as _yaml
+from runner.stages import compare_stages
 from runner.sweep import SWEEP_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Reproduction:
     environment: str = ""  # what could be said about the environment
     env_identical: bool | None = None
     problems: list[str] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # prepare / final, compared (runner.stages)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,7 @@ class Reproduction:
             "env_identical": self.env_identical,
             "problems": self.problems,
             "rows": [r.__dict__ for r in self.rows],
+            "stages": self.stages,
         }
 
 
@@ -321,6 +324,8 @@ def reproduce(
             new = latest_records(read_journal(writer.root / "trials.jsonl"))
             result.rows, problems = compare(chosen, new, tolerance)
             result.problems += problems
+            result.stages, problems = compare_stages(bundle.json("stages.json"), _read_stages(writer.root), tolerance)
+            result.problems += problems
             image = extra.get("image.json")
             if recorded_image and image:
                 same = recorded_image.get("env_layer_digest") == image.get("env_layer_digest")
@@ -329,7 +334,8 @@ def reproduce(
                     f"; image environment layer {'bit-identical' if same else 'DIFFERENT'} "
                     f"({str(image.get('env_layer_digest'))[:19]} vs recorded {str(recorded_image.get('env_layer_digest'))[:19]})"
                 )
-            result.verdict = "match" if result.rows and all(r.match for r in result.rows) and not result.problems else "mismatch"
+            matched = all(r.match for r in result.rows) and all(s["match"] for s in result.stages)
+            result.verdict = "match" if result.rows and matched and not result.problems else "mismatch"
             return {REPRODUCE_FILE: result.to_json()}, {
                 "reproduces": bundle.meta.get("run_id"),
                 "verdict": result.verdict,
@@ -342,8 +348,17 @@ def reproduce(
     return result
 
 
+def _read_stages(root: Path) -> Any:
+    path = root / "stages.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def mismatch_summary(result: Reproduction) -> str:
     bad = [f"{r.trial} {r.metric}: recorded {r.recorded!r}, reproduced {r.reproduced!r}" for r in result.rows if not r.match]
+    for st in result.stages:
+        if not st["match"]:
+            shown = [f"{m['metric']} {m['recorded']!r} → {m['reproduced']!r}" for m in st.get("metrics", []) if not m["match"]]
+            bad.append(f"{st['stage']} stage ({st['by']}): " + (", ".join(shown) or "outputs differ"))
     lines = bad[:10] + result.problems[:10]
     return "reproduction does not match:\n  " + "\n  ".join(lines)
 

@@ -84,7 +84,7 @@ class StageRunner:
 
     def _best(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         self.writer.journal.sync()
-        records = latest_records(read_journal(self.writer.root / "trials.jsonl", slim=True))
+        records = latest_records(read_journal(self.writer.root / "trials.jsonl"))  # with keys
         objective = self.plan.objective
         best = best_point(records, *objective) if objective else None
         return best, records
@@ -305,3 +305,36 @@ def _failure_message(name: str, result: dict[str, Any], consequence: str) -> str
 def stage_dirs(bundle: Path) -> dict[str, Path]:
     """Where a bundle keeps each stage's files."""
     return {"prepare": bundle / "stages" / "prepare" / "outputs", "final": bundle / "stages" / "final" / "artifacts"}
+
+
+def describe(plan: Plan, cache: TrialCache) -> dict[str, str]:
+    """What ``xrun plan`` says of each stage: cached, or when it runs and why."""
+    from runner.stages import PENDING
+
+    out: dict[str, str] = {}
+    st = plan.stages
+    if st.prepare is not None:
+        if st.prepare.cached:
+            out["prepare"] = f"cached (computed by run {st.prepare.entry.get('run_id') if st.prepare.entry else '?'})"
+        else:
+            out["prepare"] = "runs first, on a worker" + ("" if plan.use_cache else " (--no-cache)")
+    if st.final is not None:
+        if PENDING in plan.inputs.values():
+            out["final"] = "runs after the sweep (the prepare stage runs first)"
+        elif plan.pending:
+            out["final"] = f"runs after the sweep ({len(plan.pending)} trial(s) to run first: its key holds their results)"
+        elif not plan.use_cache:
+            out["final"] = "runs after the sweep (--no-cache)"
+        else:
+            records = [dict(plan.cached[t.key], key=t.key, id=t.id, params=t.point.params, status="ok")
+                       for t in plan.trials if t.key in plan.cached]  # as the run will journal them
+            objective = plan.objective
+            best = best_point(records, *objective) if objective else None
+            key = final_key(st, best, objective, records, code_hash=plan.code.hash, env_hash=plan.env.lock_hash,
+                            data_hashes={k: v["sha256"] for k, v in plan.data.items()})  # fmt: skip
+            found = lookup(cache, key, MAX_STAGE_FILES_BYTES)
+            if found is not None:
+                out["final"] = f"cached (computed by run {found[0].get('run_id')})"
+            else:
+                out["final"] = "runs after the sweep: no result in the cache for this best point and these trial results"
+    return out

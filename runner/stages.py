@@ -183,7 +183,7 @@ def store(cache: TrialCache, name: str, key: str, result: Mapping[str, Any], fil
           run_id: str) -> None:  # fmt: skip
     """A successful stage, as a cache entry (its files as the entry's artifacts)."""
     digests = {rel: hashlib.sha256(blob).hexdigest() for rel, blob in files}
-    entry = {
+    entry: dict[str, Any] = {
         "key": key,
         "id": name,
         "stage": name,
@@ -208,7 +208,7 @@ def store(cache: TrialCache, name: str, key: str, result: Mapping[str, Any], fil
 
 def lookup(cache: TrialCache, key: str, limit: int) -> tuple[dict[str, Any], list[tuple[str, bytes]]] | None:
     """A stage's cache entry and its files, each checked against the entry; None for a miss."""
-    entry = cache.get(key)
+    entry: dict[str, Any] | None = cache.get(key)
     if entry is None or not isinstance(entry.get("files"), dict) or not isinstance(entry.get("digest"), str):
         return None
     if not isinstance(entry.get("extra", {}), dict):
@@ -272,3 +272,51 @@ def explain(stages: StagePlan, now: Mapping[str, Any], records: Iterable[Mapping
     if not diffs:
         return [f"prepare: same inputs as run {record.get('run_id')}, but it did not finish there (or its entry was removed)"]
     return [f"prepare (compared with run {record.get('run_id')}): " + d for d in diffs]
+
+
+# ------------------------------------------------------------------ reproducing
+
+
+def compare_stages(original: Any, new: Any, tolerance: Mapping[str, float]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each stage that succeeded in ``original`` (a bundle's ``stages.json``) against ``new``:
+    by the sha256 of its files when they are identical (a deterministic stage), else by
+    its metrics within ``tolerance``; a stage without metrics whose files differ does not match."""
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    original = original if isinstance(original, dict) else {}
+    new = new if isinstance(new, dict) else {}
+    for name in STAGES:
+        old = original.get(name)
+        if not isinstance(old, dict) or old.get("status") != "ok":
+            continue
+        rec = new.get(name)
+        if not isinstance(rec, dict) or rec.get("status") != "ok":
+            what = rec.get("error") or rec.get("reason") or rec.get("status") if isinstance(rec, dict) else "did not run"
+            problems.append(f"{name} stage: {what}")
+            continue
+        old_files: dict[str, Any] = old["files"] if isinstance(old.get("files"), dict) else {}
+        new_files: dict[str, Any] = rec["files"] if isinstance(rec.get("files"), dict) else {}
+        if old.get("digest") and old.get("digest") == rec.get("digest"):
+            rows.append({"stage": name, "by": "sha256", "match": True, "recorded": old.get("digest"), "reproduced": rec.get("digest")})
+            continue
+        differ = sorted(k for k in set(old_files) | set(new_files) if old_files.get(k) != new_files.get(k))
+        metrics: dict[str, Any] = old["metrics"] if isinstance(old.get("metrics"), dict) else {}
+        if not metrics:
+            rows.append({"stage": name, "by": "sha256", "match": False, "recorded": old.get("digest"),
+                         "reproduced": rec.get("digest"), "differ": differ[:20]})  # fmt: skip
+            problems.append(f"{name} stage: its files differ ({', '.join(differ[:5]) or 'digest'}) and it has no metrics to compare")
+            continue
+        got: dict[str, Any] = rec["metrics"] if isinstance(rec.get("metrics"), dict) else {}
+        compared = []
+        for metric, value in sorted(metrics.items()):
+            tol = float(tolerance.get(metric, 0.0))
+            other = got.get(metric)
+            if isinstance(value, (int, float)) and isinstance(other, (int, float)):
+                delta: float | None = abs(float(other) - float(value))
+                ok = delta is not None and delta <= tol
+            else:
+                delta, ok = None, value == other
+            compared.append({"metric": metric, "recorded": value, "reproduced": other, "delta": delta, "tolerance": tol, "match": ok})
+        rows.append({"stage": name, "by": "metrics", "match": all(c["match"] for c in compared), "metrics": compared,
+                     "differ": differ[:20]})  # fmt: skip
+    return rows, problems
