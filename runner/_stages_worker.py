@@ -129,7 +129,7 @@ def install_files(base: Path, digest: str, files: list[tuple[str, bytes]]) -> Pa
             target.write_bytes(blob)
             listing.append((rel, hashlib.sha256(blob).hexdigest()))
         h = hashlib.sha256()
-        for rel, sha in sorted(listing):
+        for rel, sha in sorted(listing, key=lambda item: item[0].split("/")):  # as runner.stages.files_digest
             h.update(f"{rel}\0{sha}\n".encode())
         if h.hexdigest() != digest:
             raise ValueError(f"stage outputs do not match their digest {digest[:12]}…")

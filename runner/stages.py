@@ -76,7 +76,7 @@ def files_digest(files: Mapping[str, str]) -> str:
     """sha256 over relative paths and file digests, as :func:`runner._hashing.dir_digest`
     computes it for a directory holding those files."""
     h = hashlib.sha256()
-    for rel in sorted(files):
+    for rel in sorted(files, key=lambda r: r.split("/")):  # in path order, as dir_digest walks
         h.update(f"{rel}\0{files[rel]}\n".encode())
     return h.hexdigest()
 
