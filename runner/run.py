@@ -274,7 +274,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
 
     from distributed import Client
 
-    from runner import _plugin, _worker  # deferred: imports Dask
+    from runner import _plugin  # deferred: imports Dask
 
     # A Ctrl-C inside a client's connect or close leaves it half made, and Dask
     # logs about it at exit: both wait for their end, short when the backend
@@ -301,8 +301,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(_plugin)
-        source = Path(_worker.__file__).read_text(encoding="utf-8")
-        plugin = _plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets)
+        plugin = _plugin.XrunPlugin(_plugin.worker_sources(), plan.code.archive, plan.code.hash, secrets)
         _despite_lost_workers(client, "installing xrun on the workers", lambda: client.register_plugin(plugin))
         from runner.execute import _shipped  # deferred: imports Dask
 
