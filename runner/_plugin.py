@@ -276,6 +276,10 @@ def call_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return importlib.import_module(WORKER_MODULE).run_batch(tasks)
 
 
+def call_stage(task: dict[str, Any]) -> dict[str, Any]:
+    return importlib.import_module(WORKER_MODULE).run_stage(task)
+
+
 def call_stop(run: str) -> None:
     importlib.import_module(WORKER_MODULE).stop(run)
 

@@ -25,12 +25,13 @@ from runner.cluster import ClusterInfo, Launch
 from runner.cluster._lifecycle import sigint_deferred
 from runner.cluster.factory import image_record, make_backend, worker_image
 from runner.env import LockedEnv
-from runner.errors import InfraError, TrialsFailed, UsageError, XrunError
+from runner.errors import InfraError, StageFailed, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
 from runner.execute.preflight import WORKERS_TIMEOUT, check_workers, despite_lost_workers, preflight
 from runner.plan import Plan, make_plan, new_run_id
 from runner.seal import seal
 from runner.spec import LoadedSpec
+from runner.stage_run import StageRunner
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ def run_plan(
         options=Options(fail_fast=options.fail_fast, max_in_flight=max(4, 2 * slots + 2), slots=slots),
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
+    from runner._redact import scrub
+
+    redact = list(secrets.values())
+    stages = StageRunner(plan, writer, cache, run_id, data_paths=executor.data_paths, data_sha256=executor.data_sha256,
+                         scrub=lambda value: scrub(value, redact))  # fmt: skip
     preload = _preload_sealing()
     host: dict[str, Any] = {"driver": driver_info(), "backend": spec.cluster.backend, "workers": {}}
     extra: dict[str, Any] = {}
@@ -127,7 +133,7 @@ def run_plan(
     error: BaseException | None = None
     try:
         executor.record_cached()
-        if plan.pending and not options.stop.is_set():
+        if (plan.pending or stages.need_cluster()) and not options.stop.is_set():
             image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
             if image is not None:
                 extra["image.json"] = image_record(spec.cluster.backend, image)
@@ -142,9 +148,11 @@ def run_plan(
             with backend.open() as info:
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
-                _execute(plan, info, executor, secrets, host, status_cb)
+                _execute(plan, info, executor, secrets, host, status_cb, stages)
         elif plan.trials and not plan.pending:
             status_cb(f"all {total} trials cached; no cluster started")
+            stages.prepare(None)  # cached, as is final (else need_cluster() would have said so)
+            stages.final(None, sweep_ok=not options.stop.is_set())
     except KeyboardInterrupt:
         executor.outcome.interrupted = True
     except BaseException as exc:  # recorded in the bundle, then re-raised
@@ -156,17 +164,23 @@ def run_plan(
         outcome = executor.outcome
         done = sum(outcome.counts.values())
         outcome.not_run = total - done
-        if error is not None:
+        if isinstance(error, StageFailed) and stages.failed == "prepare":
+            status = "prepare-failed"
+        elif error is not None:
             status = "error"
         elif outcome.interrupted:
             status = "interrupted"
         elif outcome.counts["failed"] or outcome.not_run:
             status = "failed"
+        elif stages.failed == "final":
+            status = "final-failed"  # the sweep's results are intact
         else:
             status = "ok"
         summary = _summary(plan, outcome, status, time.monotonic() - started, error)
         summary["best"] = _best_point(plan, writer)
-        if plan.trials and not plan.pending:  # nothing ran here: say where the results were computed
+        if stages.records:
+            summary["stages"] = stages.summary()
+        if plan.trials and not plan.pending and info is None:  # nothing ran here: say where the results were computed
             summary["cluster_started"] = False
             summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
         if finalize is not None and error is None:
@@ -269,7 +283,7 @@ def _preload_sealing() -> threading.Thread:
 
 
 def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],
-             host: dict[str, Any], status_cb: Callable[[str], None]) -> None:  # fmt: skip
+             host: dict[str, Any], status_cb: Callable[[str], None], stages: StageRunner) -> None:  # fmt: skip
     import warnings
 
     from distributed import Client
@@ -314,7 +328,15 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             despite_lost_workers(client, "importing the trial on a worker", lambda: preflight(plan, client))
             if info.dashboard:
                 status_cb(f"dashboard: {info.dashboard}")
+            if plan.stages.prepare is not None and not plan.stages.prepare.cached:
+                status_cb("running the prepare stage")
+            if stages.prepare(client):  # trials were keyed again with its outputs' hash
+                executor.record_cached()
             executor.run(client, check=info.check)
+            out = executor.outcome
+            if not out.interrupted and plan.stages.final is not None:
+                status_cb("running the final stage")
+                stages.final(client, sweep_ok=not (out.counts["failed"] or out.not_run or out.stopped_early))
             if not executor.outcome.interrupted:
                 try:
                     if len(reports) < info.workers:  # a short run may end while the last workers join
@@ -329,6 +351,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                 host["workers"] = {**reports, **late}
                 check_workers(plan, late)
         finally:
+            stages.close(client)
             if secrets:  # its teardown takes the secrets out of the workers' environment
                 try:
                     client.unregister_worker_plugin(_plugin.PLUGIN_NAME)
@@ -416,3 +439,6 @@ def check_result(result: RunResult) -> None:
     """Raise for a run whose trials failed (exit 1), after the bundle is written."""
     if result.status == "failed":
         raise TrialsFailed(f"{result.outcome.counts['failed']} of {result.total} trials failed")
+    if result.status == "final-failed":
+        raise StageFailed(f"the final stage failed; the sweep's {result.total} trials are kept "
+                          f"(see {result.bundle / 'stages' / 'final.log'})")  # fmt: skip

@@ -108,12 +108,15 @@ class StageRunner:
 
     # ------------------------------------------------------------------ prepare
 
-    def prepare(self, client: Any) -> None:
-        """Before any trial: prepare's outputs (cached or computed), trials keyed with them."""
+    def prepare(self, client: Any) -> bool:
+        """Before any trial: prepare's outputs (cached or computed) recorded and installed
+        on the workers; True when it ran here and the trials were keyed again with them."""
         st = self.stages.prepare
         if st is None:
-            return
+            return False
+        ran = not st.cached
         if st.cached:
+            assert st.entry is not None
             self._record(st, st.entry, st.files, cached=True)
         else:
             result = self._run(client, st, best=None, inputs={}, max_bytes=MAX_INPUT_BYTES)
@@ -130,14 +133,28 @@ class StageRunner:
             self._record(st, st.entry, files, cached=False)
             key_trials(self.plan, self.cache)  # every trial's key holds the outputs' hash
         self._install(client, st)
+        return ran
 
     def _install(self, client: Any, st: StageState) -> None:
         if client is None or not self.plan.pending:
             return
-        from runner import _stages_worker
+        import cloudpickle
 
-        plugin = _stages_worker.InputsPlugin({st.name: (str(st.digest), st.files)})
-        client.register_plugin(plugin)
+        from runner import _inputs_plugin
+
+        cloudpickle.register_pickle_by_value(_inputs_plugin)
+        client.register_plugin(_inputs_plugin.InputsPlugin({st.name: (str(st.digest), st.files)}))
+        self._installed = True
+
+    def close(self, client: Any) -> None:
+        """The scheduler keeps a plugin's files: a shared scheduler (address backend) should not."""
+        if getattr(self, "_installed", False):
+            from runner._inputs_plugin import INPUTS_PLUGIN
+
+            try:
+                client.unregister_worker_plugin(INPUTS_PLUGIN)
+            except Exception:
+                log.debug("could not unregister the inputs plugin", exc_info=True)
 
     # ------------------------------------------------------------------ final
 
@@ -186,12 +203,9 @@ class StageRunner:
 
     def _run(self, client: Any, st: StageState, *, best: dict[str, Any] | None, inputs: dict[str, str],
              max_bytes: int) -> dict[str, Any]:  # fmt: skip
-        import cloudpickle
+        from runner import _plugin
+        from runner.execute import shipped  # deferred: imports Dask
 
-        from runner import _stages_worker
-        from runner.execute import _shipped  # deferred: imports Dask
-
-        cloudpickle.register_pickle_by_value(_stages_worker)
         task = {
             "stage": st.name,
             "definition": st.definition,
@@ -210,7 +224,7 @@ class StageRunner:
 
         for attempt in range(1, LOST_TRIES + 1):
             key = f"xrun-stage-{st.name}-{attempt}-{self.run_id[-6:]}"
-            future = client.submit(_shipped(_stages_worker.run_stage), task, key=key, pure=False)
+            future = client.submit(shipped(_plugin.call_stage), task, key=key, pure=False)
             try:
                 result = future.result()
             except (KilledWorker, OSError) as exc:  # its worker died (CommClosedError is an OSError)

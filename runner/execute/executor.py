@@ -363,6 +363,7 @@ class Executor:
             "timeout": self.timeout,
             "data": self.data_paths,
             "data_sha256": self.data_sha256,
+            "inputs": self.plan.inputs,  # stage outputs (prepare) the trial gets as ctx.inputs
             "run": self.run_id,
             "unit": unit,  # the Dask task, echoed in the result a worker streams
         }

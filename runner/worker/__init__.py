@@ -9,7 +9,7 @@ trial needs them), and one another only by relative imports.
 Rooms: ``trial`` runs trials and scrubs their results; ``context`` is the
 ``ctx`` a trial receives and its verified data copies; ``guard`` captures logs
 and stops trials past their timeout or memory; ``sklearn_trial`` runs
-zero-code scikit-learn trials; ``probe`` reports the worker's versions and
+zero-code scikit-learn trials; ``stage`` runs prepare and final stages; ``probe`` reports the worker's versions and
 imports a trial before the sweep; ``_base`` holds limits and exceptions.
 """
 
@@ -18,10 +18,11 @@ from __future__ import annotations
 from ._base import EVENT_TOPIC, DataChanged, TrialOutOfMemory, TrialTimeout
 from .context import DataInputs, TrialContext, verified_copy
 from .probe import check_trial, imported_distributions, worker_info
+from .stage import run_stage
 from .trial import MASK, SECRETS, STREAM_LIMIT, run_batch, run_trial, scrub, stop
 
 __all__ = [
     "EVENT_TOPIC", "MASK", "SECRETS", "STREAM_LIMIT", "DataChanged", "DataInputs", "TrialContext",
-    "TrialOutOfMemory", "TrialTimeout", "check_trial", "imported_distributions", "run_batch", "run_trial",
+    "TrialOutOfMemory", "TrialTimeout", "check_trial", "imported_distributions", "run_batch", "run_stage", "run_trial",
     "scrub", "stop", "verified_copy", "worker_info",
 ]

@@ -31,6 +31,7 @@ class TrialContext:
         self.params = dict(params)
         self.data = DataInputs(data, data_sha256 or {})
         self.artifact_dir = artifact_dir
+        self.inputs: dict[str, str] = {}  # stage outputs, name -> read-only local directory (``prepare``)
         self.history: list[dict[str, Any]] = []
 
     def log(self, **metrics: Any) -> None:

@@ -30,6 +30,8 @@ def sklearn_trial(sk: dict[str, Any], task: dict[str, Any], ctx: TrialContext) -
         X, y = _load_dataset(sk["dataset"])
     else:
         X, y = _load_table(ctx.data[sk["data"]], sk["target"])
+    if sk.get("holdout") is not None:  # the sweep never sees the holdout: only the final stage scores on it
+        X, _, y, _, _ = holdout_split(X, y, sk, estimator)
     scores = cross_validate(estimator, X, y, cv=sk.get("cv", 5), scoring=list(sk["scoring"]), error_score="raise")
     metrics: dict[str, float] = {}
     for name in sk["scoring"]:
@@ -38,6 +40,22 @@ def sklearn_trial(sk: dict[str, Any], task: dict[str, Any], ctx: TrialContext) -
         metrics[f"{name}_std"] = float(values.std())
     print(f"{estimator!r}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return metrics
+
+
+def holdout_split(X: Any, y: Any, sk: dict[str, Any], estimator: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """``X_train, X_holdout, y_train, y_holdout, facts``: ``train_test_split`` with
+    ``test_size=holdout`` and ``random_state=holdout_seed``, stratified by ``y``
+    for classifiers. The one split the trials and the final stage share."""
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import train_test_split
+
+    stratified = bool(is_classifier(estimator))
+    X_train, X_hold, y_train, y_hold = train_test_split(
+        X, y, test_size=sk["holdout"], random_state=sk.get("holdout_seed", 0), stratify=y if stratified else None
+    )
+    facts = {"fraction": sk["holdout"], "seed": sk.get("holdout_seed", 0), "stratified": stratified,
+             "n_train": len(y_train), "n_holdout": len(y_hold)}  # fmt: skip
+    return X_train, X_hold, y_train, y_hold, facts
 
 
 def _load_dataset(path: str) -> tuple[Any, Any]:

@@ -29,6 +29,7 @@ from .context import TrialContext, number
 from .guard import Watchdog, install_routers, raise_in
 from .probe import imported_distributions
 from .sklearn_trial import sklearn_trial
+from .stage import resolve_inputs
 
 STOPPED: set[str] = set()  # runs whose driver asked that no further trial starts
 STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a result is not streamed (only returned)
@@ -76,6 +77,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     err_router.local.buffer = buf
     start = time.time()
     try:
+        ctx.inputs = resolve_inputs(task.get("inputs"))
         dog.start()
         try:
             metrics = _dispatch(task, ctx)

@@ -1,19 +1,14 @@
-"""Worker side of the ``prepare`` and ``final`` stages.
+"""Running a ``prepare`` or ``final`` stage on a worker, as a trial runs.
 
-Pickled *by value* (like :mod:`runner._plugin`): workers run in the spec's
-environment, where xrun is not installed. It imports only the standard
-library at module level and uses the worker module the xrun plugin installed
-(``_xrun_worker``: log capture, the watchdog, verified data copies, the
-sklearn loaders and the holdout split), so a stage runs exactly as a trial does.
+``run_stage(task) -> dict`` never raises for the stage's own failure: it returns
+the stage's files (prepare: what it wrote to ``ctx.output_dir``; final: what it
+wrote to ``ctx.artifact_dir``), its metrics, its log, and on failure the error
+and traceback. The built-in final stage of ``trial.sklearn.holdout`` refits the
+best estimator on the training part, scores it on the holdout with every
+scorer and saves it with skops.
 
-* :func:`run_stage` runs one stage and always returns a result dict: its
-  files (prepare: what it wrote to ``ctx.output_dir``; final: what it wrote
-  to ``ctx.artifact_dir``), its metrics, its log, and on failure the error and
-  traceback.
-* :class:`InputsPlugin` puts the prepare outputs on every worker, including
-  workers that join or restart later, read-only, each file checked against its
-  sha256; trials find them as ``ctx.inputs["prepare"]``.
-"""
+Stage outputs installed on this worker (by the driver's inputs plugin) are
+found through :func:`input_paths`; trials get them as ``ctx.inputs``."""
 
 from __future__ import annotations
 
@@ -22,37 +17,45 @@ import importlib
 import io
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
 import traceback
-from pathlib import Path, PurePosixPath
+import types
+from pathlib import Path
 from typing import Any
 
-from distributed.diagnostics.plugin import WorkerPlugin
+from ._base import DataChanged, TrialOutOfMemory, TrialTimeout, current_worker
+from .context import DataInputs
+from .guard import Watchdog, install_routers, raise_in
+from .sklearn_trial import _import, _load_dataset, _load_table, holdout_split
 
-WORKER_MODULE = "_xrun_worker"
-INPUTS_PLUGIN = "xrun-inputs"
-INPUTS_MODULE = "_xrun_inputs"  # its ``paths``: digest -> local directory, read by trials as ctx.inputs
+INPUTS_MODULE = "_xrun_inputs"  # its ``paths``: outputs digest -> local directory (set by the inputs plugin)
 MODEL_FILE = "model.skops"
 
 
-def _w() -> Any:
-    return importlib.import_module(WORKER_MODULE)
-
-
 def input_paths() -> dict[str, str]:
-    """This worker's installed stage outputs (a module in ``sys.modules``, so the
-    worker module finds them whatever order plugins were set up in)."""
-    import sys
-    import types
-
+    """This worker's installed stage outputs, digest -> directory (a module in
+    ``sys.modules``, shared with the inputs plugin whatever order plugins ran in)."""
     module = sys.modules.get(INPUTS_MODULE)
     if module is None:
         module = sys.modules.setdefault(INPUTS_MODULE, types.ModuleType(INPUTS_MODULE))
     if not hasattr(module, "paths"):
         module.paths = {}  # type: ignore[attr-defined]
     return module.paths  # type: ignore[no-any-return]
+
+
+def resolve_inputs(wanted: dict[str, str] | None) -> dict[str, str]:
+    """name -> local directory of each stage output a task names by digest."""
+    paths = input_paths()
+    out = {}
+    for name, digest in (wanted or {}).items():
+        if digest not in paths:
+            worker = getattr(current_worker(), "address", None) or f"pid {os.getpid()}"
+            raise RuntimeError(f"the {name} stage's outputs ({str(digest)[:12]}…) are not installed on worker {worker}")
+        out[name] = paths[digest]
+    return out
 
 
 class StageContext:
@@ -85,70 +88,6 @@ class StageContext:
         return f"StageContext(stage={self.stage!r}, seed={self.seed})"
 
 
-# ------------------------------------------------------------------ inputs on workers
-
-
-class InputsPlugin(WorkerPlugin):
-    """Installs stage outputs (name -> (digest, files)) in each worker's local directory."""
-
-    idempotent = False
-    name = INPUTS_PLUGIN
-
-    def __init__(self, inputs: dict[str, tuple[str, list[tuple[str, bytes]]]]) -> None:
-        self.inputs = inputs
-
-    def __repr__(self) -> str:
-        return f"InputsPlugin({ {k: v[0][:12] for k, v in self.inputs.items()} })"
-
-    def setup(self, worker: Any = None) -> None:
-        base = Path(getattr(worker, "local_directory", None) or tempfile.gettempdir()) / "xrun" / "inputs"
-        registry = input_paths()
-        for _name, (digest, files) in self.inputs.items():
-            registry[digest] = str(install_files(base, digest, files))
-
-
-def _safe_rel(rel: str) -> PurePosixPath:
-    path = PurePosixPath(rel)
-    if not rel or path.is_absolute() or ".." in path.parts or "\\" in rel or rel.startswith("/"):
-        raise ValueError(f"refusing the stage output path {rel!r}")
-    return path
-
-
-def install_files(base: Path, digest: str, files: list[tuple[str, bytes]]) -> Path:
-    """``base/<digest>``: the files, read-only; made once per worker, atomically."""
-    final = base / digest
-    if final.is_dir():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{digest[:12]}-"))
-    try:
-        listing = []
-        for rel, blob in files:
-            target = tmp / _safe_rel(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob)
-            listing.append((rel, hashlib.sha256(blob).hexdigest()))
-        h = hashlib.sha256()
-        for rel, sha in sorted(listing, key=lambda item: item[0].split("/")):  # as runner.stages.files_digest
-            h.update(f"{rel}\0{sha}\n".encode())
-        if h.hexdigest() != digest:
-            raise ValueError(f"stage outputs do not match their digest {digest[:12]}…")
-        for p in sorted(tmp.rglob("*"), reverse=True):  # children before their directory
-            p.chmod(0o555 if p.is_dir() else 0o444)
-        tmp.chmod(0o555)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another thread got there first
-            pass
-    finally:
-        if tmp.exists():
-            for p in [tmp, *tmp.rglob("*")]:
-                if p.is_dir():
-                    p.chmod(0o755)
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 # ------------------------------------------------------------------ running a stage
 
 
@@ -167,10 +106,11 @@ def _files(root: Path, limit: int) -> tuple[list[tuple[str, bytes]], int]:
 
 def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     """Run one stage; always returns a result dict."""
-    W = _w()
+    from .trial import SECRETS, _check_metrics, scrub
+
     name = task["stage"]
-    out_router, err_router = W._install_routers()
-    worker = W._worker()
+    out_router, err_router = install_routers()
+    worker = current_worker()
     address = getattr(worker, "address", None) or f"pid-{os.getpid()}"
     memory_limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
     buf = io.StringIO()
@@ -178,32 +118,29 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     output_dir, artifact_dir = work / "outputs", work / "artifacts"
     output_dir.mkdir()
     artifact_dir.mkdir()
-    registry = input_paths()
-    inputs = {k: registry[d] for k, d in (task.get("inputs") or {}).items() if d in registry}
-    missing = sorted(set(task.get("inputs") or {}) - set(inputs))
-    ctx = StageContext(name, task["seed"], task.get("params") or {}, W.DataInputs(task.get("data", {}), task.get("data_sha256") or {}),
-                       inputs, str(output_dir), str(artifact_dir), task.get("best"))  # fmt: skip
+    data = DataInputs(task.get("data", {}), task.get("data_sha256") or {})
+    ctx = StageContext(name, task["seed"], task.get("params") or {}, data, {}, str(output_dir), str(artifact_dir),
+                       task.get("best"))  # fmt: skip
     result: dict[str, Any] = {"stage": name, "status": "ok", "error": None, "traceback": None, "metrics": {},
                               "worker": address, "extra": {}}  # fmt: skip
-    dog = W._Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, name)
+    dog = Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, name)
     out_router.local.buffer = buf
     err_router.local.buffer = buf
     start = time.time()
     try:
-        if missing:
-            raise RuntimeError(f"stage outputs {missing} were not installed on worker {address}")
+        ctx.inputs = resolve_inputs(task.get("inputs"))
         dog.start()
         try:
             metrics = _dispatch(task, ctx)
         finally:
             dog.finish()
         if ctx.data.changed:
-            raise W.DataChanged(ctx.data.changed)
-        result["metrics"] = W._check_metrics(metrics if metrics is not None else {})
+            raise DataChanged(ctx.data.changed)
+        result["metrics"] = _check_metrics(metrics if metrics is not None else {})
     except BaseException as exc:  # the stage's failure is a result
-        if dog.fired == "timeout" or isinstance(exc, W.TrialTimeout):
+        if dog.fired == "timeout" or isinstance(exc, TrialTimeout):
             result["error"] = f"{name} exceeded its timeout of {task.get('timeout'):g}s"
-        elif dog.fired == "oom" or isinstance(exc, (W.TrialOutOfMemory, MemoryError)):
+        elif dog.fired == "oom" or isinstance(exc, (TrialOutOfMemory, MemoryError)):
             result["error"] = f"{name} ran out of memory"
         else:
             result["error"] = f"{type(exc).__name__}: {exc}"
@@ -211,7 +148,7 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
         result["traceback"] = traceback.format_exc(limit=-20)
         buf.write(result["traceback"])
     finally:
-        W._raise_in(threading.get_ident(), None)
+        raise_in(threading.get_ident(), None)
         out_router.local.buffer = None
         err_router.local.buffer = None
     result["start"], result["end"] = start, time.time()
@@ -233,7 +170,7 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
         result["files"] = []
     result["log"] = buf.getvalue()
     shutil.rmtree(work, ignore_errors=True)
-    return W.scrub(result, W.SECRETS)
+    return scrub(result, SECRETS)  # type: ignore[no-any-return]
 
 
 def _dispatch(task: dict[str, Any], ctx: StageContext) -> Any:
@@ -256,18 +193,17 @@ def _sklearn_final(sk: dict[str, Any], task: dict[str, Any], ctx: StageContext) 
     with every scorer, save it with skops (and its sha256)."""
     from sklearn.metrics import get_scorer
 
-    W = _w()
     best = ctx.best or {}
-    estimator_cls = W._import(sk["estimator"])
+    estimator_cls = _import(sk["estimator"])
     kwargs = {**sk.get("params", {}), **(best.get("params") or {})}
     if "random_state" in estimator_cls().get_params() and "random_state" not in kwargs:
         kwargs["random_state"] = ctx.seed
     estimator = estimator_cls(**kwargs)
     if sk.get("dataset"):
-        X, y = W._load_dataset(sk["dataset"])
+        X, y = _load_dataset(sk["dataset"])
     else:
-        X, y = W._load_table(ctx.data[sk["data"]], sk["target"])
-    X_train, X_hold, y_train, y_hold, split = W.holdout_split(X, y, sk, estimator)
+        X, y = _load_table(ctx.data[sk["data"]], sk["target"])
+    X_train, X_hold, y_train, y_hold, split = holdout_split(X, y, sk, estimator)
     estimator.fit(X_train, y_train)
     metrics = {name: float(get_scorer(name)(estimator, X_hold, y_hold)) for name in sk["scoring"]}
     try:
