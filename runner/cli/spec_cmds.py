@@ -115,11 +115,17 @@ def plan(
     s = loaded.spec
     fresh, reason = check_lock(s.environment)
     env = load_environment(loaded, relock=False)
-    p = make_plan(loaded, env, use_cache=not no_cache)
-    reasons = explain_misses(p)
+    from runner.cache import TrialCache  # deferred: imports pydantic
+    from runner.stage_run import describe  # deferred: imports Dask
+
+    cache = TrialCache()
+    p = make_plan(loaded, env, use_cache=not no_cache, cache=cache)
+    reasons = explain_misses(p, cache)
+    stages = describe(p, cache)
     info = {
         "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),
         "reused_across_environments": len(p.reused), "to_run": len(p.pending), "why_not_cached": reasons,
+        "stages": stages,
         "environment": {"kind": env.kind, "lock_hash": env.lock_hash, "lock": str(env.lock_file) if env.lock_file else None,
                         "fresh": fresh, "status": reason},
         "code": {"files": len(p.code.files), "hash": p.code.hash},
@@ -132,7 +138,11 @@ def plan(
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("spec", f"{loaded.display} ({s.name})")
+    if "prepare" in stages:
+        table.add_row("prepare", stages["prepare"])
     table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
+    if "final" in stages:
+        table.add_row("final", stages["final"])
     if p.reused:
         table.add_row("", f"{len(p.reused):,} of the cached ran in another environment that differs only in "
                           "distributions they did not import")  # fmt: skip
