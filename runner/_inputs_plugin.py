@@ -44,10 +44,41 @@ class InputsPlugin(WorkerPlugin):
         module = sys.modules.get(INPUTS_MODULE)
         if module is None:
             module = sys.modules.setdefault(INPUTS_MODULE, types.ModuleType(INPUTS_MODULE))
-        if not hasattr(module, "paths"):
-            module.paths = {}  # type: ignore[attr-defined]
+        for attr in ("paths", "signatures", "reinstall"):
+            if not hasattr(module, attr):
+                setattr(module, attr, {})
         for _name, (digest, files) in self.inputs.items():
-            module.paths[digest] = str(install_files(base, digest, files))
+            install(module, base, digest, files)
+
+
+def install(module: Any, base: Path, digest: str, files: list[tuple[str, bytes]]) -> None:
+    """Install (again) and register the outputs ``digest``: its directory, the
+    signature trials are checked against, and how to put it back."""
+    root = install_files(base, digest, files)
+    module.paths[digest] = str(root)
+    module.signatures[digest] = signature(root)
+    module.reinstall[digest] = lambda: _reinstall(module, base, digest, files)
+
+
+def _reinstall(module: Any, base: Path, digest: str, files: list[tuple[str, bytes]]) -> None:
+    root = base / digest
+    if root.exists():
+        for p in [root, *root.rglob("*")]:
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
+    install(module, base, digest, files)
+
+
+def signature(root: Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of every entry under ``root``: what a trial must leave as it found.
+    Read-only modes do not stop a worker running as root; this notices the change.
+    (As runner.worker.stage.signature.)"""
+    out = []
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out.append((p.relative_to(root).as_posix(), st.st_size if p.is_file() else -1, st.st_mtime_ns))
+    return out
 
 
 def _safe_rel(rel: str) -> PurePosixPath:

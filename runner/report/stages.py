@@ -68,6 +68,10 @@ def _final_model(final: dict[str, Any]) -> str:
     if final.get("error"):
         items.append(("error", h.mono(final.get("error"), 400)))
     out.append(h.dl(items))
+    files = _mapping(final.get("files"))
+    if files:
+        rows = [[h.Cell(h.mono(rel)), h.Cell(h.mono(sha))] for rel, sha in sorted(files.items())[:50]]
+        out.append(h.table(["file written by the final stage", "sha256"], rows))
     metrics = _mapping(final.get("metrics"))
     if metrics:
         label = "holdout metric" if holdout else "metric"

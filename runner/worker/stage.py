@@ -46,6 +46,30 @@ def input_paths() -> dict[str, str]:
     return module.paths  # type: ignore[no-any-return]
 
 
+def signature(root: Path) -> list[tuple[str, int, int]]:
+    """As runner._inputs_plugin.signature: (path, size, mtime) of every entry under ``root``."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out.append((p.relative_to(root).as_posix(), st.st_size if p.is_file() else -1, st.st_mtime_ns))
+    return out
+
+
+def check_inputs(wanted: dict[str, str] | None) -> str | None:
+    """After a trial: the stage outputs it was given are as installed, else they are
+    put back and the trial fails (it changed what every other trial reads)."""
+    module = sys.modules.get(INPUTS_MODULE)
+    if module is None or not wanted:
+        return None
+    for name, digest in wanted.items():
+        path = module.paths.get(digest)
+        if path is None or signature(Path(path)) == module.signatures.get(digest):
+            continue
+        module.reinstall[digest]()
+        return f"the trial changed ctx.inputs[{name!r}] ({path}); stage outputs are read-only (they were restored)"
+    return None
+
+
 def resolve_inputs(wanted: dict[str, str] | None) -> dict[str, str]:
     """name -> local directory of each stage output a task names by digest."""
     paths = input_paths()

@@ -29,7 +29,7 @@ from .context import TrialContext, number
 from .guard import Watchdog, install_routers, raise_in
 from .probe import imported_distributions
 from .sklearn_trial import sklearn_trial
-from .stage import resolve_inputs
+from .stage import check_inputs, resolve_inputs
 
 STOPPED: set[str] = set()  # runs whose driver asked that no further trial starts
 STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a result is not streamed (only returned)
@@ -105,6 +105,9 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         raise_in(threading.get_ident(), None)
         out_router.local.buffer = None
         err_router.local.buffer = None
+    changed = check_inputs(task.get("inputs"))  # put back whatever the trial did to them
+    if changed and result["status"] == "ok":
+        result.update(status="error", failure_class="error", error=changed)
     result["start"] = start
     result["end"] = time.time()
     result["history"] = ctx.history
