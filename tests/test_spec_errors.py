@@ -61,6 +61,13 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
     ("data-file-missing", GOOD + "data:\n  iris: {path: nowhere.csv}\n", [":10 data.iris.path", "file not found"]),
     ("list-without-points", GOOD.replace("method: grid", "method: list"), ["sweep.points", "non-empty list of points"]),
     ("secret-not-an-env-name", GOOD + "secrets: [\"not valid\"]\n", [":9 secrets[0]", "not an environment variable name"]),
+    ("prepare-function-typo", GOOD + "prepare: {function: 'experiments.train:rnu'}\n", [":9 prepare.function", "did you mean 'run'"]),
+    ("prepare-unknown-key", GOOD + "prepare: {function: 'experiments.train:run', parms: {a: 1}}\n", ["prepare.parms", "did you mean 'params'"]),
+    ("final-without-objective", GOOD + "final: {function: 'experiments.train:run'}\n", [":9 final", "set sweep.objective"]),
+    ("final-and-holdout", "xrun: 1\nname: demo\ntrial:\n  sklearn: {estimator: sklearn.svm.SVC, dataset: 'sklearn.datasets:load_iris', holdout: 0.2}\n"
+     "final: {function: 'experiments.train:run'}\n", [":5 final", "built-in final stage"]),
+    ("holdout-out-of-range", "xrun: 1\nname: demo\ntrial:\n  sklearn:\n    estimator: sklearn.svm.SVC\n    dataset: 'sklearn.datasets:load_iris'\n    holdout: 1.5\n",
+     [":7 trial.sklearn.holdout", "less than 1"]),
 ]
 
 

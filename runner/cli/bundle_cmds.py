@@ -48,6 +48,10 @@ def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"
     points = points_table([t for t in trials if isinstance(t, dict)], metric, goal, limit=20)
     if points is not None:
         out.print(points)
+    from runner.cli.progress import stage_lines  # deferred: imports Dask
+
+    for line in stage_lines(b.root):
+        out.print(line, markup=False)
 
 
 @app.command("ls")

@@ -100,6 +100,34 @@ class Progress:
         points = points_table(trials, metric, goal, limit=10)
         if points is not None:
             self.console.print(points)
+        for line in stage_lines(result.bundle):
+            self.console.print(line, markup=False)
+
+
+def stage_lines(bundle: Any) -> list[str]:
+    """One line per prepare / final stage of a bundle (its files come from anyone: cleaned)."""
+    import json as _json
+
+    try:
+        stages = _json.loads((bundle / "stages.json").read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for name in ("prepare", "final"):
+        rec = stages.get(name) if isinstance(stages, dict) else None
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("status") == "ok":
+            how = "cached" if rec.get("cached") else "ran"
+            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())[:6])
+            out.append(f"{name}: {how}" + (f" — {shown}" if shown else ""))
+            files = rec.get("files") if isinstance(rec.get("files"), dict) else {}
+            if name == "final":
+                out += [f"  {rec.get('dir')}/{rel}  sha256 {str(sha)[:16]}…" for rel, sha in sorted(files.items())[:5]]
+        else:
+            out.append(f"{name}: {rec.get('status')} — {rec.get('error') or rec.get('reason') or ''}")
+    return [clean(line) for line in out]
 
 
 def _read_trials(bundle: Any) -> list[dict[str, Any]]:
