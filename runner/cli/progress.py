@@ -119,10 +119,10 @@ def stage_lines(bundle: Any) -> list[str]:
             continue
         if rec.get("status") == "ok":
             how = "cached" if rec.get("cached") else "ran"
-            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+            metrics: dict[str, Any] = rec["metrics"] if isinstance(rec.get("metrics"), dict) else {}
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())[:6])
             out.append(f"{name}: {how}" + (f" — {shown}" if shown else ""))
-            files = rec.get("files") if isinstance(rec.get("files"), dict) else {}
+            files: dict[str, Any] = rec["files"] if isinstance(rec.get("files"), dict) else {}
             if name == "final":
                 out += [f"  {rec.get('dir')}/{rel}  sha256 {str(sha)[:16]}…" for rel, sha in sorted(files.items())[:5]]
         else:
