@@ -207,6 +207,17 @@ def test_a_failing_prepare_stops_the_run_before_any_trial(tmp_path: Path, run_xr
     assert not (tmp_path / "final.count").exists()
 
 
+def test_prepare_outputs_beyond_the_scheduler_bound_fail_clearly(tmp_path: Path, run_xrun) -> None:
+    spec = staged_project(tmp_path, n=2)
+    prep = tmp_path / "labs" / "prep.py"
+    prep.write_text(prep.read_text().replace('    return {"rows": 3}', '    Path(ctx.output_dir, "big.bin").write_bytes(bytes(65 * 2**20))\n    return {"rows": 3}'))
+    res = run_xrun(spec, "-o", tmp_path / "runs")
+    assert res.code == 1, res.err
+    assert "prepare wrote 65.0 MiB to ctx.output_dir; at most 64 MiB travel to the workers" in res.err
+    assert "object storage" in res.err
+    assert not (tmp_path / "final.count").exists()
+
+
 def test_a_failing_final_keeps_the_sweep_and_says_so(tmp_path: Path, run_xrun) -> None:
     spec = staged_project(tmp_path, fail_final=True, n=4)
     res = run_xrun(spec, "-o", tmp_path / "runs")

@@ -220,5 +220,14 @@ def check_claims(w: Walker, step: str, command: str, proc: subprocess.CompletedP
         assert meta["backend"] == "kubernetes" and meta["cluster_started"] is False
     elif command.startswith("xrun reproduce"):
         assert "verdict: match" in proc.stderr
+    elif command == "xrun specs/pipeline.yaml":
+        final = json.loads((w.bundles["pipeline"][-1] / "final.json").read_text())
+        assert final["status"] == "ok" and final["metrics"]["test_accuracy"] > 0.9 and "model.skops" in final["files"]
+        assert "final: ran" in proc.stderr
+    elif command == "xrun plan specs/pipeline.yaml":
+        assert "prepare      cached" in proc.stdout and "final        cached" in proc.stdout
+    elif command.startswith("xrun run specs/quickstart.yaml --set trial.sklearn.holdout"):
+        final = json.loads((w.bundles["quickstart"][-1] / "final.json").read_text())
+        assert final["holdout"]["n_holdout"] == 30 and final["model"]["sha256"] == final["files"]["model.skops"]
     elif command.startswith("xrun diff"):
         assert "backend: docker → kubernetes" in proc.stdout
