@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 from runner import config
 from runner import sweep as sweep_mod
+from runner._redact import scrub
 from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
 from runner.bundle.points import best_point
 from runner.bundle.write import BundleWriter, driver_info
@@ -121,8 +123,6 @@ def run_plan(
         options=Options(fail_fast=options.fail_fast, max_in_flight=max(4, 2 * slots + 2), slots=slots),
         on_event=options.on_event, stop=options.stop, redact=list(secrets.values()),
     )  # fmt: skip
-    from runner._redact import scrub
-
     redact = list(secrets.values())
     stages = StageRunner(plan, writer, cache, run_id, data_paths=executor.data_paths, data_sha256=executor.data_sha256,
                          scrub=lambda value: scrub(value, redact))  # fmt: skip
@@ -284,9 +284,7 @@ def _preload_sealing() -> threading.Thread:
 
 def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],
              host: dict[str, Any], status_cb: Callable[[str], None], stages: StageRunner) -> None:  # fmt: skip
-    import warnings
-
-    from distributed import Client
+    from distributed import Client  # deferred: imports Dask
 
     from runner import _plugin  # deferred: imports Dask
 
@@ -312,7 +310,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             ) from None
         connected = len(client.scheduler_info().get("workers", {}))
         status_cb(f"{connected} worker{'s' if connected != 1 else ''} connected")
-        import cloudpickle
+        import cloudpickle  # deferred: comes with Dask
 
         cloudpickle.register_pickle_by_value(_plugin)
         plugin = _plugin.XrunPlugin(_plugin.worker_sources(), plan.code.archive, plan.code.hash, secrets)

@@ -36,6 +36,7 @@ from runner.errors import InfraError, StageFailed
 from runner.plan import Plan, key_trials
 from runner.stages import (
     MAX_INPUT_BYTES,
+    PENDING,
     MAX_STAGE_FILES_BYTES,
     StageState,
     files_digest,
@@ -138,9 +139,9 @@ class StageRunner:
     def _install(self, client: Any, st: StageState) -> None:
         if client is None:  # no cluster: every trial and the final stage are cached
             return
-        import cloudpickle
+        import cloudpickle  # deferred: with Dask
 
-        from runner import _inputs_plugin
+        from runner import _inputs_plugin  # deferred: imports Dask
 
         cloudpickle.register_pickle_by_value(_inputs_plugin)
         client.register_plugin(_inputs_plugin.InputsPlugin({st.name: (str(st.digest), st.files)}))
@@ -220,7 +221,7 @@ class StageRunner:
             "run": self.run_id,
         }
         log.info("running the %s stage", st.name)
-        from distributed import KilledWorker
+        from distributed import KilledWorker  # deferred: imports Dask
 
         for attempt in range(1, LOST_TRIES + 1):
             key = f"xrun-stage-{st.name}-{attempt}-{self.run_id[-6:]}"
@@ -323,8 +324,6 @@ def stage_dirs(bundle: Path) -> dict[str, Path]:
 
 def describe(plan: Plan, cache: TrialCache) -> dict[str, str]:
     """What ``xrun plan`` says of each stage: cached, or when it runs and why."""
-    from runner.stages import PENDING
-
     out: dict[str, str] = {}
     st = plan.stages
     if st.prepare is not None:

@@ -114,6 +114,7 @@ def write_crate(bundle_dir: Path) -> Path:
 
 def crate_metadata(bundle_dir: Path) -> dict[str, Any]:
     """The JSON-LD of a bundle's crate (read from the bundle, nothing written)."""
+    # deferred: ro-crate is slow to import; only when sealing
     from rocrate.model.contextentity import ContextEntity
     from rocrate.rocrate import ROCrate
 
@@ -198,7 +199,7 @@ def _stage_actions(crate: ROCrate, root: Path, app: Entity, inputs: list[Entity]
     """One ``CreateAction`` per stage of ``stages.json``: prepare reads the run's
     inputs and makes its outputs; final reads them, the prepare outputs and the
     trials, and makes its artifacts and ``final.json``."""
-    from rocrate.model.contextentity import ContextEntity
+    from rocrate.model.contextentity import ContextEntity  # deferred: imports rocrate (slow)
 
     stages = _read_json(root / "stages.json")
     if not isinstance(stages, dict):
@@ -334,6 +335,7 @@ class _Payload:
 
 def _add_data_inputs(crate: ROCrate, data: Any) -> list[Entity]:
     """Data inputs live outside the bundle: contextual ``#data-<name>`` entities."""
+    # deferred: ro-crate is slow to import; only when sealing
     from rocrate.model.contextentity import ContextEntity
 
     out: list[Entity] = []

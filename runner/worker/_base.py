@@ -28,7 +28,7 @@ class DataChanged(BaseException):
 
 def current_worker() -> Any:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # deferred: imports Dask
 
         return get_worker()
     except Exception:

@@ -130,7 +130,7 @@ def _files(root: Path, limit: int) -> tuple[list[tuple[str, bytes]], int]:
 
 def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     """Run one stage; always returns a result dict."""
-    from .trial import SECRETS, _check_metrics, scrub
+    from .trial import SECRETS, _check_metrics, scrub  # deferred: .trial imports this module
 
     name = task["stage"]
     out_router, err_router = install_routers()
@@ -215,7 +215,7 @@ def _dispatch(task: dict[str, Any], ctx: StageContext) -> Any:
 def _sklearn_final(sk: dict[str, Any], task: dict[str, Any], ctx: StageContext) -> dict[str, float]:
     """Refit the best estimator on the training part, score it on the holdout
     with every scorer, save it with skops (and its sha256)."""
-    from sklearn.metrics import get_scorer
+    from sklearn.metrics import get_scorer  # deferred: scikit-learn only where a stage needs it
 
     best = ctx.best or {}
     estimator_cls = _import(sk["estimator"])
