@@ -36,8 +36,8 @@ from runner.errors import InfraError, StageFailed
 from runner.plan import Plan, key_trials
 from runner.stages import (
     MAX_INPUT_BYTES,
-    PENDING,
     MAX_STAGE_FILES_BYTES,
+    PENDING,
     StageState,
     files_digest,
     final_key,
