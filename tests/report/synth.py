@@ -16,6 +16,7 @@ from typing import Any
 # The report's section anchors, in page order.
 SECTIONS = (
     "run",
+    "stages",
     "best",
     "points",
     "curves",

@@ -266,3 +266,27 @@ def test_without_matplotlib_the_report_still_has_its_tables(tmp_path: Path) -> N
     page = out.stdout
     assert "Plots need matplotlib" in section(page, "objective")
     assert "t00000" in section(page, "trials") and plots(page) == 0
+
+
+def test_final_model_section_shows_holdout_metrics_and_hash_escaped(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "b", n=6)
+    evil = "<script>alert('x')</script>"
+    sha = "ab" * 32
+    (bundle / "stages.json").write_text(json.dumps({
+        "prepare": {"status": "ok", "cached": True, "cached_from": evil, "key": "k" * 64, "files": {"t.json": "1" * 64}, "digest": "d" * 64},
+        "final": {"status": "ok", "cached": False, "key": "f" * 64, "files": {"model.skops": sha}, "digest": "e" * 64},
+    }))  # fmt: skip
+    (bundle / "final.json").write_text(json.dumps({
+        "status": "ok", "metrics": {"accuracy": 0.9375, evil: 1.0}, "files": {"model.skops": sha},
+        "best": {"params": {"C": 1}, "metric": "accuracy", "value": 0.91, "n": 2},
+        "model": {"path": "stages/final/artifacts/model.skops", "sha256": sha, "format": "skops", "untrusted_types": [evil]},
+        "holdout": {"fraction": 0.2, "n_holdout": 32, "n_train": 128, "stratified": True, "seed": 0},
+    }))  # fmt: skip
+    page = render_report(bundle)
+    part = section(page, "stages")
+    assert "Final model" in part and sha in part and "0.9375" in part and "32 held out" in part
+    assert evil not in page and html.escape(evil, quote=True) in part
+    assert "could not be rendered" not in page
+    # without stages: a short note, no error
+    plain = render_report(make_bundle(tmp_path / "plain", n=3))
+    assert "no prepare or final stage" in section(plain, "stages")
