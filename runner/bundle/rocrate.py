@@ -226,8 +226,11 @@ def _stage_actions(crate: ROCrate, root: Path, app: Entity, inputs: list[Entity]
         if state == FAILED:
             props["error"] = str(rec.get("error") or rec.get("reason") or rec.get("status"))
         for key, field in (("start", "startTime"), ("end", "endTime")):
-            if isinstance(rec.get(key), (int, float)):
-                props[field] = _iso(datetime.fromtimestamp(rec[key], tz=timezone.utc))
+            if isinstance(rec.get(key), (int, float)) and not isinstance(rec.get(key), bool):
+                try:
+                    props[field] = _iso(datetime.fromtimestamp(rec[key], tz=timezone.utc))
+                except (OverflowError, ValueError, OSError):  # a bundle's file says anything
+                    pass
         action = crate.add(ContextEntity(crate, f"#stage-{name}", properties=props))
         actions.append(action)
         if name == "prepare":

@@ -81,7 +81,8 @@ def validate(bundle: Path, cache: Path) -> list[str]:
 
 
 def process_run_problems(crate: dict[str, Any]) -> list[str]:
-    """What the validator does not check at REQUIRED level: the run itself is there.
+    """What the validator does not check at REQUIRED level: the run itself is there
+    (with one more action per prepare / final stage), each mentioned by the root.
 
     The profile's MUST shapes target CreateAction instances, so a crate with no
     action at all passes them; xrun's crates must describe the run.
@@ -90,13 +91,15 @@ def process_run_problems(crate: dict[str, Any]) -> list[str]:
     root = graph.get("./", {})
     actions = [e for e in graph.values() if e.get("@type") == "CreateAction"]
     problems = []
-    if len(actions) != 1:
-        problems.append(f"expected one CreateAction, found {len(actions)}")
-    else:
-        mentions = root.get("mentions")
-        mentions = mentions if isinstance(mentions, list) else [mentions]
-        if {"@id": actions[0]["@id"]} not in mentions:
-            problems.append("the root does not mention the CreateAction")
+    if "#run" not in {a["@id"] for a in actions}:
+        problems.append("no CreateAction for the run")
+    if not all(a["@id"] in ("#run", "#stage-prepare", "#stage-final") for a in actions):
+        problems.append(f"unexpected actions: {sorted(a['@id'] for a in actions)}")  # the run, then one per stage
+    mentions = root.get("mentions")
+    mentions = mentions if isinstance(mentions, list) else [mentions]
+    for action in actions:
+        if {"@id": action["@id"]} not in mentions:
+            problems.append(f"the root does not mention the CreateAction {action['@id']}")
     return problems
 
 
@@ -304,7 +307,7 @@ def test_the_validator_rejects_a_broken_crate(bundle: Path, context_cache: Path)
     # apply to actions); our own check catches it.
     without_action = copy.deepcopy(good)
     without_action["@graph"] = [e for e in without_action["@graph"] if e["@type"] != "CreateAction"]
-    assert process_run_problems(without_action) == ["expected one CreateAction, found 0"]
+    assert process_run_problems(without_action) == ["no CreateAction for the run"]
 
 
 def test_validation_fails_when_the_context_is_not_cached(bundle: Path, tmp_path: Path) -> None:
@@ -398,3 +401,28 @@ def test_a_directory_that_is_not_a_bundle_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a bundle"):
         write_crate(tmp_path)
     assert not (tmp_path / "ro-crate-metadata.json").exists()
+
+
+def test_each_stage_is_an_action_with_its_inputs_and_outputs_linked(bundle: Path, context_cache: Path) -> None:
+    (bundle / "stages" / "prepare" / "outputs").mkdir(parents=True)
+    (bundle / "stages" / "prepare" / "outputs" / "table.json").write_text("{}")
+    (bundle / "stages" / "prepare.log").write_text("prepared\n")
+    (bundle / "stages" / "final" / "artifacts").mkdir(parents=True)
+    (bundle / "stages" / "final" / "artifacts" / "model.skops").write_bytes(b"PK")
+    (bundle / "final.json").write_text(json.dumps({"status": "ok", "metrics": {"accuracy": 0.9}}))
+    (bundle / "stages.json").write_text(json.dumps({
+        "prepare": {"status": "ok", "cached": True, "start": 1_795_000_000.0, "end": 1e300},  # an end no clock has
+        "final": {"status": "error", "error": "the refit diverged"},
+    }))  # fmt: skip
+    seal(bundle)
+    assert validate(bundle, context_cache) == []
+    assert process_run_problems(crate_of(bundle)) == []
+    graph = graph_of(bundle)
+    prepare, final, run = graph["#stage-prepare"], graph["#stage-final"], graph["#run"]
+    assert prepare["actionStatus"] == COMPLETED and "endTime" not in prepare and prepare["startTime"]
+    assert {"stages/prepare/", "stages/prepare.log"} == set(ids(prepare["result"]))
+    assert "spec.yaml" in ids(prepare["object"]) and "stages/prepare/" in ids(run["object"])
+    assert final["actionStatus"] == FAILED and final["error"] == "the refit diverged"
+    assert {"stages/prepare/", "trials.jsonl", "spec.yaml"} <= set(ids(final["object"]))
+    assert {"stages/final/", "final.json"} <= set(ids(final["result"]))
+    assert set(ids(graph["./"]["mentions"])) == {"#run", "#stage-prepare", "#stage-final"}
