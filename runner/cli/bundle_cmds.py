@@ -118,6 +118,9 @@ def reproduce(
         t.add_row(safe(str(r.trial)), safe(str(r.metric)), _num(r.recorded), _num(r.reproduced), _num(r.delta),
                   "[green]yes[/]" if r.match else "[red]NO[/]")  # fmt: skip
     err.print(t)
+    for st in result.stages:  # prepare / final: by sha256, else by metrics within tolerance
+        how = "same sha256" if st["by"] == "sha256" and st["match"] else f"compared by {st['by']}"
+        err.print(f"{safe(st['stage'])} stage: {'[green]match[/]' if st['match'] else '[red]MISMATCH[/]'} ({how})")
     for p in result.problems:
         err.print(f"[red]problem:[/] {safe(p)}")
     _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")

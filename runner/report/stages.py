@@ -19,7 +19,7 @@ def _mapping(value: Any) -> dict[str, Any]:
 def stages_section(run: Run) -> str:
     stages = _mapping(_read_json(run.root, "stages.json"))
     final = _mapping(_read_json(run.root, "final.json"))
-    if not stages and not final:
+    if not stages and not final and not _mapping(run.reproduce).get("stages"):
         return '<p class="note">This run has no prepare or final stage.</p>'
     parts = []
     rows = []
@@ -41,6 +41,13 @@ def stages_section(run: Run) -> str:
         parts.append(h.table(["stage", "status", "", "key", "files", "outputs sha256"], rows))
     if final:
         parts.append(_final_model(final))
+    reproduced = [r for r in _mapping(run.reproduce).get("stages") or [] if isinstance(r, dict)]
+    if reproduced:
+        parts.append("<h3>Reproduction of the stages</h3>")
+        parts.append(h.table(["stage", "compared by", "match", "files that differ"], [
+            [h.text(r.get("stage")), h.text(r.get("by")), h.Cell(h.badge("match" if r.get("match") else "mismatch")),
+             h.text(", ".join(map(str, r.get("differ") or [])) or "—")] for r in reproduced
+        ]))  # fmt: skip
     return "\n".join(parts)
 
 
