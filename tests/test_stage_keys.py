@@ -127,3 +127,24 @@ def test_reproduced_stages_compare_by_hash_then_by_metrics() -> None:
     assert "prepare stage: its files differ (t)" in problems[0]
     _, problems = compare_stages(old, {"final": {"status": "error", "error": "boom"}}, {})
     assert problems == ["prepare stage: did not run", "final stage: boom"]
+
+
+@given(n=st.integers(20, 200), fraction=st.floats(0.1, 0.5), seed=st.integers(0, 2**32 - 1), classes=st.integers(2, 4))
+def test_the_holdout_split_is_disjoint_complete_stratified_and_seeded(n: int, fraction: float, seed: int, classes: int) -> None:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from runner.worker.sklearn_trial import holdout_split
+
+    X = np.arange(n, dtype=float).reshape(-1, 1)  # the row number: which rows went where
+    y = np.array([i % classes for i in range(n)])
+    sk = {"holdout": fraction, "holdout_seed": seed}
+    X_train, X_hold, y_train, y_hold, facts = holdout_split(X, y, sk, LogisticRegression())
+    train, hold = set(X_train[:, 0]), set(X_hold[:, 0])
+    assert not train & hold and train | hold == set(range(n))
+    assert facts == {"fraction": fraction, "seed": seed, "stratified": True, "n_train": len(train), "n_holdout": len(hold)}
+    for c in range(classes):  # each class is held out in proportion (to one row)
+        assert abs(int((y_hold == c).sum()) - (y == c).sum() * len(hold) / n) <= 1
+    again = holdout_split(X, y, sk, LogisticRegression())
+    assert np.array_equal(again[1], X_hold)  # the same rows every time: trials and the final stage agree
+    assert holdout_split(X, y.astype(float), sk, Ridge())[4]["stratified"] is False
