@@ -148,3 +148,22 @@ def test_the_holdout_split_is_disjoint_complete_stratified_and_seeded(n: int, fr
     again = holdout_split(X, y, sk, LogisticRegression())
     assert np.array_equal(again[1], X_hold)  # the same rows every time: trials and the final stage agree
     assert holdout_split(X, y.astype(float), sk, Ridge())[4]["stratified"] is False
+
+
+def test_a_saved_model_has_the_same_bytes_however_often_it_is_saved() -> None:
+    import numpy as np
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
+    from runner.worker.stage import stable_skops
+
+    X = np.random.RandomState(0).rand(60, 4)
+    y = np.arange(60) % 3
+    models = [RandomForestClassifier(n_estimators=3, random_state=1).fit(X, y) for _ in range(2)]
+    raw = [sio.dumps(m) for m in models]
+    assert raw[0] != raw[1]  # skops names objects by id(): each save differs
+    stable = [stable_skops(b) for b in raw]
+    assert stable[0] == stable[1]
+    loaded = sio.loads(stable[0], trusted=sio.get_untrusted_types(data=stable[0]))
+    assert np.array_equal(loaded.predict(X), models[0].predict(X))
+    assert sorted(sio.get_untrusted_types(data=stable[0])) == sorted(sio.get_untrusted_types(data=raw[0]))

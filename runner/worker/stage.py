@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import threading
 import time
 import traceback
 import types
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,49 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     return scrub(result, SECRETS)  # type: ignore[no-any-return]
 
 
+def stable_skops(blob: bytes) -> bytes:
+    """A skops file whose bytes depend only on the model: skops names objects and
+    array files by ``id()`` (different in every process); they are renumbered in
+    order of first appearance, and the zip written with sorted members and a
+    fixed time. Then ``xrun reproduce`` can compare a refitted model by sha256."""
+    with zipfile.ZipFile(io.BytesIO(blob)) as src:
+        members = {info.filename: src.read(info.filename) for info in src.infolist()}
+    schema = members.pop("schema.json").decode("utf-8")
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        old = match.group(2)
+        new = numbers.setdefault(old, str(len(numbers) + 1))
+        return match.group(0).replace(old, new)
+
+    schema = re.sub(r'("__id__": |"file": ")(\d+)', renumber, schema)
+    renamed = {"schema.json": schema.encode("utf-8")}
+    for name, data in members.items():
+        stem, dot, ext = name.partition(".")
+        if stem not in numbers:
+            return blob  # a member this does not understand: leave the file as skops wrote it
+        renamed[numbers[stem] + dot + ext] = data
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in sorted(renamed):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            dst.writestr(info, renamed[name])
+    return out.getvalue()
+
+
+def _same_predictions(sio: Any, blob: bytes, estimator: Any, X: Any) -> bool:
+    """The rewritten file loads into a model that predicts as the fitted one."""
+    try:
+        import numpy as np  # deferred: only where a model is saved
+
+        loaded = sio.loads(blob, trusted=sio.get_untrusted_types(data=blob))  # our own file, just written
+        return bool(np.array_equal(np.asarray(loaded.predict(X)), np.asarray(estimator.predict(X))))
+    except Exception:
+        return False
+
+
 def _dispatch(task: dict[str, Any], ctx: StageContext) -> Any:
     definition = task["definition"]
     if definition.get("builtin") == "sklearn-holdout":
@@ -238,7 +283,9 @@ def _sklearn_final(sk: dict[str, Any], task: dict[str, Any], ctx: StageContext) 
             "the built-in final stage saves the model with skops, which the trial environment lacks: "
             "add skops to it (for environment: current, install xrun[sklearn])"
         ) from None
-    blob = sio.dumps(estimator)  # not byte-stable across processes (skops names arrays by id()): reproduce compares metrics
+    blob = stable_skops(sio.dumps(estimator))
+    if not _same_predictions(sio, blob, estimator, X_hold):
+        blob = sio.dumps(estimator)  # (never seen) keep skops' own bytes rather than a file that loads differently
     (Path(ctx.artifact_dir) / MODEL_FILE).write_bytes(blob)
     ctx.extra.update(
         model={"file": MODEL_FILE, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob), "format": "skops",
