@@ -333,8 +333,8 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             executor.run(client, check=info.check)
             out = executor.outcome
             if not out.interrupted and plan.stages.final is not None:
-                status_cb("running the final stage")
-                stages.final(client, sweep_ok=not (out.counts["failed"] or out.not_run or out.stopped_early))
+                stages.final(client, sweep_ok=not (out.counts["failed"] or out.not_run or out.stopped_early),
+                             on_status=status_cb)  # fmt: skip
             if not executor.outcome.interrupted:
                 try:
                     if len(reports) < info.workers:  # a short run may end while the last workers join

@@ -159,7 +159,7 @@ class StageRunner:
 
     # ------------------------------------------------------------------ final
 
-    def final(self, client: Any, *, sweep_ok: bool) -> None:
+    def final(self, client: Any, *, sweep_ok: bool, on_status: Callable[[str], None] | None = None) -> None:
         """After the sweep: the final stage with the best point (only when every trial succeeded)."""
         st = self.stages.final
         if st is None:
@@ -185,6 +185,8 @@ class StageRunner:
             return
         if client is None:
             raise InfraError("the final stage must run but no cluster is up")  # need_cluster() said otherwise
+        if on_status is not None:
+            on_status(f"running the final stage with the best point {best.get('params')}")
         result = self._run(client, st, best=best, inputs=dict(self.plan.inputs), max_bytes=MAX_STAGE_FILES_BYTES)
         if result["status"] != "ok":
             self.failed = "final"
