@@ -116,7 +116,7 @@ class TrialCache:
     def _set_aside(self, why: str) -> None:
         """Move a database that cannot be one out of the way (kept, for a look),
         under a lock so that concurrent runs do it once."""
-        from filelock import FileLock
+        from filelock import FileLock  # deferred: only when the cache is written
 
         with FileLock(str(self.db_path) + ".lock", timeout=60):
             try:
@@ -324,7 +324,7 @@ class TrialCache:
         return self.runs / f"{name}.jsonl"
 
     def record_run(self, name: str, record: dict[str, Any]) -> None:
-        from filelock import FileLock
+        from filelock import FileLock  # deferred: only when the cache is written
 
         if self.unwritable is not None:
             return
