@@ -78,6 +78,11 @@ class TrialCache:
         self._conn_pid = 0
         self._lock = threading.RLock()  # one connection, shared by the driver's threads
         self._in_batch = 0  # nesting depth of batch(): its transaction is open
+        # Entries of earlier releases (files under trials/) are looked for only
+        # where there may be some: not in a new cache (this release makes
+        # trials/ only for artifacts).
+        self._legacy = self.trials.is_dir()
+        self._import_sets: dict[str, str] = {}  # imported-versions JSON -> digest, stored by this process
 
     # ------------------------------------------------------------- the database
 
@@ -185,7 +190,7 @@ class TrialCache:
             entry = _decode(row[0], key)
             if entry is not None:
                 return entry
-        return _decode(_read_regular(self._path(key)), key)
+        return _decode(_read_regular(self._path(key)), key) if self._legacy else None
 
     def contains(self, key: str) -> bool:
         return self.get(key) is not None
@@ -218,7 +223,7 @@ class TrialCache:
 
     def _put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]]) -> None:
         key = entry["key"]
-        if _decode(_read_regular(self._path(key)), key) is not None:
+        if self._legacy and _decode(_read_regular(self._path(key)), key) is not None:
             return  # a valid entry from an earlier release: the first valid result stays
         conn = self._db(create=True)
         assert conn is not None
@@ -288,14 +293,19 @@ class TrialCache:
         if self.unwritable is not None:
             return
         body = json.dumps(imported, sort_keys=True, separators=(",", ":"))
-        from runner.sweep import sha256_hex
-
-        digest = sha256_hex(body)
         try:
             with self._lock:
                 conn = self._db(create=True)
                 assert conn is not None
-                conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)", (digest, body.encode()))
+                digest = self._import_sets.get(body)
+                if digest is None:  # most trials of a run imported the same versions
+                    from runner.sweep import sha256_hex
+
+                    digest = sha256_hex(body)
+                    conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)",
+                                 (digest, body.encode()))  # fmt: skip
+                    if len(self._import_sets) < 64:
+                        self._import_sets[body] = digest
                 conn.execute("INSERT OR IGNORE INTO imports (scope, key, imported, at) VALUES (?, ?, ?, ?)",
                              (scope, key, digest, time.time()))  # fmt: skip
         except (OSError, sqlite3.Error):

@@ -91,8 +91,8 @@ KINDS = ["truncated", "garbage", "empty", "directory", "json-list", "wrong-shape
 
 @pytest.mark.parametrize(("store", "kind"), [("row", k) for k in ROW_KINDS] + [("file", k) for k in KINDS])
 def test_a_corrupt_entry_is_a_miss_and_the_next_result_replaces_it(tmp_path: Path, store: str, kind: str) -> None:
+    (corrupt_row if store == "row" else corrupt)(TrialCache(tmp_path), KEY, kind)
     cache = TrialCache(tmp_path)
-    (corrupt_row if store == "row" else corrupt)(cache, KEY, kind)
     assert cache.get(KEY) is None
     cache.put(entry(score=2.0), [("out/model.txt", b"weights")])
     assert cache.get(KEY) == entry(score=2.0)
@@ -169,6 +169,7 @@ def test_any_entry_bytes_are_a_miss_or_a_valid_hit(tmp_path_factory, data: bytes
         path = cache._path(KEY)
         path.parent.mkdir(parents=True)
         path.write_bytes(data)
+        cache = TrialCache(cache.root)  # as on a cache an earlier release wrote
     got = cache.get(KEY)
     if got is not None:
         assert got["key"] == KEY and got["status"] == "ok"
@@ -335,3 +336,13 @@ def test_full_disk_under_the_bundle_exits_3_with_a_terminal_status(project, run_
     assert again.code == 0, again.err
     cached = {r["key"] for r in read_journal(again.bundle / "trials.jsonl") if r["cached"]}
     assert journaled <= cached and cached
+
+
+def test_an_entry_an_earlier_release_wrote_is_still_a_hit(tmp_path: Path) -> None:
+    path = TrialCache(tmp_path)._path(KEY)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(entry(score=7.0)))
+    cache = TrialCache(tmp_path)  # opened on a cache an earlier release filled
+    assert cache.get(KEY) == entry(score=7.0)
+    cache.put(entry(score=8.0))  # the first valid result stays
+    assert TrialCache(tmp_path).get(KEY) == entry(score=7.0)
