@@ -22,7 +22,7 @@ from runner.objective import Objective, objective_of
 from runner.spec import FunctionTrial, LoadedSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per trial: a million of them in a large sweep
 class PlannedTrial:
     point: sweep_mod.TrialPoint
     key: str
