@@ -77,6 +77,7 @@ class Sample:
     spawn_epoch: float = 0.0  # time.time() at spawn: for start-to-first-trial
     driver_cpu_s: float | None = None  # user+system CPU of the process itself (last psutil poll)
     bundle: str = ""  # xrun: the bundle directory, when kept
+    journaled: int | None = None  # xrun, killed: trial records in its journal
 
     @property
     def ok(self) -> bool:
@@ -236,7 +237,12 @@ def xrun_run(
         sealed = (bundles[-1].parent / "MANIFEST.sha256").exists()
         if s.timed_out:
             counts = meta.get("counts") or {}
-            s.note = (
+            try:  # what the killed run had recorded: a throughput to compare
+                with open(bundles[-1].parent / "trials.jsonl", "rb") as fh:
+                    s.journaled = sum(1 for _ in fh)
+            except OSError:
+                pass
+            s.note = (f"journaled {s.journaled} trials before it was killed; " if s.journaled is not None else "") + (
                 f"killed at {timeout:.0f} s; status {meta.get('status')!r}, counts {counts}, "
                 f"trial phase {s.run_seconds} s, bundle {'sealed' if sealed else 'not sealed (killed while writing the report/manifest)'}"
             )
@@ -826,7 +832,8 @@ def render_phases(data: dict[str, Any]) -> list[str]:
     L = ["## Before / after", "",
          "| benchmark | case | before: xrun | before: peer | after: xrun | after: peer | ratio before → after | goal | status (after) |",
          "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in [n for n in NAMES if n in before or n in after]:
+    names = list(NAMES) + sorted((set(before) | set(after)) - set(NAMES))  # e.g. a case at another size
+    for name in [n for n in names if n in before or n in after]:
         b, a = before.get(name, {}), after.get(name, {})
         cases = list(dict.fromkeys([r["case"] for r in b.get("rows", [])] + [r["case"] for r in a.get("rows", [])]))
         for case in cases:
@@ -844,7 +851,7 @@ def render_phases(data: dict[str, Any]) -> list[str]:
             L.append(f"| {title} | {case} | {_fig(None, rb)} | {_fig(None, rb, True)} | {_fig(None, ra)} | "
                      f"{_fig(None, ra, True)} | {rt(rb)} → {rt(ra)} | {goal} | {status} |")  # fmt: skip
     for label, ph in (("before", before), ("after", after)):
-        for name in [n for n in NAMES if n in ph]:
+        for name in [n for n in names if n in ph]:
             e = ph[name]
             ld = e.get("load") or {}
             L.append("")
