@@ -49,7 +49,7 @@ PYTHON = sys.executable
 XRUN = str(Path(sys.executable).with_name("xrun"))
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
 NAMES = ("startup", "dispatch", "real", "scale", "resume", "images",
-         "quickstart", "svc", "firstrun", "report", "million", "straggler", "docker", "imagebuild")  # fmt: skip
+         "quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild")  # fmt: skip
 PHASES = ("before", "after")
 
 RESULTS: dict[str, Any] = {}  # name -> benchmark entry, rendered into RESULTS.md
@@ -704,7 +704,7 @@ def _perf_case(name: str) -> Callable[[Ctx], None]:
     return bench
 
 
-for _name in ("quickstart", "svc", "firstrun", "report", "million", "straggler", "docker", "imagebuild"):
+for _name in ("quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild"):
     BENCHMARKS[_name] = _perf_case(_name)
 
 
