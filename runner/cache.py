@@ -28,6 +28,7 @@ bundle.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -299,9 +300,7 @@ class TrialCache:
                 assert conn is not None
                 digest = self._import_sets.get(body)
                 if digest is None:  # most trials of a run imported the same versions
-                    from runner.sweep import sha256_hex
-
-                    digest = sha256_hex(body)
+                    digest = hashlib.sha256(body.encode()).hexdigest()
                     conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)",
                                  (digest, body.encode()))  # fmt: skip
                     if len(self._import_sets) < 64:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any
 
@@ -29,8 +30,6 @@ def _plot_sample(run: Run, trials: list[dict[str, Any]], limit: int = PLOT_TRIAL
     100,000-trial plot takes seconds and looks the same at its resolution."""
     if len(trials) <= limit:
         return trials
-    import random
-
     obj = run.objective
     sign = -1.0 if obj is not None and obj.goal == "maximize" else 1.0
     order = sorted(range(len(trials)), key=lambda i: sign * (run.value(trials[i]) or 0.0))
