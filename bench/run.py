@@ -907,6 +907,10 @@ def render(data: dict[str, Any]) -> str:
         "python bench/run.py --only dispatch --sizes 2000,20000 --xrun-src DIR --out /tmp/old",
         "                                            # an older xrun: mkdir DIR && git archive REV runner | tar -x -C DIR",
         "python bench/run.py --render                # re-render RESULTS.md from results.json",
+        "python bench/run.py --only quickstart,svc,firstrun,report,reportsynth,straggler,docker,imagebuild,million --phase after",
+        "                                            # the performance goals' cases; --phase keeps them as before/after figures",
+        "python bench/run.py --only firstrun --sizes 20000 --xrun-src DIR --phase before --out /tmp/b",
+        "                                            # a first run of 20,000 trials with an older xrun",
         "```",
         "",
         "Use the venv's python: xrun is run as the `xrun` next to it and the baselines with that python. "
