@@ -39,7 +39,6 @@ def merge_bars(
     return out
 
 
-
 def timeline(
     bars: Sequence[tuple[str, float, float, str]],
     workers: Sequence[str],
