@@ -48,7 +48,9 @@ BASELINES = BENCH / "baselines"
 PYTHON = sys.executable
 XRUN = str(Path(sys.executable).with_name("xrun"))
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
-NAMES = ("startup", "dispatch", "real", "scale", "resume", "images")
+NAMES = ("startup", "dispatch", "real", "scale", "resume", "images",
+         "quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild")  # fmt: skip
+PHASES = ("before", "after")
 
 RESULTS: dict[str, Any] = {}  # name -> benchmark entry, rendered into RESULTS.md
 CACHE: dict[Any, Any] = {}  # measurements shared between benchmarks (e.g. dispatch 100k -> scale)
@@ -72,6 +74,10 @@ class Sample:
     run_seconds: float | None = None  # xrun: bundle.json duration_seconds (trials phase)
     note: str = ""
     stderr_tail: str = ""
+    spawn_epoch: float = 0.0  # time.time() at spawn: for start-to-first-trial
+    driver_cpu_s: float | None = None  # user+system CPU of the process itself (last psutil poll)
+    bundle: str = ""  # xrun: the bundle directory, when kept
+    journaled: int | None = None  # xrun, killed: trial records in its journal
 
     @property
     def ok(self) -> bool:
@@ -91,24 +97,54 @@ def measure(
     cwd: Path | None = None,
     logdir: Path,
     rss: bool = False,
+    tty: bool = False,
 ) -> Sample:
     """Run argv as a process of its own session; wall time from spawn to exit.
 
     On timeout the whole process group (driver and Dask workers) is killed.
     With rss, the process's RSS is polled every 20 ms (the process only, not
-    its children: for xrun, the driver).
+    its children: for xrun, the driver). With tty, stderr is a pseudo-terminal
+    (drained and discarded) so xrun shows its default live progress display.
     """
     logdir.mkdir(parents=True, exist_ok=True)
     stem = f"{len(list(logdir.iterdir())):04d}-{label.replace(' ', '_').replace('/', '_')}"
     out_path, err_path = logdir / f"{stem}.out", logdir / f"{stem}.err"
     full_env = {**os.environ, **(env or {})}
     load_before = _load1()
+    master = slave = None
+    if tty:
+        import pty
+
+        master, slave = pty.openpty()
+        full_env.setdefault("COLUMNS", "120")
+        full_env.setdefault("TERM", "xterm-256color")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        spawn_epoch = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, env=full_env, cwd=cwd, start_new_session=True
-        )
+            argv, stdout=out, stderr=slave if tty else err, env=full_env, cwd=cwd,
+            start_new_session=True,
+        )  # fmt: skip
+    drainer = None
+    if tty:
+        os.close(slave)  # type: ignore[arg-type]
+
+        def drain() -> None:  # keep the terminal's buffer from filling up; keep the tail
+            tail = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)  # type: ignore[arg-type]
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                tail = (tail + chunk)[-20000:]
+            err_path.write_bytes(tail)
+
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
     peak = [0]
+    cpu = [None]
     halt = threading.Event()
 
     def sample_rss() -> None:
@@ -118,6 +154,8 @@ def measure(
             p = psutil.Process(proc.pid)
             while not halt.is_set():
                 peak[0] = max(peak[0], p.memory_info().rss)
+                t = p.cpu_times()
+                cpu[0] = t.user + t.system  # type: ignore[call-overload]
                 halt.wait(0.02)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             pass
@@ -146,6 +184,9 @@ def measure(
     halt.set()
     if sampler:
         sampler.join()
+    if drainer:
+        drainer.join(timeout=10)
+        os.close(master)  # type: ignore[arg-type]
     proc.returncode = os.waitstatus_to_exitcode(status)
     if timed_out.is_set():  # workers may outlive their driver for a moment
         try:
@@ -163,14 +204,32 @@ def measure(
         load_before=load_before,
         load_after=_load1(),
         stderr_tail="\n".join(tail),
+        spawn_epoch=spawn_epoch,
+        driver_cpu_s=round(cpu[0], 2) if cpu[0] is not None else None,
     )
 
 
-def xrun_run(label: str, spec: Path, ctx: Ctx, *, timeout: float, no_cache: bool = True) -> Sample:
-    """``xrun run SPEC -q [--no-cache] -o DIR``, with the driver's RSS and the bundle's trial phase."""
+def xrun_run(
+    label: str,
+    spec: Path,
+    ctx: Ctx,
+    *,
+    timeout: float,
+    no_cache: bool = True,
+    display: bool = False,
+    env: dict[str, str] | None = None,
+    keep: bool = False,
+    extra: list[str] | None = None,
+) -> Sample:
+    """``xrun run SPEC -q [--no-cache] -o DIR``, with the driver's RSS and the bundle's trial phase.
+
+    display: no -q, stderr a pseudo-terminal (the default live progress display).
+    keep: keep the bundle (its path is ``Sample.bundle``)."""
     out = ctx.work / "bundles" / f"{label.replace(' ', '_')}-{time.time_ns()}"
-    argv = [XRUN, "run", str(spec), "-q", "-o", str(out)] + (["--no-cache"] if no_cache else [])
-    s = measure(label, argv, timeout=timeout, env=ctx.env, logdir=ctx.logs, rss=True)
+    argv = [XRUN, "run", str(spec), "-o", str(out)] + ([] if display else ["-q"])
+    argv += (["--no-cache"] if no_cache else []) + (extra or [])
+    s = measure(label, argv, timeout=timeout, env={**ctx.env, **(env or {})}, logdir=ctx.logs,
+                rss=True, tty=display)  # fmt: skip
     bundles = sorted(out.glob("*/bundle.json")) if out.exists() else []
     if bundles:
         meta = json.loads(bundles[-1].read_text())
@@ -178,13 +237,20 @@ def xrun_run(label: str, spec: Path, ctx: Ctx, *, timeout: float, no_cache: bool
         sealed = (bundles[-1].parent / "MANIFEST.sha256").exists()
         if s.timed_out:
             counts = meta.get("counts") or {}
-            s.note = (
+            try:  # what the killed run had recorded: a throughput to compare
+                with open(bundles[-1].parent / "trials.jsonl", "rb") as fh:
+                    s.journaled = sum(1 for _ in fh)
+            except OSError:
+                pass
+            s.note = (f"journaled {s.journaled} trials before it was killed; " if s.journaled is not None else "") + (
                 f"killed at {timeout:.0f} s; status {meta.get('status')!r}, counts {counts}, "
                 f"trial phase {s.run_seconds} s, bundle {'sealed' if sealed else 'not sealed (killed while writing the report/manifest)'}"
             )
     elif s.timed_out:
         s.note = f"killed at {timeout:.0f} s before any bundle.json was written"
-    if not ctx.keep:
+    if bundles:
+        s.bundle = str(bundles[-1].parent)
+    if not ctx.keep and not keep:
         shutil.rmtree(out, ignore_errors=True)
     return s
 
@@ -628,6 +694,20 @@ BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
 }  # fmt: skip
 
 
+def _perf_case(name: str) -> Callable[[Ctx], None]:
+    def bench(ctx: Ctx) -> None:
+        sys.path.insert(0, str(BENCH))
+        import perf_cases  # the fixed cost of a run, bookkeeping, stragglers, containers
+
+        RESULTS[name] = perf_cases.CASES[name](ctx)
+
+    return bench
+
+
+for _name in ("quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild"):
+    BENCHMARKS[_name] = _perf_case(_name)
+
+
 # ------------------------------------------------------------------ machine and versions
 
 
@@ -717,6 +797,96 @@ def _runs(d: dict[str, Any] | None) -> str:
     return ", ".join(f"{x:.2f}" for x in d["runs_s"]) if d else "–"
 
 
+HOW_TO_READ = [
+    "## How to read these numbers",
+    "",
+    "- Every time is the **wall time of a whole process** (interpreter start, imports, cluster start-up and, "
+    "for xrun, writing and sealing the bundle), not of the trials alone.",
+    "- Each xrun figure is measured **side by side with its peer in the same run**: xrun, peer, xrun, peer, … "
+    "alternating, so both see the same machine. The ratio is xrun's median over the peer's median.",
+    "- The machine has **2 cores shared with other work**: the 1-minute load average around each benchmark is "
+    "recorded next to it. A load above 2 means both cores were contended and times are inflated for both sides; "
+    "compare ratios, not absolute times, across runs.",
+    "- **Before** is the code of main before the performance work, **after** the code of this branch, measured "
+    "by the same harness on the same machine (`--phase before` / `--phase after`); the dates and loads differ.",
+    "- A run killed at its time limit gives a lower bound (`> N s`), a goal it misses is NOT MET; "
+    "RSS is the xrun driver process's own peak (not its Dask workers), polled every 20 ms.",
+    "",
+]
+
+
+def _fig(d: dict[str, Any] | None, row: dict[str, Any] | None, peer: bool = False) -> str:
+    if not row:
+        return "–"
+    if peer:
+        return _t(row.get("baseline")) if row.get("baseline") else "–"
+    return row.get("value") or _t(row.get("xrun"))
+
+
+def render_phases(data: dict[str, Any]) -> list[str]:
+    """Before/after table of the benchmarks measured in both phases (or either)."""
+    phases = data.get("phases") or {}
+    if not phases:
+        return []
+    before, after = phases.get("before", {}), phases.get("after", {})
+    L = ["## Before / after", "",
+         "| benchmark | case | before: xrun | before: peer | after: xrun | after: peer | ratio before → after | goal | status (after) |",
+         "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    names = list(NAMES) + sorted((set(before) | set(after)) - set(NAMES))  # e.g. a case at another size
+    for name in [n for n in names if n in before or n in after]:
+        b, a = before.get(name, {}), after.get(name, {})
+        cases = list(dict.fromkeys([r["case"] for r in b.get("rows", [])] + [r["case"] for r in a.get("rows", [])]))
+        for case in cases:
+            rb = next((r for r in b.get("rows", []) if r["case"] == case), None)
+            ra = next((r for r in a.get("rows", []) if r["case"] == case), None)
+
+            def rt(r: dict[str, Any] | None) -> str:
+                if not r or r.get("ratio") is None:
+                    return "–"
+                return f"{'> ' if r.get('ratio_bound') == '>' else ''}{r['ratio']:.2f}×"
+
+            title = (a or b).get("title", name)
+            goal = (ra or rb or {}).get("goal", "")
+            status = f"**{ra['status']}**" if ra else "not measured"
+            L.append(f"| {title} | {case} | {_fig(None, rb)} | {_fig(None, rb, True)} | {_fig(None, ra)} | "
+                     f"{_fig(None, ra, True)} | {rt(rb)} → {rt(ra)} | {goal} | {status} |")  # fmt: skip
+    for label, ph in (("before", before), ("after", after)):
+        for name in [n for n in names if n in ph]:
+            e = ph[name]
+            ld = e.get("load") or {}
+            L.append("")
+            L.append(f"- {label}, {e.get('title', name)}: measured {e.get('date', '?')}, 1-min load min "
+                     f"{ld.get('min')} / median {ld.get('median')} / max {ld.get('max')}")  # fmt: skip
+            for n in e.get("notes") or []:
+                L.append(f"  - {n}")
+            for r in e.get("rows", []):
+                for who in ("xrun", "baseline"):
+                    d = r.get(who)
+                    if d and d.get("runs_s"):
+                        L.append(f"  - {r['case']}: {r.get('baseline_name') if who == 'baseline' else 'xrun'} runs (s): {_runs(d)}"
+                                 + (f"; driver peak RSS {d['peak_rss_mb_max']} MB" if who == 'xrun' and d.get('peak_rss_mb_max') else ""))  # fmt: skip
+    return L + [""]
+
+
+def keep_foreign_sections(md: str, path: Path) -> str:
+    """``md`` followed by the ``## `` sections of the file at ``path`` that ``md``
+    does not have (written by hand or by other benchmark scripts): regenerating
+    this file never drops them."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return md
+    owned = {ln.strip() for ln in md.splitlines() if ln.startswith("## ")}
+    sections: list[list[str]] = []
+    for ln in old.splitlines():
+        if ln.startswith("## "):
+            sections.append([ln])
+        elif sections:
+            sections[-1].append(ln)
+    kept = ["\n".join(sec).rstrip() for sec in sections if sec[0].strip() not in owned]
+    return md.rstrip() + ("\n\n" + "\n\n".join(kept) if kept else "") + "\n"
+
+
 def render(data: dict[str, Any]) -> str:
     m, v = data["machine"], data["versions"]
     L = [
@@ -725,6 +895,8 @@ def render(data: dict[str, Any]) -> str:
         f"Generated by `bench/run.py` on {data['date']}{' (--quick)' if data.get('quick') else ''}"
         f" in {data.get('harness_seconds', 0) / 60:.1f} min. Raw numbers: `bench/results.json`.",
         "",
+        *HOW_TO_READ,
+        *render_phases(data),
         "## How to run",
         "",
         "```bash",
@@ -735,6 +907,10 @@ def render(data: dict[str, Any]) -> str:
         "python bench/run.py --only dispatch --sizes 2000,20000 --xrun-src DIR --out /tmp/old",
         "                                            # an older xrun: mkdir DIR && git archive REV runner | tar -x -C DIR",
         "python bench/run.py --render                # re-render RESULTS.md from results.json",
+        "python bench/run.py --only quickstart,svc,firstrun,report,reportsynth,straggler,docker,imagebuild,million --phase after",
+        "                                            # the performance goals' cases; --phase keeps them as before/after figures",
+        "python bench/run.py --only firstrun --sizes 20000 --xrun-src DIR --phase before --out /tmp/b",
+        "                                            # a first run of 20,000 trials with an older xrun",
         "```",
         "",
         "Use the venv's python: xrun is run as the `xrun` next to it and the baselines with that python. "
@@ -888,11 +1064,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--render", action="store_true", help="only re-render RESULTS.md from results.json"
     )
+    ap.add_argument(
+        "--phase",
+        choices=PHASES,
+        default=None,
+        help="also keep these results as the 'before' or 'after' figures (results.json phases)",
+    )
     args = ap.parse_args(argv)
     if args.render:
-        (args.out / "RESULTS.md").write_text(
-            render(json.loads((args.out / "results.json").read_text()))
-        )
+        md = render(json.loads((args.out / "results.json").read_text()))
+        (args.out / "RESULTS.md").write_text(keep_foreign_sections(md, args.out / "RESULTS.md"))
         return 0
     only = [n for item in args.only for n in item.split(",") if n]
     unknown = [n for n in only if n not in NAMES]
@@ -908,15 +1089,18 @@ def main(argv: list[str] | None = None) -> int:
               sizes=[int(x.replace("_", "")) for x in args.sizes.split(",") if x])  # fmt: skip
     if args.xrun_src:
         src = args.xrun_src.resolve()
-        if not (src / "runner" / "cli.py").exists():
+        if not ((src / "runner" / "cli.py").exists() or (src / "runner" / "cli" / "__init__.py").exists()):
             ap.error(f"--xrun-src {src}: no runner/cli.py there")
         ctx.env["PYTHONPATH"] = str(src)  # ahead of the editable install's finder
     progress(f"work dir {work}; benchmarks: {', '.join(selected)}")
     started = time.monotonic()
     data: dict[str, Any] = {"benchmarks": {}}
     results_json = args.out / "results.json"
-    if only and results_json.exists():
-        data["benchmarks"] = json.loads(results_json.read_text()).get("benchmarks", {})
+    if results_json.exists():
+        previous = json.loads(results_json.read_text())
+        data["phases"] = previous.get("phases", {})  # before/after figures are kept across runs
+        if only:
+            data["benchmarks"] = previous.get("benchmarks", {})
     data.update(machine=machine(), versions=versions(args.xrun_src.resolve() if args.xrun_src else None), quick=args.quick,
                 date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
     try:
@@ -936,6 +1120,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             RESULTS[name]["harness_seconds"] = round(time.monotonic() - t0, 1)
             data["benchmarks"][name] = RESULTS[name]
+            if args.phase:
+                data.setdefault("phases", {}).setdefault(args.phase, {})[name] = RESULTS[name]
             progress(f"   {name} took {RESULTS[name]['harness_seconds']} s")
     finally:
         data["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -945,7 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
         data["harness_seconds"] = round(time.monotonic() - started, 1)
         args.out.mkdir(parents=True, exist_ok=True)
         results_json.write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
-        (args.out / "RESULTS.md").write_text(render(data))
+        (args.out / "RESULTS.md").write_text(keep_foreign_sections(render(data), args.out / "RESULTS.md"))
         if args.keep:
             progress(f"kept {work}")
         else:

@@ -1,33 +1,44 @@
 """Content-addressed trial results shared across runs (DESIGN §4).
 
-Layout under ``<cache>/trials``::
+Layout under ``<cache>``::
 
-    ab/abcdef….json            the result of trial key abcdef… (log inlined)
-    ab/abcdef….artifacts/      files the trial wrote, when it wrote any
+    trials.sqlite              key -> the result of a trial (log inlined), in SQLite (WAL mode)
+    trials/ab/abcdef….artifacts/   files the trial wrote, when it wrote any
+    trials/ab/abcdef….json     results stored by earlier xrun releases (read, never written)
 
-Only successful trials are cached. Every entry is written to a temporary name
-and linked into place, so a reader sees a whole entry or none, and of two runs
-writing the same key at once the first valid result stays. ``<cache>/runs/<spec
-name>.jsonl`` records what each run was made of, so ``xrun plan`` can say why a
-trial misses (under a file lock, since runs may append at once).
+Only successful trials are cached. An entry is stored in one SQLite
+transaction after its artifacts are in place, so a reader sees a whole entry
+or none; a write transaction checks for a valid entry first, so of two runs
+writing the same key at once the first valid result stays. The database is in
+WAL mode with ``synchronous=NORMAL``: a killed process loses no committed
+entry, and a run pays no ``fsync`` per trial (a batch of results is one
+transaction, see :meth:`TrialCache.batch`). ``<cache>/runs/<spec name>.jsonl``
+records what each run was made of, so ``xrun plan`` can say why a trial misses
+(under a file lock, since runs may append at once).
 
-Entries are not trusted: anything that is not a regular file holding a
-well-formed entry for its key (truncated, garbage, empty, a directory, a link,
-too large) is a miss, and the next result for that key replaces it. A cache
-that cannot be written (read-only, disk full) never fails a run: the run warns
-once and goes on without caching, its results are in the bundle.
+Entries are not trusted: anything that is not a well-formed entry for its key
+(truncated, garbage, too large; for a legacy file also a directory, a link,
+a FIFO) is a miss, and the next result for that key replaces it. A database
+file that is not a database (or not a regular file) is moved aside and a new
+one started. A cache that cannot be written (read-only, disk full) never fails
+a run: the run warns once and goes on without caching, its results are in the
+bundle.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
 import shutil
+import sqlite3
+import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,28 +51,147 @@ log = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 64 * 1024 * 1024  # a trial's log is capped at 5 MiB; the rest is small
 
 
+DB_NAME = "trials.sqlite"
+BUSY_TIMEOUT_MS = 60_000  # another run holding the write lock (one transaction per batch)
+_SCHEMA = (
+    # rowid tables: length() of a body is then read from its header, never the body itself
+    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, body BLOB NOT NULL)",
+    # environment: current (runner.env.imported): what each stored result imported,
+    # one row per result; the imported sets themselves once each (most trials share one)
+    "CREATE TABLE IF NOT EXISTS imports (scope TEXT NOT NULL, key TEXT NOT NULL, "
+    "imported TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS import_sets (digest TEXT PRIMARY KEY, body BLOB NOT NULL)",
+)
+
+_SQLITE_FULL, _SQLITE_READONLY = 13, 8  # primary result codes (sqlite3.h)
+# An oversized or non-blob body is not read into memory: it comes back as NULL (a miss).
+_SELECT = "SELECT CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END FROM entries WHERE key = ?"
+
+
 class TrialCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else config.cache_dir()
         self.trials = self.root / "trials"
         self.runs = self.root / "runs"
+        self.db_path = self.root / DB_NAME
         self.unwritable: str | None = None  # why writes stopped, after the first failure
+        self._conn: sqlite3.Connection | None = None
+        self._conn_pid = 0
+        self._lock = threading.RLock()  # one connection, shared by the driver's threads
+        self._in_batch = 0  # nesting depth of batch(): its transaction is open
+        # Entries of earlier releases (files under trials/) are looked for only
+        # where there may be some: not in a new cache (this release makes
+        # trials/ only for artifacts).
+        self._legacy = self.trials.is_dir()
+        self._import_sets: dict[str, str] = {}  # imported-versions JSON -> digest, stored by this process
+
+    # ------------------------------------------------------------- the database
+
+    def _db(self, *, create: bool) -> sqlite3.Connection | None:
+        """The connection (opened once per process); None when there is no
+        database yet and ``create`` is false. Raises sqlite3.Error / OSError."""
+        if self._conn is not None and self._conn_pid == os.getpid():
+            return self._conn
+        self._conn = None  # a forked child never shares its parent's connection
+        try:
+            mode = os.lstat(self.db_path).st_mode
+        except FileNotFoundError:
+            if not create:
+                return None
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            if not stat.S_ISREG(mode):  # a link, FIFO, directory: not ours to open
+                if not create:
+                    return None
+                self._set_aside(f"not a regular file ({stat.filemode(mode)})")
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if create or conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against a killed process
+            for ddl in _SCHEMA:
+                conn.execute(ddl)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._conn_pid = conn, os.getpid()
+        return conn
+
+    def _set_aside(self, why: str) -> None:
+        """Move a database that cannot be one out of the way (kept, for a look),
+        under a lock so that concurrent runs do it once."""
+        from filelock import FileLock  # deferred: only when the cache is written
+
+        with FileLock(str(self.db_path) + ".lock", timeout=60):
+            try:
+                mode = os.lstat(self.db_path).st_mode
+            except FileNotFoundError:
+                return
+            if stat.S_ISREG(mode) and _healthy(self.db_path):
+                return  # another run set it aside and started a new one meanwhile
+            aside = self.db_path.with_name(f"{DB_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            os.rename(self.db_path, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.db_path}{suffix}")
+            log.warning("the trial cache database %s %s; moved it to %s and started a new one",
+                        self.db_path, why, aside.name)  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._conn_pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Store every :meth:`put` inside in one transaction (one commit for a
+        batch of results instead of one per trial)."""
+        with self._lock:
+            began = False
+            if self._in_batch == 0 and self.unwritable is None:
+                try:
+                    conn = self._db(create=True)
+                    assert conn is not None
+                    conn.execute("BEGIN IMMEDIATE")
+                    began = True
+                except (OSError, sqlite3.Error) as exc:
+                    self._give_up(exc)
+            self._in_batch += 1
+            try:
+                yield
+            finally:
+                self._in_batch -= 1
+                if began:
+                    try:
+                        assert self._conn is not None
+                        self._conn.execute("COMMIT")
+                    except (OSError, sqlite3.Error) as exc:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")  # type: ignore[union-attr]
+                        self._give_up(exc)
 
     # ------------------------------------------------------------- results
 
     def _path(self, key: str) -> Path:
+        """Where an earlier release stored the entry of ``key`` (read only)."""
         return self.trials / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The entry for ``key``, or None for a miss (absent, or anything but a valid entry)."""
-        data = _read_regular(self._path(key))
-        if data is None:
-            return None
-        try:
-            entry = json.loads(data)
-        except (ValueError, RecursionError):  # garbage, truncated, or not UTF-8
-            return None
-        return entry if valid_entry(entry, key) else None
+        with self._lock:
+            try:
+                conn = self._db(create=False)
+                row = conn.execute(_SELECT, (MAX_ENTRY_BYTES, key)).fetchone() if conn else None
+            except (OSError, sqlite3.Error):  # not a database, unreadable: a miss
+                row = None
+        if row is not None:
+            entry = _decode(row[0], key)
+            if entry is not None:
+                return entry
+        return _decode(_read_regular(self._path(key)), key) if self._legacy else None
 
     def contains(self, key: str) -> bool:
         return self.get(key) is not None
@@ -70,88 +200,132 @@ class TrialCache:
         return self.trials / key[:2] / f"{key}.artifacts"
 
     def put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]] = ()) -> None:  # type: ignore[assignment]
-        """Store a successful trial atomically (artifacts first, then the entry).
+        """Store a successful trial (artifacts first, then the entry).
 
         Never raises for the cache's own storage: a read-only or full cache
         turns caching off for this run, with one warning."""
         if self.unwritable is not None:
             return
         try:
-            self._put(entry, artifacts)
-        except OSError as exc:
+            with self._lock:
+                self._put(entry, artifacts)
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+                # "file is not a database", "malformed": start a new one, try once more
+                try:
+                    with self._lock:
+                        self.close()
+                        self._set_aside(str(exc))
+                        self._put(entry, artifacts)
+                    return
+                except (OSError, sqlite3.Error) as again:
+                    exc = again
             self._give_up(exc)
 
     def _put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]]) -> None:
         key = entry["key"]
-        path = self._path(key)
-        if self.get(key) is not None:  # content-addressed: the first valid result for a key stays
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A name no other process or thread uses, without mkstemp's extra work.
-        tmp = path.with_name(f".{key[:16]}-{os.getpid()}-{threading.get_ident()}.tmp")
+        if self._legacy and _decode(_read_regular(self._path(key)), key) is not None:
+            return  # a valid entry from an earlier release: the first valid result stays
+        conn = self._db(create=True)
+        assert conn is not None
+        own = self._in_batch == 0
+        if own:
+            conn.execute("BEGIN IMMEDIATE")  # writers one at a time: check, then store
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(entry, fh, separators=(",", ":"))
-            if not os.path.lexists(path):
-                self._store_artifacts(key, artifacts, replace=False)
-                try:
-                    os.link(tmp, path)  # atomic, and fails if another run got there first
-                    return
-                except FileExistsError:
-                    if self.get(key) is not None:
-                        return
-                except OSError as exc:  # no hard links on this file system
-                    if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                        raise
-            self._repair(key, tmp, artifacts)
-        finally:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-
-    def _repair(self, key: str, tmp: Path, artifacts: list[tuple[str, bytes]]) -> None:
-        """Replace whatever is at ``key`` (a corrupt entry) unless a valid one
-        appeared meanwhile; one writer at a time, so the first valid result stays."""
-        from filelock import FileLock  # deferred: only when the cache is written
-
-        path = self._path(key)
-        with FileLock(str(path.with_name(f".{key[:16]}.lock")), timeout=60):
-            if self.get(key) is not None:
+            row = conn.execute(_SELECT, (MAX_ENTRY_BYTES, key)).fetchone()
+            if row is not None and _decode(row[0], key) is not None:
+                if own:
+                    conn.execute("ROLLBACK")
                 return
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            self._store_artifacts(key, artifacts, replace=True)
-            os.replace(tmp, path)
+            # Under the write lock with no valid entry: files already at the
+            # artifacts place belong to no stored result (a corrupt entry, or a
+            # writer killed before its transaction committed).
+            self._store_artifacts(key, artifacts)
+            body = json.dumps(entry, separators=(",", ":")).encode()
+            conn.execute("INSERT OR REPLACE INTO entries (key, body) VALUES (?, ?)", (key, body))
+            if own:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
-    def _store_artifacts(self, key: str, artifacts: list[tuple[str, bytes]], *, replace: bool) -> None:
+    def _store_artifacts(self, key: str, artifacts: list[tuple[str, bytes]]) -> None:
+        """Put ``artifacts`` at the key's place, replacing whatever is there."""
         final = self.artifacts_dir(key)
-        if not artifacts or (final.is_dir() and not final.is_symlink() and not replace):
+        if not artifacts and not os.path.lexists(final):
             return
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key[:12]}-"))
-        for rel, data in artifacts:
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if replace and os.path.lexists(final):  # left by the corrupt entry: not this result's files
+        tmp = None
+        if artifacts:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key[:12]}-"))
+            for rel, data in artifacts:
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        if os.path.lexists(final):
             old = final.with_name(f".{key[:12]}-old-{os.getpid()}-{threading.get_ident()}")
             os.rename(final, old)
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink()
-        try:
+        if tmp is not None:
             os.rename(tmp, final)
-        except OSError:  # another run stored it first
-            shutil.rmtree(tmp, ignore_errors=True)
 
-    def _give_up(self, exc: OSError) -> None:
-        self.unwritable = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    def _give_up(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            self.unwritable = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        else:  # SQLite's own words, with the OS's for the common cases
+            code = getattr(exc, "sqlite_errorcode", None) or 0
+            said = {_SQLITE_FULL: "No space left on device", _SQLITE_READONLY: "Read-only file system"}
+            self.unwritable = f"{said[code & 0xFF] + ' (' + str(exc) + ')' if code & 0xFF in said else exc}: {self.db_path}"
         log.warning(
             "cannot write to the trial cache %s (%s); this run goes on without caching, "
             "its results are in the bundle",
             self.root, self.unwritable,
         )  # fmt: skip
+
+    # ------------------------------------------------------------- imports (environment: current)
+
+    def remember_imports(self, scope: str, key: str, imported: dict[str, str]) -> None:
+        """Record what the result stored under ``key`` imported (best effort)."""
+        if self.unwritable is not None:
+            return
+        body = json.dumps(imported, sort_keys=True, separators=(",", ":"))
+        try:
+            with self._lock:
+                conn = self._db(create=True)
+                assert conn is not None
+                digest = self._import_sets.get(body)
+                if digest is None:  # most trials of a run imported the same versions
+                    digest = hashlib.sha256(body.encode()).hexdigest()
+                    conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)",
+                                 (digest, body.encode()))  # fmt: skip
+                    if len(self._import_sets) < 64:
+                        self._import_sets[body] = digest
+                conn.execute("INSERT OR IGNORE INTO imports (scope, key, imported, at) VALUES (?, ?, ?, ?)",
+                             (scope, key, digest, time.time()))  # fmt: skip
+        except (OSError, sqlite3.Error):
+            return  # costs only future reuse across environment changes
+
+    def imports_under(self, scope: str, limit: int, max_bytes: int) -> list[tuple[str, float, bytes]]:
+        """(trial key, when, imported JSON) stored under ``scope``, newest first;
+        bodies over ``max_bytes`` are left out unread."""
+        with self._lock:
+            try:
+                conn = self._db(create=False)
+                if conn is None:
+                    return []
+                rows = conn.execute(
+                    "SELECT i.key, i.at, CASE WHEN typeof(s.body) = 'blob' AND length(s.body) <= ? THEN s.body END "
+                    "FROM imports i JOIN import_sets s ON s.digest = i.imported "
+                    "WHERE i.scope = ? ORDER BY i.at DESC LIMIT ?", (max_bytes, scope, limit)).fetchall()  # fmt: skip
+            except (OSError, sqlite3.Error):
+                return []
+        return [(k, at, body) for k, at, body in rows
+                if isinstance(k, str) and isinstance(at, (int, float)) and isinstance(body, bytes)]  # fmt: skip
 
     # ------------------------------------------------------------- runs index
 
@@ -185,6 +359,28 @@ class TrialCache:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def _decode(data: Any, key: str) -> dict[str, Any] | None:
+    """The entry in ``data`` (bytes of JSON) if it is a valid one for ``key``."""
+    if not isinstance(data, (bytes, str)) or len(data) > MAX_ENTRY_BYTES:
+        return None
+    try:
+        entry = json.loads(data)
+    except (ValueError, RecursionError):  # garbage, truncated, or not UTF-8
+        return None
+    return entry if valid_entry(entry, key) else None
+
+
+def _healthy(path: Path) -> bool:
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def _read_regular(path: Path) -> bytes | None:

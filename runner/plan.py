@@ -24,7 +24,7 @@ from runner.stages import PENDING, StagePlan, plan_stages
 from runner.stages import explain as explain_stages
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per trial: a million of them in a large sweep
 class PlannedTrial:
     point: sweep_mod.TrialPoint
     key: str

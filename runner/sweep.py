@@ -60,7 +60,7 @@ def derive_seed(master: int, params: Mapping[str, Any], repeat: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per trial: a million of them in a large sweep
 class TrialPoint:
     """One trial before it runs: where it sits in the sweep and what it gets."""
 

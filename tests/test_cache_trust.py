@@ -1,6 +1,7 @@
-"""Cache entries are not trusted, and storage can fail: a corrupt entry is a
-miss that the next result replaces; a read-only or full cache never fails a
-run; a full disk under the bundle is a clean exit 3 with a terminal status."""
+"""Cache entries are not trusted, and storage can fail: a corrupt entry (a row
+of the database, a database that is not one, or a file an earlier release
+wrote) is a miss that the next result replaces; a read-only or full cache never
+fails a run; a full disk under the bundle is a clean exit 3 with a terminal status."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
+import sqlite3
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +34,31 @@ def entry(key: str = KEY, score: float = 1.0, **extra) -> dict:
             "run_id": "r", **extra}  # fmt: skip
 
 
+ROW_KINDS = {
+    "truncated": lambda key: json.dumps(entry(key)).encode()[:40],
+    "garbage": lambda key: b"\x00\xff not json \x80",
+    "empty": lambda key: b"",
+    "json-list": lambda key: b"[1, 2, 3]",
+    "wrong-shape": lambda key: json.dumps({**entry(key), "metrics": "lots", "attempts": "x"}).encode(),
+    "other-key": lambda key: json.dumps(entry("cd" + "1" * 62)).encode(),
+    "text-not-blob": lambda key: json.dumps(entry(key))[:-3],
+}
+
+
+def corrupt_row(cache: TrialCache, key: str, kind: str, *, only_if_absent: bool = False) -> None:
+    """Write a bad entry for ``key`` straight into the cache's database."""
+    conn = sqlite3.connect(cache.db_path, timeout=60)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID")
+        verb = "INSERT OR IGNORE" if only_if_absent else "INSERT OR REPLACE"
+        conn.execute(f"{verb} INTO entries (key, body) VALUES (?, ?)", (key, ROW_KINDS[kind](key)))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def corrupt(cache: TrialCache, key: str, kind: str) -> None:
+    """A bad entry file where an earlier release stored ``key`` (still read)."""
     path = cache._path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
@@ -60,10 +89,10 @@ def corrupt(cache: TrialCache, key: str, kind: str) -> None:
 KINDS = ["truncated", "garbage", "empty", "directory", "json-list", "wrong-shape", "link-to-dev-zero", "fifo"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_corrupt_entry_is_a_miss_and_the_next_result_replaces_it(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(("store", "kind"), [("row", k) for k in ROW_KINDS] + [("file", k) for k in KINDS])
+def test_a_corrupt_entry_is_a_miss_and_the_next_result_replaces_it(tmp_path: Path, store: str, kind: str) -> None:
+    (corrupt_row if store == "row" else corrupt)(TrialCache(tmp_path), KEY, kind)
     cache = TrialCache(tmp_path)
-    corrupt(cache, KEY, kind)
     assert cache.get(KEY) is None
     cache.put(entry(score=2.0), [("out/model.txt", b"weights")])
     assert cache.get(KEY) == entry(score=2.0)
@@ -79,7 +108,14 @@ def _put_many(root: str, key: str, score: float, corrupt_first: bool) -> None:
         if corrupt_first and i % 3 == 0 and cache.get(key) is None:
             with contextlib.suppress(OSError):
                 corrupt(cache, key, "truncated")
-        cache.put(entry(key, score))
+            with contextlib.suppress(sqlite3.Error):
+                corrupt_row(cache, key, "truncated", only_if_absent=True)
+        if i % 2:
+            with cache.batch():  # one transaction for several results, as a run stores them
+                cache.put(entry(key, score))
+                cache.put(entry(key[:-4] + "ffff", score))
+        else:
+            cache.put(entry(key, score))
 
 
 def test_concurrent_writers_leave_one_valid_first_result(tmp_path: Path) -> None:
@@ -101,6 +137,8 @@ def test_concurrent_writers_leave_one_valid_first_result(tmp_path: Path) -> None
         cache.put(entry(key, 99.0))
         assert cache.get(key) == got
     assert not list(tmp_path.glob("trials/*/.*.tmp"))  # no temporary files left behind
+    conn = sqlite3.connect(cache.db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 _junk = st.one_of(
@@ -118,20 +156,93 @@ _junk = st.one_of(
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=_junk)
-def test_any_entry_bytes_are_a_miss_or_a_valid_hit(tmp_path_factory, data: bytes) -> None:
-    """Property: whatever bytes sit in an entry, get() never raises and returns
-    None or an entry whose metrics the run can use; put() then leaves a valid one."""
+@given(data=_junk, store=st.sampled_from(["row", "file"]))
+def test_any_entry_bytes_are_a_miss_or_a_valid_hit(tmp_path_factory, data: bytes, store: str) -> None:
+    """Property: whatever bytes sit in an entry (a database row, or a file an
+    earlier release wrote), get() never raises and returns None or an entry
+    whose metrics the run can use; put() then leaves a valid one."""
     cache = TrialCache(tmp_path_factory.mktemp("c"))
-    path = cache._path(KEY)
-    path.parent.mkdir(parents=True)
-    path.write_bytes(data)
+    if store == "row":
+        ROW_KINDS["junk"] = lambda key: data
+        corrupt_row(cache, KEY, "junk")
+    else:
+        path = cache._path(KEY)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        cache = TrialCache(cache.root)  # as on a cache an earlier release wrote
     got = cache.get(KEY)
     if got is not None:
         assert got["key"] == KEY and got["status"] == "ok"
         assert all(isinstance(v, (int, float)) or v is None for v in got["metrics"].values())
     cache.put(entry(score=5.0))
     assert cache.get(KEY) == (got if got is not None else entry(score=5.0))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "empty-dir", "link-to-dev-zero", "fifo", "truncated-db"])
+def test_a_database_that_is_not_one_is_a_miss_then_set_aside(tmp_path: Path, kind: str) -> None:
+    good = TrialCache(tmp_path / "good")
+    good.put(entry())
+    good.close()
+    cache = TrialCache(tmp_path / "c")
+    db = cache.db_path
+    db.parent.mkdir(parents=True)
+    if kind == "garbage":
+        db.write_bytes(b"SQLite format 3\x00" + os.urandom(5000))
+    elif kind == "empty-dir":
+        db.mkdir()
+    elif kind == "link-to-dev-zero":
+        db.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(db)
+    else:
+        db.write_bytes(good.db_path.read_bytes()[:1500])
+    assert cache.get(KEY) is None
+    cache.put(entry(score=4.0))
+    assert cache.unwritable is None
+    assert TrialCache(tmp_path / "c").get(KEY) == entry(score=4.0)
+    assert [p.name.startswith("trials.sqlite.corrupt-") for p in (tmp_path / "c").iterdir()].count(True) == 1
+
+
+WRITER = """
+import os, sys, time
+from pathlib import Path
+from runner.cache import TrialCache
+sys.path.insert(0, {tests!r})
+from test_cache_trust import entry
+cache = TrialCache(Path({root!r}))
+with cache.batch():
+    for i in range(50):
+        cache.put(entry(f"{{i:02x}}" + "a" * 62, float(i)))
+with cache.batch():
+    for i in range(50, 100):
+        cache.put(entry(f"{{i:02x}}" + "a" * 62, float(i)), [("out/f.txt", b"x")])
+    Path({ready!r}).write_text("in the second batch")
+    time.sleep(600)
+"""
+
+
+def test_a_writer_killed_inside_a_batch_loses_only_that_batch(tmp_path: Path) -> None:
+    """SIGKILL while a batch's transaction is open: the batches committed before
+    are whole, the open one is absent (its trials run again), and the cache
+    takes new results at once (no stale lock)."""
+    ready = tmp_path / "ready"
+    code = WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "c"), ready=str(ready))
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    cache = TrialCache(tmp_path / "c")
+    keys = [f"{i:02x}" + "a" * 62 for i in range(100)]
+    assert [cache.get(k)["metrics"]["score"] for k in keys[:50]] == [float(i) for i in range(50)]  # type: ignore[index]
+    assert all(cache.get(k) is None for k in keys[50:])
+    start = time.monotonic()
+    cache.put(entry(keys[60], 60.0), [("out/f.txt", b"y")])
+    assert time.monotonic() - start < 30 and cache.unwritable is None
+    assert cache.get(keys[60])["metrics"] == {"score": 60.0}  # type: ignore[index]
+    assert (cache.artifacts_dir(keys[60]) / "out" / "f.txt").read_bytes() == b"y"
 
 
 # ---------------------------------------------------------------- through xrun
@@ -162,8 +273,8 @@ def test_corrupt_entries_are_recomputed_and_repaired_by_a_run(project, run_xrun)
     assert first.code == 0, first.err
     cache = TrialCache()
     keys = [r["key"] for r in read_journal(first.bundle / "trials.jsonl")]
-    for key, kind in zip(keys, ["truncated", "garbage", "empty", "directory", "json-list"]):
-        corrupt(cache, key, kind)
+    for key, kind in zip(keys, ["truncated", "garbage", "empty", "json-list", "wrong-shape"]):
+        corrupt_row(cache, key, kind)
     second = run_xrun(s, "-q", cwd=project.root)
     assert second.code == 0, second.err
     assert "internal error" not in second.err
@@ -225,3 +336,13 @@ def test_full_disk_under_the_bundle_exits_3_with_a_terminal_status(project, run_
     assert again.code == 0, again.err
     cached = {r["key"] for r in read_journal(again.bundle / "trials.jsonl") if r["cached"]}
     assert journaled <= cached and cached
+
+
+def test_an_entry_an_earlier_release_wrote_is_still_a_hit(tmp_path: Path) -> None:
+    path = TrialCache(tmp_path)._path(KEY)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(entry(score=7.0)))
+    cache = TrialCache(tmp_path)  # opened on a cache an earlier release filled
+    assert cache.get(KEY) == entry(score=7.0)
+    cache.put(entry(score=8.0))  # the first valid result stays
+    assert TrialCache(tmp_path).get(KEY) == entry(score=7.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -225,8 +226,11 @@ def test_two_concurrent_runs_on_one_cache(project) -> None:
     meta = json.loads((Path(third.stdout.strip().splitlines()[-1]) / "bundle.json").read_text())
     assert meta["counts"]["cached"] == 16
     cache = Path(os.environ["XRUN_CACHE_DIR"])
-    for entry in (cache / "trials").rglob("*.json"):
-        json.loads(entry.read_text())  # every cache entry whole
+    conn = sqlite3.connect(cache / "trials.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    for (body,) in conn.execute("SELECT body FROM entries"):
+        json.loads(body)  # every cache entry whole
+    conn.close()
     assert not list((cache / "trials").rglob("*.tmp"))
 
 

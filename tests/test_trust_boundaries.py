@@ -439,13 +439,31 @@ def test_manifest_naming_a_fifo_or_a_link_to_dev_zero_fails_verify_quickly(made:
     assert "logs/pipe.log (a FIFO)" in res.err and "logs/zero.log (a symbolic link)" in res.err
 
 
-def test_cache_entry_linked_to_dev_zero_is_a_miss(made: Made, tmp_path: Path) -> None:
+def test_cache_database_linked_to_dev_zero_is_all_misses(made: Made, tmp_path: Path) -> None:
     cache = Path(shutil.copytree(made.cache, tmp_path / "cache", symlinks=True))
-    entries = sorted((cache / "trials").rglob("*.json"))
-    assert len(entries) == 2
-    entries[0].unlink()
-    entries[0].symlink_to("/dev/zero")
+    db = cache / "trials.sqlite"
+    assert db.is_file()
+    for extra in ("trials.sqlite-wal", "trials.sqlite-shm"):
+        (cache / extra).unlink(missing_ok=True)
+    db.unlink()
+    db.symlink_to("/dev/zero")
     res = bounded_xrun("plan", made.spec, "--json", cwd=made.project, env={"XRUN_CACHE_DIR": str(cache)}, timeout=60)
+    assert res.code == 0, res.err
+    info = json.loads(res.out)
+    assert info["cached"] == 0 and info["to_run"] == 2
+    assert res.max_rss_mb < RSS_LIMIT_MB
+
+
+def test_oversized_cache_row_is_a_miss_without_reading_it(made: Made, tmp_path: Path) -> None:
+    import sqlite3
+
+    cache = Path(shutil.copytree(made.cache, tmp_path / "cache", symlinks=True))
+    conn = sqlite3.connect(cache / "trials.sqlite")
+    (key,) = conn.execute("SELECT key FROM entries ORDER BY key LIMIT 1").fetchone()
+    conn.execute("UPDATE entries SET body = zeroblob(?) WHERE key = ?", ((RSS_LIMIT_MB + 100) * 2**20, key))
+    conn.commit()
+    conn.close()
+    res = bounded_xrun("plan", made.spec, "--json", cwd=made.project, env={"XRUN_CACHE_DIR": str(cache)}, timeout=120)
     assert res.code == 0, res.err
     info = json.loads(res.out)
     assert info["cached"] == 1 and info["to_run"] == 1

@@ -241,7 +241,8 @@ class DockerBackend:
             hostname=SCHEDULER_ALIAS,
             labels=self._labels("scheduler"),
             # xrun, not Dask, decides what a lost worker means for a task (see local.py)
-            environment={"HOME": "/tmp", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"},
+            environment={"HOME": "/tmp", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+                         "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"},  # as the local backend's
             # Docker picks a free host port on loopback only.
             ports={
                 f"{SCHEDULER_PORT}/tcp": ("127.0.0.1",),

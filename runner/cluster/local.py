@@ -45,7 +45,11 @@ RESTART_BACKOFF = 0.5  # seconds, times the number of starts so far
 # Our schedulers let xrun decide what a lost worker means for a task: a task is
 # never run again by Dask on another worker (a batch of trials is split, a
 # trial is re-run by xrun, up to its own limit).
-SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+# A worker gets a task only when it has a free thread (worker-saturation 1.0):
+# queued tasks wait at the scheduler for the first free slot, never on a worker
+# behind a long trial (Dask's default, 1.1, gives each 1-thread worker 2 tasks).
+SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+                 "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}  # fmt: skip
 
 
 def _dashboard_wanted() -> bool:

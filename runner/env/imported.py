@@ -15,19 +15,19 @@ it will import); what changes is the lookup:
 
 Locked environments (pip, conda) key on their lock and never take step 2.
 
-Layout under ``<cache>/imports``: ``ab/<scope key>/<trial key>.json`` holding
-``{"key", "imported"}``, written to a temporary name and renamed. Entries are
-untrusted input: a name that is not a hex key, a file over
-:data:`MAX_ENTRY_BYTES`, or a value that is not a str → str map is ignored,
-and the result itself is read through :meth:`TrialCache.get`, which checks it.
+Stored in the cache's database (:meth:`TrialCache.remember_imports`): one
+row per stored result, ``(scope key, trial key, imported versions)``. Earlier
+releases kept ``<cache>/imports/ab/<scope key>/<trial key>.json`` files; they
+are still read. Entries are untrusted input: a name that is not a hex key, a
+file over :data:`MAX_ENTRY_BYTES`, or a value that is not a str → str map is
+ignored, and the result itself is read through :meth:`TrialCache.get`, which
+checks it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,17 +73,7 @@ def remember(cache: TrialCache, scope: str, key: str, imported: Any) -> None:
     failure costs only future reuse across environment changes)."""
     if not (_HEX.match(scope) and _HEX.match(key)) or not _valid(imported):
         return
-    d = _dir(cache, scope)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{key}.json"
-        if path.exists():
-            return
-        tmp = d / f".{key[:16]}-{os.getpid()}-{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps({"key": key, "imported": imported}, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        return
+    cache.remember_imports(scope, key, imported)
 
 
 def _valid(imported: Any) -> bool:
@@ -96,6 +86,27 @@ def _valid(imported: Any) -> bool:
 
 def _entries(cache: TrialCache, scope: str) -> list[tuple[str, dict[str, str]]]:
     """(trial key, imported versions) stored under a scope key, newest first."""
+    found: list[tuple[float, str, dict[str, str]]] = []
+    for key, at, body in cache.imports_under(scope, MAX_ENTRIES, MAX_ENTRY_BYTES):
+        if not _HEX.match(key):
+            continue
+        try:
+            imported = json.loads(body)
+        except ValueError:
+            continue
+        if _valid(imported):
+            found.append((at, key, imported))
+    found += _legacy_entries(cache, scope)
+    found.sort(key=lambda e: e[0], reverse=True)
+    out: list[tuple[str, dict[str, str]]] = []
+    for _, key, imported in found:
+        if all(key != k for k, _ in out):
+            out.append((key, imported))
+    return out[:MAX_ENTRIES]
+
+
+def _legacy_entries(cache: TrialCache, scope: str) -> list[tuple[float, str, dict[str, str]]]:
+    """Entries an earlier release stored as files under ``<cache>/imports``."""
     d = _dir(cache, scope)
     try:
         files = [p for p in d.iterdir() if p.suffix == ".json" and _HEX.match(p.stem)]
@@ -110,7 +121,7 @@ def _entries(cache: TrialCache, scope: str) -> list[tuple[str, dict[str, str]]]:
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("key") == path.stem and _valid(data.get("imported")):
-            out.append((path.stem, data["imported"]))
+            out.append((_mtime(path), path.stem, data["imported"]))
     return out
 
 

@@ -1,8 +1,14 @@
-"""How many trials go into one Dask task.
+"""How many trials go into one Dask task, and how many tasks are out at once.
 
 One trial per task until trials are known to be short; then enough to make
 each task about ``TARGET_TASK_SECONDS`` of work (the per-task overhead of Dask
 is then small against it), while leaving every worker slot something to do.
+
+No stragglers: the trials not yet given to a task are always spread over at
+least ``TAIL_SPLIT`` tasks per worker slot, so batches shrink as the sweep
+nears its end and its last trials go one per task; and once every trial left
+fits in the tasks already out, at most one task per slot is out, so no trial
+waits in a worker's queue behind a long one while another slot is idle.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from runner.plan import PlannedTrial
 TARGET_TASK_SECONDS = 0.25
 MAX_BATCH = 500
 MIN_SAMPLES = 4
+TAIL_SPLIT = 4  # unsubmitted trials are spread over at least this many tasks per slot
 
 
 @dataclass
@@ -50,5 +57,13 @@ class BatchSizer:
         if self._n < MIN_SAMPLES or self._mean is None:
             return 1
         size = int(TARGET_TASK_SECONDS / max(self._mean, 1e-5))
-        spread = max(1, unsubmitted // max(1, 2 * self.slots))
+        spread = max(1, unsubmitted // max(1, TAIL_SPLIT * self.slots))
         return max(1, min(size, spread, MAX_BATCH))
+
+    def in_flight(self, unsubmitted: int, limit: int) -> int:
+        """Tasks to keep out at once: ``limit`` while trials remain to be given
+        out, one per slot at the end (a queued task would wait behind a running
+        one on its worker instead of going to the first slot that frees up)."""
+        if self.fixed or unsubmitted > limit:
+            return limit
+        return max(1, min(limit, self.slots))

@@ -101,6 +101,8 @@ class Executor:
         self._forced: dict[str, str] = {}  # dask key -> failure class forced by the driver
         self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
         self._sizer = BatchSizer(self.options.batch_size, self.options.slots)
+        # while a unit's results are stored: (event, log, artifacts) to journal after the commit
+        self._journal_later: list[tuple[Event, str, list[tuple[str, bytes]]]] | None = None
         self._unsubmitted = 0
 
     # ------------------------------------------------------------------ cached
@@ -161,7 +163,8 @@ class Executor:
 
         def submit_more() -> None:
             nonlocal counter
-            while len(in_flight) < self.options.max_in_flight and not self.stop.is_set():
+            while len(in_flight) < self._sizer.in_flight(self._unsubmitted + len(queue), self.options.max_in_flight) \
+                    and not self.stop.is_set():
                 items = next_items()
                 if not items:
                     return
@@ -262,12 +265,21 @@ class Executor:
             if len(unit.items) == 1:
                 results = [results]
         if status == "finished":
-            for (trial, attempt), result in zip(unit.items, results):
-                if result.get("status") == "skipped":  # stopped before it started
-                    self._started.pop(trial.key, None)
-                    continue
-                self._sizer.note(result)
-                self._handle(trial, attempt, result, queue)
+            # The unit's results go to the cache in one transaction, committed
+            # before any of them is journaled (cache first, then the bundle).
+            self._journal_later = []
+            try:
+                with self.cache.batch():
+                    for (trial, attempt), result in zip(unit.items, results):
+                        if result.get("status") == "skipped":  # stopped before it started
+                            self._started.pop(trial.key, None)
+                            continue
+                        self._sizer.note(result)
+                        self._handle(trial, attempt, result, queue)
+            finally:
+                later, self._journal_later = self._journal_later, None
+                for event, log_text, artifacts in later or []:
+                    self._journal(event, log_text, artifacts)
         elif status == "cancelled" and forced is None:
             # Not cancelled by xrun (those are dropped before): the scheduler
             # lost the run's tasks. Nothing is re-run; finished trials are kept.
@@ -402,8 +414,15 @@ class Executor:
             self.outcome.counts["failed"] += 1
             cls = result["failure_class"]
             self.outcome.failures[cls] = self.outcome.failures.get(cls, 0) + 1
-        self.writer.record_trial(record, result.get("log", ""), result.get("artifacts") or [])
-        self.on_event(Event("done" if result["status"] == "ok" else "failed", record, dict(self.outcome.counts), self.outcome.best))
+        event = Event("done" if result["status"] == "ok" else "failed", record, dict(self.outcome.counts), self.outcome.best)
+        if self._journal_later is not None:
+            self._journal_later.append((event, result.get("log", ""), result.get("artifacts") or []))
+        else:
+            self._journal(event, result.get("log", ""), result.get("artifacts") or [])
+
+    def _journal(self, event: Event, log_text: str, artifacts: list[tuple[str, bytes]]) -> None:
+        self.writer.record_trial(event.record, log_text, artifacts)
+        self.on_event(event)
 
     def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any] | None:
         """What a lost task means for the trial that was running in it; None: run it again."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any
 
@@ -20,6 +21,30 @@ TOP_TRIALS = 10
 MAX_PARAM_PLOTS = 16
 MAX_PARALLEL_PARAMS = 12
 MAX_TRIAL_ROWS = 5000
+PLOT_TRIALS = 5000  # trials drawn per scatter or parallel-coordinates plot (the best and an even sample)
+
+
+def _plot_sample(run: Run, trials: list[dict[str, Any]], limit: int = PLOT_TRIALS) -> list[dict[str, Any]]:
+    """At most ``limit`` of ``trials`` to draw, in their order: the best tenth
+    of the limit by the objective and a seeded random sample of the others, so a
+    100,000-trial plot takes seconds and looks the same at its resolution."""
+    if len(trials) <= limit:
+        return trials
+    obj = run.objective
+    sign = -1.0 if obj is not None and obj.goal == "maximize" else 1.0
+    order = sorted(range(len(trials)), key=lambda i: sign * (run.value(trials[i]) or 0.0))
+    keep = set(order[: limit // 10])
+    rest = [i for i in range(len(trials)) if i not in keep]
+    keep.update(random.Random(0).sample(rest, limit - len(keep)))
+    best = next((i for i, t in enumerate(trials) if str(t.get("id")) == run.best_id), None)
+    if best is not None:
+        keep.add(best)
+    return [trials[i] for i in sorted(keep)]
+
+
+def _sampled_note(drawn: int, total: int) -> str:
+    return (f" {drawn:,} of the {total:,} trials are drawn: the best {PLOT_TRIALS // 10:,} and a random sample."
+            if drawn < total else "")  # fmt: skip
 
 
 def run_section(run: Run) -> str:
@@ -203,11 +228,13 @@ def objective_section(run: Run) -> str:
         return f'<p class="note">No successful trial reported {h.esc(obj.metric)}.</p>'
     best_id = run.best_id
     figures = []
+    drawn = _plot_sample(run, scored)
+    failed_drawn = run.failed[:PLOT_TRIALS]
     for p in run.params[:MAX_PARAM_PLOTS]:
         xs: list[Any] = []
         ys: list[float] = []
         best: int | None = None
-        for t in scored:
+        for t in drawn:
             x = _plot_x(p, t)
             if x is not _MISSING:
                 if str(t.get("id")) == best_id:
@@ -216,7 +243,7 @@ def objective_section(run: Run) -> str:
                 ys.append(run.value(t) or 0.0)
         if not xs:
             continue
-        failed = [x for x in (_plot_x(p, t) for t in run.failed) if x is not _MISSING]
+        failed = [x for x in (_plot_x(p, t) for t in failed_drawn) if x is not _MISSING]
         svg = plots.objective_vs_param(p, xs, ys, failed, best, obj)
         figures.append(f"<figure>{svg}</figure>")
     more = len(run.params) - MAX_PARAM_PLOTS
@@ -225,6 +252,8 @@ def objective_section(run: Run) -> str:
         + (f", × in the shaded band a failed trial ({len(run.failed)})" if run.failed else "")
         + ". Categorical values are spread sideways, with a bar at their median."
         + (f" {more} more parameters are not plotted." if more > 0 else "")
+        + _sampled_note(len(drawn), len(scored))
+        + (f" The first {len(failed_drawn):,} failed trials are drawn." if len(failed_drawn) < len(run.failed) else "")
     )
     return f'<div class="plots">{"".join(figures)}</div>\n<p class="note">{h.esc(note)}</p>'
 
@@ -254,7 +283,8 @@ def parallel_section(run: Run) -> str:
         return '<p class="note">Needs at least one parameter and one trial with an objective.</p>'
     rows: list[tuple[list[Any], float]] = []
     best: int | None = None
-    for t in scored:
+    drawn = _plot_sample(run, scored)
+    for t in drawn:
         xs = [_plot_x(p, t) for p in params]
         if any(x is _MISSING for x in xs):
             continue
@@ -271,6 +301,7 @@ def parallel_section(run: Run) -> str:
     )
     if len(run.params) > len(params):
         note += f" Only the first {len(params)} parameters are drawn."
+    note += _sampled_note(len(drawn), len(scored))
     return f"<figure>{svg}<figcaption>{h.esc(note)}</figcaption></figure>"
 
 

@@ -8,6 +8,7 @@ import importlib
 from typing import Any
 
 from .context import TrialContext
+from .datasets import load_once
 
 
 def _import(path: str) -> Any:
@@ -27,10 +28,14 @@ def sklearn_trial(sk: dict[str, Any], task: dict[str, Any], ctx: TrialContext) -
     if "random_state" in estimator_cls().get_params() and "random_state" not in kwargs:
         kwargs["random_state"] = task["seed"]
     estimator = estimator_cls(**kwargs)
-    if sk.get("dataset"):
-        X, y = _load_dataset(sk["dataset"])
+    if sk.get("dataset"):  # loaded once per worker, each trial gets a copy
+        X, y = load_once(("dataset", sk["dataset"]), lambda: _load_dataset(sk["dataset"]))
     else:
-        X, y = _load_table(ctx.data[sk["data"]], sk["target"])
+        path, digest = ctx.data[sk["data"]], (task.get("data_sha256") or {}).get(sk["data"])
+        if digest:  # verified against its sha256 (ctx.data): the key says what it holds
+            X, y = load_once(("table", path, digest, sk["target"]), lambda: _load_table(path, sk["target"]))
+        else:
+            X, y = _load_table(path, sk["target"])
     if sk.get("holdout") is not None:  # the sweep never sees the holdout: only the final stage scores on it
         X, _, y, _, _ = holdout_split(X, y, sk, estimator)
     scores = cross_validate(estimator, X, y, cv=sk.get("cv", 5), scoring=list(sk["scoring"]), error_score="raise")
