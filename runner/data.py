@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner import remote
 from runner._hashing import dir_digest, file_digest
 from runner.errors import SpecError
 from runner.spec import Spec
@@ -11,13 +12,12 @@ from runner.spec import Spec
 CHUNK = 1024 * 1024
 
 
-
 def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
     """name → {path|url, sha256, size}; a directory hashes its sorted files."""
     out: dict[str, dict[str, Any]] = {}
     for name, item in spec.data.items():
         if item.url is not None:
-            out[name] = {"url": item.url, "sha256": item.sha256, "size": None}
+            out[name] = _hash_url(name, item.url, item.sha256)
             continue
         assert item.path is not None
         path = item.path
@@ -35,3 +35,13 @@ def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
             )
         out[name] = {"path": str(path), "sha256": digest, "size": size}
     return out
+
+
+def _hash_url(name: str, url: str, pinned: str | None) -> dict[str, Any]:
+    """A pinned URL is recorded as pinned (whoever runs a trial verifies it when
+    fetching); an unpinned one is hashed here, once, and the digest is pinned
+    in ``data.json`` and the trial keys."""
+    if pinned is not None:
+        return {"url": url, "sha256": pinned, "size": None}
+    digest, size = remote.hash_url(url)
+    return {"url": url, "sha256": digest, "size": size}

@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from runner import config
+from runner import config, remote
 from runner.errors import SpecError
 from runner.spec import yaml as _yaml
 from runner.spec.models import LoadedSpec, SklearnTrial, Sweep
@@ -55,8 +55,8 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
     for name, item in spec.data.items():
         if (item.path is None) == (item.url is None):
             raise _err(loaded, "give exactly one of path or url", "data", name)
-        if item.url is not None and item.sha256 is None:
-            raise _err(loaded, "a url input needs its sha256 so it can be verified", "data", name)
+        if item.url is not None and (problem := remote.check_url(item.url)):
+            raise _err(loaded, problem, "data", name, "url")
         if item.path is not None and not item.path.exists():
             raise _err(loaded, f"file not found: {item.path}", "data", name, "path")
 
