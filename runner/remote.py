@@ -1,7 +1,7 @@
 """Object storage and http(s) on the driver: hashing data URLs, moving bundles
 and artifacts (fsspec for ``s3://``, ``gs://``, ``az://``; urllib for http(s)).
 
-The reading and hashing itself is :mod:`runner._fetch`, the code workers run,
+The reading and hashing itself is :mod:`runner.worker.fetch`, the code workers run,
 so the driver and the workers agree on every digest. This module adds what
 only the driver needs: xrun's errors, a progress hook the CLI fills in, and
 bounded downloads to temporary files.
@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runner import _fetch
+from runner.worker import fetch as _fetch
 from runner.errors import InfraError, UsageError, VerifyError
 
 # (label, total bytes or None) -> a callable taking bytes read, and a close callable.

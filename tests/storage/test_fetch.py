@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import _fetch, remote
+from runner.worker import fetch as _fetch, remote
 from runner._hashing import dir_digest
 from runner.errors import InfraError, UsageError
 
@@ -46,7 +46,7 @@ def test_http_needs_no_fsspec(http_server, tmp_path: Path) -> None:
     (http_server.root / "x.csv").write_bytes(b"a,b\n1,2\n")
     code = (
         "import sys; sys.modules['fsspec'] = None\n"  # importing fsspec now fails
-        "from runner import _fetch\n"
+        "from runner.worker import fetch as _fetch\n"
         f"print(_fetch.hash_url({http_server.url + '/x.csv'!r})[0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -56,7 +56,7 @@ def test_http_needs_no_fsspec(http_server, tmp_path: Path) -> None:
 def test_s3_without_fsspec_says_what_to_install(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['fsspec'] = None\n"
-        "from runner import _fetch\n"
+        "from runner.worker import fetch as _fetch\n"
         "try:\n    _fetch.hash_url('s3://bucket/key')\n"
         "except _fetch.FetchUnavailable as exc:\n    print(exc)"
     )
@@ -97,7 +97,7 @@ def test_fetched_once_per_node_then_reverified_per_process(s3, data_cache: Path)
     assert (again, fresh) == (path, False)
     # Another process on the node finds the entry, hashes it once, and does not download.
     code = (
-        "import sys; from runner import _fetch\n"
+        "import sys; from runner.worker import fetch as _fetch\n"
         "p, fresh = _fetch.fetch_verified(sys.argv[1], sys.argv[2], __import__('pathlib').Path(sys.argv[3]))\n"
         "print(fresh)"
     )

@@ -1,8 +1,8 @@
 """Remote data and artifacts on whoever runs the trial (standard library only).
 
-Shipped to workers as source with :mod:`runner._worker` (workers run in the
-spec's environment, where xrun is not installed), and used by the driver too,
-so both hash a URL the same way:
+Part of the worker package (shipped as source; workers run in the spec's
+environment, where xrun is not installed), and used by the driver too
+(:mod:`runner.remote`), so both hash a URL the same way:
 
 * ``http(s)://`` is read with :mod:`urllib` (nothing to install);
 * every other scheme (``s3://``, ``gs://``, ``az://``, ...) through fsspec,
