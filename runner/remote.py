@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runner.worker import fetch as _fetch
 from runner.errors import InfraError, UsageError, VerifyError
+from runner.worker import fetch as _fetch
 
 # (label, total bytes or None) -> a callable taking bytes read, and a close callable.
 ProgressFactory = Callable[[str, "int | None"], tuple[Callable[[int], None], Callable[[], None]]]

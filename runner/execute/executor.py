@@ -84,8 +84,8 @@ class Executor:
         self.timeout = spec.trial.timeout
         self.retries = spec.trial.retries
         self.data_paths = {k: v.get("path") or v.get("url") for k, v in plan.data.items()}
-        # What workers verify their copy of each data file against (urls are the trial's to fetch).
-        self.data_sha256 = {k: v["sha256"] for k, v in plan.data.items() if v.get("path")}
+        # What workers verify their copy of each data file (or fetched URL) against.
+        self.data_sha256 = {k: v["sha256"] for k, v in plan.data.items() if v.get("sha256")}
         # trial key -> (worker address, start time), from the workers' start events
         self._started: dict[str, tuple[str, float]] = {}
         self._oom_warned: set[str] = set()

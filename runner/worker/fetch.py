@@ -52,6 +52,10 @@ class FetchError(Exception):
     """A remote object could not be read (network, permissions, missing)."""
 
 
+class FetchMissing(FetchError):
+    """The object is not there (any more)."""
+
+
 class FetchUnavailable(FetchError):
     """The environment lacks the package a URL's scheme needs."""
 
@@ -120,10 +124,16 @@ def _options(proto: str) -> dict[str, Any]:
 
 
 def _http_open(url: str) -> BinaryIO:
+    import urllib.error
+
     request = urllib.request.Request(url, headers={"User-Agent": "xrun"})
     try:
         return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)  # type: ignore[no-any-return]
-    except OSError as exc:  # URLError, HTTPError, timeouts
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 410):
+            raise FetchMissing(f"{url}: no such object (HTTP {exc.code})") from None
+        raise FetchError(f"cannot read {url}: {exc}") from None
+    except OSError as exc:  # URLError, timeouts
         raise FetchError(f"cannot read {url}: {exc}") from None
 
 
@@ -150,7 +160,7 @@ def list_objects(url: str) -> list[tuple[str, str]]:
     if len(out) > MAX_PREFIX_OBJECTS:
         raise FetchError(f"{url}: more than {MAX_PREFIX_OBJECTS:,} objects under the prefix")
     if not out:
-        raise FetchError(f"{url}: no object under this prefix")
+        raise FetchMissing(f"{url}: no object under this prefix")
     return sorted(out)
 
 
@@ -165,7 +175,7 @@ def open_object(url: str) -> Iterator[BinaryIO]:
     try:
         fh = fs.open(path, "rb", block_size=8 * CHUNK)
     except FileNotFoundError:
-        raise FetchError(f"{url}: no such object") from None
+        raise FetchMissing(f"{url}: no such object") from None
     except Exception as exc:
         raise FetchError(f"cannot read {url}: {type(exc).__name__}: {exc}") from None
     with fh:
@@ -186,6 +196,21 @@ def object_size(url: str) -> int | None:
         raise
     except Exception:
         return None
+
+
+def check_readable(urls: dict[str, str]) -> dict[str, Any] | None:
+    """Before the sweep, on a worker: ``{"path": [...], "message": ...}`` for the
+    first data URL this environment has no package to read, else ``None``."""
+    for name, url in urls.items():
+        if scheme(url) in ("http", "https"):
+            continue
+        try:
+            _fsspec(url)
+        except FetchUnavailable as exc:
+            return {"path": ["data", name, "url"], "message": str(exc)}
+        except Exception:  # anything else shows when the trial fetches it
+            continue
+    return None
 
 
 # ------------------------------------------------------------------ hashing

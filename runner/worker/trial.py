@@ -76,6 +76,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     err_router.local.buffer = buf
     start = time.time()
     try:
+        ctx.data.prefetch()  # remote data is verified before the trial starts (not on its clock)
         dog.start()
         try:
             metrics = _dispatch(task, ctx)

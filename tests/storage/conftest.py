@@ -8,6 +8,7 @@ test and inherited by the ``xrun`` subprocesses and their workers.
 
 from __future__ import annotations
 
+import collections
 import functools
 import http.server
 import threading
@@ -28,10 +29,40 @@ CREDENTIALS = {
 }
 
 
+class MotoServer:
+    """moto's S3 in server mode on ``host`` (a real HTTP server in a thread),
+    counting the GET requests it answers per path."""
+
+    def __init__(self, host: str) -> None:
+        from werkzeug.serving import make_server
+
+        app = moto_server.DomainDispatcherApplication(moto_server.create_backend_app)
+        self.gets: collections.Counter[str] = collections.Counter()
+
+        def counting(environ: dict, start_response):  # type: ignore[no-untyped-def]
+            if environ.get("REQUEST_METHOD") == "GET" and not environ.get("QUERY_STRING"):
+                self.gets[environ.get("PATH_INFO", "")] += 1
+            return app(environ, start_response)
+
+        self.server = make_server(host, 0, counting, threaded=True)
+        self.endpoint = f"http://{host}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
 @dataclass
 class S3:
     endpoint: str
     bucket: str
+    server: MotoServer
+
+    def downloads(self, key: str) -> int:
+        """How many times the object was read whole (GET without a query)."""
+        return self.server.gets[f"/{self.bucket}/{key}"]
 
     def env(self) -> dict[str, str]:
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
@@ -56,27 +87,20 @@ class S3:
         return sorted(k.split("/", 1)[1] for k in fs.find(f"{self.bucket}/{prefix}"))
 
 
-def _start_moto(host: str) -> tuple[object, str]:
-    server = moto_server.ThreadedMotoServer(ip_address=host, port=0, verbose=False)
-    server.start()
-    bound_host, port = server.get_host_and_port()
-    return server, f"http://{bound_host}:{port}"
-
-
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    server, endpoint = _start_moto("127.0.0.1")
-    yield endpoint
-    server.stop()  # type: ignore[attr-defined]
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer("127.0.0.1")
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3:
+def s3(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> S3:
     """A fresh bucket on the test's S3 server; the standard variables point at it."""
-    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": moto_endpoint}.items():
+    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": moto.endpoint}.items():
         monkeypatch.setenv(name, value)
     bucket = f"xrun-{uuid.uuid4().hex[:12]}"
-    s = S3(moto_endpoint, bucket)
+    s = S3(moto.endpoint, bucket, moto)
     s.fs().mkdir(bucket)
     return s
 

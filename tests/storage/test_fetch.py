@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.worker import fetch as _fetch, remote
+from runner import remote
 from runner._hashing import dir_digest
 from runner.errors import InfraError, UsageError
+from runner.worker import fetch as _fetch
 
 
 def sha(data: bytes) -> str:
