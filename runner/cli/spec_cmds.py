@@ -49,11 +49,14 @@ def run(
         use_cache=not no_cache, fail_fast=fail_fast, relock=relock,
         output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"),
     )  # fmt: skip
+    from runner import remote
     from runner.cli.progress import Progress  # deferred: imports Dask
 
     progress = Progress(err, loaded, enabled=not _state["quiet"])
     options.on_event = progress.event
     options.on_status = progress.status
+    if not _state["quiet"]:
+        remote.progress_factory.set(progress.transfer)  # hashing large data URLs
 
     driver = os.getpid()
 
@@ -114,8 +117,11 @@ def plan(
     loaded = _load(spec, set_, backend, workers)
     s = loaded.spec
     fresh, reason = check_lock(s.environment)
+    from runner.cli.progress import transfer_bars  # deferred: imports Dask
+
     env = load_environment(loaded, relock=False)
-    p = make_plan(loaded, env, use_cache=not no_cache)
+    with transfer_bars(err, enabled=not _state["quiet"]):  # hashing large data URLs
+        p = make_plan(loaded, env, use_cache=not no_cache)
     reasons = explain_misses(p)
     info = {
         "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),

@@ -265,6 +265,8 @@ def download(url: str, dest: Path, progress: Progress | None = None, limit: int 
     """Copy an object (or every object under a prefix, into directory ``dest``)
     to ``dest``, which must not exist; returns (sha256, size) of what was written."""
     if not is_prefix(url):
+        if scheme(url) not in ("http", "https") and progress is None:
+            return _get_file(url, dest, limit)
         h = hashlib.sha256()
         with open_object(url) as src, open(dest, "xb") as out:
             size = _read_all(url, src, out, h, progress, limit)
@@ -280,6 +282,27 @@ def download(url: str, dest: Path, progress: Progress | None = None, limit: int 
         manifest.update(f"{rel}\0{digest}\n".encode())
         total += size
     return manifest.hexdigest(), total
+
+
+def _get_file(url: str, dest: Path, limit: int | None) -> tuple[str, int]:
+    """The store's own download (one streamed request, as a plain ``fs.get`` does),
+    then the hash of what landed on disk."""
+    fs, path = _fsspec(url)
+    try:
+        if limit is not None and int(fs.info(path)["size"]) > limit:
+            raise FetchError(f"{url}: larger than {limit:,} bytes")
+        open(dest, "xb").close()  # dest is ours, and new
+        fs.get_file(path, str(dest))
+    except FileNotFoundError:
+        raise FetchMissing(f"{url}: no such object") from None
+    except FetchError:
+        raise
+    except Exception as exc:
+        raise FetchError(f"cannot read {url}: {type(exc).__name__}: {exc}") from None
+    size = dest.stat().st_size
+    if limit is not None and size > limit:
+        raise FetchError(f"{url}: larger than {limit:,} bytes")
+    return digest_of(dest), size
 
 
 def upload(path: Path, url: str) -> None:
