@@ -405,9 +405,9 @@ def fetch_verified(url: str, expected: str, root: Path | None = None) -> tuple[s
                     f"{url} changed since the run hashed it (sha256 {expected[:12]}…, now {digest[:12]}…); "
                     "restore the object, or run again to hash and use the new data"
                 )
-            _read_only(target)
             entry.mkdir(exist_ok=True)
-            os.rename(target, final)
+            os.rename(target, final)  # then read-only: a read-only directory cannot be moved (but by root)
+            _read_only(final)
         finally:
             _remove(tmp)
         _verified.add(str(final))

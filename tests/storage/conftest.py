@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 
-from .servers import CREDENTIALS, HTTP, S3, MotoServer, new_bucket, serve_http  # noqa: E402
+from .servers import CREDENTIALS, HTTP, S3, MotoServer, new_bucket, serve_http
 
 __all__ = ["CREDENTIALS", "HTTP", "S3", "MotoServer", "serve_http"]
 
