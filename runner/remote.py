@@ -42,6 +42,13 @@ def check_url(url: str) -> str | None:
     return None
 
 
+def writable(url: str) -> str | None:
+    """Why ``url`` cannot be written to (http(s) is read-only here), or ``None``."""
+    if _fetch.scheme(url) in ("http", "https"):
+        return f"{url!r}: xrun writes only to object storage (s3://, gs://, az://), not to http(s)"
+    return None
+
+
 @contextlib.contextmanager
 def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
     factory = progress_factory.get()

@@ -138,6 +138,9 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
     recorded_data = bundle.json("data.json") or {}
     for name, entry in recorded_data.items():
         if entry.get("url"):
+            if name in resolved["data"] and isinstance(entry.get("sha256"), str):
+                # the object the original run hashed, or the trials fail as data-changed
+                resolved["data"][name]["sha256"] = entry["sha256"]
             continue
         path = Path(data.get(name) or entry["path"])
         if not path.is_file() and not path.is_dir():
@@ -286,7 +289,7 @@ def compare(original: list[dict[str, Any]], reproduced: list[dict[str, Any]], to
 
 
 def reproduce(
-    path: Path,
+    path: Path | str,
     *,
     trials: str = "best",
     backend: str | None = None,

@@ -60,6 +60,10 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
         if item.path is not None and not item.path.exists():
             raise _err(loaded, f"file not found: {item.path}", "data", name, "path")
 
+    store = spec.artifacts.store
+    if store is not None and (problem := remote.check_url(store) or remote.writable(store)):
+        raise _err(loaded, problem, "artifacts", "store")
+
     if not spec.code.root.is_dir():
         raise _err(loaded, f"directory not found: {spec.code.root}", "code", "root")
 

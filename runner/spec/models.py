@@ -122,6 +122,13 @@ class DataItem(StrictModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
+class Artifacts(StrictModel):
+    store: str | None = Field(
+        None, description="s3://, gs:// or az:// prefix; artifacts above inline_max are uploaded there by the worker"
+    )
+    inline_max: ByteSize = Field(1024 * 1024, description="artifacts up to this size stay in the bundle")
+
+
 # ---------------------------------------------------------------- trial
 
 
@@ -319,6 +326,7 @@ class Spec(StrictModel):
         default_factory=dict
     )
     trial: Trial
+    artifacts: Artifacts = Field(default_factory=Artifacts)  # type: ignore[arg-type]
     sweep: Sweep = Field(default_factory=Sweep)
     cluster: Cluster = Field(default_factory=LocalCluster)
     reproduce: Reproduce = Field(default_factory=Reproduce)

@@ -316,6 +316,31 @@ def upload(path: Path, url: str) -> None:
         raise FetchError(f"cannot write {url}: {type(exc).__name__}: {exc}") from None
 
 
+# ------------------------------------------------------------------ artifacts
+
+REMOTE_SUFFIX = ".xrun-remote.json"  # beside where a stored artifact would be in the bundle
+
+
+def artifact_url(store: str, sha256: str) -> str:
+    """Content-addressed: one object per distinct content, whoever stored it."""
+    return f"{store.rstrip('/')}/sha256/{sha256[:2]}/{sha256}"
+
+
+def store_artifact(path: Path, store: str) -> dict[str, Any]:
+    """Upload a trial's file to ``store`` (unless that content is there already)
+    and return what the bundle records of it: url, sha256, size."""
+    digest, size = digest_of(path), path.stat().st_size
+    url = artifact_url(store, digest)
+    fs, target = _fsspec(url)
+    try:
+        present = fs.exists(target) and int(fs.info(target)["size"]) == size
+    except Exception:
+        present = False
+    if not present:
+        upload(path, url)
+    return {"url": url, "sha256": digest, "size": size}
+
+
 # ------------------------------------------------------------------ the per-node cache
 
 
