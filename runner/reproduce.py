@@ -24,6 +24,7 @@ from runner._plugin import UnsafeArchive, safe_extract
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
 from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.read import Bundle, open_bundle
+from runner.bundle.stored import stored_artifacts
 from runner.bundle.write import BundleWriter
 from runner.errors import UsageError, XrunError
 from runner.execute import Outcome
@@ -61,6 +62,7 @@ class Reproduction:
     environment: str = ""  # what could be said about the environment
     env_identical: bool | None = None
     problems: list[str] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # stored artifacts compared by sha256
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,7 @@ class Reproduction:
             "env_identical": self.env_identical,
             "problems": self.problems,
             "rows": [r.__dict__ for r in self.rows],
+            "artifacts": self.artifacts,
         }
 
 
@@ -288,6 +291,21 @@ def compare(original: list[dict[str, Any]], reproduced: list[dict[str, Any]], to
     return rows, problems
 
 
+def compare_stored(original: Path, reproduced: Path, rows: list[Row]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Stored artifacts (the large ones, kept by sha256) of each trial whose
+    metrics all reproduced exactly: a deterministic trial writes the same bytes."""
+    exact = {r.trial for r in rows} - {r.trial for r in rows if not r.match or r.delta not in (None, 0.0)}
+    before = {(a.trial, a.path): a.sha256 for a in stored_artifacts(original) if a.trial in exact}
+    after = {(a.trial, a.path): a.sha256 for a in stored_artifacts(reproduced)}
+    compared, problems = [], []
+    for (trial, path), digest in sorted(before.items()):
+        got = after.get((trial, path))
+        compared.append({"trial": trial, "path": path, "sha256": digest, "reproduced": got, "match": got == digest})
+        if got != digest:
+            problems.append(f"{trial}: artifact {path}: sha256 {digest[:12]}…, reproduced {str(got)[:12]}…")
+    return compared, problems
+
+
 def reproduce(
     path: Path | str,
     *,
@@ -323,6 +341,8 @@ def reproduce(
         def finalize(writer: BundleWriter, outcome: Outcome, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             new = latest_records(read_journal(writer.root / "trials.jsonl"))
             result.rows, problems = compare(chosen, new, tolerance)
+            result.problems += problems
+            result.artifacts, problems = compare_stored(bundle.root, writer.root, result.rows)
             result.problems += problems
             image = extra.get("image.json")
             if recorded_image and image:

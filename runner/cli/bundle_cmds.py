@@ -124,6 +124,9 @@ def reproduce(
         t.add_row(safe(str(r.trial)), safe(str(r.metric)), _num(r.recorded), _num(r.reproduced), _num(r.delta),
                   "[green]yes[/]" if r.match else "[red]NO[/]")  # fmt: skip
     err.print(t)
+    if result.artifacts:
+        same = sum(a["match"] for a in result.artifacts)
+        _say(f"stored artifacts: {same} of {len(result.artifacts)} reproduced with the same sha256")
     for p in result.problems:
         err.print(f"[red]problem:[/] {safe(p)}")
     _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")

@@ -7,9 +7,7 @@ from the store is extracted as safely as a local one."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 
 TRIAL = '''
@@ -94,28 +92,38 @@ def test_a_bundle_packed_to_s3_is_shown_verified_and_reproduced_from_there(proje
     rep = run_xrun("reproduce", url, "--trials", "all", cwd=other)
     assert rep.code == 0, rep.err
     assert "verdict: match" in rep.err
+    assert "stored artifacts: 2 of 2 reproduced with the same sha256" in rep.err
+    reproduced = json.loads((Path(rep.out.strip().splitlines()[-1]) / "reproduce.json").read_text())
+    assert [(a["trial"], a["path"], a["match"]) for a in reproduced["artifacts"]] == [
+        ("t00000", "models/model.bin", True), ("t00001", "models/model.bin", True)]
 
 
-def test_an_archive_from_the_store_chooses_nothing_about_where_xrun_writes(run_xrun, s3, tmp_path: Path) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("run/bundle.json", b"{}"), ("../../escaped.txt", b"evil")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    url = s3.put("evil.tar.gz", buf.getvalue())
-    for command in ("show", "verify"):
-        res = run_xrun(command, url, cwd=tmp_path)
-        assert res.code == 2, res.err
-        assert f"{url}: unsafe archive, not extracted" in res.err
-    assert not list(tmp_path.parent.rglob("escaped.txt"))
-    gone = run_xrun("show", f"s3://{s3.bucket}/nope.tar.gz", cwd=tmp_path)
-    assert gone.code == 3 and "no such object" in gone.err
+def test_reproduce_compares_stored_artifacts_of_deterministic_trials(project, run_xrun, s3, tmp_path: Path) -> None:
+    salt = tmp_path / "salt.txt"  # outside the code: what the model depends on, unseen by the metrics
+    salt.write_text("1")
+    project.file("experiments/salted.py", """
+import pathlib
 
-
-def test_pack_refuses_http_and_bad_names(project, run_xrun, s3, tmp_path: Path) -> None:
-    res = run_xrun(spec_for(project, s3), cwd=tmp_path)
-    bad = run_xrun("pack", res.bundle, "-o", "https://example.org/run.tar.gz")
-    assert bad.code == 2 and "not to http(s)" in bad.err
-    bad = run_xrun("pack", res.bundle, "-o", f"s3://{s3.bucket}/run.zip")
-    assert bad.code == 2 and "must end with .tar.gz" in bad.err
+def train(params, ctx):
+    salt = pathlib.Path(params["salt"]).read_bytes()
+    (pathlib.Path(ctx.artifact_dir) / "model.bin").write_bytes(salt * 5000)
+    return {"score": 1.0}
+""")
+    spec = project.spec(f"""
+        xrun: 1
+        name: salted
+        trial: {{function: "experiments.salted:train"}}
+        sweep: {{parameters: {{salt: ["{salt}"]}}}}
+        artifacts: {{store: "s3://{s3.bucket}/a", inline_max: 100}}
+        secrets: [AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+        cluster: {{workers: 1}}
+    """)
+    res = run_xrun(spec, cwd=tmp_path)
+    assert res.code == 0, res.err
+    salt.write_text("2")
+    rep = run_xrun("reproduce", res.bundle, "--trials", "all", cwd=tmp_path)
+    assert rep.code == 1, rep.err
+    assert "t00000: artifact model.bin: sha256" in rep.err and "verdict: mismatch" in rep.err
+    salt.write_text("1")
+    rep = run_xrun("reproduce", res.bundle, "--trials", "all", cwd=tmp_path)
+    assert rep.code == 0 and "stored artifacts: 1 of 1 reproduced with the same sha256" in rep.err
