@@ -57,7 +57,7 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
             raise _err(loaded, "give exactly one of path or url", "data", name)
         if item.url is not None and (problem := remote.check_url(item.url)):
             raise _err(loaded, problem, "data", name, "url")
-        if item.path is not None and not item.path.exists():
+        if item.path is not None and not item.path.exists() and spec.volume_for(item.path) is None:
             raise _err(loaded, f"file not found: {item.path}", "data", name, "path")
 
     store = spec.artifacts.store
@@ -241,3 +241,4 @@ def size_problem(sweep: Sweep) -> tuple[str, str] | None:
     if n // max(sweep.repeats, 1) <= MAX_TRIALS:
         key = "repeats"
     return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"
+

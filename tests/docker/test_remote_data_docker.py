@@ -91,3 +91,46 @@ cluster: {{backend: docker, workers: 2, memory_limit: 1GiB}}
         assert 1 <= web.requests.count("/page.txt") <= 3
         everything = b"".join(p.read_bytes() for p in bundle.rglob("*") if p.is_file())
         assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode() not in everything
+
+
+VOLUME_TRIAL = '''
+import os, pathlib
+
+def train(params, ctx):
+    path = pathlib.Path(ctx.data["shared"])
+    return {"bytes": len(path.read_bytes()), "in_volume": float(os.path.exists("/mnt/shared/table.csv")),
+            "writable": float(os.access("/mnt/shared", os.W_OK))}
+'''
+
+
+def test_data_on_a_bind_mounted_volume_is_hashed_through_its_source(docker_client, tmp_path: Path) -> None:
+    from .conftest import DATA
+
+    shared = tmp_path / "host-share"
+    shared.mkdir()
+    (shared / "table.csv").write_bytes(b"v\n" * 1234)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "vol.py").write_text(VOLUME_TRIAL)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""
+xrun: 1
+name: docker-volume-data
+environment: {{pip: {DATA / "worker-env.in"}}}
+image: {{base: {REPO / "Dockerfile.base"}, build_args: {json.dumps(BASE_ARGS)}}}
+code: {{include: ["experiments/*.py"]}}
+trial: {{function: "experiments.vol:train", timeout: 2m}}
+data: {{shared: {{path: /mnt/shared/table.csv}}}}
+cluster:
+  backend: docker
+  workers: 1
+  docker: {{volumes: [{{source: host-share, target: /mnt/shared}}]}}
+""")
+    res = subprocess.run([sys.executable, "-m", "runner.cli", "run", spec, "-q"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=1500, env={**os.environ, "COLUMNS": "200", "XRUN_ALLOW_OUTSIDE_PATHS": "1"})  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    bundle = Path(res.stdout.strip().splitlines()[-1])
+    (record,) = [json.loads(line) for line in (bundle / "trials.jsonl").read_text().splitlines()]
+    assert record["metrics"] == {"bytes": 2468, "in_volume": 1.0, "writable": 0.0}  # read-only by default
+    data = json.loads((bundle / "data.json").read_text())
+    assert data["shared"] == {"path": "/mnt/shared/table.csv", "sha256": hashlib.sha256(b"v\n" * 1234).hexdigest(),
+                              "size": 2468, "volume": "/mnt/shared"}  # fmt: skip
