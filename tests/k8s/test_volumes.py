@@ -39,7 +39,7 @@ def test_volumes_are_mounted_in_workers_only_and_read_only_by_default() -> None:
     assert mounts["vol-scratch"]["readOnly"] is False
     assert not any(v["name"].startswith("vol-") for v in _pod(ms, "Deployment")["volumes"])  # not the scheduler
     # data on a volume is not shipped: only the local file is in the data ConfigMap
-    shipped = [m for m in ms if m["kind"] == "ConfigMap" and "binaryData" in m][0]["binaryData"]
+    shipped = next(m for m in ms if m["kind"] == "ConfigMap" and "binaryData" in m)["binaryData"]
     assert [k for k in shipped if "train" in k] == [] and len(shipped) == 1
 
 
@@ -71,7 +71,7 @@ trial: {{function: "e:f"}}
 data: {{t: {{path: /mnt/elsewhere/t.csv}}}}
 cluster: {{backend: kubernetes, kubernetes: {{volumes: [{{name: d, claim: c, mount_path: /mnt/data}}]}}}}
 """
-    with pytest.raises(SpecError, match="file not found: /mnt/elsewhere/t.csv"):
+    with pytest.raises(SpecError, match=r"file not found: /mnt/elsewhere/t\.csv"):
         loads_spec(text, tmp_path / "spec.yaml")
     loaded = loads_spec(text.replace("/mnt/elsewhere/", "/mnt/data/"), tmp_path / "spec.yaml")
     assert loaded.spec.volume_for(Path("/mnt/data/t.csv")) == ("/mnt/data", None)
