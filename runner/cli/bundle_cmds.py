@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.manifest import verify as verify_bundle
 from runner.bundle.read import effective_status, find_bundles, open_bundle, summary_row
+from runner.bundle.stored import stored_artifacts, verify_stored
 from runner.cli.app import _kv, _say, app, err, out
 from runner.errors import UsageError, VerifyError
 
@@ -89,8 +92,6 @@ def verify(
         raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
 
     _say(f"[green]✓[/] {safe(str(b.root))}: {res.checked} files match MANIFEST.sha256")
-    from runner.bundle.stored import stored_artifacts, verify_stored
-
     if remote_:
         checked = verify_stored(b.root)
         _say(f"[green]✓[/] {len(checked)} stored artifact(s) match their sha256 where they are kept")
@@ -186,9 +187,6 @@ def pack(
     output: str = typer.Option(..., "--output", "-o", help="the archive to write (.tar.gz): a path, or an s3://, gs://, az:// URL"),
 ) -> None:
     """Write BUNDLE as one deterministic .tar.gz (reproduce, verify and show accept it)."""
-    import tempfile
-
-    from runner import remote
     from runner.bundle import pack as packing  # deferred: imports Dask (safe archive extraction)
 
     SUFFIXES, pack_bundle = packing.SUFFIXES, packing.pack

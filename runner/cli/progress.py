@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.points import aggregate, rank
@@ -234,8 +235,6 @@ def _fmt(v: Any) -> str:
 @contextmanager
 def transfer_bars(console: Console, enabled: bool = True) -> Iterator[None]:
     """Progress bars for hashing and moving large remote objects outside a run."""
-    from runner import remote
-
     if not enabled:
         yield
         return

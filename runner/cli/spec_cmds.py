@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from runner import remote
 from runner.cli.app import (
     SetOpt,
     SpecArg,
@@ -49,7 +50,6 @@ def run(
         use_cache=not no_cache, fail_fast=fail_fast, relock=relock,
         output=output.resolve() if output else None, build_args=_kv(build_arg, "--build-arg"),
     )  # fmt: skip
-    from runner import remote
     from runner.cli.progress import Progress  # deferred: imports Dask
 
     progress = Progress(err, loaded, enabled=not _state["quiet"])

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -124,8 +125,6 @@ def _options(proto: str) -> dict[str, Any]:
 
 
 def _http_open(url: str) -> BinaryIO:
-    import urllib.error
-
     request = urllib.request.Request(url, headers={"User-Agent": "xrun"})
     try:
         return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT)  # type: ignore[no-any-return]
