@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -842,6 +843,14 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
+def write_results(path: Path, text: str) -> None:
+    """RESULTS.md from ``text``, keeping the sections other scripts own
+    (``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``, e.g. bench/storage.py's)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    blocks = [m.group(0) for m in re.finditer(r"<!-- ([a-z]+):begin -->\n.*?<!-- \1:end -->\n", old, flags=re.S)]
+    path.write_text(text + "".join("\n" + b for b in blocks), encoding="utf-8")
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -890,9 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.render:
-        (args.out / "RESULTS.md").write_text(
-            render(json.loads((args.out / "results.json").read_text()))
-        )
+        write_results(args.out / "RESULTS.md", render(json.loads((args.out / "results.json").read_text())))
         return 0
     only = [n for item in args.only for n in item.split(",") if n]
     unknown = [n for n in only if n not in NAMES]
@@ -945,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         data["harness_seconds"] = round(time.monotonic() - started, 1)
         args.out.mkdir(parents=True, exist_ok=True)
         results_json.write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
-        (args.out / "RESULTS.md").write_text(render(data))
+        write_results(args.out / "RESULTS.md", render(data))
         if args.keep:
             progress(f"kept {work}")
         else:

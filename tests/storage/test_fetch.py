@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,25 @@ def test_leaf_names_are_plain_file_names(path: str) -> None:
 )  # fmt: skip
 def test_check_url(url: str, ok: bool) -> None:
     assert (remote.check_url(url) is None) == ok
+
+
+_names = st.text(alphabet="abcxyz019_-.", min_size=1, max_size=8).filter(lambda n: n not in (".", ".."))
+_trees = st.dictionaries(st.lists(_names, min_size=1, max_size=3).map("/".join), st.binary(max_size=300),
+                         min_size=1, max_size=6)  # fmt: skip
+
+
+@settings(max_examples=10)
+@given(tree=_trees)
+def test_a_prefix_and_its_download_have_the_local_directory_digest(s3, tmp_path_factory, tree: dict[str, bytes]) -> None:
+    # a path may not be both a file and a directory
+    tree = {k: v for k, v in tree.items() if not any(o.startswith(k + "/") for o in tree)}
+    local = tmp_path_factory.mktemp("tree")
+    prefix = f"t-{uuid.uuid4().hex[:8]}/"
+    for rel, data in tree.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+        s3.put(prefix + rel, data)
+    url = f"s3://{s3.bucket}/{prefix}"
+    assert remote.hash_url(url) == (dir_digest(local), sum(map(len, tree.values())))
+    copy = tmp_path_factory.mktemp("copy") / "c"
+    assert _fetch.download(url, copy)[0] == dir_digest(local) == _fetch.digest_of(copy)
