@@ -92,22 +92,19 @@ def _fsspec(url: str) -> tuple[Any, str]:
     """(filesystem, path) for a non-http URL, or :class:`FetchUnavailable`."""
     proto = scheme(url)
     package = PACKAGES.get(proto, "fsspec")
+    missing = FetchUnavailable(
+        f"reading {proto}:// needs fsspec and {package} in the environment that runs the trial; "
+        f"add `{package}` to the spec's environment (and relock), or install xrun[{_extra(proto)}] "
+        "for the current environment"
+    )
     try:
-        import fsspec
+        import fsspec  # deferred: optional, and this package must import with the standard library alone
     except ImportError:
-        raise FetchUnavailable(
-            f"reading {proto}:// needs fsspec and {package} in the environment that runs the trial; "
-            f"add `{package}` to the spec's environment (and relock), or install xrun[{_extra(proto)}] "
-            "for the current environment"
-        ) from None
+        raise missing from None
     try:
         fs, path = fsspec.core.url_to_fs(url, **_options(proto))
-    except ImportError:
-        raise FetchUnavailable(
-            f"reading {proto}:// needs {package} in the environment that runs the trial; "
-            f"add `{package}` to the spec's environment (and relock), or install xrun[{_extra(proto)}] "
-            "for the current environment"
-        ) from None
+    except ImportError:  # fsspec without the store's package
+        raise missing from None
     return fs, path
 
 

@@ -121,3 +121,24 @@ def test_an_unsupported_url_is_a_spec_error(project, run_xrun, tmp_path: Path) -
     res = run_xrun("validate", spec, cwd=tmp_path)
     assert res.code == 2
     assert "data.t.url: unsupported URL 'ftp://example.org/t.csv'" in res.err
+
+
+def test_workers_without_the_store_package_stop_the_run_before_any_trial(project, run_xrun, s3, tmp_path: Path) -> None:
+    # an environment without s3fs: importing it fails (the driver does not need it: the URL is pinned)
+    shadow = tmp_path / "no-s3fs" / "s3fs"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('s3fs is not installed here')\n")
+    project.file("experiments/remote.py", "def train(params, ctx):\n    return {'n': 1}\n")
+    spec = project.spec(f"""
+        xrun: 1
+        name: no-s3fs
+        trial: {{function: "experiments.remote:train"}}
+        data:
+          t: {{url: "s3://{s3.bucket}/t.csv", sha256: "{"ab" * 32}"}}
+        cluster: {{workers: 1}}
+    """)
+    res = run_xrun(spec, cwd=tmp_path, env={"PYTHONPATH": str(shadow.parent)})
+    assert res.code == 2, res.err
+    assert "data.t.url: reading s3:// needs fsspec and s3fs in the environment that runs the trial" in res.err
+    assert "add `s3fs` to the spec's environment" in res.err and "before any trial ran" in res.err
+    assert "Traceback" not in res.err
