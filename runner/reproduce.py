@@ -145,6 +145,9 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
                 # the object the original run hashed, or the trials fail as data-changed
                 resolved["data"][name]["sha256"] = entry["sha256"]
             continue
+        if entry.get("volume") and name not in data and name in resolved["data"] and isinstance(entry.get("sha256"), str):
+            resolved["data"][name]["sha256"] = entry["sha256"]  # on the workers' volume: they verify it there
+            continue
         path = Path(data.get(name) or entry["path"])
         if not path.is_file() and not path.is_dir():
             raise UsageError(

@@ -134,3 +134,7 @@ cluster:
     data = json.loads((bundle / "data.json").read_text())
     assert data["shared"] == {"path": "/mnt/shared/table.csv", "sha256": hashlib.sha256(b"v\n" * 1234).hexdigest(),
                               "size": 2468, "volume": "/mnt/shared"}  # fmt: skip
+    rep = subprocess.run([sys.executable, "-m", "runner.cli", "reproduce", bundle, "--trials", "all"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=1500, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert rep.returncode == 0, rep.stderr
+    assert "verdict: match" in rep.stderr
