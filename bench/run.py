@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -876,6 +877,8 @@ def keep_foreign_sections(md: str, path: Path) -> str:
         old = path.read_text()
     except OSError:
         return md
+    # Marked blocks (<!-- NAME:begin --> ... <!-- NAME:end -->) are put back by write_results.
+    old = re.sub(r"<!-- ([a-z]+):begin -->\n.*?<!-- \1:end -->\n?", "", old, flags=re.S)
     owned = {ln.strip() for ln in md.splitlines() if ln.startswith("## ")}
     sections: list[list[str]] = []
     for ln in old.splitlines():
@@ -1018,6 +1021,14 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
+def write_results(path: Path, text: str) -> None:
+    """RESULTS.md from ``text``, keeping the sections other scripts own
+    (``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``, e.g. bench/storage.py's)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    blocks = [m.group(0) for m in re.finditer(r"<!-- ([a-z]+):begin -->\n.*?<!-- \1:end -->\n", old, flags=re.S)]
+    path.write_text(text + "".join("\n" + b for b in blocks), encoding="utf-8")
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -1073,7 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.render:
         md = render(json.loads((args.out / "results.json").read_text()))
-        (args.out / "RESULTS.md").write_text(keep_foreign_sections(md, args.out / "RESULTS.md"))
+        write_results(args.out / "RESULTS.md", keep_foreign_sections(md, args.out / "RESULTS.md"))
         return 0
     only = [n for item in args.only for n in item.split(",") if n]
     unknown = [n for n in only if n not in NAMES]
@@ -1131,7 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
         data["harness_seconds"] = round(time.monotonic() - started, 1)
         args.out.mkdir(parents=True, exist_ok=True)
         results_json.write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
-        (args.out / "RESULTS.md").write_text(keep_foreign_sections(render(data), args.out / "RESULTS.md"))
+        write_results(args.out / "RESULTS.md", keep_foreign_sections(render(data), args.out / "RESULTS.md"))
         if args.keep:
             progress(f"kept {work}")
         else:

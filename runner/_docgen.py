@@ -27,7 +27,7 @@ NOTES = {
     "code.exclude": "glob patterns left out",
     "data": "named inputs; each one is hashed into the bundle",
     "data.<name>.path": "a local file (relative to the spec)",
-    "data.<name>.url": "a remote file; give `sha256` with it",
+    "data.<name>.url": "s3://, gs://, az:// (fsspec) or http(s):// object, or a prefix ending in /; fetched and verified by each node; hashed by the driver when `sha256` is not given",
     "data.<name>.sha256": "expected sha256; the run stops when the data differs",
     "trial": "what one trial runs: exactly one of `function`, `sklearn`",
     "trial.retries": "re-runs of a trial that raised",

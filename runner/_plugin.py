@@ -283,3 +283,7 @@ def call_info() -> dict[str, Any]:
 
 def call_check(definition: dict[str, Any]) -> dict[str, Any] | None:
     return importlib.import_module(WORKER_MODULE).check_trial(definition)
+
+
+def call_check_data(urls: dict[str, str]) -> dict[str, Any] | None:
+    return importlib.import_module(f"{WORKER_MODULE}.fetch").check_readable(urls)

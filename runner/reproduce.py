@@ -24,6 +24,7 @@ from runner._plugin import UnsafeArchive, safe_extract
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
 from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.read import Bundle, open_bundle
+from runner.bundle.stored import stored_artifacts
 from runner.bundle.write import BundleWriter
 from runner.errors import UsageError, XrunError
 from runner.execute import Outcome
@@ -63,6 +64,7 @@ class Reproduction:
     env_identical: bool | None = None
     problems: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)  # prepare / final, compared (runner.stages)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # stored artifacts compared by sha256
 
     @property
     def ok(self) -> bool:
@@ -78,6 +80,7 @@ class Reproduction:
             "problems": self.problems,
             "rows": [r.__dict__ for r in self.rows],
             "stages": self.stages,
+            "artifacts": self.artifacts,
         }
 
 
@@ -141,6 +144,12 @@ def prepare(bundle: Bundle, workdir: Path, *, backend: str | None, data: dict[st
     recorded_data = bundle.json("data.json") or {}
     for name, entry in recorded_data.items():
         if entry.get("url"):
+            if name in resolved["data"] and isinstance(entry.get("sha256"), str):
+                # the object the original run hashed, or the trials fail as data-changed
+                resolved["data"][name]["sha256"] = entry["sha256"]
+            continue
+        if entry.get("volume") and name not in data and name in resolved["data"] and isinstance(entry.get("sha256"), str):
+            resolved["data"][name]["sha256"] = entry["sha256"]  # on the workers' volume: they verify it there
             continue
         path = Path(data.get(name) or entry["path"])
         if not path.is_file() and not path.is_dir():
@@ -288,8 +297,23 @@ def compare(original: list[dict[str, Any]], reproduced: list[dict[str, Any]], to
     return rows, problems
 
 
+def compare_stored(original: Path, reproduced: Path, rows: list[Row]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Stored artifacts (the large ones, kept by sha256) of each trial whose
+    metrics all reproduced exactly: a deterministic trial writes the same bytes."""
+    exact = {r.trial for r in rows} - {r.trial for r in rows if not r.match or r.delta not in (None, 0.0)}
+    before = {(a.trial, a.path): a.sha256 for a in stored_artifacts(original) if a.trial in exact}
+    after = {(a.trial, a.path): a.sha256 for a in stored_artifacts(reproduced)}
+    compared, problems = [], []
+    for (trial, path), digest in sorted(before.items()):
+        got = after.get((trial, path))
+        compared.append({"trial": trial, "path": path, "sha256": digest, "reproduced": got, "match": got == digest})
+        if got != digest:
+            problems.append(f"{trial}: artifact {path}: sha256 {digest[:12]}…, reproduced {str(got)[:12]}…")
+    return compared, problems
+
+
 def reproduce(
-    path: Path,
+    path: Path | str,
     *,
     trials: str = "best",
     backend: str | None = None,
@@ -325,6 +349,8 @@ def reproduce(
             result.rows, problems = compare(chosen, new, tolerance)
             result.problems += problems
             result.stages, problems = compare_stages(bundle.json("stages.json"), _read_stages(writer.root), tolerance)
+            result.problems += problems
+            result.artifacts, problems = compare_stored(bundle.root, writer.root, result.rows)
             result.problems += problems
             image = extra.get("image.json")
             if recorded_image and image:

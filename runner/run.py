@@ -137,7 +137,8 @@ def run_plan(
             image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
             if image is not None:
                 extra["image.json"] = image_record(spec.cluster.backend, image)
-            data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path"))
+            # (data on the workers' own volumes is mounted by the backend's `volumes`)
+            data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path") and not v.get("volume"))
             backend = make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
                                           data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
             if spec.cluster.backend == "address":

@@ -74,8 +74,10 @@ def pack(bundle_dir: Path, out_file: Path, *, created: str | None = None) -> Pat
     return out_file
 
 
-def unpack(archive: Path) -> Path:
-    """Extract (once) and return the bundle directory inside ``archive``."""
+def unpack(archive: Path, display: str | None = None) -> Path:
+    """Extract (once) and return the bundle directory inside ``archive``
+    (``display`` names it in messages when it is a download)."""
+    name = display or str(archive)
     target = config.cache_dir() / "unpacked" / file_digest(archive)[:20]
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,15 +86,15 @@ def unpack(archive: Path) -> Path:
             safe_extract(archive, tmp)
         except UnsafeArchive as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UsageError(f"{archive}: unsafe archive, not extracted: {exc}") from None
+            raise UsageError(f"{name}: unsafe archive, not extracted: {exc}") from None
         except (tarfile.TarError, OSError, EOFError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UsageError(f"{archive}: not a readable .tar.gz ({exc})") from None
+            raise UsageError(f"{name}: not a readable .tar.gz ({exc})") from None
         try:
             os.rename(tmp, target)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     tops = [p for p in target.iterdir() if p.is_dir()]
     if len(tops) != 1 or not (tops[0] / "bundle.json").is_file():
-        raise UsageError(f"{archive}: does not hold exactly one bundle")
+        raise UsageError(f"{name}: does not hold exactly one bundle")
     return tops[0]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner import remote
 from runner._safeio import UnsafePath, entry_kind, is_regular, member_path, read_text
 from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
 from runner.bundle.liveness import abandoned
@@ -58,10 +59,16 @@ class Bundle:
         return value
 
 
-def open_bundle(path: Path) -> Bundle:
-    """A bundle directory, or a ``xrun pack`` archive (extracted safely once)."""
+def open_bundle(path: Path | str) -> Bundle:
+    """A bundle directory, or a ``xrun pack`` archive (extracted safely once),
+    local or at a URL (``s3://…/run.tar.gz``: downloaded to a private temporary
+    file, size-bounded, then extracted like a local archive)."""
     from runner.bundle.pack import is_archive, unpack  # deferred: the archive code imports Dask
 
+    if isinstance(path, str) and remote.is_url(path):
+        with remote.downloaded(path, suffix=".tar.gz") as archive:
+            root = unpack(archive, display=path)
+        return Bundle(root, read_meta(root))
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such bundle")

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.manifest import verify as verify_bundle
 from runner.bundle.read import effective_status, find_bundles, open_bundle, summary_row
+from runner.bundle.stored import stored_artifacts, verify_stored
 from runner.cli.app import _kv, _say, app, err, out
 from runner.errors import UsageError, VerifyError
 
 
 @app.command()
-def show(bundle: Path = typer.Argument(..., help="a bundle directory or archive"), json_: bool = typer.Option(False, "--json")) -> None:
+def show(bundle: str = typer.Argument(..., help="a bundle directory or archive (a path or an s3://, gs://, az://, https:// URL)"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
     b = open_bundle(bundle)
     trials = b.trials
@@ -76,8 +79,11 @@ def ls_(
 
 
 @app.command()
-def verify(bundle: Path = typer.Argument(..., help="a bundle directory or archive")) -> None:
-    """Check every file of BUNDLE against its MANIFEST.sha256."""
+def verify(
+    bundle: str = typer.Argument(..., help="a bundle directory or archive (a path or an s3://, gs://, az://, https:// URL)"),
+    remote_: bool = typer.Option(False, "--remote", help="also re-hash the artifacts kept in the artifact store"),
+) -> None:
+    """Check every file of BUNDLE against its MANIFEST.sha256 (--remote: and its stored artifacts)."""
     b = open_bundle(bundle)
     res = verify_bundle(b.root)
     if res.unsafe:
@@ -90,11 +96,16 @@ def verify(bundle: Path = typer.Argument(..., help="a bundle directory or archiv
         raise VerifyError(f"{b.root}: {len(lines)} problem(s)\n  " + "\n  ".join(lines))
 
     _say(f"[green]✓[/] {safe(str(b.root))}: {res.checked} files match MANIFEST.sha256")
+    if remote_:
+        checked = verify_stored(b.root)
+        _say(f"[green]✓[/] {len(checked)} stored artifact(s) match their sha256 where they are kept")
+    elif stored := stored_artifacts(b.root):
+        _say(f"{len(stored)} artifact(s) are kept in the artifact store; `--remote` re-hashes them there")
 
 
 @app.command()
 def reproduce(
-    bundle: Path = typer.Argument(..., help="a bundle directory or a `xrun pack` archive"),
+    bundle: str = typer.Argument(..., help="a bundle directory or a `xrun pack` archive (a path or a URL)"),
     trials: str = typer.Option("best", "--trials", help="best | all | N (the N best) | t00003,t00007"),
     backend: str | None = typer.Option(None, "--backend", help="run on another backend than recorded"),
     data: list[str] = typer.Option([], "--data", help="NAME=PATH for data not at its recorded path; repeatable"),
@@ -121,6 +132,9 @@ def reproduce(
     for st in result.stages:  # prepare / final: by sha256, else by metrics within tolerance
         how = "same sha256" if st["by"] == "sha256" and st["match"] else f"compared by {st['by']}"
         err.print(f"{safe(st['stage'])} stage: {'[green]match[/]' if st['match'] else '[red]MISMATCH[/]'} ({how})")
+    if result.artifacts:
+        same = sum(a["match"] for a in result.artifacts)
+        _say(f"stored artifacts: {same} of {len(result.artifacts)} reproduced with the same sha256")
     for p in result.problems:
         err.print(f"[red]problem:[/] {safe(p)}")
     _say("[green]verdict: match[/]" if result.ok else "[red]verdict: mismatch[/]")
@@ -177,16 +191,25 @@ def diff(
 @app.command()
 def pack(
     bundle: Path = typer.Argument(..., help="a bundle directory"),
-    output: Path = typer.Option(..., "--output", "-o", help="the archive to write (.tar.gz)"),
+    output: str = typer.Option(..., "--output", "-o", help="the archive to write (.tar.gz): a path, or an s3://, gs://, az:// URL"),
 ) -> None:
     """Write BUNDLE as one deterministic .tar.gz (reproduce, verify and show accept it)."""
     from runner.bundle import pack as packing  # deferred: imports Dask (safe archive extraction)
 
     SUFFIXES, pack_bundle = packing.SUFFIXES, packing.pack
-    if not output.name.endswith(SUFFIXES):
+    if not output.endswith(SUFFIXES):
         raise UsageError(f"--output {output}: the archive name must end with .tar.gz")
     b = open_bundle(bundle)
-    path = pack_bundle(b.root, output, created=b.meta.get("created"))
+    if remote.is_url(output):
+        if problem := remote.writable(output):
+            raise UsageError(f"--output {problem}")
+        with tempfile.TemporaryDirectory(prefix="xrun-pack-") as tmp:
+            path = pack_bundle(b.root, Path(tmp) / "bundle.tar.gz", created=b.meta.get("created"))
+            remote.upload(path, output)
+        _say(f"packed {b.root.name} → {output}")
+        out.print(output)
+        return
+    path = pack_bundle(b.root, Path(output), created=b.meta.get("created"))
     _say(f"packed {b.root.name} → {path}")
     out.print(str(path))
 

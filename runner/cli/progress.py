@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import json as _json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.points import aggregate, rank
@@ -61,6 +66,11 @@ class Progress:
     def status(self, text: str) -> None:
         if self.enabled:
             self.console.print(text)
+
+    def transfer(self, label: str, total: int | None) -> tuple[Callable[[int], None], Callable[[], None]]:
+        """A row of this bar for hashing or moving a large remote object (counted in MiB)."""
+        task = self.bar.add_task(f"{safe(label)} (MiB)", total=None if total is None else round(total / 2**20, 1), extra="")
+        return (lambda n: self.bar.advance(task, n / 2**20)), (lambda: self.bar.remove_task(task))
 
     def event(self, e: Event) -> None:
         if e.kind == "retry":
@@ -246,3 +256,24 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
+
+
+@contextmanager
+def transfer_bars(console: Console, enabled: bool = True) -> Iterator[None]:
+    """Progress bars for hashing and moving large remote objects outside a run."""
+    if not enabled:
+        yield
+        return
+    bars = RichProgress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        console=console, transient=True)  # fmt: skip
+
+    def factory(label: str, total: int | None) -> tuple[Callable[[int], None], Callable[[], None]]:
+        task = bars.add_task(safe(label), total=total)
+        return (lambda n: bars.advance(task, n)), (lambda: bars.remove_task(task))
+
+    token = remote.progress_factory.set(factory)
+    try:
+        with bars:
+            yield
+    finally:
+        remote.progress_factory.reset(token)

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from runner import remote
 from runner.cli.app import (
     SetOpt,
     SpecArg,
@@ -54,6 +55,8 @@ def run(
     progress = Progress(err, loaded, enabled=not _state["quiet"])
     options.on_event = progress.event
     options.on_status = progress.status
+    if not _state["quiet"]:
+        remote.progress_factory.set(progress.transfer)  # hashing large data URLs
 
     driver = os.getpid()
 
@@ -114,12 +117,15 @@ def plan(
     loaded = _load(spec, set_, backend, workers)
     s = loaded.spec
     fresh, reason = check_lock(s.environment)
+    from runner.cli.progress import transfer_bars  # deferred: imports Dask
+
     env = load_environment(loaded, relock=False)
     from runner.cache import TrialCache  # deferred: imports pydantic
     from runner.stage_run import describe  # deferred: imports Dask
 
     cache = TrialCache()
-    p = make_plan(loaded, env, use_cache=not no_cache, cache=cache)
+    with transfer_bars(err, enabled=not _state["quiet"]):  # hashing large data URLs
+        p = make_plan(loaded, env, use_cache=not no_cache, cache=cache)
     reasons = explain_misses(p, cache)
     stages = describe(p, cache)
     info = {

@@ -217,7 +217,7 @@ def data_files(spec: Any) -> dict[str, str]:
     """
     paths: list[str] = []
     for _, item in sorted(spec.data.items()):
-        if item.path is None:
+        if item.path is None or spec.volume_for(item.path) is not None:  # URLs and volumes: read where they are
             continue
         path = Path(item.path)
         if path.is_dir():

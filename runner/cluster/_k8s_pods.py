@@ -98,6 +98,15 @@ def _volumes(r: _Run, with_data: bool) -> tuple[list[dict[str, Any]], list[dict[
             {"name": "data", "mountPath": path, "subPath": key, "readOnly": True}
             for key, path in r.files.items()
         ]
+    if with_data:  # the spec's own volumes (shared data): workers only
+        for v in r.options.volumes:
+            name = f"vol-{v.name}"
+            if v.claim is not None:
+                volumes.append({"name": name, "persistentVolumeClaim": {"claimName": v.claim, "readOnly": v.read_only}})
+            else:
+                assert v.nfs is not None
+                volumes.append({"name": name, "nfs": {"server": v.nfs.server, "path": v.nfs.path, "readOnly": v.read_only}})
+            mounts.append({"name": name, "mountPath": v.mount_path, "readOnly": v.read_only})
     return volumes, mounts
 
 

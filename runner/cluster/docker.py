@@ -74,6 +74,7 @@ class DockerBackend:
         secrets: Mapping[str, str],
         data_paths: Sequence[Path],
         code_dir: Path | None = None,
+        volumes: Sequence[tuple[Path, str, bool]] = (),
         start_timeout: float = START_TIMEOUT,
         stop: threading.Event | None = None,
     ) -> None:
@@ -87,6 +88,7 @@ class DockerBackend:
         self._secrets = dict(secrets)
         self.data_paths = [Path(p) for p in data_paths]
         self.code_dir = code_dir
+        self.volumes = list(volumes)  # (host directory, path in workers, read-only): cluster.docker.volumes
         self.start_timeout = start_timeout
         self.stop = stop or threading.Event()  # set by a first Ctrl-C: stop waiting for workers
         self.network_name = f"xrun-{run_id}"
@@ -317,7 +319,12 @@ class DockerBackend:
         kept = [
             p for p in sorted(set(paths)) if not any(p != q and p.is_relative_to(q) for q in paths)
         ]
-        return [Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in kept]
+        mounts = [Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in kept]
+        for source, target, read_only in self.volumes:
+            if not Path(source).is_dir():
+                raise UsageError(f"cluster.docker.volumes: {source} is not a directory on this machine")
+            mounts.append(Mount(target=target, source=str(Path(source).resolve()), type="bind", read_only=read_only))
+        return mounts
 
     def _published(self, scheduler: Container) -> tuple[str, str | None]:
         scheduler.reload()
@@ -463,6 +470,9 @@ def from_launch(launch: Launch) -> DockerBackend:
     if launch.image is None:
         raise UsageError("cluster.backend docker: no worker image was built")
     c = launch.spec.cluster
+    options = getattr(c, "docker", None)
+    volumes = [(v.source, v.target, v.read_only) for v in options.volumes] if options is not None else []
     return DockerBackend(run_id=launch.run_id, image=launch.image, workers=c.workers,
                          threads_per_worker=c.threads_per_worker, memory_limit_bytes=c.memory_limit,
-                         secrets=launch.secrets, data_paths=list(launch.data_paths), stop=launch.stop)  # fmt: skip
+                         secrets=launch.secrets, data_paths=list(launch.data_paths), stop=launch.stop,
+                         volumes=volumes)  # fmt: skip

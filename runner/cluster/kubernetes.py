@@ -119,7 +119,8 @@ def check_data(spec: Spec) -> None:
     if len(files) > DATA_MAX_FILES:
         raise UsageError(
             f"data: {len(files)} files are too many to ship to Kubernetes workers (at most "
-            f"{DATA_MAX_FILES}); use `url:` data the trials fetch, or pack them into one file"
+            f"{DATA_MAX_FILES}); use `url:` data (a prefix ending in / for a directory), a volume "
+            "(cluster.kubernetes.volumes), or pack them into one file"
         )
     total = 0
     for path in files.values():
@@ -131,7 +132,9 @@ def check_data(spec: Spec) -> None:
         raise UsageError(
             f"data: {total:,} bytes of data files are too large to ship to Kubernetes workers in a "
             f"ConfigMap (at most {DATA_CONFIGMAP_LIMIT:,}); put large data behind `url:` "
-            "(object storage the trials read) instead of `path:`"
+            "(s3://, gs://, az:// or https:// object storage each node fetches and verifies) instead of "
+            "`path:`, or on a volume the workers mount (cluster.kubernetes.volumes: a PersistentVolumeClaim "
+            "or NFS) and name it by its path there; see docs/kubernetes.md, \"Data\""
         )
 
 

@@ -84,8 +84,11 @@ class Executor:
         self.timeout = spec.trial.timeout
         self.retries = spec.trial.retries
         self.data_paths = {k: v.get("path") or v.get("url") for k, v in plan.data.items()}
-        # What workers verify their copy of each data file against (urls are the trial's to fetch).
-        self.data_sha256 = {k: v["sha256"] for k, v in plan.data.items() if v.get("path")}
+        # What workers verify their copy of each data file (or fetched URL) against.
+        self.data_sha256 = {k: v["sha256"] for k, v in plan.data.items() if v.get("sha256")}
+        store = spec.artifacts.store
+        # Large artifacts go from the worker to the store (not through the scheduler).
+        self._artifact_store = {"artifacts": {"store": store, "inline_max": spec.artifacts.inline_max}} if store else {}
         # trial key -> (worker address, start time), from the workers' start events
         self._started: dict[str, tuple[str, float]] = {}
         self._oom_warned: set[str] = set()
@@ -378,6 +381,7 @@ class Executor:
             "inputs": self.plan.inputs,  # stage outputs (prepare) the trial gets as ctx.inputs
             "run": self.run_id,
             "unit": unit,  # the Dask task, echoed in the result a worker streams
+            **self._artifact_store,
         }
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:

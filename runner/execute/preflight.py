@@ -55,6 +55,9 @@ def preflight(plan: Plan, client: Any) -> None:
             f"importing the trial on a worker took longer than {WORKERS_TIMEOUT:.0f}s; "
             "check the trial module for slow work at import time"
         ) from None
+    urls = {name: item["url"] for name, item in plan.data.items() if item.get("url")}
+    if not problem and urls:  # the workers' environment can read the data URLs
+        problem = client.submit(shipped(_plugin.call_check_data), urls, pure=False).result(timeout=WORKERS_TIMEOUT)
     if problem:
         path = tuple(problem.get("path") or ("trial",))
         loaded = plan.loaded

@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from runner import config
+from runner import config, remote
 from runner.errors import SpecError
 from runner.spec import yaml as _yaml
 from runner.spec.models import LoadedSpec, SklearnTrial, Sweep
@@ -55,10 +55,14 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
     for name, item in spec.data.items():
         if (item.path is None) == (item.url is None):
             raise _err(loaded, "give exactly one of path or url", "data", name)
-        if item.url is not None and item.sha256 is None:
-            raise _err(loaded, "a url input needs its sha256 so it can be verified", "data", name)
-        if item.path is not None and not item.path.exists():
+        if item.url is not None and (problem := remote.check_url(item.url)):
+            raise _err(loaded, problem, "data", name, "url")
+        if item.path is not None and not item.path.exists() and spec.volume_for(item.path) is None:
             raise _err(loaded, f"file not found: {item.path}", "data", name, "path")
+
+    store = spec.artifacts.store
+    if store is not None and (problem := remote.check_url(store) or remote.writable(store)):
+        raise _err(loaded, problem, "artifacts", "store")
 
     if not spec.code.root.is_dir():
         raise _err(loaded, f"directory not found: {spec.code.root}", "code", "root")
@@ -258,3 +262,4 @@ def size_problem(sweep: Sweep) -> tuple[str, str] | None:
     if n // max(sweep.repeats, 1) <= MAX_TRIALS:
         key = "repeats"
     return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"
+

@@ -122,6 +122,13 @@ class DataItem(StrictModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
+class Artifacts(StrictModel):
+    store: str | None = Field(
+        None, description="s3://, gs:// or az:// prefix; artifacts above inline_max are uploaded there by the worker"
+    )
+    inline_max: ByteSize = Field(1024 * 1024, description="artifacts up to this size stay in the bundle")
+
+
 # ---------------------------------------------------------------- trial
 
 
@@ -260,6 +267,38 @@ class Toleration(StrictModel):
     tolerationSeconds: Annotated[int, Field(ge=0)] | None = None
 
 
+def _mount_path(value: str) -> str:
+    if not value.startswith("/") or ".." in value.split("/") or "\0" in value:
+        raise ValueError(f"expected an absolute path without '..', got {value!r}")
+    return value.rstrip("/") or "/"
+
+
+MountPath = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_mount_path)]
+
+
+class NfsVolume(StrictModel):
+    server: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.:\[\]]*[A-Za-z0-9\]])?$", max_length=253)]
+    path: MountPath
+
+
+class KubernetesVolume(StrictModel):
+    """A volume every worker pod mounts: a PersistentVolumeClaim or an NFS export."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)]
+    mount_path: MountPath = Field(description="where workers see it; data.<name>.path may name a file below it")
+    read_only: bool = True
+    claim: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)] | None = Field(
+        None, description="a PersistentVolumeClaim in the run's namespace"
+    )
+    nfs: NfsVolume | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubernetesVolume:
+        if (self.claim is None) == (self.nfs is None):
+            raise ValueError("give exactly one of claim (a PersistentVolumeClaim) or nfs: {server, path}")
+        return self
+
+
 class KubernetesOptions(StrictModel):
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] = "default"
     context: str | None = None
@@ -270,6 +309,36 @@ class KubernetesOptions(StrictModel):
     service_account: str | None = None
     deadline: Duration = Field(default=86400.0, description="worker Job activeDeadlineSeconds; `xrun clean` removes older runs")
     operator: bool = False
+    volumes: list[KubernetesVolume] = Field(default_factory=list, description="mounted read-only (by default) in every worker pod")
+
+    @model_validator(mode="after")
+    def _distinct_volumes(self) -> KubernetesOptions:
+        _distinct([v.name for v in self.volumes], "volume names")
+        _distinct([v.mount_path for v in self.volumes], "volume mount paths")
+        return self
+
+
+def _distinct(values: list[str], what: str) -> None:
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise ValueError(f"{what} must be distinct: {seen[0]!r} is given twice")
+
+
+class DockerVolume(StrictModel):
+    """A host directory bind-mounted into every worker container."""
+
+    source: SpecPath = Field(description="a directory on the Docker host (relative to the spec)")
+    target: MountPath = Field(description="where workers see it; data.<name>.path may name a file below it")
+    read_only: bool = True
+
+
+class DockerOptions(StrictModel):
+    volumes: list[DockerVolume] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct_targets(self) -> DockerOptions:
+        _distinct([v.target for v in self.volumes], "volume targets")
+        return self
 
 
 class _ClusterBase(StrictModel):
@@ -284,6 +353,7 @@ class LocalCluster(_ClusterBase):
 
 class DockerCluster(_ClusterBase):
     backend: Literal["docker"]
+    docker: DockerOptions = Field(default_factory=DockerOptions)  # type: ignore[arg-type]
 
 
 class KubernetesCluster(_ClusterBase):
@@ -339,6 +409,7 @@ class Spec(StrictModel):
         default_factory=dict
     )
     trial: Trial
+    artifacts: Artifacts = Field(default_factory=Artifacts)  # type: ignore[arg-type]
     sweep: Sweep = Field(default_factory=Sweep)
     prepare: Stage | None = Field(
         None, description="runs once before the sweep; its files reach every trial as ctx.inputs['prepare']"
@@ -348,6 +419,20 @@ class Spec(StrictModel):
     reproduce: Reproduce = Field(default_factory=Reproduce)
     secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(default_factory=list)
     output: Annotated[SpecPath, AfterValidator(output_dir)] = Field(Path("runs"), validate_default=True, description="bundles go to <output>/<name>-<UTC time>-<6 hex>/")
+
+    def volume_for(self, path: Path) -> tuple[str, Path | None] | None:
+        """(mount path, where this machine sees that volume or None) when ``path``
+        is on a volume the workers mount (``cluster.docker.volumes``,
+        ``cluster.kubernetes.volumes``); None for an ordinary path."""
+        mounts: list[tuple[str, Path | None]] = []
+        if isinstance(self.cluster, DockerCluster):
+            mounts = [(v.target, v.source) for v in self.cluster.docker.volumes]
+        elif isinstance(self.cluster, KubernetesCluster):
+            mounts = [(v.mount_path, None) for v in self.cluster.kubernetes.volumes]
+        for target, source in mounts:
+            if Path(path).is_relative_to(target):
+                return target, source
+        return None
 
 
 # ---------------------------------------------------------------- loading

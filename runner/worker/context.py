@@ -3,7 +3,12 @@
 ``ctx.data[name]`` is a read-only copy private to the worker, made on first use
 and verified against the sha256 the run recorded (and keyed by it), so a trial
 sees exactly the bytes that were hashed into its key. A file changed since it
-was hashed fails the trial as ``data-changed``."""
+was hashed fails the trial as ``data-changed``.
+
+A URL input (``s3://``, ``gs://``, ``az://``, ``http(s)://``) is fetched into the
+node's cache before the trial starts (:meth:`DataInputs.prefetch`), verified
+against the sha256 the run pinned, and ``ctx.data[name]`` is the local path; an
+object that changed (or is gone) fails the trial as ``data-changed`` too."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import fetch
 from ._base import DataChanged, current_worker
 
 
@@ -68,13 +74,30 @@ class DataInputs(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         source = self._paths[name]
         expected = self._sha256.get(name)
-        if expected is None:  # a url: the trial fetches it
+        if expected is None:  # not hashed by the run (an older driver): the trial's to read
             return source
         try:
+            if fetch.is_url(source):
+                return self._fetched(name, source, expected)
             return verified_copy(source, expected)
         except DataChanged as exc:
             self.changed = f"data {name!r}: {exc}"
             raise DataChanged(self.changed) from None
+
+    def _fetched(self, name: str, url: str, expected: str) -> str:
+        try:
+            path, _ = fetch.fetch_verified(url, expected)
+        except (fetch.FetchMismatch, fetch.FetchMissing) as exc:
+            raise DataChanged(str(exc)) from None
+        except fetch.FetchError as exc:  # network, permissions, a package missing: an error, retried
+            raise fetch.FetchError(f"data {name!r}: {exc}") from None
+        return path
+
+    def prefetch(self) -> None:
+        """Fetch and verify every URL input before the trial starts."""
+        for name, source in self._paths.items():
+            if fetch.is_url(source) and name in self._sha256:
+                self[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)

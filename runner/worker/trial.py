@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import fetch
 from ._base import (
     MAX_ARTIFACT_BYTES,
     DataChanged,
@@ -78,6 +80,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     start = time.time()
     try:
         ctx.inputs = resolve_inputs(task.get("inputs"))
+        ctx.data.prefetch()  # remote data is verified before the trial starts (not on its clock)
         dog.start()
         try:
             metrics = _dispatch(task, ctx)
@@ -114,7 +117,11 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     if result["status"] == "ok":
         result["imported"] = imported_distributions()
     result["log"] = buf.getvalue()
-    result["artifacts"] = _collect(artifact_dir)
+    try:
+        result["artifacts"] = _collect(artifact_dir, task.get("artifacts"))
+    except fetch.FetchError as exc:  # the store refused: the trial's outputs are not kept, so it failed
+        result.update(status="error", failure_class="error", error=f"storing the trial's artifacts failed: {exc}",
+                      metrics={}, artifacts=[])  # fmt: skip
     shutil.rmtree(artifact_dir, ignore_errors=True)
     # Sent to the driver at once too: a worker lost before the driver gathered
     # the task's result (or in the middle of a batch) loses no finished trial.
@@ -185,13 +192,21 @@ def _check_metrics(metrics: Any) -> dict[str, Any]:
     return out
 
 
-def _collect(directory: str) -> list[tuple[str, bytes]]:
+def _collect(directory: str, store: dict[str, Any] | None = None) -> list[tuple[str, bytes]]:
+    """The files a trial wrote, as (relative path, bytes). With an artifact store,
+    a file above its ``inline_max`` is uploaded from here, and only a small
+    record of it (``<path>.xrun-remote.json``: url, sha256, size) travels on."""
     files: list[tuple[str, bytes]] = []
     total = 0
     root = Path(directory)
     for path in sorted(root.rglob("*")):
         if path.is_file() and not path.is_symlink():
             size = path.stat().st_size
+            if store and store.get("store") and size > int(store.get("inline_max", 0)):
+                rel = path.relative_to(root).as_posix()
+                pointer = fetch.store_artifact(path, store["store"])
+                files.append((rel + fetch.REMOTE_SUFFIX, json.dumps(pointer, sort_keys=True).encode()))
+                continue
             if total + size > MAX_ARTIFACT_BYTES:
                 break
             total += size

@@ -65,6 +65,15 @@ CASES: dict[str, dict[str, Any]] = {
         "secrets": ["WANDB_API_KEY"],
     },
     "no-memory-limit": {"cluster": {"memory_limit": None, "threads_per_worker": 4, "workers": 1}},
+    "volumes": {
+        "cluster": {"kubernetes": {"volumes": [
+            {"name": "training-data", "claim": "filestore-data", "mount_path": "/mnt/data"},
+            {"name": "scratch", "nfs": {"server": "10.0.0.2", "path": "/exports/scratch"},
+             "mount_path": "/mnt/scratch", "read_only": False},
+        ]}},
+        "data": {"train": {"path": "/mnt/data/train.parquet", "sha256": "ab" * 32},
+                 "iris": {"path": "data/iris.csv"}},
+    },
 }
 LONG_NAME = "a" * 10 + "-very-long-experiment-name-" + "z" * 3  # 40 characters, the maximum
 LONG_RUN_ID = f"{LONG_NAME}-20261123T150102Z-abcdef"  # 64 characters: too long for a label

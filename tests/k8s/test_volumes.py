@@ -1,0 +1,107 @@
+"""`cluster.kubernetes.volumes` (PersistentVolumeClaim, NFS): rendered into the
+worker pods only, read-only by default, and data on them is read where it is
+(not shipped in the ConfigMap), pinned by sha256 when the driver cannot see it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.cluster.kubernetes import check_data, manifests_for_spec, render_manifests
+from runner.data import hash_inputs
+from runner.errors import SpecError, UsageError
+from runner.spec import loads_spec
+
+from .conftest import IMAGE, PYTHON, RUN_ID, case_spec, make_spec
+from .k8s_lint import lint
+
+VOLUMES = [
+    {"name": "training-data", "claim": "filestore-data", "mount_path": "/mnt/data/"},
+    {"nfs": {"path": "/exports/x", "server": "nfs.internal"}, "name": "nfs", "mount_path": "/mnt/nfs", "read_only": False},
+]
+
+
+def _pod(ms: list[dict], kind: str) -> dict:
+    m = next(m for m in ms if m["kind"] == kind)
+    return m["spec"]["template"]["spec"]
+
+
+def test_volumes_are_mounted_in_workers_only_and_read_only_by_default() -> None:
+    ms = render_manifests(case_spec("volumes"), run_id=RUN_ID, image_ref=IMAGE, python=PYTHON)
+    assert lint(ms) == []
+    worker = _pod(ms, "Job")
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    assert volumes["vol-training-data"]["persistentVolumeClaim"] == {"claimName": "filestore-data", "readOnly": True}
+    assert volumes["vol-scratch"]["nfs"] == {"server": "10.0.0.2", "path": "/exports/scratch", "readOnly": False}
+    mounts = {m["name"]: m for m in worker["containers"][0]["volumeMounts"]}
+    assert mounts["vol-training-data"] == {"name": "vol-training-data", "mountPath": "/mnt/data", "readOnly": True}
+    assert mounts["vol-scratch"]["readOnly"] is False
+    assert not any(v["name"].startswith("vol-") for v in _pod(ms, "Deployment")["volumes"])  # not the scheduler
+    # data on a volume is not shipped: only the local file is in the data ConfigMap
+    shipped = next(m for m in ms if m["kind"] == "ConfigMap" and "binaryData" in m)["binaryData"]
+    assert [k for k in shipped if "train" in k] == [] and len(shipped) == 1
+
+
+def test_operator_mode_mounts_the_volumes_too() -> None:
+    spec = make_spec({"cluster": {"kubernetes": {"operator": True, "volumes": VOLUMES}}})
+    cluster = next(m for m in manifests_for_spec(spec, run_id=RUN_ID, image_ref=IMAGE, python=PYTHON) if m["kind"] == "DaskCluster")
+    worker = cluster["spec"]["worker"]["spec"]
+    assert {v["name"] for v in worker["volumes"]} >= {"vol-training-data", "vol-nfs"}
+    assert {m["mountPath"] for m in worker["containers"][0]["volumeMounts"]} >= {"/mnt/data", "/mnt/nfs"}
+
+
+def test_data_on_a_volume_the_driver_cannot_see_must_be_pinned() -> None:
+    unpinned = make_spec({"cluster": {"kubernetes": {"volumes": VOLUMES}}, "data": {"t": {"path": "/mnt/data/t.csv"}}})
+    with pytest.raises(SpecError, match=r"on the workers' volume at /mnt/data, which this machine does not see; pin its sha256"):
+        hash_inputs(unpinned)
+    pinned = make_spec({"cluster": {"kubernetes": {"volumes": VOLUMES}},
+                        "data": {"t": {"path": "/mnt/data/t.csv", "sha256": "cd" * 32}}})  # fmt: skip
+    assert hash_inputs(pinned)["t"] == {"path": "/mnt/data/t.csv", "sha256": "cd" * 32, "size": None, "volume": "/mnt/data"}
+
+
+def test_a_missing_path_off_any_volume_is_still_a_spec_error(tmp_path: Path) -> None:
+    (tmp_path / "e.py").write_text("def f(p, ctx):\n    return {}\n")
+    text = f"""
+xrun: 1
+name: v
+code: {{root: {tmp_path}}}
+image: {{registry: registry.example.com/me}}
+trial: {{function: "e:f"}}
+data: {{t: {{path: /mnt/elsewhere/t.csv}}}}
+cluster: {{backend: kubernetes, kubernetes: {{volumes: [{{name: d, claim: c, mount_path: /mnt/data}}]}}}}
+"""
+    with pytest.raises(SpecError, match=r"file not found: /mnt/elsewhere/t\.csv"):
+        loads_spec(text, tmp_path / "spec.yaml")
+    loaded = loads_spec(text.replace("/mnt/elsewhere/", "/mnt/data/"), tmp_path / "spec.yaml")
+    assert loaded.spec.volume_for(Path("/mnt/data/t.csv")) == ("/mnt/data", None)
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [({"name": "a", "mount_path": "/m"}, "exactly one of claim"),
+     ({"name": "a", "mount_path": "/m", "claim": "c", "nfs": {"server": "s", "path": "/p"}}, "exactly one of claim"),
+     ({"name": "a", "mount_path": "relative", "claim": "c"}, "absolute path"),
+     ({"name": "a", "mount_path": "/m/../etc", "claim": "c"}, "without '..'"),
+     ({"name": "Bad_Name", "mount_path": "/m", "claim": "c"}, "pattern")],
+)  # fmt: skip
+def test_bad_volumes_are_spec_errors(volume: dict, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        make_spec({"cluster": {"kubernetes": {"volumes": [volume]}}})
+
+
+def test_duplicate_volume_names_are_refused() -> None:
+    with pytest.raises(Exception, match="volume names must be distinct: 'x'"):
+        make_spec({"cluster": {"kubernetes": {"volumes": [{"name": "x", "claim": "a", "mount_path": "/a"},
+                                                          {"name": "x", "claim": "b", "mount_path": "/b"}]}}})  # fmt: skip
+
+
+def test_the_configmap_limit_points_to_url_and_volumes(tmp_path: Path) -> None:
+    from runner.cluster import _k8s_render as render
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (render.DATA_CONFIGMAP_LIMIT + 1))
+    with pytest.raises(UsageError) as info:
+        check_data(make_spec(data={"big": {"path": str(big)}}))
+    assert "`url:`" in str(info.value) and "cluster.kubernetes.volumes" in str(info.value)
+    assert 'docs/kubernetes.md, "Data"' in str(info.value)
