@@ -26,6 +26,8 @@ from runner.spec import FunctionTrial, LoadedSpec
 class PlannedTrial:
     point: sweep_mod.TrialPoint
     key: str
+    # adaptive sweeps with early stopping: the thresholds the worker stops the trial at
+    early_stop: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def id(self) -> str:
@@ -49,6 +51,8 @@ class Plan:
     scopes: dict[str, str] = field(default_factory=dict)
     reused: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, list[str]] = field(default_factory=dict)
+    # adaptive sweeps: the runner.search.AdaptiveSearch that decides trials generation by generation
+    search: Any = None
 
     @property
     def spec(self):  # type: ignore[no-untyped-def]
@@ -102,43 +106,53 @@ def make_plan(
             )
     data = dict(sorted(hash_inputs(spec).items()))  # trials see ctx.data in one order, however written
     definition = sweep_mod.trial_definition(spec)
-    data_hashes = {k: v["sha256"] for k, v in data.items()}
-    trials = []
-    for point in sweep_mod.expand(spec.sweep, sweep_version):
-        try:
-            key = sweep_mod.trial_key(
-                params=point.params,
-                seed=point.seed,
-                definition=definition,
-                code_hash=snapshot.hash,
-                env_hash=env.lock_hash,
-                data_hashes=data_hashes,
-                version=sweep_version,
-            )
-        except (TypeError, ValueError) as exc:
-            raise SpecError(
-                f"parameter values must be strings, numbers, booleans or null ({exc})",
-                file=loaded.display,
-                line=loaded.lines.get(("sweep",)),
-                path="sweep",
-            ) from None
-        trials.append(PlannedTrial(point, key))
-    plan = Plan(loaded, env, snapshot, data, definition, trials, use_cache=use_cache, sweep_version=sweep_version)
-    if env.kind == "current":
-        for t in trials:
-            plan.scopes[t.key] = sweep_mod.trial_key(
-                params=t.point.params, seed=t.point.seed, definition=definition, code_hash=snapshot.hash,
-                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes, version=sweep_version,
-            )  # fmt: skip
+    plan = Plan(loaded, env, snapshot, data, definition, [], use_cache=use_cache, sweep_version=sweep_version)
+    # Adaptive sweeps (runner.search) add their trials generation by generation.
+    points = () if spec.sweep.adaptive else sweep_mod.expand(spec.sweep, sweep_version)
+    plan.trials = [plan_trial(plan, point) for point in points]
     if use_cache:
-        cache = cache or TrialCache()
-        for t in trials:
-            entry = cache.get(t.key)
-            if entry is not None:
-                plan.cached[t.key] = entry
-            elif t.key in plan.scopes:
-                _reuse_by_imports(plan, cache, t.key)
+        look_up(plan, plan.trials, cache or TrialCache())
     return plan
+
+
+def plan_trial(plan: Plan, point: sweep_mod.TrialPoint, early_stop: dict[str, Any] | None = None) -> PlannedTrial:
+    """A trial's key (and scope key, for ``environment: current``); ``early_stop``,
+    the stopping thresholds a trial of an adaptive sweep is given, is part of what it computes."""
+    definition = plan.definition if early_stop is None else {**plan.definition, "early_stop": early_stop}
+    data_hashes = {k: v["sha256"] for k, v in plan.data.items()}
+    try:
+        key = sweep_mod.trial_key(
+            params=point.params,
+            seed=point.seed,
+            definition=definition,
+            code_hash=plan.code.hash,
+            env_hash=plan.env.lock_hash,
+            data_hashes=data_hashes,
+            version=plan.sweep_version,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"parameter values must be strings, numbers, booleans or null ({exc})",
+            file=plan.loaded.display,
+            line=plan.loaded.lines.get(("sweep",)),
+            path="sweep",
+        ) from None
+    if plan.env.kind == "current":
+        plan.scopes[key] = sweep_mod.trial_key(
+            params=point.params, seed=point.seed, definition=definition, code_hash=plan.code.hash,
+            env_hash=scope_env(plan.env.python_version or ""), data_hashes=data_hashes, version=plan.sweep_version,
+        )  # fmt: skip
+    return PlannedTrial(point, key, early_stop)
+
+
+def look_up(plan: Plan, trials: list[PlannedTrial], cache: TrialCache) -> None:
+    """Fill ``plan.cached`` (and ``reused``/``blocked``) for ``trials``."""
+    for t in trials:
+        entry = cache.get(t.key)
+        if entry is not None:
+            plan.cached[t.key] = entry
+        elif t.key in plan.scopes:
+            _reuse_by_imports(plan, cache, t.key)
 
 
 def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:

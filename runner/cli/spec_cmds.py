@@ -116,6 +116,11 @@ def plan(
     fresh, reason = check_lock(s.environment)
     env = load_environment(loaded, relock=False)
     p = make_plan(loaded, env, use_cache=not no_cache)
+    search = None
+    if s.sweep.adaptive:
+        from runner.search import plan_search  # deferred: imports Optuna
+
+        search = plan_search(p)
     reasons = explain_misses(p)
     info = {
         "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),
@@ -126,6 +131,7 @@ def plan(
         "data": {k: v["sha256"] for k, v in p.data.items()},
         "backend": s.cluster.backend, "workers": s.cluster.workers,
         "image": "built (or reused) for this lock" if s.cluster.backend in ("docker", "kubernetes") else None,
+        "search": search.progress() if search else None,
     }  # fmt: skip
     if json_:
         out.print_json(json.dumps(info))
@@ -133,6 +139,8 @@ def plan(
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("spec", f"{loaded.display} ({s.name})")
     table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
+    if search:
+        table.add_row("search", search.describe())
     if p.reused:
         table.add_row("", f"{len(p.reused):,} of the cached ran in another environment that differs only in "
                           "distributions they did not import")  # fmt: skip
