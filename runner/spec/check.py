@@ -110,7 +110,11 @@ def _check_adaptive(loaded: LoadedSpec) -> None:
     """An adaptive sweep (tpe, cmaes, nsga2, qmc): what Optuna's sampler can take."""
     sweep = loaded.spec.sweep
     method = sweep.method
-    if importlib.util.find_spec("optuna") is None:
+    try:
+        found = importlib.util.find_spec("optuna") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         raise _err(
             loaded,
             f"method: {method} needs Optuna, which is not installed: pip install 'xrun[adaptive]'",
