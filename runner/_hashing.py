@@ -1,6 +1,6 @@
 """File and directory digests, read in chunks (data files and packages can be large).
 
-The one home of these on the driver; ``runner/_worker.py`` keeps a copy because
+The one home of these on the driver; ``runner/worker/context.py`` keeps a copy because
 it runs where xrun is not installed (it imports only the standard library)."""
 
 from __future__ import annotations

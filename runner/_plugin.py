@@ -4,7 +4,8 @@
 the spec's environment, where xrun itself is not installed). Its ``setup``
 runs on every worker, including workers that join or restart later:
 
-* writes the source of :mod:`runner._worker` as ``_xrun_worker.py`` and imports it;
+* writes the sources of the package :mod:`runner.worker` as the package
+  ``_xrun_worker`` and imports it (again, fresh, when the sources changed);
 * extracts the run's code snapshot (the same deterministic tar.gz that goes into
   the bundle) into the worker's local directory, safely, keyed by its hash, and
   puts it first on ``sys.path`` (dropping modules of an older snapshot);
@@ -37,8 +38,8 @@ class XrunPlugin(WorkerPlugin):
     idempotent = False
     name = PLUGIN_NAME
 
-    def __init__(self, worker_source: str, code_tar: bytes, code_hash: str, secrets: dict[str, str]) -> None:
-        self.worker_source = worker_source
+    def __init__(self, worker_sources: dict[str, str], code_tar: bytes, code_hash: str, secrets: dict[str, str]) -> None:
+        self.worker_sources = worker_sources  # file name -> source of each module of runner.worker
         self.code_tar = code_tar
         self.code_hash = code_hash
         self.secrets = secrets
@@ -49,7 +50,7 @@ class XrunPlugin(WorkerPlugin):
     def setup(self, worker: Any = None) -> None:
         base = Path(getattr(worker, "local_directory", None) or os.getcwd()) / "xrun"
         base.mkdir(parents=True, exist_ok=True)
-        _install_worker_module(base, self.worker_source)
+        _install_worker_package(base, self.worker_sources)
         _install_code(base, self.code_tar, self.code_hash)
         if self.secrets:
             self._saved_env = {k: os.environ.get(k) for k in self.secrets}
@@ -131,22 +132,38 @@ class _FdRedactor:
             os.close(self.saved)
 
 
-def _install_worker_module(base: Path, source: str) -> None:
-    target = base / f"{WORKER_MODULE}.py"
-    if not target.exists() or target.read_text(encoding="utf-8") != source:
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(source, encoding="utf-8")
-        os.replace(tmp, target)
+def worker_sources() -> dict[str, str]:
+    """file name -> source of each module of :mod:`runner.worker`, to ship (on the driver)."""
+    from runner import worker
+
+    package = Path(worker.__file__).parent
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(package.glob("*.py"))}
+
+
+def _install_worker_package(base: Path, sources: dict[str, str]) -> None:
+    target = base / WORKER_MODULE
+    target.mkdir(exist_ok=True)
+    for name, source in sources.items():
+        path = target / name
+        if not path.exists() or path.read_text(encoding="utf-8") != source:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(source, encoding="utf-8")
+            os.replace(tmp, path)
+    for stale in target.glob("*.py"):  # a module an older xrun shipped
+        if stale.name not in sources:
+            stale.unlink()
+    (base / f"{WORKER_MODULE}.py").unlink(missing_ok=True)  # the single module of older releases
     if str(base) not in sys.path:
         sys.path.insert(0, str(base))
     module = sys.modules.get(WORKER_MODULE)
-    if module is not None and getattr(module, "__file__", None) == str(target):
-        if getattr(module, "_xrun_source", None) != source:
-            module = importlib.reload(module)
-    else:
+    fresh = (module is not None and getattr(module, "__file__", None) == str(target / "__init__.py")
+             and getattr(module, "_xrun_sources", None) == sources)  # fmt: skip
+    if not fresh:
+        for name in [n for n in sys.modules if n == WORKER_MODULE or n.startswith(WORKER_MODULE + ".")]:
+            del sys.modules[name]
         importlib.invalidate_caches()
         module = importlib.import_module(WORKER_MODULE)
-    module._xrun_source = source  # type: ignore[attr-defined]
+        module._xrun_sources = dict(sources)  # type: ignore[attr-defined]
 
 
 def _install_code(base: Path, code_tar: bytes, code_hash: str) -> None:

@@ -8,12 +8,12 @@ shared scheduler's event log); the driver scrubs again what it records.
 Output a trial's subprocesses write straight to the worker's file descriptors
 is redacted on the worker (:mod:`runner._plugin`).
 
-The code lives in :mod:`runner._worker`, which is shipped to workers that may
+The code lives in :mod:`runner.worker`, which is shipped to workers that may
 not have xrun installed and so may import only the standard library.
 """
 
 from __future__ import annotations
 
-from runner._worker import MASK, scrub
+from runner.worker.trial import MASK, scrub
 
 __all__ = ["MASK", "scrub"]

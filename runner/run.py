@@ -25,15 +25,15 @@ from runner.cluster import ClusterInfo, Launch
 from runner.cluster._lifecycle import sigint_deferred
 from runner.cluster.factory import image_record, make_backend, worker_image
 from runner.env import LockedEnv
-from runner.errors import InfraError, SpecError, TrialsFailed, UsageError, XrunError
+from runner.errors import InfraError, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
+from runner.execute.preflight import WORKERS_TIMEOUT, check_workers, despite_lost_workers, preflight
 from runner.plan import Plan, make_plan, new_run_id
 from runner.seal import seal
 from runner.spec import LoadedSpec
 
 log = logging.getLogger(__name__)
 
-WORKERS_TIMEOUT = 180.0
 
 
 @dataclass
@@ -274,7 +274,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
 
     from distributed import Client
 
-    from runner import _plugin, _worker  # deferred: imports Dask
+    from runner import _plugin  # deferred: imports Dask
 
     # A Ctrl-C inside a client's connect or close leaves it half made, and Dask
     # logs about it at exit: both wait for their end, short when the backend
@@ -301,18 +301,17 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(_plugin)
-        source = Path(_worker.__file__).read_text(encoding="utf-8")
-        plugin = _plugin.XrunPlugin(source, plan.code.archive, plan.code.hash, secrets)
-        _despite_lost_workers(client, "installing xrun on the workers", lambda: client.register_plugin(plugin))
-        from runner.execute import _shipped  # deferred: imports Dask
+        plugin = _plugin.XrunPlugin(_plugin.worker_sources(), plan.code.archive, plan.code.hash, secrets)
+        despite_lost_workers(client, "installing xrun on the workers", lambda: client.register_plugin(plugin))
+        from runner.execute import shipped  # deferred: imports Dask
 
         try:
             # Workers that are lost meanwhile, or join later, are checked and
             # recorded when the trials are done.
-            reports = client.run(_shipped(_plugin.call_info), on_error="ignore")
+            reports = client.run(shipped(_plugin.call_info), on_error="ignore")
             host["workers"] = reports
-            _check_workers(plan, reports)
-            _despite_lost_workers(client, "importing the trial on a worker", lambda: _preflight(plan, client))
+            check_workers(plan, reports)
+            despite_lost_workers(client, "importing the trial on a worker", lambda: preflight(plan, client))
             if info.dashboard:
                 status_cb(f"dashboard: {info.dashboard}")
             executor.run(client, check=info.check)
@@ -323,12 +322,12 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                             client.wait_for_workers(info.workers, timeout=3)
                         except TimeoutError:
                             pass
-                    late = client.run(_shipped(_plugin.call_info), on_error="ignore")
+                    late = client.run(shipped(_plugin.call_info), on_error="ignore")
                 except Exception:  # what is known is kept
                     log.debug("collecting worker reports failed", exc_info=True)
                     late = {}
                 host["workers"] = {**reports, **late}
-                _check_workers(plan, late)
+                check_workers(plan, late)
         finally:
             if secrets:  # its teardown takes the secrets out of the workers' environment
                 try:
@@ -344,80 +343,6 @@ def _closing(client: Any) -> Iterator[Any]:
     finally:
         with sigint_deferred():
             client.close()
-
-
-LOST_WORKER_TRIES = 4
-
-
-def _despite_lost_workers(client: Any, what: str, step: Callable[[], Any]) -> Any:
-    """``step()``, again when a worker was lost while it ran: a worker dying
-    while the cluster starts is ordinary (the backend starts it again). Only
-    losing workers every time, or having none left, is an infrastructure error."""
-    from distributed import KilledWorker  # deferred: imports Dask
-
-    for attempt in range(1, LOST_WORKER_TRIES + 1):
-        try:
-            return step()
-        except (OSError, KilledWorker) as exc:  # CommClosedError is an OSError
-            if attempt == LOST_WORKER_TRIES:
-                raise InfraError(f"{what} failed {attempt} times as workers were lost: {type(exc).__name__}: {exc}") from None
-            log.info("%s: a worker was lost (%s); trying again", what, exc)
-            try:
-                client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
-            except (TimeoutError, OSError):
-                raise InfraError(f"{what}: no Dask worker left to run on ({type(exc).__name__}: {exc})") from None
-    raise AssertionError("unreachable")
-
-
-def _preflight(plan: Plan, client: Any) -> None:
-    """One worker imports the trial function (or estimator class) in the trial
-    environment before anything is submitted: a typo stops the run with one
-    message (exit 2), not one failed trial per point."""
-    from runner import _plugin  # deferred: imports Dask
-    from runner.execute import _shipped  # deferred: imports Dask
-    from runner.spec import yaml as _yaml  # deferred: imports pydantic
-
-    future = client.submit(_shipped(_plugin.call_check), plan.definition, pure=False)
-    try:
-        problem = future.result(timeout=WORKERS_TIMEOUT)
-    except TimeoutError:
-        raise InfraError(
-            f"importing the trial on a worker took longer than {WORKERS_TIMEOUT:.0f}s; "
-            "check the trial module for slow work at import time"
-        ) from None
-    if problem:
-        path = tuple(problem.get("path") or ("trial",))
-        loaded = plan.loaded
-        raise SpecError(
-            f"{problem.get('message')} (checked on a worker, before any trial ran)",
-            file=loaded.display,
-            line=_yaml.line_for(loaded.lines, path),
-            path=_yaml.dotted(path),
-        )
-
-
-def _check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
-    """Each worker must have the environment's pinned versions."""
-    if plan.env.kind == "current":
-        expected = plan.env.packages
-        keys = ("dask", "distributed", "scikit-learn", "numpy", "cloudpickle")
-        for addr, rep in reports.items():
-            diffs = [f"{k}: driver {expected.get(k)}, worker {rep['packages'].get(k)}" for k in keys
-                     if expected.get(k) and rep["packages"].get(k) != expected.get(k)]  # fmt: skip
-            if diffs:
-                raise InfraError(
-                    f"worker {addr} does not match the driver's environment: " + "; ".join(diffs)
-                    + "; install the same versions on the workers or pin an environment in the spec"
-                )
-        return
-    from runner.env import worker_packages_mismatch  # deferred: imports the environment lockers
-
-    for addr, rep in reports.items():
-        diffs = worker_packages_mismatch(plan.env, rep["packages"])
-        if diffs:
-            raise InfraError(
-                f"worker {addr} does not match the lock ({plan.env.lock_file}): " + "; ".join(diffs[:10])
-            )
 
 
 def _write_inputs(writer: BundleWriter, plan: Plan) -> None:

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import _worker
 from runner.bundle.journal import read_journal
 from runner.cache import TrialCache
 from runner.data import hash_inputs
 from runner.spec import loads_spec
+from runner.worker import context as _worker
 
 # Every trial rewrites the data file before it reads it (as a user regenerating
 # the data while the sweep runs would); the second one even catches the error.

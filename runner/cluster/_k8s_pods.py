@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.cluster import DASHBOARD_PORT, SCHEDULER_PORT
 from runner.cluster._k8s_model import (
@@ -20,6 +20,9 @@ from runner.cluster._k8s_model import (
     _tolerations,
     memory_quantity,
 )
+
+if TYPE_CHECKING:  # the spec model, for annotations only
+    from runner.spec.models import Spec
 
 # ------------------------------------------------------------------ pod specs
 
@@ -75,7 +78,7 @@ def _spot_affinity(prefer_spot: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def tmp_size_limit(spec: Any, worker: bool) -> str:
+def tmp_size_limit(spec: Spec, worker: bool) -> str:
     """The ``sizeLimit`` of a pod's ``/tmp``: room for a worker to spill its whole
     memory twice over, plus 1 GiB of artifacts and logs."""
     if not worker:
@@ -128,7 +131,7 @@ def scheduler_pod_spec(r: _Run) -> dict[str, Any]:
     return pod
 
 
-def _worker_resources(spec: Any) -> dict[str, Any]:
+def _worker_resources(spec: Spec) -> dict[str, Any]:
     cpu = str(spec.cluster.threads_per_worker)
     requests: dict[str, str] = {"cpu": cpu}
     limits: dict[str, str] = {"cpu": cpu}

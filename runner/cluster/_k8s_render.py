@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner._version import __version__
 from runner.cluster import DASHBOARD_PORT, SCHEDULER_PORT
@@ -51,14 +51,17 @@ from runner.cluster._k8s_pods import (
     worker_pod_spec,
 )
 
+if TYPE_CHECKING:  # the spec model, for annotations only
+    from runner.spec.models import Spec
 
-def _run(spec: Any, run_id: str, image_ref: str, python: str) -> _Run:
+
+def _run(spec: Spec, run_id: str, image_ref: str, python: str) -> _Run:
     if not run_id:
         raise ValueError("run_id must not be empty")
     return _Run(spec, run_id, image_ref, python, Names.for_run(run_id), data_files(spec))
 
 
-def render_manifests(spec: Any, *, run_id: str, image_ref: str, python: str = DEFAULT_PYTHON) -> list[dict[str, Any]]:
+def render_manifests(spec: Spec, *, run_id: str, image_ref: str, python: str = DEFAULT_PYTHON) -> list[dict[str, Any]]:
     """The Kubernetes objects of a run, in the order they are applied.
 
     The anchor ConfigMap comes first: every other object names it as owner,
@@ -190,7 +193,7 @@ def _worker_job(r: _Run) -> dict[str, Any]:
 # --------------------------------------------------------------- operator mode
 
 
-def render_dask_cluster(spec: Any, *, run_id: str, image_ref: str, python: str = DEFAULT_PYTHON) -> dict[str, Any]:
+def render_dask_cluster(spec: Spec, *, run_id: str, image_ref: str, python: str = DEFAULT_PYTHON) -> dict[str, Any]:
     """The ``DaskCluster`` (kubernetes.dask.org/v1) of a run, for the Dask operator.
 
     Same image, commands, resources, placement, secrets and labels as
@@ -235,7 +238,7 @@ def render_dask_cluster(spec: Any, *, run_id: str, image_ref: str, python: str =
     }  # fmt: skip
 
 
-def operator_support_objects(spec: Any, *, run_id: str, image_ref: str, python: str = DEFAULT_PYTHON) -> list[dict[str, Any]]:
+def operator_support_objects(spec: Spec, *, run_id: str, image_ref: str, python: str = DEFAULT_PYTHON) -> list[dict[str, Any]]:
     """What operator mode applies itself before the DaskCluster: anchor, Secret, data."""
     return [
         m for m in render_manifests(spec, run_id=run_id, image_ref=image_ref, python=python)

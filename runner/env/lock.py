@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
 from runner.env import conda, pip
 from runner.env.current import current_env
@@ -13,10 +13,15 @@ from runner.env.model import EnvKind, LockedEnv
 from runner.env.runtime import driver_mismatch
 from runner.errors import EnvFileError, XrunError
 
+if TYPE_CHECKING:  # the models, for annotations only (pydantic is not needed to lock)
+    from runner.spec.models import CondaEnv, CurrentEnv, PipEnv
+
+EnvSpec = Union["CondaEnv", "PipEnv", "CurrentEnv"]  # a spec's ``environment``
+
 log = logging.getLogger(__name__)
 
 
-def env_kind(env_spec: Any) -> EnvKind:
+def env_kind(env_spec: EnvSpec) -> EnvKind:
     """``conda``, ``pip`` or ``current`` for a spec's ``environment`` model."""
     kind = getattr(env_spec, "kind", None)
     if kind in ("conda", "pip", "current"):
@@ -29,11 +34,11 @@ def env_kind(env_spec: Any) -> EnvKind:
     raise TypeError(f"not an environment spec: {env_spec!r}")
 
 
-def _env_file(env_spec: Any, kind: str) -> Path:
+def _env_file(env_spec: EnvSpec, kind: str) -> Path:
     return Path(getattr(env_spec, kind)).absolute()
 
 
-def _platforms(env_spec: Any) -> list[str]:
+def _platforms(env_spec: EnvSpec) -> list[str]:
     return list(getattr(env_spec, "platforms", None) or ["linux-64"])
 
 
@@ -47,7 +52,7 @@ def lock_path_for(env_file: Path, kind: str) -> Path:
 
 
 def lock_env(
-    env_spec: Any,
+    env_spec: EnvSpec,
     *,
     python_version: str | None = None,
     upgrade: bool = False,
@@ -76,7 +81,7 @@ def lock_env(
     return pip.lock(env_file, python_version, upgrade=upgrade, upgrade_packages=upgrade_packages)
 
 
-def check_lock(env_spec: Any) -> tuple[bool, str]:
+def check_lock(env_spec: EnvSpec) -> tuple[bool, str]:
     """(fresh?, why): is the lock there and made from the environment file as it is now?"""
     kind = env_kind(env_spec)
     if kind == "current":
@@ -87,7 +92,7 @@ def check_lock(env_spec: Any) -> tuple[bool, str]:
     return pip.check(env_file)
 
 
-def pinned(env_spec: Any) -> dict[str, str]:
+def pinned(env_spec: EnvSpec) -> dict[str, str]:
     """The versions the existing lock pins, fresh or stale (empty without a readable lock)."""
     kind = env_kind(env_spec)
     if kind == "current":
@@ -100,7 +105,7 @@ def pinned(env_spec: Any) -> dict[str, str]:
     return dict(locked.packages)
 
 
-def load_env(env_spec: Any, *, relock: bool = False) -> LockedEnv:
+def load_env(env_spec: EnvSpec, *, relock: bool = False) -> LockedEnv:
     """The LockedEnv a run uses: the existing lock, which must be fresh.
 
     A missing or stale lock raises EnvFileError (exit 2) unless ``relock``, which

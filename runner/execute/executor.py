@@ -1,25 +1,5 @@
-"""Submitting trials to Dask and recording what comes back.
-
-* Streaming: at most ``max_in_flight`` Dask tasks (a trial, or a batch of short
-  trials) are submitted at once, so a sweep of 100,000 trials never holds
-  100,000 futures.
-* Failure classes: ``error`` (the trial raised; retried up to ``trial.retries``),
-  ``timeout`` (stopped in its thread by the worker, or by restarting the worker
-  when stuck in C code), ``oom`` (neared the worker's memory limit, or its
-  nanny killed the worker for its memory), ``worker-lost`` (its worker died each
-  of ``LOST_LIMIT + 1`` times it ran). Only ``error`` counts against
-  ``trial.retries``: the other classes are properties of the trial.
-* A lost worker re-runs only what it was running: a trial that was running is
-  run again (alone); trials of a batch that had finished were streamed to the
-  driver as they finished and are kept; those not started yet run again without
-  counting an attempt.
-* Every finished trial goes to the cache first, then to the bundle journal, and
-  only then counts as done: a killed driver loses nothing it reported.
-* ``stop`` (first Ctrl-C): no trial starts after it (workers are told to skip
-  the run's queued tasks); running trials finish and are recorded. A
-  ``KeyboardInterrupt`` (second Ctrl-C) cancels the rest (nothing is recorded
-  for a cancelled trial: it is ``not_run``, and a re-run runs it).
-"""
+"""The executor: streams a plan's pending trials to Dask and records what comes back
+(see :mod:`runner.execute` for the semantics)."""
 
 from __future__ import annotations
 
@@ -38,9 +18,11 @@ from runner.env.imported import remember
 from runner.errors import InfraError
 from runner.plan import Plan, PlannedTrial
 
+from .batching import BatchSizer, Unit
+from .monitor import Monitor, shipped, silence_distributed
+
 log = logging.getLogger(__name__)
 
-HARD_TIMEOUT_GRACE = 3.0  # seconds after the timeout before the worker itself is restarted
 LOST_LIMIT = 3  # times a trial's worker may die under it before it is `worker-lost`
 MEMORY_TOPIC = "worker-restart-memory"  # a nanny's event when it kills its worker for memory
 TRIAL_PREFIX = "xrun-trial"
@@ -62,19 +44,6 @@ class Options:
     max_in_flight: int = 8
     slots: int = 2  # worker threads in the cluster
     batch_size: int = 0  # trials per Dask task; 0 = adaptive
-
-
-@dataclass
-class _Unit:
-    """One Dask task: a trial, or a batch of short trials."""
-
-    items: list[tuple[PlannedTrial, int]]
-    fut: Any
-
-
-TARGET_TASK_SECONDS = 0.25
-MAX_BATCH = 500
-MIN_SAMPLES = 4
 
 
 @dataclass
@@ -131,8 +100,7 @@ class Executor:
         self._check: Callable[[], str | None] | None = None  # the backend's health check
         self._forced: dict[str, str] = {}  # dask key -> failure class forced by the driver
         self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
-        self._n_durations = 0
-        self._mean_duration: float | None = None
+        self._sizer = BatchSizer(self.options.batch_size, self.options.slots)
         self._unsubmitted = 0
 
     # ------------------------------------------------------------------ cached
@@ -167,17 +135,17 @@ class Executor:
         pending = self.plan.pending
         todo = iter(pending)
         self._unsubmitted = len(pending)
-        in_flight: dict[str, _Unit] = {}
+        in_flight: dict[str, Unit] = {}
         ac = as_completed(with_results=False, loop=client.loop)
-        trial_fn = _shipped(_plugin.call_trial)
-        batch_fn = _shipped(_plugin.call_batch)
+        trial_fn = shipped(_plugin.call_trial)
+        batch_fn = shipped(_plugin.call_batch)
         counter = 0
 
         def next_items() -> list[tuple[PlannedTrial, int]]:
             if queue and queue[0][2]:
                 trial, attempt, _ = queue.popleft()
                 return [(trial, attempt)]
-            size = self._batch_size()
+            size = self._sizer.size(self._unsubmitted)
             items: list[tuple[PlannedTrial, int]] = []
             while len(items) < size:
                 if queue and not queue[0][2]:
@@ -204,7 +172,7 @@ class Executor:
                     fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
                     fut = client.submit(batch_fn, [self._task(t, key) for t, _ in items], key=key, pure=False)
-                in_flight[key] = _Unit(items, fut)
+                in_flight[key] = Unit(items, fut)
                 self.outcome.tasks += 1
                 ac.add(fut)
 
@@ -226,7 +194,7 @@ class Executor:
                 with ac.thread_condition:
                     ac.thread_condition.wait(timeout=0.2)
 
-        watchdog = _Monitor(self, in_flight)
+        watchdog = Monitor(self, in_flight)
         watchdog.start()
         try:
             submit_more()
@@ -244,7 +212,7 @@ class Executor:
                         break
                 if self.fatal is not None:
                     # The cluster is gone: Dask's own reconnect tracebacks say nothing more.
-                    _silence_distributed()
+                    silence_distributed()
                     self._cancel(in_flight)
                     raise self.fatal
                 submit_more()
@@ -265,26 +233,6 @@ class Executor:
         self.outcome.not_run = len(self.plan.trials) - done
         return self.outcome
 
-    def _batch_size(self) -> int:
-        """Trials per Dask task: 1 until trials are known to be short, then
-        enough to make each task ~TARGET_TASK_SECONDS of work, while leaving
-        every worker slot something to do."""
-        if self.options.batch_size:
-            return self.options.batch_size
-        if self._n_durations < MIN_SAMPLES or self._mean_duration is None:
-            return 1
-        size = int(TARGET_TASK_SECONDS / max(self._mean_duration, 1e-5))
-        spread = max(1, self._unsubmitted // max(1, 2 * self.options.slots))
-        return max(1, min(size, spread, MAX_BATCH))
-
-    def _note_duration(self, result: dict[str, Any]) -> None:
-        start, end = result.get("start"), result.get("end")
-        if isinstance(start, (int, float)) and isinstance(end, (int, float)):
-            d = max(0.0, end - start)
-            self._n_durations += 1
-            m = self._mean_duration
-            self._mean_duration = d if m is None else m + (d - m) * 0.1
-
     def _tell_stop(self) -> None:
         """First Ctrl-C: workers skip this run's tasks that have not started."""
         if self._stop_sent:
@@ -293,11 +241,11 @@ class Executor:
         from runner import _plugin  # deferred: imports Dask
 
         try:
-            self._client.run(_shipped(_plugin.call_stop), self.run_id, on_error="ignore")
+            self._client.run(shipped(_plugin.call_stop), self.run_id, on_error="ignore")
         except Exception:
             log.debug("telling workers to stop failed", exc_info=True)
 
-    def _handle_unit(self, unit: _Unit, queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
+    def _handle_unit(self, unit: Unit, queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         fut = unit.fut
         forced = self._forced.pop(fut.key, None)  # key of the trial the monitor timed out
         with self._events:
@@ -318,7 +266,7 @@ class Executor:
                 if result.get("status") == "skipped":  # stopped before it started
                     self._started.pop(trial.key, None)
                     continue
-                self._note_duration(result)
+                self._sizer.note(result)
                 self._handle(trial, attempt, result, queue)
         elif status == "cancelled" and forced is None:
             # Not cancelled by xrun (those are dropped before): the scheduler
@@ -366,7 +314,7 @@ class Executor:
                     queue.append((trial, attempt, True))
         fut.release()
 
-    def _cancel(self, in_flight: dict[str, _Unit]) -> None:
+    def _cancel(self, in_flight: dict[str, Unit]) -> None:
         futures = [u.fut for u in list(in_flight.values())]
         if futures:
             try:
@@ -513,106 +461,3 @@ class Executor:
         better = better or (best is not None and value == best[1] and record["id"] < best[0])
         if better:
             self.outcome.best = (record["id"], float(value))
-
-
-def _silence_distributed() -> None:
-    for name in ("distributed", "distributed.client", "distributed.core", "distributed.utils", "distributed.comm"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-
-
-def _shipped(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A closure Dask cannot import, so it travels with cloudpickle, by value.
-
-    Schedulers and workers in containers or other environments have no xrun to
-    import ``runner._plugin`` from; the task graph must carry the function.
-    """
-
-    def call(*args: Any) -> Any:
-        return fn(*args)
-
-    return call
-
-
-WORKERLESS_TIMEOUT = 90.0  # seconds with trials in flight and no worker at all
-
-
-class _Monitor(threading.Thread):
-    """Watches the cluster while trials run.
-
-    * Restarts the worker of a trial stuck past ``timeout + grace``: the worker
-      raises a timeout inside the trial's thread first; this catches trials
-      stuck in C code, where that exception cannot land.
-    * Gives up, with a clear error, when no worker has been connected for
-      ``WORKERLESS_TIMEOUT`` seconds (workers that cannot start keep nothing
-      running forever).
-    """
-
-    def __init__(self, executor: Executor, in_flight: dict[str, _Unit]) -> None:
-        super().__init__(daemon=True, name="xrun-monitor")
-        self.executor = executor
-        self.in_flight = in_flight
-        self._halt = threading.Event()
-        self._restarting: set[str] = set()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=30)
-
-    def run(self) -> None:
-        ex = self.executor
-        limit = (ex.timeout or 0) + HARD_TIMEOUT_GRACE
-        workerless_since: float | None = None
-        last_check = 0.0
-        workers: set[str] = set()
-        n = -1
-        while not self._halt.wait(0.25):
-            now = time.monotonic()
-            if now - last_check > 2.0:
-                last_check = now
-                try:
-                    workers = set(ex._client.nthreads())
-                    n = len(workers)
-                except Exception:
-                    n = -1
-                if n == 0 and self.in_flight:
-                    workerless_since = workerless_since or now
-                    if now - workerless_since > WORKERLESS_TIMEOUT:
-                        ex.fatal = InfraError(
-                            f"no Dask worker has been connected for {WORKERLESS_TIMEOUT:.0f}s; workers are "
-                            "crashing or cannot reach the scheduler (run with -vv to see their logs)"
-                        )
-                        ex._cancel(self.in_flight)
-                        return
-                else:
-                    workerless_since = None
-            if not ex.timeout:
-                continue
-            for dask_key, unit in list(self.in_flight.items()):
-                if dask_key in ex._forced:
-                    continue
-                for trial, _attempt in unit.items:
-                    started = ex._started.get(trial.key)
-                    if started is None or now - started[1] < limit:
-                        continue
-                    worker = started[0]
-                    if n > 0 and worker and worker not in workers:
-                        continue  # its worker is gone: the trial is lost, not stuck
-                    log.warning("trial %s is stuck past its timeout; restarting worker %s", trial.id, worker)
-                    ex._forced[dask_key] = trial.key
-                    try:
-                        ex._client.cancel([unit.fut], force=True)
-                    except Exception:
-                        log.debug("could not cancel %s", dask_key, exc_info=True)
-                    if worker and worker not in self._restarting:
-                        # In the background: a restart can take many seconds under
-                        # load, and other stuck trials must not wait for it.
-                        self._restarting.add(worker)
-                        threading.Thread(target=self._restart, args=(worker,), daemon=True,
-                                         name="xrun-restart").start()  # fmt: skip
-                    break
-
-    def _restart(self, worker: str) -> None:
-        try:
-            self.executor._client.restart_workers([worker], timeout=60, raise_for_error=False)
-        except Exception:
-            log.debug("could not restart %s", worker, exc_info=True)

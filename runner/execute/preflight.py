@@ -1,0 +1,90 @@
+"""Before the first trial: the workers' environment checked against the lock,
+and the trial imported on one worker, tolerating workers lost meanwhile."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from runner.errors import InfraError, SpecError
+from runner.plan import Plan
+
+from .monitor import shipped
+
+log = logging.getLogger(__name__)
+
+WORKERS_TIMEOUT = 180.0  # seconds to wait for a first worker, or for a worker to answer
+
+
+LOST_WORKER_TRIES = 4
+
+
+def despite_lost_workers(client: Any, what: str, step: Callable[[], Any]) -> Any:
+    """``step()``, again when a worker was lost while it ran: a worker dying
+    while the cluster starts is ordinary (the backend starts it again). Only
+    losing workers every time, or having none left, is an infrastructure error."""
+    from distributed import KilledWorker  # deferred: imports Dask
+
+    for attempt in range(1, LOST_WORKER_TRIES + 1):
+        try:
+            return step()
+        except (OSError, KilledWorker) as exc:  # CommClosedError is an OSError
+            if attempt == LOST_WORKER_TRIES:
+                raise InfraError(f"{what} failed {attempt} times as workers were lost: {type(exc).__name__}: {exc}") from None
+            log.info("%s: a worker was lost (%s); trying again", what, exc)
+            try:
+                client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+            except (TimeoutError, OSError):
+                raise InfraError(f"{what}: no Dask worker left to run on ({type(exc).__name__}: {exc})") from None
+    raise AssertionError("unreachable")
+
+
+def preflight(plan: Plan, client: Any) -> None:
+    """One worker imports the trial function (or estimator class) in the trial
+    environment before anything is submitted: a typo stops the run with one
+    message (exit 2), not one failed trial per point."""
+    from runner import _plugin  # deferred: imports Dask
+    from runner.spec import yaml as _yaml  # deferred: imports pydantic
+
+    future = client.submit(shipped(_plugin.call_check), plan.definition, pure=False)
+    try:
+        problem = future.result(timeout=WORKERS_TIMEOUT)
+    except TimeoutError:
+        raise InfraError(
+            f"importing the trial on a worker took longer than {WORKERS_TIMEOUT:.0f}s; "
+            "check the trial module for slow work at import time"
+        ) from None
+    if problem:
+        path = tuple(problem.get("path") or ("trial",))
+        loaded = plan.loaded
+        raise SpecError(
+            f"{problem.get('message')} (checked on a worker, before any trial ran)",
+            file=loaded.display,
+            line=_yaml.line_for(loaded.lines, path),
+            path=_yaml.dotted(path),
+        )
+
+
+def check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:
+    """Each worker must have the environment's pinned versions."""
+    if plan.env.kind == "current":
+        expected = plan.env.packages
+        keys = ("dask", "distributed", "scikit-learn", "numpy", "cloudpickle")
+        for addr, rep in reports.items():
+            diffs = [f"{k}: driver {expected.get(k)}, worker {rep['packages'].get(k)}" for k in keys
+                     if expected.get(k) and rep["packages"].get(k) != expected.get(k)]  # fmt: skip
+            if diffs:
+                raise InfraError(
+                    f"worker {addr} does not match the driver's environment: " + "; ".join(diffs)
+                    + "; install the same versions on the workers or pin an environment in the spec"
+                )
+        return
+    from runner.env import worker_packages_mismatch  # deferred: imports the environment lockers
+
+    for addr, rep in reports.items():
+        diffs = worker_packages_mismatch(plan.env, rep["packages"])
+        if diffs:
+            raise InfraError(
+                f"worker {addr} does not match the lock ({plan.env.lock_file}): " + "; ".join(diffs[:10])
+            )

@@ -1,0 +1,158 @@
+"""What a function trial receives as ``ctx``, and its data inputs.
+
+``ctx.data[name]`` is a read-only copy private to the worker, made on first use
+and verified against the sha256 the run recorded (and keyed by it), so a trial
+sees exactly the bytes that were hashed into its key. A file changed since it
+was hashed fails the trial as ``data-changed``."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._base import DataChanged, current_worker
+
+
+class TrialContext:
+    """What a function trial receives as ``ctx`` (DESIGN §2)."""
+
+    def __init__(self, trial_id: str, seed: int, params: dict[str, Any], data: dict[str, str], artifact_dir: str,
+                 data_sha256: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.trial_id = trial_id
+        self.seed = seed
+        self.params = dict(params)
+        self.data = DataInputs(data, data_sha256 or {})
+        self.artifact_dir = artifact_dir
+        self.history: list[dict[str, Any]] = []
+
+    def log(self, **metrics: Any) -> None:
+        """Record intermediate values (e.g. per-epoch loss); kept in the bundle."""
+        entry = {"time": time.time()}
+        entry.update({k: number(v) for k, v in metrics.items()})
+        self.history.append(entry)
+
+    def __repr__(self) -> str:
+        return f"TrialContext(trial_id={self.trial_id!r}, seed={self.seed})"
+
+
+def number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    return value
+
+
+# ------------------------------------------------------------------ data inputs
+
+
+class DataInputs(Mapping[str, str]):
+    """``ctx.data``: name → local path (a verified copy) or url, copied on first use."""
+
+    def __init__(self, paths: dict[str, str], sha256: dict[str, str]) -> None:
+        self._paths = dict(paths)
+        self._sha256 = dict(sha256)
+        self.changed: str | None = None  # set when a verification failed, whatever the trial did then
+
+    def __getitem__(self, name: str) -> str:
+        source = self._paths[name]
+        expected = self._sha256.get(name)
+        if expected is None:  # a url: the trial fetches it
+            return source
+        try:
+            return verified_copy(source, expected)
+        except DataChanged as exc:
+            self.changed = f"data {name!r}: {exc}"
+            raise DataChanged(self.changed) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __repr__(self) -> str:
+        return f"DataInputs({sorted(self._paths)})"
+
+
+_data_lock = threading.Lock()
+_data_root: list[Path] = []  # this process's directory of verified copies, made once
+
+
+def _copies_dir() -> Path:
+    if not _data_root:
+        worker = current_worker()
+        local = getattr(worker, "local_directory", None)
+        if local:  # removed by Dask with the worker
+            root = Path(local) / "xrun-data"
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix="xrun-data-"))
+        _data_root.append(root)
+    return _data_root[0]
+
+
+def verified_copy(source: str, expected: str) -> str:
+    """A read-only copy of ``source`` whose sha256 (as :func:`runner.data.hash_inputs`
+    computes it) is ``expected``; raises :class:`DataChanged` otherwise."""
+    with _data_lock:  # trials in other threads of this worker wait for the one copy
+        root = _copies_dir()
+        name = Path(source).name or "data"
+        final = root / expected / name
+        if final.exists():
+            return str(final)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".copy-"))
+        try:
+            src = Path(source)
+            if src.is_dir():
+                shutil.copytree(src, tmp / name)
+                digest = _dir_digest(tmp / name)
+            else:
+                shutil.copyfile(src, tmp / name)
+                digest = _file_digest(tmp / name)
+            if digest != expected:
+                raise DataChanged(
+                    f"{source} changed since the run hashed it (sha256 {expected[:12]}…, now {digest[:12]}…); "
+                    "restore it, or run again to use the new data"
+                )
+            _read_only(tmp / name)
+            final.parent.mkdir(exist_ok=True)  # one content may come under several names
+            os.rename(tmp / name, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return str(final)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dir_digest(root: Path) -> str:
+    """Must equal the driver's digest of a data directory (runner._hashing.dir_digest;
+    this module cannot import it: workers do not have xrun installed)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(root).as_posix()}\0{_file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+
+def _read_only(path: Path) -> None:
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in reversed(paths):  # children before their directory
+        p.chmod(0o555 if p.is_dir() else 0o444)
+

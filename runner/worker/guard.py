@@ -1,0 +1,114 @@
+"""Log capture and the watchdog of a running trial.
+
+A trial's prints go to its own buffer (per thread, bounded); a watchdog thread
+stops a trial that passes its timeout or nears the worker's memory limit."""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import sys
+import threading
+import time
+from typing import Any
+
+from ._base import MAX_LOG_BYTES, MEMORY_FRACTION, TrialOutOfMemory, TrialTimeout, emit
+
+# ------------------------------------------------------------------ log capture
+
+
+class _Router(io.TextIOBase):
+    """Sends writes from a thread running a trial to that trial's buffer."""
+
+    def __init__(self, fallback: Any) -> None:
+        self.fallback = fallback
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        buf = getattr(self.local, "buffer", None)
+        if buf is None:
+            return self.fallback.write(text)
+        if buf.tell() < MAX_LOG_BYTES:
+            buf.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(self.local, "buffer", None) is None:
+            self.fallback.flush()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", "utf-8")
+
+    def isatty(self) -> bool:
+        return False
+
+
+def install_routers() -> tuple[_Router, _Router]:
+    if not isinstance(sys.stdout, _Router) or not hasattr(sys.stdout, "local"):
+        sys.stdout = _Router(sys.stdout)
+    if not isinstance(sys.stderr, _Router) or not hasattr(sys.stderr, "local"):
+        sys.stderr = _Router(sys.stderr)
+    return sys.stdout, sys.stderr  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ context
+
+# ------------------------------------------------------------------ watchdog
+
+
+def raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in another thread at its next bytecode; ``None`` clears a pending one."""
+    arg = ctypes.py_object(exc) if exc is not None else None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), arg)
+
+
+class Watchdog(threading.Thread):
+    """Stops a trial that passes its timeout or nears the worker's memory limit.
+
+    It raises an exception inside the trial's thread; code stuck in C (a long
+    ``time.sleep``, a blocking call) is stopped by the driver restarting the
+    worker instead, after a grace period.
+    """
+
+    def __init__(self, thread_id: int, timeout: float | None, memory_limit: int | None, trial_id: str) -> None:
+        super().__init__(daemon=True, name=f"xrun-watchdog-{trial_id}")
+        self.thread_id = thread_id
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self.trial_id = trial_id
+        self.done = threading.Event()
+        self.lock = threading.Lock()  # the trial finishing and the dog firing exclude each other
+        self.fired: str | None = None
+
+    def finish(self) -> None:
+        with self.lock:
+            self.done.set()
+
+    def _fire(self, why: str, exc: type[BaseException]) -> None:
+        with self.lock:
+            if not self.done.is_set():
+                self.fired = why
+                raise_in(self.thread_id, exc)
+
+    def run(self) -> None:
+        start = time.monotonic()
+        proc = None
+        if self.memory_limit:
+            try:
+                import psutil
+
+                proc = psutil.Process()
+            except ImportError:
+                proc = None
+        while not self.done.wait(0.05):
+            if self.timeout is not None and time.monotonic() - start > self.timeout:
+                self._fire("timeout", TrialTimeout)
+                return
+            if proc is not None and self.memory_limit:
+                rss = proc.memory_info().rss
+                if rss > MEMORY_FRACTION * self.memory_limit:
+                    emit({"oom": self.trial_id, "rss": rss})
+                    self._fire("oom", TrialOutOfMemory)
+                    return
+

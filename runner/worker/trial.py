@@ -1,0 +1,198 @@
+"""Running trials: ``run_trial(task) -> dict`` never raises for a trial's own
+failure: errors, timeouts, memory exhaustion and changed data come back as a
+result with ``status`` and ``failure_class`` so the driver can record them and go on.
+Results are scrubbed of the run's secrets before they leave the worker."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ._base import (
+    MAX_ARTIFACT_BYTES,
+    DataChanged,
+    TrialOutOfMemory,
+    TrialTimeout,
+    current_worker,
+    emit,
+)
+from .context import TrialContext, number
+from .guard import Watchdog, install_routers, raise_in
+from .probe import imported_distributions
+from .sklearn_trial import sklearn_trial
+
+STOPPED: set[str] = set()  # runs whose driver asked that no further trial starts
+STREAM_LIMIT = 64 * 1024  # bytes of log and artifacts above which a result is not streamed (only returned)
+
+
+def stop(run: str) -> None:
+    STOPPED.add(run)
+
+
+def run_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run trials one after another (each result is streamed, see run_trial)."""
+    return [run_trial(task) for task in tasks]
+
+
+def run_trial(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one trial; always returns a result dict."""
+    if task.get("run") in STOPPED:  # the driver was interrupted: start nothing new
+        return {"trial_id": task["trial_id"], "key": task["key"], "status": "skipped"}
+    out_router, err_router = install_routers()
+    worker = current_worker()
+    address = getattr(worker, "address", None) or f"pid-{os.getpid()}"
+    memory_limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+    buf = io.StringIO()
+    artifact_dir = tempfile.mkdtemp(prefix=f"xrun-{task['trial_id']}-")
+    ctx = TrialContext(task["trial_id"], task["seed"], task["params"], task.get("data", {}), artifact_dir,
+                       task.get("data_sha256"))  # fmt: skip
+    result: dict[str, Any] = {
+        "trial_id": task["trial_id"],
+        "key": task["key"],
+        "worker": address,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "status": "ok",
+        "failure_class": None,
+        "error": None,
+        "traceback": None,
+        "metrics": {},
+        "unit": task.get("unit"),
+    }
+    # The driver restarts a worker whose trial is stuck past its timeout, and
+    # tells which trial a lost worker was running.
+    emit({"start": task["key"], "worker": address, "time": time.time()})
+    dog = Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, task["trial_id"])
+    out_router.local.buffer = buf
+    err_router.local.buffer = buf
+    start = time.time()
+    try:
+        dog.start()
+        try:
+            metrics = _dispatch(task, ctx)
+        finally:
+            dog.finish()
+        if ctx.data.changed:  # the trial caught it and went on: its result is still not to be trusted
+            raise DataChanged(ctx.data.changed)
+        result["metrics"] = _check_metrics(metrics)
+    except BaseException as exc:  # a trial's failure, whatever it raised, is a result
+        if isinstance(exc, DataChanged) or ctx.data.changed:
+            result.update(status="data-changed", failure_class="data-changed",
+                          error=ctx.data.changed or str(exc))  # fmt: skip
+        elif isinstance(exc, TrialTimeout) or (dog.fired == "timeout" and not isinstance(exc, MemoryError)):
+            result.update(status="timeout", failure_class="timeout", error=f"trial exceeded its timeout of {task.get('timeout'):g}s")
+        elif isinstance(exc, (TrialOutOfMemory, MemoryError)) or dog.fired == "oom":
+            limit = f" of {memory_limit / 2**20:.0f} MiB" if memory_limit else ""
+            result.update(status="oom", failure_class="oom", error=f"trial ran out of memory (worker memory limit{limit})")
+        else:
+            result.update(status="error", failure_class="error", error=f"{type(exc).__name__}: {exc}")
+        result["traceback"] = traceback.format_exc(limit=-20)
+        buf.write(result["traceback"])
+    finally:
+        # A late async exception may still be pending if the trial ended just as
+        # the watchdog fired; clear it so it cannot hit the worker itself.
+        raise_in(threading.get_ident(), None)
+        out_router.local.buffer = None
+        err_router.local.buffer = None
+    result["start"] = start
+    result["end"] = time.time()
+    result["history"] = ctx.history
+    if result["status"] == "ok":
+        result["imported"] = imported_distributions()
+    result["log"] = buf.getvalue()
+    result["artifacts"] = _collect(artifact_dir)
+    shutil.rmtree(artifact_dir, ignore_errors=True)
+    # Sent to the driver at once too: a worker lost before the driver gathered
+    # the task's result (or in the middle of a batch) loses no finished trial.
+    # Scrubbed here, before it leaves the worker: a streamed result is kept in
+    # the scheduler's event log, which may be shared (address backend).
+    result = scrub(result, SECRETS)
+    size = len(result["log"]) + sum(len(b) for _, b in result["artifacts"])
+    if size <= STREAM_LIMIT:
+        emit({"result": result})
+    return result
+
+
+# ------------------------------------------------------------------ secrets
+
+SECRETS: list[str] = []  # this run's secret values, set by the xrun plugin on each worker
+MASK = "[secret]"
+
+
+def scrub(value: Any, secrets: list[str]) -> Any:
+    """``value`` with each secret replaced by ``[secret]`` in every string and
+    bytes inside it (dict keys included)."""
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return value
+    encoded = [(s.encode(), MASK.encode()) for s in secrets]
+    return _walk_scrub(value, secrets, encoded)
+
+
+def _walk_scrub(value: Any, secrets: list[str], encoded: list[tuple[bytes, bytes]]) -> Any:
+    if isinstance(value, str):
+        for s in secrets:
+            value = value.replace(s, MASK)
+        return value
+    if isinstance(value, bytes):
+        for secret, mask in encoded:
+            value = value.replace(secret, mask)
+        return value
+    if isinstance(value, dict):
+        return {_walk_scrub(k, secrets, encoded): _walk_scrub(v, secrets, encoded) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_walk_scrub(v, secrets, encoded) for v in value)
+    return value
+
+
+def _dispatch(task: dict[str, Any], ctx: TrialContext) -> Any:
+    definition = task["definition"]
+    if "function" in definition:
+        module_name, func_name = definition["function"].split(":")
+        module = importlib.import_module(module_name)
+        fn = getattr(module, func_name, None)
+        if fn is None:
+            raise AttributeError(f"module {module_name!r} has no function {func_name!r}")
+        return fn(dict(task["params"]), ctx)
+    return sklearn_trial(definition["sklearn"], task, ctx)
+
+
+def _check_metrics(metrics: Any) -> dict[str, Any]:
+    if not isinstance(metrics, dict):
+        raise TypeError(
+            f"a trial must return a dict of metric name -> number, got {type(metrics).__name__}"
+        )
+    out: dict[str, Any] = {}
+    for name, value in metrics.items():
+        value = number(value)
+        if not isinstance(value, (int, float)) and value is not None:
+            raise TypeError(f"metric {name!r} is {type(value).__name__}, expected a number")
+        out[str(name)] = value
+    return out
+
+
+def _collect(directory: str) -> list[tuple[str, bytes]]:
+    files: list[tuple[str, bytes]] = []
+    total = 0
+    root = Path(directory)
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            size = path.stat().st_size
+            if total + size > MAX_ARTIFACT_BYTES:
+                break
+            total += size
+            files.append((path.relative_to(root).as_posix(), path.read_bytes()))
+    return files
+
+
+# ------------------------------------------------------------------ sklearn
+
