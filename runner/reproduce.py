@@ -61,6 +61,7 @@ class Reproduction:
     environment: str = ""  # what could be said about the environment
     env_identical: bool | None = None
     problems: list[str] = field(default_factory=list)
+    search: str = ""  # adaptive sweeps: what replaying the suggestions showed
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,7 @@ class Reproduction:
             "environment": self.environment,
             "env_identical": self.env_identical,
             "problems": self.problems,
+            "search": self.search,
             "rows": [r.__dict__ for r in self.rows],
         }
 
@@ -305,6 +307,18 @@ def reproduce(
         env = load_environment(loaded)
         result.environment, result.env_identical = environment_note(bundle, env)
         plan = make_plan(loaded, env, use_cache=False, sweep_version=sweep_version(bundle))
+        if loaded.spec.sweep.adaptive:
+            # The search asked again, told the recorded results: each generation
+            # must suggest the recorded points (and early-stopping thresholds).
+            from runner.search.driver import SEARCH_FILE, replay  # deferred: imports Optuna
+
+            search, differences = replay(plan, bundle.trials, bundle.json(SEARCH_FILE))
+            result.problems += differences
+            decided = sum(len(g) for g in search.generations)
+            result.search = (f"{len(search.generations)} generation(s), {decided} suggestions replayed from the recorded "
+                             f"results: {'DIFFERENT (see problems)' if differences else 'identical to the recorded ones'}")  # fmt: skip
+            plan.trials = [t for gen in search.generations for t in gen]
+            plan.search = None  # the chosen trials run as a plain sweep
         by_id = {t.id: t for t in plan.trials}
         selected = []
         for rec in chosen:

@@ -81,6 +81,10 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     env = load_environment(loaded, relock=options.relock)
     cache = TrialCache()
     plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+    if loaded.spec.sweep.adaptive:
+        from runner.search import plan_search  # deferred: imports Optuna
+
+        plan_search(plan, cache)  # the generations the cache answers, and the first it does not
     return run_plan(plan, options, secrets=secrets, cache=cache)
 
 
@@ -105,11 +109,13 @@ def run_plan(
     output = options.output or spec.output
     run_id = new_run_id(spec.name)
     writer = _open_bundle(output, run_id)
-    total = len(plan.trials)
+    total = plan.search.budget if plan.search is not None else len(plan.trials)
     try:
         # bundle.json first: whatever fails later, there is a file to turn terminal in place.
         writer.write_status({"status": "running", "counts": {"total": total}})
         _write_inputs(writer, plan)
+        if plan.search is not None:
+            plan.search.write(writer)
     except OSError as exc:
         raise _bundle_failed(writer, exc, {"status": "error", "counts": {"total": total}}, cache) from None
     cache.record_run(spec.name, {"run_id": run_id, "bundle": str(writer.root), "created": writer.created,
@@ -127,7 +133,7 @@ def run_plan(
     error: BaseException | None = None
     try:
         executor.record_cached()
-        if plan.pending and not options.stop.is_set():
+        if _to_run(plan) and not options.stop.is_set():
             image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
             if image is not None:
                 extra["image.json"] = image_record(spec.cluster.backend, image)
@@ -143,7 +149,7 @@ def run_plan(
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb)
-        elif plan.trials and not plan.pending:
+        elif plan.trials and not _to_run(plan):
             status_cb(f"all {total} trials cached; no cluster started")
     except KeyboardInterrupt:
         executor.outcome.interrupted = True
@@ -314,7 +320,10 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             despite_lost_workers(client, "importing the trial on a worker", lambda: preflight(plan, client))
             if info.dashboard:
                 status_cb(f"dashboard: {info.dashboard}")
-            executor.run(client, check=info.check)
+            if plan.search is not None:  # an adaptive sweep: generation after generation
+                plan.search.run(executor, client, check=info.check)
+            else:
+                executor.run(client, check=info.check)
             if not executor.outcome.interrupted:
                 try:
                     if len(reports) < info.workers:  # a short run may end while the last workers join
@@ -386,7 +395,8 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "status": status,
         "spec_name": plan.spec.name,
         "backend": plan.spec.cluster.backend,
-        "counts": {"total": len(plan.trials), **outcome.counts, "not_run": outcome.not_run},
+        "counts": {"total": plan.search.budget if plan.search is not None else len(plan.trials),
+                   **outcome.counts, "not_run": outcome.not_run},  # fmt: skip
         "failures": outcome.failures,
         "dask_tasks": outcome.tasks,
         "best": best,
@@ -396,11 +406,18 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep),
                   "version": plan.sweep_version},
     }
+    if plan.search is not None:
+        summary["sweep"].update(plan.search.brief())
     if outcome.stopped_early:
         summary["stopped"] = "fail-fast"
     if error is not None:
         summary["error"] = str(error) if isinstance(error, XrunError) else f"{type(error).__name__}: {error}"
     return summary
+
+
+def _to_run(plan: Plan) -> bool:
+    """Whether trials are to run: pending ones, or generations of an adaptive sweep not decided yet."""
+    return bool(plan.pending) or (plan.search is not None and not plan.search.finished)
 
 
 def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:

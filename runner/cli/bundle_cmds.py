@@ -107,6 +107,8 @@ def reproduce(
     result = reproduce_bundle(bundle, trials=trials, backend=backend, data=data_paths, options=options)
 
     _say(f"environment: {safe(result.environment)}")
+    if result.search:
+        _say(f"search: {safe(result.search)}")
     t = Table(title=f"reproduction of {safe(str(result.original.meta.get('run_id')))}", title_justify="left")
     for col in ("trial", "metric", "recorded", "reproduced", "|Δ|", "match"):
         t.add_column(col, justify="right" if col in ("recorded", "reproduced", "|Δ|") else "left")

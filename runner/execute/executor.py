@@ -229,7 +229,7 @@ class Executor:
                     pass
         if self.stop.is_set() and not self.outcome.stopped_early:
             self.outcome.interrupted = True
-        done = self.outcome.counts["ok"] + self.outcome.counts["failed"] + self.outcome.counts["cached"]
+        done = sum(self.outcome.counts.values())
         self.outcome.not_run = len(self.plan.trials) - done
         return self.outcome
 
@@ -365,6 +365,7 @@ class Executor:
             "data_sha256": self.data_sha256,
             "run": self.run_id,
             "unit": unit,  # the Dask task, echoed in the result a worker streams
+            **({"early_stop": trial.early_stop} if trial.early_stop else {}),  # adaptive sweeps (runner.search)
         }
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -388,21 +389,25 @@ class Executor:
         with self._events:
             self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
-        if result["status"] == "ok":
+        if result["status"] in ("ok", "pruned"):  # pruned: stopped early by the sweep, a result too
             entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
             entry.pop("cached", None)
             self.cache.put(entry, result.get("artifacts") or [])
             if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
 
                 remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
-            self.outcome.counts["ok"] += 1
+            if result["status"] == "pruned":
+                self.outcome.counts["pruned"] = self.outcome.counts.get("pruned", 0) + 1
+            else:
+                self.outcome.counts["ok"] += 1
             self._update_best(record)
         else:
             self.outcome.counts["failed"] += 1
             cls = result["failure_class"]
             self.outcome.failures[cls] = self.outcome.failures.get(cls, 0) + 1
         self.writer.record_trial(record, result.get("log", ""), result.get("artifacts") or [])
-        self.on_event(Event("done" if result["status"] == "ok" else "failed", record, dict(self.outcome.counts), self.outcome.best))
+        kind = "done" if result["status"] in ("ok", "pruned") else "failed"
+        self.on_event(Event(kind, record, dict(self.outcome.counts), self.outcome.best))
 
     def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any] | None:
         """What a lost task means for the trial that was running in it; None: run it again."""

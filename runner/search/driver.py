@@ -145,6 +145,11 @@ class AdaptiveSearch:
             out["open_generation"] = {"generation": len(self.generations) - 1, "trials": len(gen), "cached": cached}
         return out
 
+    def brief(self) -> dict[str, Any]:
+        """For ``bundle.json``'s ``sweep``."""
+        return {"batch": self.batch, "generations": len(self.generations), "decided": self.decided,
+                "optuna": optuna_version()}  # fmt: skip
+
     def describe(self) -> str:
         """One line for ``xrun plan``."""
         p = self.progress()
