@@ -109,7 +109,7 @@ def run_plan(
     output = options.output or spec.output
     run_id = new_run_id(spec.name)
     writer = _open_bundle(output, run_id)
-    total = plan.search.budget if plan.search is not None else len(plan.trials)
+    total = _total(plan)
     try:
         # bundle.json first: whatever fails later, there is a file to turn terminal in place.
         writer.write_status({"status": "running", "counts": {"total": total}})
@@ -395,8 +395,7 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "status": status,
         "spec_name": plan.spec.name,
         "backend": plan.spec.cluster.backend,
-        "counts": {"total": plan.search.budget if plan.search is not None else len(plan.trials),
-                   **outcome.counts, "not_run": outcome.not_run},  # fmt: skip
+        "counts": {"total": _total(plan), **outcome.counts, "not_run": outcome.not_run},
         "failures": outcome.failures,
         "dask_tasks": outcome.tasks,
         "best": best,
@@ -413,6 +412,11 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
     if error is not None:
         summary["error"] = str(error) if isinstance(error, XrunError) else f"{type(error).__name__}: {error}"
     return summary
+
+
+def _total(plan: Plan) -> int:
+    """Trials of the run: an adaptive sweep's budget (decided or not), else the planned ones."""
+    return plan.search.budget if plan.search is not None else len(plan.trials)
 
 
 def _to_run(plan: Plan) -> bool:
