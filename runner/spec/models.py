@@ -232,9 +232,7 @@ class EarlyStop(StrictModel):
 
 
 class Sweep(StrictModel):
-    method: Literal["grid", "random", "list", "tpe", "cmaes", "nsga2", "qmc"] = Field(
-        default="grid", description="tpe, cmaes, nsga2 and qmc are adaptive (Optuna's samplers; pip install 'xrun[adaptive]')"
-    )
+    method: Literal["grid", "random", "list", "tpe", "cmaes", "nsga2", "qmc"] = "grid"
     parameters: dict[Annotated[str, Field(pattern=IDENT_RE)], Parameter] = Field(default_factory=dict)
     points: list[dict[str, PlainValue]] | None = None
     samples: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
