@@ -34,12 +34,13 @@ SEED_MASK = 0xFFFFFFFF  # numpy's seeds are 32-bit
 
 
 def optuna_module() -> Any:
-    """``optuna``, quiet (it logs each trial at INFO on its own handler), or a clear error."""
+    """``optuna``, quiet (it logs each trial on its own stderr handler, which would
+    break the progress display), or a clear error."""
     try:
         import optuna
     except ImportError:
         raise UsageError("adaptive sweeps need Optuna, which is not installed: pip install 'xrun[adaptive]'") from None
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna.logging.set_verbosity(logging.ERROR)
     return optuna
 
 
@@ -96,7 +97,8 @@ def make_sampler(sweep: Sweep, n_objectives: int) -> Any:
         # generation count as bad ones (constant liar) so a batch spreads out.
         return s.TPESampler(seed=seed, n_startup_trials=batch, constant_liar=True)
     if sweep.method == "cmaes":
-        return s.CmaEsSampler(seed=seed, popsize=batch, n_startup_trials=0)
+        # Its first generation is sampled independently (no history yet to adapt to).
+        return s.CmaEsSampler(seed=seed, popsize=batch, n_startup_trials=0, warn_independent_sampling=False)
     if sweep.method == "nsga2":
         return s.NSGAIISampler(seed=seed, population_size=batch)
     if sweep.method == "qmc":

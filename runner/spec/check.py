@@ -150,6 +150,8 @@ def _check_adaptive(loaded: LoadedSpec) -> None:
     if stop is not None:
         if sweep.objectives is not None:
             raise _err(loaded, "early stopping needs a single objective", "sweep", "early_stop")
+        if isinstance(loaded.spec.trial, SklearnTrial):
+            raise _err(loaded, "early stopping needs a function trial that logs steps with ctx.log(step=…, <metric>=…)", "sweep", "early_stop")
         if stop.metric is None and sweep.objective is None:
             raise _err(loaded, "give the metric the trial logs with ctx.log(step=…, <metric>=…)", "sweep", "early_stop", "metric")
         if stop.rule == "halving" and stop.max_steps is None:
