@@ -222,3 +222,21 @@ def test_without_optuna_an_adaptive_spec_says_how_to_install_it(project, tmp_pat
         assert proc.returncode == 2, (proc.stdout, proc.stderr)
         assert "pip install 'xrun[adaptive]'" in proc.stderr + proc.stdout
         assert "Traceback" not in proc.stderr
+
+
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=1, max_size=40),
+       st.sampled_from(["minimize", "maximize"]), st.sampled_from(["minimize", "maximize"]))
+def test_the_pareto_front_is_exactly_the_undominated_points(points, goal_a, goal_b) -> None:
+    from runner.report.search import pareto_front
+
+    objectives = [Objective("a", goal_a), Objective("b", goal_b)]
+    front = set(pareto_front(points, objectives))
+    assert front  # a finite set always has an undominated point
+
+    def dominates(p, q) -> bool:
+        better = [(-1 if o.goal == "maximize" else 1) * (x - y) for o, x, y in zip(objectives, p, q)]
+        return all(b <= 0 for b in better) and any(b < 0 for b in better)
+
+    for i, p in enumerate(points):
+        dominated = any(dominates(q, p) for q in points)
+        assert (i in front) == (not dominated)

@@ -100,6 +100,8 @@ def test_one_worker_and_three_workers_take_the_same_path_and_a_rerun_is_cached(p
         assert r["metrics"]["loss"] == r["history"][-1]["loss"] and r["history"][-1]["step"] < 9
         assert r["failure_class"] is None
     assert verify(three).ok
+    report = (three / "report.html").read_text()
+    assert "Adaptive search" in report and "best loss so far" in report and "stopped early" in report
 
     again = run(spec(project, 3, name="three.yaml"), project.root, tmp_path / "cache-3")
     meta = json.loads((again / "bundle.json").read_text())
@@ -168,4 +170,14 @@ def test_reproduce_replays_the_suggestions_and_reports_a_changed_result(project,
     assert bad.returncode == 1, bad.stderr
     assert "(generation 1): replayed" in bad.stderr
     assert "DIFFERENT" in bad.stderr
+
+    # search.json from someone else: garbage where suggestions should be is a mismatch, never a crash
+    (copy / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    (copy / "search.json").write_text(json.dumps({"generations": [1, "x", {"trials": "no", "told": True},
+                                                                   {"trials": [None, {"params": []}]}]}))
+    worse = subprocess.run([sys.executable, "-m", "runner.cli", "reproduce", str(copy), "-o", str(tmp_path / "r3")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert worse.returncode == 1, worse.stderr
+    assert "generation 0: 4 trials replayed, 0 recorded" in worse.stderr
+    assert "Traceback" not in worse.stderr
     assert "Traceback" not in bad.stderr

@@ -43,8 +43,12 @@ def search_section(run: Run) -> str:
     search = _read_json(run.root, "search.json")
     search = search if isinstance(search, dict) else {}
     gens = [g for g in search.get("generations") or [] if isinstance(g, dict)] if isinstance(search.get("generations"), list) else []
-    generation_of = {str(t.get("id")): int(g.get("generation") or 0)
-                     for g in gens for t in (g.get("trials") or []) if isinstance(t, dict)}  # fmt: skip
+    generation_of: dict[str, int] = {}
+    for number, g in enumerate(gens):
+        listed = g.get("trials")
+        for t in listed if isinstance(listed, list) else []:
+            if isinstance(t, dict):
+                generation_of[str(t.get("id"))] = number
     trials = sorted((t for t in run.trials if str(t.get("id")) in generation_of or not generation_of),
                     key=lambda t: str(t.get("id")))  # fmt: skip
     sweep = run.resolved.get("sweep") or {}
