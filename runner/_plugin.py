@@ -21,8 +21,11 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import select
+import shutil
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +84,6 @@ class _FdRedactor:
     """
 
     def __init__(self, fd: int, secrets: list[str]) -> None:
-        import threading
-
         self.fd = fd
         self.secrets = [s.encode() for s in secrets if s]
         self.saved = os.dup(fd)
@@ -99,8 +100,6 @@ class _FdRedactor:
         return data
 
     def _pump(self) -> None:
-        import select
-
         pending = b""
         while True:
             ready, _, _ = select.select([self.read_end], [], [], 0.2)
@@ -134,7 +133,7 @@ class _FdRedactor:
 
 def worker_sources() -> dict[str, str]:
     """file name -> source of each module of :mod:`runner.worker`, to ship (on the driver)."""
-    from runner import worker
+    from runner import worker  # deferred: the plugin is shipped by value to workers without xrun
 
     package = Path(worker.__file__).parent
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(package.glob("*.py"))}
@@ -175,15 +174,11 @@ def _install_code(base: Path, code_tar: bytes, code_hash: str) -> None:
         try:
             safe_extract(code_tar, tmp)
         except BaseException:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         try:
             os.replace(tmp, target)
         except OSError:  # another thread or process got there first
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     # Drop older snapshots from sys.path and their modules from sys.modules.
     prefix = str(root) + os.sep
@@ -230,8 +225,6 @@ def safe_extract(data: bytes | Path, dest: Path) -> None:
 
 
 def _extract_stream(fileobj: Any, compressed: int, dest: Path, *, write: bool) -> None:
-    import shutil
-
     budget = min(MAX_TOTAL, max(RATIO_FLOOR, MAX_RATIO * compressed))
     total = 0
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:

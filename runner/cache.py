@@ -113,7 +113,7 @@ class TrialCache:
     def _repair(self, key: str, tmp: Path, artifacts: list[tuple[str, bytes]]) -> None:
         """Replace whatever is at ``key`` (a corrupt entry) unless a valid one
         appeared meanwhile; one writer at a time, so the first valid result stays."""
-        from filelock import FileLock
+        from filelock import FileLock  # deferred: only when the cache is written
 
         path = self._path(key)
         with FileLock(str(path.with_name(f".{key[:16]}.lock")), timeout=60):
@@ -159,7 +159,7 @@ class TrialCache:
         return self.runs / f"{name}.jsonl"
 
     def record_run(self, name: str, record: dict[str, Any]) -> None:
-        from filelock import FileLock
+        from filelock import FileLock  # deferred: only when the cache is written
 
         if self.unwritable is not None:
             return

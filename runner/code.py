@@ -7,6 +7,7 @@ The code hash is over (path, sha256) pairs, independent of the archive format.
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import hashlib
 import io
@@ -84,8 +85,6 @@ def select(root: Path, include: list[str], exclude: list[str], skip: list[Path] 
 
 
 def _glob_match(rel: Path, pattern: str) -> bool:
-    import fnmatch
-
     return fnmatch.fnmatch(rel.as_posix(), pattern)
 
 

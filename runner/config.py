@@ -34,6 +34,6 @@ def cache_dir() -> Path:
     value = os.environ.get(ENV_CACHE_DIR)
     if value:
         return Path(value).expanduser().resolve()
-    from platformdirs import user_cache_dir
+    from platformdirs import user_cache_dir  # deferred: only when XRUN_CACHE_DIR is not set
 
     return Path(user_cache_dir("xrun", appauthor=False))

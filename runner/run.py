@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -276,9 +277,7 @@ def _preload_sealing() -> threading.Thread:
 
 def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[str, str],
              host: dict[str, Any], status_cb: Callable[[str], None]) -> None:  # fmt: skip
-    import warnings
-
-    from distributed import Client
+    from distributed import Client  # deferred: imports Dask
 
     from runner import _plugin  # deferred: imports Dask
 
@@ -304,7 +303,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             ) from None
         connected = len(client.scheduler_info().get("workers", {}))
         status_cb(f"{connected} worker{'s' if connected != 1 else ''} connected")
-        import cloudpickle
+        import cloudpickle  # deferred: comes with Dask
 
         cloudpickle.register_pickle_by_value(_plugin)
         plugin = _plugin.XrunPlugin(_plugin.worker_sources(), plan.code.archive, plan.code.hash, secrets)

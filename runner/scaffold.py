@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from runner.errors import UsageError
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 
 def train(params: dict, ctx) -> dict[str, float]:
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_iris  # deferred: the trial environment's scikit-learn, only for such trials
     from sklearn.model_selection import cross_val_score
     from sklearn.svm import SVC
 
@@ -65,8 +66,6 @@ scikit-learn
 
 
 def init(directory: Path, name: str) -> list[Path]:
-    import re
-
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise UsageError(f"--name {name!r}: use lowercase letters, digits and '-'")
     files = {

@@ -60,3 +60,43 @@ def test_an_upward_import_is_rejected(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "runner.bundle is not allowed to import runner.run" in result.stdout
     assert "runner.bundle._inverted -> runner.run (l.1)" in result.stdout
+
+
+def _function_level_imports(path: Path) -> list[tuple[int, list[str], bool]]:
+    """(line, modules, has a reason) of each run of imports inside a function
+    (TYPE_CHECKING blocks are at module level and not counted)."""
+    import ast
+
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        run: list[ast.stmt] = []
+        for stmt in [*node.body, None]:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                run.append(stmt)
+                continue
+            if run:
+                first, last = run[0].lineno, run[-1].end_lineno or run[-1].lineno
+                span = lines[first - 2:last]  # the line before the run, and the run
+                modules = [(s.module or "") if isinstance(s, ast.ImportFrom) else s.names[0].name for s in run]
+                found.append((first, modules, any("#" in line for line in span)))
+                run = []
+    return found
+
+
+def test_function_level_imports_defer_a_heavy_import_and_say_why():
+    """docs/architecture.md: an import inside a function defers a heavy or optional
+    import, with its reason next to it; the standard library is imported at the top."""
+    stdlib = sys.stdlib_module_names
+    problems = []
+    for path in sorted((REPO / "runner").rglob("*.py")):
+        for line, modules, reason in _function_level_imports(path):
+            where = f"{path.relative_to(REPO)}:{line} ({', '.join(modules)})"
+            if all(m.split(".")[0] in stdlib for m in modules) and not reason:
+                problems.append(f"{where}: a standard library import belongs at the top of the module")
+            elif not reason:
+                problems.append(f"{where}: say why the import is deferred")
+    assert not problems, "\n".join(problems)

@@ -109,14 +109,12 @@ def test_sigkill_of_the_driver_then_resume_reuses_finished_trials(project) -> No
         assert r["cached"] is (r["key"] in finished), r["id"]
     cached = [r for r in records if r["cached"]]
     assert all(r["cached_from"] == first.name for r in cached)
-    start_time = time.monotonic()
     third = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(spec), "-q"], cwd=project.root,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
-    took = time.monotonic() - start_time
     assert third.returncode == 0, third.stderr
     meta = json.loads((Path(third.stdout.strip().splitlines()[-1]) / "bundle.json").read_text())
     assert meta["counts"]["cached"] == 30 and meta["counts"]["ok"] == 0
-    assert took < 10, f"a fully cached re-run took {took:.1f}s"
+    assert meta["dask_tasks"] == 0  # nothing was submitted (its speed is measured in bench/, not here)
 
 
 def test_torn_last_journal_line_is_tolerated(tmp_path: Path) -> None:

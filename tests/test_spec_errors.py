@@ -87,7 +87,7 @@ def test_malformed_spec_exits_2_with_location(case, proj: Path, capsys, monkeypa
     assert err.startswith("error: spec.yaml"), err
     for fragment in fragments:
         assert fragment in err, f"{fragment!r} not in {err!r}"
-    assert elapsed < 5
+    assert elapsed < 30  # a liveness bound against alias bombs and the like, not a speed target
 
 
 def test_good_spec_validates(proj: Path, capsys, monkeypatch) -> None:

@@ -26,7 +26,7 @@ STALE_AFTER_SECONDS = 10 * HEARTBEAT_SECONDS
 
 
 def _start_time(pid: int) -> float | None:
-    import psutil
+    import psutil  # deferred: only when memory or processes are watched
 
     try:
         return float(psutil.Process(pid).create_time())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,6 @@ def remove_failed_before_start(directory: Path) -> list[Path]:
     """Delete the bundles in ``directory`` of runs that ended in error before any
     trial ran or came from the cache (nothing computed is lost). Only real
     directories directly inside ``directory`` are considered; links are skipped."""
-    import shutil
-
     gone = []
     for b in find_bundles(directory):
         if b.root.is_symlink() or b.root.parent != Path(directory) or not failed_before_start(b):

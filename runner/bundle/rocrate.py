@@ -111,6 +111,7 @@ def write_crate(bundle_dir: Path) -> Path:
 
 def crate_metadata(bundle_dir: Path) -> dict[str, Any]:
     """The JSON-LD of a bundle's crate (read from the bundle, nothing written)."""
+    # deferred: ro-crate is slow to import; only when sealing
     from rocrate.model.contextentity import ContextEntity
     from rocrate.rocrate import ROCrate
 
@@ -279,6 +280,7 @@ class _Payload:
 
 def _add_data_inputs(crate: ROCrate, data: Any) -> list[Entity]:
     """Data inputs live outside the bundle: contextual ``#data-<name>`` entities."""
+    # deferred: ro-crate is slow to import; only when sealing
     from rocrate.model.contextentity import ContextEntity
 
     out: list[Entity] = []

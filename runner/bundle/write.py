@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import platform
+import shutil
 import socket
 import sys
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +127,6 @@ class BundleWriter:
 def _copy_regular_files(src: Path, dest: Path) -> None:
     """Copy a cache entry's artifacts: regular files only (a cache entry is not
     trusted; a link in it must not bring another file's bytes into the bundle)."""
-    import shutil
-
     for dirpath, _dirs, filenames in os.walk(src):  # does not descend into linked directories
         for name in filenames:
             path = Path(dirpath) / name
@@ -194,8 +194,6 @@ def _cell(value: Any) -> Any:
 
 
 def driver_info() -> dict[str, Any]:
-    from importlib import metadata
-
     def version(name: str) -> str | None:
         try:
             return metadata.version(name)

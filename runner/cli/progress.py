@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json as _json
 from typing import Any
 
 from rich.console import Console
@@ -79,8 +80,6 @@ class Progress:
         self.bar.update(self.task, advance=1, extra=extra)
 
     def summary(self, result: Any) -> None:
-        import json as _json
-
         c = result.outcome.counts
         color = {"ok": "green", "failed": "red", "interrupted": "yellow", "error": "red"}.get(result.status, "white")
         self.console.print(

@@ -41,7 +41,7 @@ KINDS: dict[str, tuple[str, str]] = {
 
 def _kr8s() -> Any:
     try:
-        import kr8s
+        import kr8s  # deferred: the Kubernetes client, only for that backend
         import kr8s.objects
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise InfraError(
@@ -52,7 +52,7 @@ def _kr8s() -> Any:
 
 def _cls(kind: str) -> Any:
     """kr8s's synchronous class for ``kind`` (made for custom resources)."""
-    import kr8s.objects
+    import kr8s.objects  # deferred: the Kubernetes client, only for that backend
 
     builtin = getattr(kr8s.objects, kind, None)
     if builtin is not None and kind != "DaskCluster":
@@ -111,7 +111,7 @@ class ClusterApi:
 
     def delete(self, kind: str, name: str, *, namespace: str | None = None) -> bool:
         """Delete one object and its dependents (background); False if it was gone."""
-        from kr8s import NotFoundError
+        from kr8s import NotFoundError  # deferred: the Kubernetes client, only for that backend
 
         obj = _cls(kind)(name, namespace=namespace or self.namespace, api=self._api)
         try:
@@ -154,6 +154,7 @@ class ClusterApi:
     @contextmanager
     def port_forward(self, service: str, port: int, timeout: float = 30) -> Iterator[int]:
         """Forward a free local port to ``port`` of the Service's ready pod."""
+        # deferred: the Kubernetes client, only for that backend
         from kr8s.portforward import PortForward
 
         svc = _cls("Service")(service, namespace=self.namespace, api=self._api)
@@ -217,7 +218,7 @@ def _status(exc: BaseException) -> tuple[int | None, str]:
 
 def _infra(exc: BaseException, what: str, namespace: str, server: str) -> InfraError:
     """An InfraError for a failed API call, with the fix for the common causes."""
-    import httpx
+    import httpx  # deferred: the Kubernetes client's transport, only for that backend
 
     code, message = _status(exc)
     if code == 401:

@@ -14,6 +14,7 @@ placeholders (``<xrun:...>``), filled by :func:`resolve_placeholders`:
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,8 +263,6 @@ def resolve_placeholders(
     each spec secret to its value; ``files`` maps a data file path to its bytes
     (read from disk when absent). Raises ``KeyError`` naming a missing value.
     """
-    import base64
-
     def fill(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: fill(v) for k, v in value.items()}

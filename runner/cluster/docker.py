@@ -129,7 +129,10 @@ class DockerBackend:
     # ----------------------------------------------------------------- helpers
 
     def _start(self, client: docker.DockerClient, mounts: list[Any], supervisor: threading.Thread) -> ClusterInfo:
-        from docker.errors import DockerException, ImageNotFound
+        from docker.errors import (  # deferred: docker-py, only with a Docker daemon
+            DockerException,
+            ImageNotFound,
+        )
 
         started = time.monotonic()
         try:
@@ -164,7 +167,7 @@ class DockerBackend:
 
     def problem(self) -> str | None:
         """Why the cluster cannot run trials any more, or None while it can."""
-        from docker.errors import DockerException
+        from docker.errors import DockerException  # deferred: docker-py, only with a Docker daemon
 
         scheduler = self._scheduler
         if scheduler is not None:
@@ -186,7 +189,7 @@ class DockerBackend:
 
     def _supervise(self) -> None:
         """Start again every worker container that exits, at most MAX_STARTS times each."""
-        from docker.errors import DockerException
+        from docker.errors import DockerException  # deferred: docker-py, only with a Docker daemon
 
         while not self._closing.wait(0.5):
             with self._lock:
@@ -299,7 +302,7 @@ class DockerBackend:
         return min(float(self.threads_per_worker), available)
 
     def _mounts(self) -> list[Any]:
-        from docker.types import Mount
+        from docker.types import Mount  # deferred: docker-py, only with a Docker daemon
 
         paths: list[Path] = []
         for path in [*self.data_paths, *([self.code_dir] if self.code_dir else [])]:
@@ -335,7 +338,7 @@ class DockerBackend:
     def _wait_ready(self, address: str, scheduler: Container) -> None:
         """Wait until the scheduler answers and one worker has joined it (the
         others join while trials run)."""
-        from distributed import Client
+        from distributed import Client  # deferred: imports Dask
 
         deadline = time.monotonic() + self.start_timeout
         client: Client | None = None
@@ -371,7 +374,7 @@ class DockerBackend:
                 client.close()
 
     def _teardown(self, client: docker.DockerClient) -> None:
-        from docker.errors import DockerException
+        from docker.errors import DockerException  # deferred: docker-py, only with a Docker daemon
 
         try:
             removed = _remove_run(client, self.run_id)
@@ -422,7 +425,7 @@ def _managed_networks(client: docker.DockerClient, run_id: str | None = None) ->
 
 def _remove_run(client: docker.DockerClient, run_id: str) -> list[str]:
     """Remove one run's containers, then its network; tolerate objects already gone."""
-    from docker.errors import APIError, NotFound
+    from docker.errors import APIError, NotFound  # deferred: docker-py, only with a Docker daemon
 
     removed: list[str] = []
     for container in _managed_containers(client, run_id):

@@ -237,6 +237,7 @@ class KubernetesBackend:
         configuration: ``KUBECONFIG`` and its current context.
         """
         try:
+            # deferred: the operator's client, only for that backend
             from dask_kubernetes.operator import KubeCluster
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise InfraError("operator mode needs dask-kubernetes: pip install 'xrun[kubernetes]'") from exc
@@ -291,7 +292,7 @@ class KubernetesBackend:
 
     def _wait_workers(self, api: ClusterApi, address: str) -> int:
         """Until every worker joined; after the timeout, go on with those that did."""
-        from distributed import Client
+        from distributed import Client  # deferred: imports Dask
 
         started = time.monotonic()
         deadline = started + self.workers_timeout

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -205,7 +206,7 @@ class LocalBackend:
     def _memory(self) -> str:
         if self.memory_limit is not None:
             return str(self.memory_limit)
-        from distributed.system import MEMORY_LIMIT
+        from distributed.system import MEMORY_LIMIT  # deferred: imports Dask
 
         return str(int(MEMORY_LIMIT / max(1, self.workers)))  # as LocalCluster's "auto"
 
@@ -264,9 +265,7 @@ class LocalBackend:
 
     def _wait(self) -> str | None:
         """Until one worker joined (the rest join while trials run); returns the dashboard link."""
-        import warnings
-
-        from distributed import Client
+        from distributed import Client  # deferred: imports Dask
 
         deadline = time.monotonic() + self.start_timeout
         client: Client | None = None
@@ -323,7 +322,7 @@ class LocalBackend:
     def _scheduler_listening(self) -> bool:
         """The scheduler process itself listens on its port (not another
         process that took the port first, which a client would hang on)."""
-        import psutil
+        import psutil  # deferred: only when memory or processes are watched
 
         sched = self._scheduler
         port = int(self._address.rsplit(":", 1)[1])

@@ -94,6 +94,7 @@ def _strings(node: yaml.Node, what: str, where: str) -> list[str]:
 
 
 def _check_match_spec(node: yaml.ScalarNode, where: str) -> None:
+    # deferred: py-rattler, only when solving or installing conda packages
     from rattler import MatchSpec
 
     try:

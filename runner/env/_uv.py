@@ -65,7 +65,7 @@ _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 def uv() -> str:
     """The uv executable: the one installed with xrun's ``pip`` extra, else PATH."""
     try:
-        from uv import find_uv_bin
+        from uv import find_uv_bin  # deferred: the optional pip extra
 
         found: str | None = str(find_uv_bin())
     except (ImportError, FileNotFoundError):

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Coroutine, Sequence
@@ -202,7 +203,7 @@ async def _locked_records(gateway: Any, channels: list[Any], platforms: list[Any
 async def _solve(
     channels: list[str], specs: list[str], platform: str, where: str, previous: dict[str, str] | None = None
 ) -> list[Any]:
-    from rattler import (
+    from rattler import (  # deferred: py-rattler, only when solving or installing conda packages
         BuildString,
         Channel,
         Gateway,
@@ -213,7 +214,7 @@ async def _solve(
         Version,
         solve,
     )
-    from rattler.exceptions import (
+    from rattler.exceptions import (  # deferred: py-rattler, only when solving or installing conda packages
         FetchRepoDataError,
         GatewayError,
         InvalidMatchSpecError,
@@ -291,13 +292,11 @@ def _lock_pip_section(
 
 
 def _pep508_name(name: str) -> bool:
-    import re
-
     return re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", name) is not None
 
 
 def _pep440(version: str) -> bool:
-    from packaging.version import InvalidVersion, Version
+    from packaging.version import InvalidVersion, Version  # deferred: only when comparing versions
 
     try:
         Version(version)
@@ -388,6 +387,7 @@ def _packages_platform(platforms: Sequence[str]) -> str:
 
 
 def current_platform() -> str:
+    # deferred: py-rattler, only when solving or installing conda packages
     from rattler import Subdir
 
     return str(Subdir.current())
@@ -399,6 +399,7 @@ def current_platform() -> str:
 def install(lock_file: Path, tmp_prefix: Path, final_prefix: Path, platform: str) -> None:
     """Install the conda packages of ``lock_file`` for ``platform`` into ``tmp_prefix``,
     with ``final_prefix`` patched into files, ready to be renamed into place."""
+    # deferred: py-rattler, only when solving or installing conda packages
     from rattler import LockFile, Subdir
     from rattler import install as rattler_install
 

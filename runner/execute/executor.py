@@ -123,7 +123,7 @@ class Executor:
     # ------------------------------------------------------------------ live
 
     def run(self, client: Any, check: Callable[[], str | None] | None = None) -> Outcome:
-        from distributed import as_completed
+        from distributed import as_completed  # deferred: imports Dask
 
         from runner import _plugin  # deferred: imports Dask
 

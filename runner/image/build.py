@@ -266,7 +266,10 @@ def _docker_build(
 
     Returns the image ID and the ID of the builder stage's last image (if seen).
     """
-    from docker.errors import APIError, DockerException
+    from docker.errors import (  # deferred: docker-py, only with a Docker daemon
+        APIError,
+        DockerException,
+    )
 
     lines: list[str] = []
     image_id: str | None = None
@@ -372,7 +375,7 @@ def _env_layer_digest(image: docker.models.images.Image) -> str:
 
 
 def _local_image(client: docker.DockerClient, ref: str) -> docker.models.images.Image | None:
-    from docker.errors import ImageNotFound
+    from docker.errors import ImageNotFound  # deferred: docker-py, only with a Docker daemon
 
     try:
         return client.images.get(ref)
@@ -381,7 +384,7 @@ def _local_image(client: docker.DockerClient, ref: str) -> docker.models.images.
 
 
 def _local_image_id(client: docker.DockerClient, ref: str) -> str | None:
-    from docker.errors import APIError
+    from docker.errors import APIError  # deferred: docker-py, only with a Docker daemon
 
     try:
         image = _local_image(client, ref)
@@ -392,7 +395,7 @@ def _local_image_id(client: docker.DockerClient, ref: str) -> str | None:
 
 def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:
     """Remove an image xrun made that no tag names any more (else leave it)."""
-    from docker.errors import APIError
+    from docker.errors import APIError  # deferred: docker-py, only with a Docker daemon
 
     try:
         image = client.images.get(image_id)
@@ -405,7 +408,7 @@ def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:
 
 def _push(client: docker.DockerClient, info: ImageInfo, registry: str) -> ImageInfo:
     """Tag ``info.image`` as ``<registry>:<tag>`` and push it (untested here: no registry)."""
-    from docker.errors import APIError
+    from docker.errors import APIError  # deferred: docker-py, only with a Docker daemon
 
     tag = info.image.rsplit(":", 1)[1]
     remote = f"{registry}:{tag}"

@@ -34,7 +34,7 @@ def docker_client(timeout: int = API_TIMEOUT) -> docker.DockerClient:
     Raises :class:`InfraError` (exit 3) when docker-py is missing or no daemon answers.
     """
     try:
-        import docker
+        import docker  # deferred: docker-py, only with a Docker daemon
         from docker.errors import DockerException
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise InfraError(

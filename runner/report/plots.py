@@ -10,6 +10,7 @@ in one page never collide.
 
 from __future__ import annotations
 
+import html
 import io
 import math
 import re
@@ -74,7 +75,7 @@ class Param:
 
 def _svg(fig: Any, salt: str, label: str) -> str:
     """``fig`` as an inline ``<svg>`` element: deterministic, responsive, labelled."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import; only when drawing
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": f"xrun-report-{salt}"}):
@@ -90,8 +91,6 @@ def _svg(fig: Any, salt: str, label: str) -> str:
 
 
 def _attr(text: str) -> str:
-    import html
-
     return html.escape(text, quote=True)
 
 
@@ -103,6 +102,7 @@ def _figure(
     Fixed margins instead of a layout engine: the plots' contents are known,
     and a layout pass would double the drawing time of large sweeps.
     """
+    # deferred: matplotlib is slow to import; only when drawing
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
@@ -113,14 +113,17 @@ def _figure(
 
 def _plain_log_axis(axis: Any) -> None:
     """Log ticks as plain numbers (0.001, not 10^-3): no mathtext, which is slow to start."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import (  # deferred: matplotlib is slow to import; only when drawing
+        FuncFormatter,
+        NullFormatter,
+    )
 
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
 
 def _rc() -> Any:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import; only when drawing
 
     rc: Any = _RC
     return matplotlib.rc_context(rc)
@@ -154,6 +157,7 @@ def objective_vs_param(
     in ``xs``/``ys``. Failed trials are marked in a band below the data, so the
     plot shows where in the space trials fail.
     """
+    # deferred: matplotlib is slow to import; only when drawing
     from matplotlib.transforms import blended_transform_factory
 
     _, shown, rotate = _category_ticks(param.categories if param.categorical else [])
@@ -286,7 +290,7 @@ def parallel_coordinates(
     and its objective. Lines are coloured by objective, better on top; the best
     trial is drawn thick.
     """
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # deferred: matplotlib is slow to import; only when drawing
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
@@ -309,7 +313,7 @@ def parallel_coordinates(
         cmap = colormaps["viridis"]
         norm = Normalize(lo, hi if hi > lo else lo + 1)
 
-        import numpy as np
+        import numpy as np  # deferred: only when drawing or running a trial that needs it
 
         f = np.asarray(norm(np.asarray([objs[i] for i in order], dtype=float)), dtype=float)
         colors = cmap(0.88 * (1 - f if reverse else f))  # one vectorized call, not one per line

@@ -18,6 +18,7 @@ def timeline(
     ``bars`` are ``(worker label, start, end, status)`` with times in seconds
     since the run's first trial started; ``workers`` gives the row order.
     """
+    # deferred: matplotlib is slow to import; only when drawing
     from matplotlib.collections import PolyCollection
     from matplotlib.patches import Patch
 
@@ -79,7 +80,7 @@ def learning_curves(
 
     ``groups`` are ``(point label, [trial curve, …])``; a curve is ``[(x, y), …]``.
     """
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # deferred: matplotlib is slow to import; only when drawing
 
     with _rc():
         fig = _figure(11.0, 4.2, left=64, right=14, top=34, bottom=46)

@@ -4,6 +4,7 @@ parameter values, glob patterns, and how a bad value is described."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
@@ -84,8 +85,6 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 def _normpath(path: Path) -> str:
-    import os
-
     return os.path.normpath(os.fspath(path))
 
 

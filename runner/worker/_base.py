@@ -33,7 +33,7 @@ class TrialPruned(BaseException):
 
 def current_worker() -> Any:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # deferred: imports Dask
 
         return get_worker()
     except Exception:

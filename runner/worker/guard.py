@@ -96,7 +96,7 @@ class Watchdog(threading.Thread):
         proc = None
         if self.memory_limit:
             try:
-                import psutil
+                import psutil  # deferred: only when memory or processes are watched
 
                 proc = psutil.Process()
             except ImportError:

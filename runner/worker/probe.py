@@ -3,18 +3,20 @@ checks) and the pre-flight import of the trial before any trial runs."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
+import pkgutil
+import platform
+import re
 import socket
 import sys
+from importlib import metadata
 from typing import Any
 
 
 def worker_info() -> dict[str, Any]:
     """Versions a worker reports for host.json and lock checks."""
-    import platform
-    from importlib import metadata
-
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
@@ -44,8 +46,6 @@ def imported_distributions() -> dict[str, str]:
 
     Recomputed only when modules were loaded since the last call, so batches of
     short trials pay for it once."""
-    from importlib import metadata
-
     loaded = len(sys.modules)
     if loaded == _IMPORTED["modules"]:
         return dict(_IMPORTED["result"])
@@ -69,8 +69,6 @@ def imported_distributions() -> dict[str, str]:
 
 
 def _normalize(name: str) -> str:
-    import re
-
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -98,8 +96,6 @@ def check_trial(definition: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _check_target(target: str, path: tuple[str, ...], what: str) -> dict[str, Any] | None:
-    import difflib
-
     if ":" in target:
         module_name, name = target.split(":", 1)
     else:
@@ -111,8 +107,6 @@ def _check_target(target: str, path: tuple[str, ...], what: str) -> dict[str, An
         parent, _, leaf = missing.rpartition(".")
         hint = ""
         if parent and missing != module_name.split(".")[0]:
-            import pkgutil
-
             try:
                 siblings = [m.name for m in pkgutil.iter_modules(importlib.import_module(parent).__path__)]
             except Exception:

@@ -3,6 +3,7 @@ dataset loader or a CSV table (scikit-learn and numpy are imported when a trial 
 
 from __future__ import annotations
 
+import csv
 import importlib
 from typing import Any
 
@@ -18,7 +19,7 @@ def _import(path: str) -> Any:
 
 
 def sklearn_trial(sk: dict[str, Any], task: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
-    import numpy as np
+    import numpy as np  # deferred: only when drawing or running a trial that needs it
     from sklearn.model_selection import cross_validate
 
     estimator_cls = _import(sk["estimator"])
@@ -52,9 +53,7 @@ def _load_dataset(path: str) -> tuple[Any, Any]:
 
 
 def _load_table(path: str, target: str) -> tuple[Any, Any]:
-    import csv
-
-    import numpy as np
+    import numpy as np  # deferred: only when drawing or running a trial that needs it
 
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))

@@ -89,7 +89,7 @@ def test_cluster_runs_the_pinned_environment(
         assert [b["HostIp"] for b in published] == ["127.0.0.1"]
         assert docker_client.networks.get(f"xrun-{run_id}").attrs["Labels"]["xrun.run-id"] == run_id
     assert run_objects(docker_client, run_id) == []
-    assert startup < 30, f"cluster start took {startup:.1f}s"
+    assert startup < 120, f"cluster start took {startup:.1f}s"  # a hang, not speed (bench/ measures that)
 
 
 def test_killed_worker_loses_no_results_and_is_started_again(worker_image: ImageInfo, docker_client):
