@@ -114,7 +114,7 @@ def _best_note(obj: Objective) -> str:
 
 
 def best_so_far_plot(rows: Sequence[tuple[int, float, str]], bounds: Sequence[int], obj: Objective) -> str:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: imports matplotlib
 
     with _rc():
         fig = _figure(6.4, 3.3, left=62, right=14, top=30, bottom=44)
@@ -159,7 +159,7 @@ def _space(run: Run, trials: list[dict[str, Any]], generation_of: dict[str, int]
 
 
 def space_plot(params: Sequence[Param], rows: Sequence[tuple[int, dict[str, Any], int]]) -> str:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: imports matplotlib
 
     n = len(params)
     cols = 2 if n > 1 else 1
@@ -229,7 +229,7 @@ def _curves(run: Run, trials: list[dict[str, Any]], sweep: dict[str, Any]) -> st
 
 
 def pruned_curves_plot(metric: str, curves: Sequence[tuple[Sequence[tuple[float, float]], bool]]) -> str:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # deferred: imports matplotlib
 
     with _rc():
         fig = _figure(11.0, 3.8, left=64, right=14, top=34, bottom=46)

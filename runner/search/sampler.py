@@ -19,6 +19,7 @@ be lists or mappings, which Optuna's categorical distribution does not take).
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,7 @@ def optuna_module() -> Any:
     """``optuna``, quiet (it logs each trial on its own stderr handler, which would
     break the progress display), or a clear error."""
     try:
-        import optuna
+        import optuna  # deferred: an optional extra, slow to import
     except ImportError:
         raise UsageError("adaptive sweeps need Optuna, which is not installed: pip install 'xrun[adaptive]'") from None
     optuna.logging.set_verbosity(logging.ERROR)
@@ -46,10 +47,8 @@ def optuna_module() -> Any:
 
 def optuna_version() -> str | None:
     try:
-        from importlib.metadata import version
-
-        return version("optuna")
-    except Exception:
+        return importlib.metadata.version("optuna")
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
