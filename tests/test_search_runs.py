@@ -103,6 +103,19 @@ def test_one_worker_and_three_workers_take_the_same_path_and_a_rerun_is_cached(p
     report = (three / "report.html").read_text()
     assert "Adaptive search" in report and "best loss so far" in report and "stopped early" in report
 
+    planned = subprocess.run([sys.executable, "-m", "runner.cli", "plan", "three.yaml", "--json"], cwd=project.root,
+                             env={**os.environ, "XRUN_CACHE_DIR": str(tmp_path / "cache-3")},
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    known = json.loads(planned.stdout)
+    assert known["search"]["generations_known"] == 4 and known["search"]["undecided"] == 0
+    assert known["trials"] == known["cached"] == 16 and known["to_run"] == 0
+    fresh = subprocess.run([sys.executable, "-m", "runner.cli", "plan", "three.yaml"], cwd=project.root,
+                           env={**os.environ, "XRUN_CACHE_DIR": str(tmp_path / "empty"), "COLUMNS": "200"},
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
+    assert "0 generation(s) cached (0 trials); generation 0: 0 of 4 cached, 4 to run; 12 trial(s) not decided yet" in fresh.stdout
+
     again = run(spec(project, 3, name="three.yaml"), project.root, tmp_path / "cache-3")
     meta = json.loads((again / "bundle.json").read_text())
     assert meta["counts"]["cached"] == 16 and meta["counts"]["ok"] == 0 and meta.get("cluster_started") is False
