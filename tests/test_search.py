@@ -240,3 +240,45 @@ def test_the_pareto_front_is_exactly_the_undominated_points(points, goal_a, goal
     for i, p in enumerate(points):
         dominated = any(dominates(q, p) for q in points)
         assert (i in front) == (not dominated)
+
+
+@given(
+    st.lists(st.lists(st.floats(0, 10), min_size=9, max_size=9), min_size=3, max_size=10),
+    st.lists(st.floats(0, 10), min_size=1, max_size=9),
+    st.sampled_from(["halving", "median"]),
+    st.sampled_from(["minimize", "maximize"]),
+)
+def test_the_worker_stops_a_trial_exactly_where_the_table_says(earlier, mine, rule, goal) -> None:
+    """runner.search.stopping (driver) computes the table; runner.worker.context
+    (worker) applies it inside ctx.log: the two must agree on every step."""
+    import tempfile
+
+    from runner.search.stopping import value_at
+    from runner.worker._base import TrialPruned
+    from runner.worker.context import TrialContext
+
+    stop = EarlyStop(rule=rule, metric="m", goal=goal, min_steps=1, max_steps=9, reduction=2)
+    obj = Objective("m", goal)
+    table = thresholds(stop, obj, [{"status": "ok", "history": [{"step": i + 1, "m": v} for i, v in enumerate(h)]}
+                                   for h in earlier])  # fmt: skip
+    assert table is not None
+    ctx = TrialContext("t00000", 1, {}, {}, tempfile.gettempdir(), None, table)
+    stopped_at = None
+    try:
+        for i, v in enumerate(mine):
+            ctx.log(step=i + 1, m=v)
+    except TrialPruned:
+        stopped_at = len(ctx.history)
+    values = [(i + 1, v) for i, v in enumerate(mine)]
+    expected = None
+    for rung, threshold in table["rungs"]:  # the first rung the trial reaches and fails
+        seen = values
+        at = value_at(seen, rung)
+        if at is None:
+            break
+        step = next(s for s, _ in seen if s >= rung)
+        judged = at if rule == "halving" else (max if goal == "maximize" else min)(v for s, v in seen if s <= step)
+        if judged < threshold if goal == "maximize" else judged > threshold:
+            expected = step
+            break
+    assert stopped_at == expected
