@@ -216,41 +216,53 @@ def main() -> None:
     ap.add_argument("--no-check", action="store_true", help="skip the xrun run that checks the simulated path")
     ap.add_argument("--no-wall", action="store_true", help="skip the wall-time comparison with Optuna")
     ap.add_argument("--wall-repeats", type=int, default=2)
-    ap.add_argument("--render", action="store_true", help="only rewrite the RESULTS.md section from adaptive.json")
+    ap.add_argument("--parts", default="quality,check,wall", help="which of quality, check, wall to run")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the raw numbers go (default bench/adaptive.json)")
+    ap.add_argument("--render", nargs="*", type=Path, metavar="JSON",
+                    help="only rewrite the RESULTS.md section from adaptive.json (and the check/wall of these files)")  # fmt: skip
     args = ap.parse_args()
-    if args.render:
-        render(json.loads(OUT.read_text()))
+    if args.render is not None:
+        result = json.loads(OUT.read_text())
+        for extra in args.render:  # a check or wall-time run made apart
+            more = json.loads(extra.read_text())
+            result.update({k: more[k] for k in ("check", "wall", "wall_load") if k in more})
+        render(result)
         return
+    parts = set(args.parts.split(","))
     started = time.time()
     result: dict[str, Any] = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "trials": args.trials,
                               "seeds": args.seeds, "batch": BATCH, "early_stop": EARLY_STOP, "tolerance": TOLERANCE,
                               "load_start": load(), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                               "runs": []}  # fmt: skip
-    for seed in range(args.seeds):
+    for seed in range(args.seeds if "quality" in parts else 0):
         for method, es in (("random", False), ("tpe", False), ("tpe", True)):
             r = simulate(method, seed, args.trials, es)
             print(f"seed {seed} {method}{' +halving' if es else ''}: best {r['best']:.4f}, {r['steps']} steps, "
                   f"{r['pruned']} pruned, {r['seconds']} s", flush=True)  # fmt: skip
             result["runs"].append(r)
-            OUT.write_text(json.dumps(result, indent=1))
+            args.out.write_text(json.dumps(result, indent=1))
     with tempfile.TemporaryDirectory(prefix="xrun-bench-adaptive-") as tmp_name:
         tmp = Path(tmp_name)
-        if not args.no_check:
-            sim = next(r for r in result["runs"] if r["method"] == "tpe" and r["early_stop"] and r["seed"] == 0)
+        if not args.no_check and "check" in parts:
+            sim = next((r for r in result["runs"] if r["method"] == "tpe" and r["early_stop"] and r["seed"] == 0), None)
+            sim = sim or simulate("tpe", 0, args.trials, True)
             result["check"] = check(tmp, 0, args.trials, sim)
             print("check:", result["check"], flush=True)
-            OUT.write_text(json.dumps(result, indent=1))
-        if not args.no_wall:
+            args.out.write_text(json.dumps(result, indent=1))
+        if not args.no_wall and "wall" in parts:
             walls: dict[str, list[float]] = {"xrun": [], "optuna": []}
             for i in range(args.wall_repeats):  # alternating, to share the machine's load fairly
                 walls["xrun"].append(round(xrun_run(tmp, 100 + i, args.trials, early_stop=False)[0], 1))
                 walls["optuna"].append(round(optuna_run(100 + i, args.trials), 1))
                 print("wall:", walls, flush=True)
-            result["wall"] = walls
+                result["wall"] = walls
+                result["wall_load"] = load()
+                args.out.write_text(json.dumps(result, indent=1))
     result["load_end"] = load()
     result["minutes"] = round((time.time() - started) / 60, 1)
-    OUT.write_text(json.dumps(result, indent=1))
-    render(result)
+    args.out.write_text(json.dumps(result, indent=1))
+    if result["runs"]:
+        render(result)
 
 
 def _median(xs: list[float]) -> float:
@@ -315,7 +327,8 @@ def render(result: dict[str, Any]) -> None:
             f"| `xrun run` (2 local workers, generations of {result['batch']}) | {', '.join(map(str, w['xrun']))} | {x:.1f} |",
             f"| Optuna `study.optimize(n_jobs=2)` | {', '.join(map(str, w['optuna']))} | {o:.1f} |",
             "",
-            f"Ratio xrun / Optuna: {x / o:.2f}× (target ≤ 1.1×: {'met' if x / o <= 1.1 else 'NOT met'}).",
+            f"Ratio xrun / Optuna: {x / o:.2f}× (target ≤ 1.1×: {'met' if x / o <= 1.1 else 'NOT met'}); "
+            f"load average after the last pair: {_load(result.get('wall_load'))}.",
         ]
     lines.append("")
     _write_section("\n".join(lines))
