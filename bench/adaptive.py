@@ -225,7 +225,9 @@ def main() -> None:
         result = json.loads(OUT.read_text())
         for extra in args.render:  # a check or wall-time run made apart
             more = json.loads(extra.read_text())
-            result.update({k: more[k] for k in ("check", "wall", "wall_load") if k in more})
+            result.update({k: more[k] for k in ("check", "wall_load") if k in more})
+            for side, times in (more.get("wall") or {}).items():  # more alternating pairs
+                result.setdefault("wall", {}).setdefault(side, []).extend(times)
         render(result)
         return
     parts = set(args.parts.split(","))
