@@ -332,6 +332,8 @@ def render(result: dict[str, Any]) -> None:
             f"Ratio xrun / Optuna: {x / o:.2f}× (target ≤ 1.1×: {'met' if x / o <= 1.1 else 'NOT met'}); "
             f"load average after the last pair: {_load(result.get('wall_load'))}.",
         ]
+    for note in result.get("notes") or []:  # what the numbers alone do not say (added by hand to the json)
+        lines += ["", note]
     lines.append("")
     _write_section("\n".join(lines))
 
