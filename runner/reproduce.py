@@ -311,12 +311,17 @@ def reproduce(
             # The search asked again, told the recorded results: each generation
             # must suggest the recorded points (and early-stopping thresholds).
             from runner.search.driver import SEARCH_FILE, replay  # deferred: imports Optuna
+            from runner.search.sampler import optuna_version  # deferred: imports Optuna
 
-            search, differences = replay(plan, bundle.trials, bundle.json(SEARCH_FILE))
+            recorded = bundle.json(SEARCH_FILE)
+            search, differences = replay(plan, bundle.trials, recorded)
             result.problems += differences
             decided = sum(len(g) for g in search.generations)
             result.search = (f"{len(search.generations)} generation(s), {decided} suggestions replayed from the recorded "
                              f"results: {'DIFFERENT (see problems)' if differences else 'identical to the recorded ones'}")  # fmt: skip
+            then, now = (recorded or {}).get("optuna"), optuna_version()
+            if then != now:  # another sampler implementation may suggest other points
+                result.search += f" (recorded with Optuna {then}, replayed with {now})"
             plan.trials = [t for gen in search.generations for t in gen]
             plan.search = None  # the chosen trials run as a plain sweep
         by_id = {t.id: t for t in plan.trials}
