@@ -399,7 +399,8 @@ def _is_number(value: Any) -> bool:
 def valid_entry(entry: Any, key: str) -> bool:
     """Whether ``entry`` is a well-formed successful result stored for ``key``:
     what the executor and the bundle writer read from it has the right shape."""
-    if not isinstance(entry, dict) or entry.get("key") != key or entry.get("status") != "ok":
+    # `pruned`: stopped by an adaptive sweep's early stopping, at thresholds that are part of the key
+    if not isinstance(entry, dict) or entry.get("key") != key or entry.get("status") not in ("ok", "pruned"):
         return False
     metrics = entry.get("metrics")
     if not isinstance(metrics, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in metrics.items()):

@@ -4,8 +4,9 @@ One definition, used by the plan (what the executor tracks as the running
 best), the bundle's best point, the report, the CLI tables, ``xrun diff`` and
 ``xrun reproduce --trials best``:
 
-- the objective is ``sweep.objective`` when declared, else the first scorer of
-  an sklearn trial (maximized), else none;
+- the objective is ``sweep.objective`` when declared, else the first of
+  ``sweep.objectives`` (nsga2: tables rank by it, the report also draws the
+  Pareto front), else the first scorer of an sklearn trial (maximized), else none;
 - a trial's value is its metric when that is a finite number (not a boolean);
 - best first means highest for ``maximize`` and lowest for ``minimize``; ties
   and trials without a value are ordered by trial id, valueless ones last.
@@ -64,7 +65,7 @@ def _goal(goal: Any) -> str:
 
 def objective_of(spec: Spec) -> Objective | None:
     """The objective of a spec: declared, else an sklearn trial's first scorer."""
-    obj = spec.sweep.objective
+    obj = spec.sweep.objective or (spec.sweep.objectives[0] if spec.sweep.objectives else None)
     if obj is not None:
         return Objective(obj.metric, obj.goal)
     sklearn = getattr(spec.trial, "sklearn", None)  # an sklearn trial
@@ -79,7 +80,9 @@ def recorded_objective(best: Any, resolved: Any) -> Objective | None:
     else its sklearn trial's first scorer."""
     best = _mapping(best)
     resolved = _mapping(resolved)
-    declared = _mapping(_mapping(resolved.get("sweep")).get("objective"))
+    sweep = _mapping(resolved.get("sweep"))
+    several = sweep.get("objectives")
+    declared = _mapping(sweep.get("objective") or (several[0] if isinstance(several, list) and several else None))
     metric = best.get("metric") or declared.get("metric")
     if not metric:
         scoring = _mapping(_mapping(resolved.get("trial")).get("sklearn")).get("scoring")

@@ -28,6 +28,8 @@ from runner.stages import explain as explain_stages
 class PlannedTrial:
     point: sweep_mod.TrialPoint
     key: str
+    # adaptive sweeps with early stopping: the thresholds the worker stops the trial at
+    early_stop: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def id(self) -> str:
@@ -52,6 +54,8 @@ class Plan:
     reused: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, list[str]] = field(default_factory=dict)
     stages: StagePlan = field(default_factory=StagePlan)  # prepare / final (runner.stages)
+    # adaptive sweeps: the runner.search.AdaptiveSearch that decides trials generation by generation
+    search: Any = None
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -126,53 +130,59 @@ def key_trials(plan: Plan, cache: TrialCache | None = None) -> None:
     """Compute the trials' keys (with the stage outputs they depend on) and look them up.
 
     Called again once a prepare stage has run: its outputs' hash is part of every key.
-    Before that (``pending``), nothing is looked up: every trial waits for prepare."""
-    loaded, spec, env, definition = plan.loaded, plan.spec, plan.env, plan.definition
+    Before that (``pending``), nothing is looked up: every trial waits for prepare.
+    Adaptive sweeps (runner.search) add their trials generation by generation."""
+    keep = {t.id for t in plan.trials} if plan.trials else None  # a selection (reproduce) stays one
+    plan.cached, plan.scopes, plan.reused, plan.blocked = {}, {}, {}, {}
+    points = () if plan.spec.sweep.adaptive else sweep_mod.expand(plan.spec.sweep, plan.sweep_version)
+    plan.trials = [plan_trial(plan, point) for point in points if keep is None or point.id in keep]
+    if PENDING in plan.inputs.values():
+        return
+    if plan.use_cache:
+        look_up(plan, plan.trials, cache or TrialCache())
+
+
+def plan_trial(plan: Plan, point: sweep_mod.TrialPoint, early_stop: dict[str, Any] | None = None) -> PlannedTrial:
+    """A trial's key (and scope key, for ``environment: current``); ``early_stop``,
+    the stopping thresholds a trial of an adaptive sweep is given, is part of what it computes."""
+    definition = plan.definition if early_stop is None else {**plan.definition, "early_stop": early_stop}
     data_hashes = {k: v["sha256"] for k, v in plan.data.items()}
     inputs = plan.inputs
-    version = plan.sweep_version
-    keep = {t.id for t in plan.trials} if plan.trials else None  # a selection (reproduce) stays one
-    trials = []
-    for point in sweep_mod.expand(spec.sweep, version):
-        try:
-            key = sweep_mod.trial_key(
-                params=point.params,
-                seed=point.seed,
-                definition=definition,
-                code_hash=plan.code.hash,
-                env_hash=env.lock_hash,
-                data_hashes=data_hashes,
-                version=version,
-                inputs=inputs,
-            )
-        except (TypeError, ValueError) as exc:
-            raise SpecError(
-                f"parameter values must be strings, numbers, booleans or null ({exc})",
-                file=loaded.display,
-                line=loaded.lines.get(("sweep",)),
-                path="sweep",
-            ) from None
-        if keep is None or point.id in keep:
-            trials.append(PlannedTrial(point, key))
-    plan.trials = trials
-    plan.cached, plan.scopes, plan.reused, plan.blocked = {}, {}, {}, {}
-    if PENDING in inputs.values():
-        return
-    if env.kind == "current":
-        for t in trials:
-            plan.scopes[t.key] = sweep_mod.trial_key(
-                params=t.point.params, seed=t.point.seed, definition=definition, code_hash=plan.code.hash,
-                env_hash=scope_env(env.python_version or ""), data_hashes=data_hashes, version=version,
-                inputs=inputs,
-            )  # fmt: skip
-    if plan.use_cache:
-        cache = cache or TrialCache()
-        for t in trials:
-            entry = cache.get(t.key)
-            if entry is not None:
-                plan.cached[t.key] = entry
-            elif t.key in plan.scopes:
-                _reuse_by_imports(plan, cache, t.key)
+    try:
+        key = sweep_mod.trial_key(
+            params=point.params,
+            seed=point.seed,
+            definition=definition,
+            code_hash=plan.code.hash,
+            env_hash=plan.env.lock_hash,
+            data_hashes=data_hashes,
+            version=plan.sweep_version,
+            inputs=inputs,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"parameter values must be strings, numbers, booleans or null ({exc})",
+            file=plan.loaded.display,
+            line=plan.loaded.lines.get(("sweep",)),
+            path="sweep",
+        ) from None
+    if plan.env.kind == "current":
+        plan.scopes[key] = sweep_mod.trial_key(
+            params=point.params, seed=point.seed, definition=definition, code_hash=plan.code.hash,
+            env_hash=scope_env(plan.env.python_version or ""), data_hashes=data_hashes, version=plan.sweep_version,
+            inputs=inputs,
+        )  # fmt: skip
+    return PlannedTrial(point, key, early_stop)
+
+
+def look_up(plan: Plan, trials: list[PlannedTrial], cache: TrialCache) -> None:
+    """Fill ``plan.cached`` (and ``reused``/``blocked``) for ``trials``."""
+    for t in trials:
+        entry = cache.get(t.key)
+        if entry is not None:
+            plan.cached[t.key] = entry
+        elif t.key in plan.scopes:
+            _reuse_by_imports(plan, cache, t.key)
 
 
 def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:

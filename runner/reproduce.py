@@ -65,6 +65,7 @@ class Reproduction:
     problems: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)  # prepare / final, compared (runner.stages)
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # stored artifacts compared by sha256
+    search: str = ""  # adaptive sweeps: what replaying the suggestions showed
 
     @property
     def ok(self) -> bool:
@@ -78,6 +79,7 @@ class Reproduction:
             "environment": self.environment,
             "env_identical": self.env_identical,
             "problems": self.problems,
+            "search": self.search,
             "rows": [r.__dict__ for r in self.rows],
             "stages": self.stages,
             "artifacts": self.artifacts,
@@ -332,6 +334,23 @@ def reproduce(
         env = load_environment(loaded)
         result.environment, result.env_identical = environment_note(bundle, env)
         plan = make_plan(loaded, env, use_cache=False, sweep_version=sweep_version(bundle))
+        if loaded.spec.sweep.adaptive:
+            # The search asked again, told the recorded results: each generation
+            # must suggest the recorded points (and early-stopping thresholds).
+            from runner.search.driver import SEARCH_FILE, replay  # deferred: imports Optuna
+            from runner.search.sampler import optuna_version  # deferred: imports Optuna
+
+            recorded = bundle.json(SEARCH_FILE)
+            search, differences = replay(plan, bundle.trials, recorded)
+            result.problems += differences
+            decided = sum(len(g) for g in search.generations)
+            result.search = (f"{len(search.generations)} generation(s), {decided} suggestions replayed from the recorded "
+                             f"results: {'DIFFERENT (see problems)' if differences else 'identical to the recorded ones'}")  # fmt: skip
+            then, now = (recorded or {}).get("optuna"), optuna_version()
+            if then != now:  # another sampler implementation may suggest other points
+                result.search += f" (recorded with Optuna {then}, replayed with {now})"
+            plan.trials = [t for gen in search.generations for t in gen]
+            plan.search = None  # the chosen trials run as a plain sweep
         by_id = {t.id: t for t in plan.trials}
         selected = []
         for rec in chosen:

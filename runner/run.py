@@ -84,6 +84,10 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     env = load_environment(loaded, relock=options.relock)
     cache = TrialCache()
     plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+    if loaded.spec.sweep.adaptive:
+        from runner.search import plan_search  # deferred: imports Optuna
+
+        plan_search(plan, cache)  # the generations the cache answers, and the first it does not
     return run_plan(plan, options, secrets=secrets, cache=cache)
 
 
@@ -108,11 +112,13 @@ def run_plan(
     output = options.output or spec.output
     run_id = new_run_id(spec.name)
     writer = _open_bundle(output, run_id)
-    total = len(plan.trials)
+    total = _total(plan)
     try:
         # bundle.json first: whatever fails later, there is a file to turn terminal in place.
         writer.write_status({"status": "running", "counts": {"total": total}})
         _write_inputs(writer, plan)
+        if plan.search is not None:
+            plan.search.write(writer)
     except OSError as exc:
         raise _bundle_failed(writer, exc, {"status": "error", "counts": {"total": total}}, cache) from None
     cache.record_run(spec.name, {"run_id": run_id, "bundle": str(writer.root), "created": writer.created,
@@ -133,7 +139,7 @@ def run_plan(
     error: BaseException | None = None
     try:
         executor.record_cached()
-        if (plan.pending or stages.need_cluster()) and not options.stop.is_set():
+        if (_to_run(plan) or stages.need_cluster()) and not options.stop.is_set():
             image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
             if image is not None:
                 extra["image.json"] = image_record(spec.cluster.backend, image)
@@ -150,7 +156,7 @@ def run_plan(
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb, stages)
-        elif plan.trials and not plan.pending:
+        elif plan.trials and not _to_run(plan):
             status_cb(f"all {total} trials cached; no cluster started")
             stages.prepare(None)  # cached, as is final (else need_cluster() would have said so)
             stages.final(None, sweep_ok=not options.stop.is_set())
@@ -331,7 +337,10 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                 status_cb("running the prepare stage")
             if stages.prepare(client):  # trials were keyed again with its outputs' hash
                 executor.record_cached()
-            executor.run(client, check=info.check)
+            if plan.search is not None:  # an adaptive sweep: generation after generation
+                plan.search.run(executor, client, check=info.check)
+            else:
+                executor.run(client, check=info.check)
             out = executor.outcome
             if not out.interrupted and plan.stages.final is not None:
                 stages.final(client, sweep_ok=not (out.counts["failed"] or out.not_run or out.stopped_early),
@@ -408,7 +417,7 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "status": status,
         "spec_name": plan.spec.name,
         "backend": plan.spec.cluster.backend,
-        "counts": {"total": len(plan.trials), **outcome.counts, "not_run": outcome.not_run},
+        "counts": {"total": _total(plan), **outcome.counts, "not_run": outcome.not_run},
         "failures": outcome.failures,
         "dask_tasks": outcome.tasks,
         "best": best,
@@ -418,11 +427,23 @@ def _summary(plan: Plan, outcome: Outcome, status: str, duration: float, error: 
         "sweep": {"method": plan.spec.sweep.method, "seed": plan.spec.sweep.seed, "trials": sweep_mod.count(plan.spec.sweep),
                   "version": plan.sweep_version},
     }
+    if plan.search is not None:
+        summary["sweep"].update(plan.search.brief())
     if outcome.stopped_early:
         summary["stopped"] = "fail-fast"
     if error is not None:
         summary["error"] = str(error) if isinstance(error, XrunError) else f"{type(error).__name__}: {error}"
     return summary
+
+
+def _total(plan: Plan) -> int:
+    """Trials of the run: an adaptive sweep's budget (decided or not), else the planned ones."""
+    return plan.search.budget if plan.search is not None else len(plan.trials)
+
+
+def _to_run(plan: Plan) -> bool:
+    """Whether trials are to run: pending ones, or generations of an adaptive sweep not decided yet."""
+    return bool(plan.pending) or (plan.search is not None and not plan.search.finished)
 
 
 def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:

@@ -122,7 +122,7 @@ def failed_before_start(b: Bundle) -> bool:
     """A run that ended in error before any trial finished or came from the cache."""
     raw = b.meta.get("counts")
     c: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    done = sum(int(v) for k, v in c.items() if k in ("ok", "cached", "failed") and isinstance(v, int))
+    done = sum(int(v) for k, v in c.items() if k in ("ok", "cached", "pruned", "failed") and isinstance(v, int))
     if b.meta.get("status") != "error" or done:
         return False
     try:

@@ -70,6 +70,8 @@ _DESCRIPTIONS = {
     "trials.jsonl": "one JSON record per finished trial: id, key, params, seed, status, metrics, "
     "error, failure class, worker, start, end, attempts, cached",
     "results.csv": "trials.jsonl flattened: one row per trial, param.* and metric.* columns",
+    "search.json": "adaptive sweeps: every suggestion of the sampler (generation, trial id, params, seed, key, "
+    "early-stopping thresholds), replayable from the recorded results",
     "points.csv": "one row per parameter point: param.* columns, n, <metric>.mean and <metric>.std over its repeats",
     "logs/": "captured stdout and stderr of each trial that printed any, logs/<trial-id>.log",
     "artifacts/": "files each trial wrote to ctx.artifact_dir, artifacts/<trial-id>/",
@@ -82,7 +84,7 @@ _DESCRIPTIONS = {
 }
 # Which parts went into the run (object) and came out of it (result).
 _INPUTS = ("spec.yaml", "spec.resolved.json", "env/", "image.json", "code/", "data.json")
-_OUTPUTS = ("trials.jsonl", "results.csv", "points.csv", "logs/", "artifacts/", "report.html", "bundle.json")
+_OUTPUTS = ("trials.jsonl", "search.json", "results.csv", "points.csv", "logs/", "artifacts/", "report.html", "bundle.json")
 _FORMATS = {
     ".json": "application/json",
     ".jsonl": "application/jsonl",

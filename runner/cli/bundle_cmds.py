@@ -39,7 +39,8 @@ def show(bundle: str = typer.Argument(..., help="a bundle directory or archive (
                         + ", ".join(map(str, b.meta["computed_by"]))), markup=False)  # fmt: skip
     c = mapping(m.get("counts"))
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
-              f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
+              + (f"{c['pruned']} stopped early (pruned), " if isinstance(c.get("pruned"), int) and c["pruned"] else "")
+              + f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
     from runner.cli.progress import best_text, points_table, trials_table  # deferred: imports Dask
 
     best = mapping(b.meta.get("best"))
@@ -122,6 +123,8 @@ def reproduce(
     result = reproduce_bundle(bundle, trials=trials, backend=backend, data=data_paths, options=options)
 
     _say(f"environment: {safe(result.environment)}")
+    if result.search:
+        _say(f"search: {safe(result.search)}")
     t = Table(title=f"reproduction of {safe(str(result.original.meta.get('run_id')))}", title_justify="left")
     for col in ("trial", "metric", "recorded", "reproduced", "|Δ|", "match"):
         t.add_column(col, justify="right" if col in ("recorded", "reproduced", "|Δ|") else "left")

@@ -83,6 +83,7 @@ class Progress:
         c = e.counts
         extra = f"[red]{c['failed']} failed[/] " if c["failed"] else ""
         extra += f"{c['cached']} cached " if c["cached"] else ""
+        extra += f"{c['pruned']} pruned " if c.get("pruned") else ""
         if e.best:
             metric = self.metric or "best"
             extra += f"best {metric}={e.best[1]:.4g} ({e.best[0]})"
@@ -93,7 +94,8 @@ class Progress:
         color = {"ok": "green", "failed": "red", "interrupted": "yellow", "error": "red"}.get(result.status, "white")
         self.console.print(
             f"[{color}]{result.status}[/]: {result.total} trials — {c['ok']} ran, {c['cached']} cached, "
-            f"{c['failed']} failed, {result.outcome.not_run} not run — {result.duration:.1f}s"
+            + (f"{c['pruned']} stopped early (pruned), " if c.get("pruned") else "")
+            + f"{c['failed']} failed, {result.outcome.not_run} not run — {result.duration:.1f}s"
         )
         trials = _read_trials(result.bundle)
         objective = None
@@ -142,9 +144,11 @@ def _read_trials(bundle: Any) -> list[dict[str, Any]]:
 
 
 def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table:
-    """Best trials first (by ``metric``), then failures with their messages."""
+    """Best trials first (by ``metric``), then trials stopped early (adaptive
+    sweeps: their last values), then failures with their messages."""
     ok = [t for t in trials if t.get("status") == "ok"]
-    failed = [t for t in trials if t.get("status") != "ok"]
+    pruned = [t for t in trials if t.get("status") == "pruned"]
+    failed = [t for t in trials if t.get("status") not in ("ok", "pruned")]
     if metric:
         ok = [dict(t) for t in Objective(metric, goal).rank(ok)]
     metrics = sorted({m for t in ok for m in t.get("metrics", {})})
@@ -167,6 +171,11 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
                       *[_fmt(t["metrics"].get(m)) for m in metrics], *pad)  # fmt: skip
     if len(ok) > limit:
         table.add_row("…", f"{len(ok) - limit} more", "", *["" for _ in metrics], *pad)
+    for t in pruned[:limit]:
+        table.add_row(t["id"], "[yellow]pruned[/]", _params(t.get("params", {})),
+                      *[_fmt(t["metrics"].get(m)) for m in metrics], *pad)  # fmt: skip
+    if len(pruned) > limit:
+        table.add_row("…", f"{len(pruned) - limit} more pruned", "", *["" for _ in metrics], *pad)
     for t in failed[:limit]:
         msg = (t.get("error") or "").splitlines()[0] if t.get("error") else ""
         table.add_row(t["id"], f"[red]{t.get('failure_class') or t.get('status')}[/]",
@@ -238,7 +247,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     colors = {"ok": "green", "failed": "red", "error": "red", "abandoned": "yellow", "interrupted": "yellow", "running": "cyan"}
     for r in rows:
         c = mapping(r.get("counts"))
-        parts = [f"{c.get(k)} {k}" for k in ("ok", "cached", "failed", "not_run") if c.get(k)]
+        parts = [f"{c.get(k)} {k}" for k in ("ok", "cached", "pruned", "failed", "not_run") if c.get(k)]
         trials = f"{c.get('total', '?')}" + (f": {', '.join(parts)}" if parts else "")
         best = r.get("best")
         status = str(r.get("status"))

@@ -126,6 +126,11 @@ def plan(
     cache = TrialCache()
     with transfer_bars(err, enabled=not _state["quiet"]):  # hashing large data URLs
         p = make_plan(loaded, env, use_cache=not no_cache, cache=cache)
+    search = None
+    if s.sweep.adaptive:
+        from runner.search import plan_search  # deferred: imports Optuna
+
+        search = plan_search(p, cache)
     reasons = explain_misses(p, cache)
     stages = describe(p, cache)
     info = {
@@ -138,6 +143,7 @@ def plan(
         "data": {k: v["sha256"] for k, v in p.data.items()},
         "backend": s.cluster.backend, "workers": s.cluster.workers,
         "image": "built (or reused) for this lock" if s.cluster.backend in ("docker", "kubernetes") else None,
+        "search": search.progress() if search else None,
     }  # fmt: skip
     if json_:
         out.print_json(json.dumps(info))
@@ -149,6 +155,8 @@ def plan(
     table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
     if "final" in stages:
         table.add_row("final", stages["final"])
+    if search:
+        table.add_row("search", search.describe())
     if p.reused:
         table.add_row("", f"{len(p.reused):,} of the cached ran in another environment that differs only in "
                           "distributions they did not import")  # fmt: skip

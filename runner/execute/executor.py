@@ -235,7 +235,7 @@ class Executor:
                     pass
         if self.stop.is_set() and not self.outcome.stopped_early:
             self.outcome.interrupted = True
-        done = self.outcome.counts["ok"] + self.outcome.counts["failed"] + self.outcome.counts["cached"]
+        done = sum(self.outcome.counts.values())
         self.outcome.not_run = len(self.plan.trials) - done
         return self.outcome
 
@@ -382,6 +382,7 @@ class Executor:
             "run": self.run_id,
             "unit": unit,  # the Dask task, echoed in the result a worker streams
             **self._artifact_store,
+            **({"early_stop": trial.early_stop} if trial.early_stop else {}),  # adaptive sweeps (runner.search)
         }
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
@@ -405,20 +406,24 @@ class Executor:
         with self._events:
             self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
-        if result["status"] == "ok":
+        if result["status"] in ("ok", "pruned"):  # pruned: stopped early by the sweep, a result too
             entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
             entry.pop("cached", None)
             self.cache.put(entry, result.get("artifacts") or [])
             if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
 
                 remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
-            self.outcome.counts["ok"] += 1
+            if result["status"] == "pruned":
+                self.outcome.counts["pruned"] = self.outcome.counts.get("pruned", 0) + 1
+            else:
+                self.outcome.counts["ok"] += 1
             self._update_best(record)
         else:
             self.outcome.counts["failed"] += 1
             cls = result["failure_class"]
             self.outcome.failures[cls] = self.outcome.failures.get(cls, 0) + 1
-        event = Event("done" if result["status"] == "ok" else "failed", record, dict(self.outcome.counts), self.outcome.best)
+        kind = "done" if result["status"] in ("ok", "pruned") else "failed"
+        event = Event(kind, record, dict(self.outcome.counts), self.outcome.best)
         if self._journal_later is not None:
             self._journal_later.append((event, result.get("log", ""), result.get("artifacts") or []))
         else:

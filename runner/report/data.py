@@ -53,7 +53,12 @@ class Run:
 
     @cached_property
     def failed(self) -> list[dict[str, Any]]:
-        return [t for t in self.trials if t.get("status") != "ok"]
+        return [t for t in self.trials if t.get("status") not in ("ok", "pruned")]
+
+    @cached_property
+    def pruned(self) -> list[dict[str, Any]]:
+        """Trials an adaptive sweep stopped early (not failures)."""
+        return [t for t in self.trials if t.get("status") == "pruned"]
 
     def value(self, trial: dict[str, Any]) -> float | None:
         """The trial's objective, when it is a finite number."""

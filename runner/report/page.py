@@ -26,9 +26,9 @@ from pathlib import Path
 from runner._version import __version__
 from runner.report import html as h
 from runner.report import provenance as prov
+from runner.report import search, trials
 from runner.report import sections as sec
 from runner.report import stages as stg
-from runner.report import trials
 from runner.report.data import Run, load_run
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
@@ -56,8 +56,10 @@ def write_report(bundle_dir: Path) -> Path:
 def render_report(bundle_dir: Path) -> str:
     """The report of a bundle as HTML text."""
     run = load_run(Path(bundle_dir))
-    body = [_header(run)]
-    for anchor, title, render in _SECTIONS:
+    # Some sections apply to some bundles only (the adaptive search section).
+    shown = [(a, t, r) for a, t, r in _SECTIONS if a not in _OPTIONAL or _OPTIONAL[a](run)]
+    body = [_header(run, shown)]
+    for anchor, title, render in shown:
         body.append(_section(anchor, title, render, run))
     body.append(
         f"<footer>Written by xrun {h.esc(_version())} from the files of this bundle only; "
@@ -82,10 +84,10 @@ def _section(anchor: str, title: str, render: Callable[[Run], str], run: Run) ->
     return f'<section id="{anchor}">\n<h2>{h.esc(title)}</h2>\n{inner}\n</section>'
 
 
-def _header(run: Run) -> str:
+def _header(run: Run, shown: list[tuple[str, str, Callable[[Run], str]]]) -> str:
     m = run.meta
     desc = run.resolved.get("description") or ""
-    nav = "".join(f'<a href="#{a}">{h.esc(t)}</a>' for a, t, _ in _SECTIONS)
+    nav = "".join(f'<a href="#{a}">{h.esc(t)}</a>' for a, t, _ in shown)
     return (
         '<header class="top">\n'
         f"<h1>{h.esc(run.name)}</h1>{h.badge(m.get('status'))}\n"
@@ -99,6 +101,7 @@ _SECTIONS: list[tuple[str, str, Callable[[Run], str]]] = [
     ("run", "Run", sec.run_section),
     ("stages", "Stages and final model", stg.stages_section),
     ("best", "Best trials", sec.best_section),
+    ("search", "Adaptive search", search.search_section),
     ("points", "Points (repeats aggregated)", trials.points_section),
     ("curves", "Learning curves", trials.curves_section),
     ("objective", "Objective by parameter", sec.objective_section),
@@ -109,3 +112,5 @@ _SECTIONS: list[tuple[str, str, Callable[[Run], str]]] = [
     ("reproduction", "Reproduction", prov.reproduction_section),
     ("trials", "All trials", trials.trials_section),
 ]
+# Sections shown only for some bundles.
+_OPTIONAL: dict[str, Callable[[Run], bool]] = {"search": search.is_adaptive}

@@ -56,6 +56,7 @@ def run_section(run: Run) -> str:
         ("trials", h.esc(total), ""),
         ("ran ok", h.esc(counts.get("ok", 0)), "good" if counts.get("ok") else ""),
         ("cached", h.esc(counts.get("cached", 0)), ""),
+        *([("stopped early", h.esc(counts["pruned"]), "")] if counts.get("pruned") else []),
         ("failed", h.esc(counts.get("failed", 0)), "bad" if counts.get("failed") else ""),
         ("not run", h.esc(counts.get("not_run", 0)), "bad" if counts.get("not_run") else ""),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from runner import config, remote
 from runner.errors import SpecError
 from runner.spec import yaml as _yaml
-from runner.spec.models import LoadedSpec, SklearnTrial, Sweep
+from runner.spec.models import ADAPTIVE_METHODS, LoadedSpec, SklearnTrial, Sweep
 
 
 def _err(loaded: LoadedSpec, what: str, *path: str | int) -> SpecError:
@@ -28,6 +29,12 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
     spec = loaded.spec
     sweep = spec.sweep
     dists = [k for k, v in sweep.parameters.items() if not isinstance(v, list)]
+    if sweep.adaptive:
+        _check_adaptive(loaded)
+    else:
+        for key in ("objectives", "batch", "early_stop"):
+            if getattr(sweep, key) is not None:
+                raise _err(loaded, f"only used with an adaptive method (tpe, cmaes, nsga2, qmc; method is {sweep.method})", "sweep", key)
     if sweep.method == "grid":
         if dists:
             raise _err(
@@ -37,7 +44,7 @@ def check_semantics(loaded: LoadedSpec) -> list[str]:
             )  # fmt: skip
     if sweep.method == "random" and sweep.samples is None:
         raise _err(loaded, "required when method is random (how many points to draw)", "sweep", "samples")
-    if sweep.method != "random" and sweep.samples is not None:
+    if sweep.method not in ("random", *ADAPTIVE_METHODS) and sweep.samples is not None:
         raise _err(loaded, f"only used with method: random (method is {sweep.method})", "sweep", "samples")
     if sweep.method == "list":
         if not sweep.points:
@@ -112,6 +119,13 @@ def _check_stages(loaded: LoadedSpec) -> None:
         stage = getattr(spec, name)
         if stage is not None:
             _check_function(loaded, stage.function, (name, "function"))
+    if spec.prepare is not None and spec.sweep.adaptive:
+        raise _err(
+            loaded,
+            f"a prepare stage cannot yet be combined with an adaptive sweep (method: {spec.sweep.method}); "
+            "prepare the data in a separate run, or use grid, random or list",
+            "prepare",
+        )
     holdout = isinstance(spec.trial, SklearnTrial) and spec.trial.sklearn.holdout is not None
     if spec.final is not None and holdout:
         raise _err(
@@ -122,6 +136,58 @@ def _check_stages(loaded: LoadedSpec) -> None:
         )
     if spec.final is not None and spec.sweep.objective is None and not isinstance(spec.trial, SklearnTrial):
         raise _err(loaded, "final receives the best point: set sweep.objective (metric and goal) to rank points by", "final")
+def _check_adaptive(loaded: LoadedSpec) -> None:
+    """An adaptive sweep (tpe, cmaes, nsga2, qmc): what Optuna's sampler can take."""
+    sweep = loaded.spec.sweep
+    method = sweep.method
+    try:
+        found = importlib.util.find_spec("optuna") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _err(
+            loaded,
+            f"method: {method} needs Optuna, which is not installed: pip install 'xrun[adaptive]'",
+            "sweep", "method",
+        )  # fmt: skip
+    if sweep.samples is None:
+        raise _err(loaded, f"required when method is {method} (the trial budget)", "sweep", "samples")
+    if not sweep.parameters:
+        raise _err(loaded, f"method: {method} needs parameters to search over", "sweep", "parameters")
+    if sweep.points is not None:
+        raise _err(loaded, f"points are only used with method: list (method is {method})", "sweep", "points")
+    if sweep.repeats != 1:
+        raise _err(loaded, f"method: {method} suggests one trial per point; repeats must be 1", "sweep", "repeats")
+    if sweep.objectives is not None:
+        if method != "nsga2":
+            raise _err(loaded, f"several objectives need method: nsga2 (method is {method}); give one objective", "sweep", "objectives")
+        if sweep.objective is not None:
+            raise _err(loaded, "give objective or objectives, not both", "sweep", "objectives")
+        metrics = [o.metric for o in sweep.objectives]
+        if len(set(metrics)) != len(metrics):
+            raise _err(loaded, "each objective needs its own metric", "sweep", "objectives")
+    elif sweep.objective is None and not isinstance(loaded.spec.trial, SklearnTrial):
+        raise _err(loaded, f"method: {method} needs an objective to optimize (metric and goal)", "sweep", "objective")
+    choices = [k for k, v in sweep.parameters.items() if isinstance(v, list)]
+    if method == "cmaes":
+        if choices:
+            raise _err(
+                loaded,
+                "cmaes samples numbers only; give a range ({uniform: …}, {loguniform: …}, {int: …}) or use tpe or nsga2 for choice lists",
+                "sweep", "parameters", choices[0],
+            )  # fmt: skip
+    stop = sweep.early_stop
+    if stop is not None:
+        if sweep.objectives is not None:
+            raise _err(loaded, "early stopping needs a single objective", "sweep", "early_stop")
+        if isinstance(loaded.spec.trial, SklearnTrial):
+            raise _err(loaded, "early stopping needs a function trial that logs steps with ctx.log(step=…, <metric>=…)", "sweep", "early_stop")
+        if stop.metric is None and sweep.objective is None:
+            raise _err(loaded, "give the metric the trial logs with ctx.log(step=…, <metric>=…)", "sweep", "early_stop", "metric")
+        if stop.rule == "halving" and stop.max_steps is None:
+            raise _err(loaded, "required with rule: halving (a trial's full length in steps)", "sweep", "early_stop", "max_steps")
+        if stop.max_steps is not None and stop.max_steps <= stop.min_steps:
+            raise _err(loaded, f"must be more than min_steps ({stop.min_steps})", "sweep", "early_stop", "max_steps")
 
 
 def _check_module(loaded: LoadedSpec, module: str, path: tuple[str, ...]) -> None:
@@ -258,7 +324,7 @@ def size_problem(sweep: Sweep) -> tuple[str, str] | None:
     n = count(sweep)
     if n <= MAX_TRIALS:
         return None
-    key = {"grid": "parameters", "random": "samples", "list": "points"}[sweep.method]
+    key = {"grid": "parameters", "list": "points"}.get(sweep.method, "samples")
     if n // max(sweep.repeats, 1) <= MAX_TRIALS:
         key = "repeats"
     return key, f"the sweep has {n:,} trials (more than {MAX_TRIALS:,}); make it smaller or split it into several runs"

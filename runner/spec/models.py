@@ -244,14 +244,37 @@ class Objective(StrictModel):
     goal: Literal["maximize", "minimize"] = "maximize"
 
 
+ADAPTIVE_METHODS = ("tpe", "cmaes", "nsga2", "qmc")
+
+
+class EarlyStop(StrictModel):
+    """Stops unpromising trials of an adaptive sweep at fixed steps (``ctx.log(step=…)``)."""
+
+    rule: Literal["halving", "median"] = Field(description="halving: keep the top 1/reduction at each rung; median: stop below the median")
+    metric: NonEmptyStr | None = Field(None, description="the value logged with ctx.log(step=…, <metric>=…); default: the objective's metric")
+    goal: Literal["maximize", "minimize"] | None = Field(None, description="default: the objective's goal")
+    min_steps: Annotated[int, Field(ge=1, le=10_000_000)] = Field(1, description="no trial is stopped before this step")
+    max_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(None, description="a trial's full length in steps; required for halving")
+    reduction: Annotated[int, Field(ge=2, le=100)] = Field(3, description="halving: rungs at min_steps·reduction^k, 1/reduction kept at each")
+
+
 class Sweep(StrictModel):
-    method: Literal["grid", "random", "list"] = "grid"
+    method: Literal["grid", "random", "list", "tpe", "cmaes", "nsga2", "qmc"] = "grid"
     parameters: dict[Annotated[str, Field(pattern=IDENT_RE)], Parameter] = Field(default_factory=dict)
     points: list[dict[str, PlainValue]] | None = None
     samples: Annotated[int, Field(gt=0, le=10_000_000)] | None = None
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     repeats: Annotated[int, Field(ge=1, le=10_000)] = 1
     objective: Objective | None = None
+    objectives: list[Objective] | None = Field(default=None, min_length=2, max_length=10, description="nsga2 only: a Pareto front over these")
+    batch: Annotated[int, Field(ge=2, le=10_000)] | None = Field(
+        default=None, description="adaptive: trials asked per generation (default 8), whatever the number of workers"
+    )
+    early_stop: EarlyStop | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.method in ADAPTIVE_METHODS
 
 
 # ---------------------------------------------------------------- cluster

@@ -26,6 +26,11 @@ class DataChanged(BaseException):
     so a trial's ``except Exception`` cannot turn it into a result)."""
 
 
+class TrialPruned(BaseException):
+    """Raised by ``ctx.log`` when an adaptive sweep's early stopping stops the
+    trial (a BaseException, so a trial's ``except Exception`` cannot swallow it)."""
+
+
 def current_worker() -> Any:
     try:
         from distributed import get_worker  # deferred: imports Dask

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from . import fetch
-from ._base import DataChanged, current_worker
+from ._base import DataChanged, TrialPruned, current_worker
 
 
 class TrialContext:
     """What a function trial receives as ``ctx`` (DESIGN §2)."""
 
     def __init__(self, trial_id: str, seed: int, params: dict[str, Any], data: dict[str, str], artifact_dir: str,
-                 data_sha256: dict[str, str] | None = None) -> None:  # fmt: skip
+                 data_sha256: dict[str, str] | None = None, early_stop: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.trial_id = trial_id
         self.seed = seed
         self.params = dict(params)
@@ -39,15 +39,55 @@ class TrialContext:
         self.artifact_dir = artifact_dir
         self.inputs: dict[str, str] = {}  # stage outputs, name -> read-only local directory (``prepare``)
         self.history: list[dict[str, Any]] = []
+        self.rungs = Rungs(early_stop) if early_stop else None
 
     def log(self, **metrics: Any) -> None:
-        """Record intermediate values (e.g. per-epoch loss); kept in the bundle."""
+        """Record intermediate values (e.g. per-epoch loss); kept in the bundle.
+
+        In an adaptive sweep with ``early_stop``, ``ctx.log(step=…, <metric>=…)``
+        stops the trial (status ``pruned``) when the value is worse than the
+        threshold of a rung the step has reached."""
         entry = {"time": time.time()}
         entry.update({k: number(v) for k, v in metrics.items()})
         self.history.append(entry)
+        if self.rungs is not None:
+            self.rungs.judge(entry)
 
     def __repr__(self) -> str:
         return f"TrialContext(trial_id={self.trial_id!r}, seed={self.seed})"
+
+
+class Rungs:
+    """The early-stopping table a trial was given (see ``runner.search.stopping``):
+    ``rungs`` ``[[step, threshold], …]`` judged in order, each once, at the first
+    logged step at or after it: ``halving`` judges the value logged there,
+    ``median`` the best value logged so far."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        self.metric = str(table["metric"])
+        self.maximize = table.get("goal") != "minimize"
+        self.median = table.get("rule") == "median"
+        self.rungs = sorted((int(step), float(threshold)) for step, threshold in table.get("rungs") or [])
+        self.next = 0
+        self.best: float | None = None
+
+    def judge(self, entry: dict[str, Any]) -> None:
+        step, value = entry.get("step"), entry.get(self.metric)
+        if not isinstance(step, int) or isinstance(step, bool):
+            return
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best = value
+        judged = self.best if self.median else value
+        while self.next < len(self.rungs) and self.rungs[self.next][0] <= step:
+            rung, threshold = self.rungs[self.next]
+            self.next += 1
+            if judged < threshold if self.maximize else judged > threshold:
+                rule = "median" if self.median else "halving"
+                raise TrialPruned(f"stopped at step {step} ({rule}, rung {rung}): {self.metric} {judged!r} "
+                                  f"is worse than {threshold!r}")  # fmt: skip
 
 
 def number(value: Any) -> Any:

@@ -23,6 +23,7 @@ from ._base import (
     MAX_ARTIFACT_BYTES,
     DataChanged,
     TrialOutOfMemory,
+    TrialPruned,
     TrialTimeout,
     current_worker,
     emit,
@@ -57,7 +58,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     buf = io.StringIO()
     artifact_dir = tempfile.mkdtemp(prefix=f"xrun-{task['trial_id']}-")
     ctx = TrialContext(task["trial_id"], task["seed"], task["params"], task.get("data", {}), artifact_dir,
-                       task.get("data_sha256"))  # fmt: skip
+                       task.get("data_sha256"), task.get("early_stop"))  # fmt: skip
     result: dict[str, Any] = {
         "trial_id": task["trial_id"],
         "key": task["key"],
@@ -89,6 +90,12 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         if ctx.data.changed:  # the trial caught it and went on: its result is still not to be trusted
             raise DataChanged(ctx.data.changed)
         result["metrics"] = _check_metrics(metrics)
+    except TrialPruned as exc:  # not a failure: stopped by the sweep's early stopping
+        if ctx.data.changed:
+            result.update(status="data-changed", failure_class="data-changed", error=ctx.data.changed)
+        else:
+            result.update(status="pruned", metrics=last_values(ctx.history))
+            buf.write(f"xrun: {exc}\n")
     except BaseException as exc:  # a trial's failure, whatever it raised, is a result
         if isinstance(exc, DataChanged) or ctx.data.changed:
             result.update(status="data-changed", failure_class="data-changed",
@@ -114,7 +121,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     result["start"] = start
     result["end"] = time.time()
     result["history"] = ctx.history
-    if result["status"] == "ok":
+    if result["status"] in ("ok", "pruned"):
         result["imported"] = imported_distributions()
     result["log"] = buf.getvalue()
     try:
@@ -164,6 +171,16 @@ def _walk_scrub(value: Any, secrets: list[str], encoded: list[tuple[bytes, bytes
     if isinstance(value, (list, tuple)):
         return type(value)(_walk_scrub(v, secrets, encoded) for v in value)
     return value
+
+
+def last_values(history: list[dict[str, Any]]) -> dict[str, float]:
+    """A pruned trial's metrics: the last number logged for each name (not ``time``/``step``)."""
+    out: dict[str, float] = {}
+    for entry in history:
+        for k, v in entry.items():
+            if k not in ("time", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = v
+    return out
 
 
 def _dispatch(task: dict[str, Any], ctx: TrialContext) -> Any:
