@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 from hypothesis import given
@@ -85,11 +86,12 @@ def test_a_stage_entry_naming_a_path_outside_its_directory_is_a_miss(tmp_path: P
     cache, key = _stored(tmp_path)
     outside = tmp_path / "secret.txt"
     outside.write_bytes(b"not yours")
-    path = cache.trials / key[:2] / f"{key}.json"
-    entry = json.loads(path.read_text())
+    entry = cache.get(key)
+    assert entry is not None
     entry["files"] = {"../../../secret.txt": hashlib.sha256(b"not yours").hexdigest()}
     entry["digest"] = files_digest(entry["files"])
-    path.write_text(json.dumps(entry))
+    with sqlite3.connect(cache.db_path) as conn:  # the entry as someone with write access to the cache left it
+        conn.execute("UPDATE entries SET body = ? WHERE key = ?", (json.dumps(entry).encode(), key))
     assert lookup(cache, key, MAX_INPUT_BYTES) is None
 
 

@@ -67,42 +67,35 @@ class CondaContext:
 
 
 def conda_context(lock_file: Path) -> CondaContext:
-    """Fetch and check every ``linux-64`` package of a conda-lock file.
-
-    The pins come from conda-lock's own parser (:func:`runner.env._condalock.read_lock`,
-    the one reader of a lock); the raw document is only rewritten, its conda
-    entries' URLs pointed into the build context."""
-    from runner.env._condalock import read_lock  # deferred: imports conda-lock (heavy)
-
+    """Fetch and check every ``linux-64`` package of a conda-lock v1 file."""
     try:
-        read = read_lock(lock_file)
         data: dict[str, Any] = yaml.safe_load(lock_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:  # pydantic's errors are ValueErrors
+    except (OSError, yaml.YAMLError) as exc:
         raise EnvFileError(f"cannot read the conda lock: {exc}", file=str(lock_file)) from exc
-    if PLATFORM not in read.platforms:
+    platforms = data.get("metadata", {}).get("platforms") or []
+    if PLATFORM not in platforms:
         raise UsageError(
-            f"{lock_file}: locked for {', '.join(read.platforms) or 'no platform'}; images run "
+            f"{lock_file}: locked for {', '.join(platforms) or 'no platform'}; images run "
             f"{PLATFORM}: add it to environment.platforms and run `xrun lock SPEC`"
         )
     packages: dict[str, Path] = {}
     wheels: list[Path] = []
     pip_lines: list[str] = []
-    for entry in read.entries:
-        if entry.platform != PLATFORM:
+    for entry in data.get("package") or []:
+        if entry.get("platform") != PLATFORM:
             continue
-        filename = unquote(urlsplit(entry.url).path.rsplit("/", 1)[-1])
-        local = _fetch(entry.url, filename, entry.sha256, entry.md5, entry.name)
-        if entry.manager == "pip":
-            if not entry.sha256:
-                raise EnvFileError(f"pip package {entry.name} has no sha256; relock", file=str(lock_file))
+        name, url = str(entry["name"]), str(entry["url"])
+        hashes = entry.get("hash") or {}
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        local = _fetch(url, filename, hashes.get("sha256"), hashes.get("md5"), name)
+        if entry.get("manager") == "pip":
+            if not hashes.get("sha256"):
+                raise EnvFileError(f"pip package {name} has no sha256; relock", file=str(lock_file))
             wheels.append(local)
-            pip_lines.append(f"{entry.name}=={entry.version} --hash=sha256:{entry.sha256}\n")
+            pip_lines.append(f"{name}=={entry['version']} --hash=sha256:{hashes['sha256']}\n")
         else:
             packages[filename] = local
-    for raw in data.get("package") or []:
-        if raw.get("platform") == PLATFORM and raw.get("manager") != "pip":
-            filename = unquote(urlsplit(str(raw["url"])).path.rsplit("/", 1)[-1])
-            raw["url"] = f"file://{CONTEXT_PKGS}/{filename}"
+            entry["url"] = f"file://{CONTEXT_PKGS}/{filename}"
     lock = yaml.safe_dump(data, sort_keys=False).encode()
     return CondaContext(lock, packages, sorted(wheels), "".join(sorted(pip_lines)))
 
