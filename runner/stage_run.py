@@ -150,7 +150,7 @@ class StageRunner:
     def close(self, client: Any) -> None:
         """The scheduler keeps a plugin's files: a shared scheduler (address backend) should not."""
         if getattr(self, "_installed", False):
-            from runner._inputs_plugin import INPUTS_PLUGIN
+            from runner._inputs_plugin import INPUTS_PLUGIN  # deferred: imports Dask
 
             try:
                 client.unregister_worker_plugin(INPUTS_PLUGIN)

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runner.image.render import ENV_PYTHON
-from runner.spec.models import KubernetesOptions
+from runner.spec.cluster import KubernetesOptions
 
 # ------------------------------------------------------------------ constants
 

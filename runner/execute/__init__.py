@@ -20,14 +20,16 @@
   ``KeyboardInterrupt`` (second Ctrl-C) cancels the rest (nothing is recorded
   for a cancelled trial: it is ``not_run``, and a re-run runs it).
 
-Rooms: ``executor`` (the :class:`Executor` and its run loop), ``batching``
+Rooms: ``executor`` (the :class:`Executor` and its run loop), ``model`` (options,
+events, outcome), ``batching``
 (trials per Dask task), ``monitor`` (stuck trials, a workerless cluster, and
 functions shipped by value to workers without xrun).
 """
 
 from __future__ import annotations
 
-from .executor import LOST_LIMIT, MEMORY_TOPIC, TRIAL_PREFIX, Event, Executor, Options, Outcome
+from .executor import LOST_LIMIT, MEMORY_TOPIC, TRIAL_PREFIX, Executor
+from .model import Event, Options, Outcome
 from .monitor import HARD_TIMEOUT_GRACE, shipped
 
 __all__ = ["HARD_TIMEOUT_GRACE", "LOST_LIMIT", "MEMORY_TOPIC", "TRIAL_PREFIX", "Event", "Executor", "Options", "Outcome",

@@ -8,7 +8,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from runner._redact import scrub
@@ -19,6 +18,7 @@ from runner.errors import InfraError
 from runner.plan import Plan, PlannedTrial
 
 from .batching import BatchSizer, Unit
+from .model import Event, Options, Outcome
 from .monitor import Monitor, shipped, silence_distributed
 
 log = logging.getLogger(__name__)
@@ -26,35 +26,6 @@ log = logging.getLogger(__name__)
 LOST_LIMIT = 3  # times a trial's worker may die under it before it is `worker-lost`
 MEMORY_TOPIC = "worker-restart-memory"  # a nanny's event when it kills its worker for memory
 TRIAL_PREFIX = "xrun-trial"
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress, for the CLI's display: one per trial that finishes or retries."""
-
-    kind: str  # "cached" | "done" | "failed" | "retry"
-    record: dict[str, Any]
-    counts: dict[str, int]
-    best: tuple[str, float] | None = None  # (trial id, objective value)
-
-
-@dataclass
-class Options:
-    fail_fast: bool = False
-    max_in_flight: int = 8
-    slots: int = 2  # worker threads in the cluster
-    batch_size: int = 0  # trials per Dask task; 0 = adaptive
-
-
-@dataclass
-class Outcome:
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "cached": 0})
-    failures: dict[str, int] = field(default_factory=dict)  # failure class -> n
-    best: tuple[str, float] | None = None
-    interrupted: bool = False
-    stopped_early: bool = False  # --fail-fast
-    not_run: int = 0
-    tasks: int = 0  # Dask tasks submitted (short trials are batched)
 
 
 class Executor:

@@ -9,13 +9,12 @@
 Imports only :mod:`runner.errors` and :mod:`runner.config` from the rest of xrun.
 """
 
+from runner.spec.cluster import BACKENDS, KubernetesOptions
 from runner.spec.load import apply_override, load_spec, loads_spec, validate
 from runner.spec.models import (
-    BACKENDS,
     SPEC_VERSION,
     FunctionTrial,
     IntRange,
-    KubernetesOptions,
     LoadedSpec,
     LogUniform,
     SklearnTrial,

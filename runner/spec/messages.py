@@ -16,7 +16,8 @@ from pydantic import BaseModel, Discriminator, ValidationError
 
 from runner.errors import SpecError
 from runner.spec import yaml as _yaml
-from runner.spec.models import BACKENDS, Spec
+from runner.spec.cluster import BACKENDS
+from runner.spec.models import Spec
 from runner.spec.values import kind_of, short_repr
 
 _FRIENDLY = {

@@ -366,7 +366,7 @@ def _node_lock(path: Path) -> Iterator[None]:
     """Excludes other threads of this process and other processes on the node."""
     with _process_lock:
         try:
-            import fcntl
+            import fcntl  # deferred: POSIX only
         except ImportError:  # not POSIX: this process's threads only
             yield
             return

@@ -276,6 +276,7 @@ def _sklearn_final(sk: dict[str, Any], task: dict[str, Any], ctx: StageContext) 
     estimator.fit(X_train, y_train)
     metrics = {name: float(get_scorer(name)(estimator, X_hold, y_hold)) for name in sk["scoring"]}
     try:
+        # deferred: the trial environment's skops, only for the built-in final stage
         import skops
         import skops.io as sio
     except ImportError:
