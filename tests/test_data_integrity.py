@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -120,3 +121,46 @@ def test_a_trial_sees_the_hashed_bytes_or_fails(tmp_path_factory, hashed: bytes,
         assert Path(path).read_bytes() == hashed
     finally:
         _worker._data_root.clear()
+
+
+@pytest.mark.skipif(not hasattr(os, "setuid") or os.geteuid() != 0, reason="needs root to run a child as another user")
+def test_a_data_directory_is_copied_by_a_worker_that_is_not_root(request: pytest.FixtureRequest) -> None:
+    """Workers in pods run as a non-root user: a read-only directory cannot be
+    renamed into place there (renaming a directory rewrites its '..')."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="xrun-nonroot-"))  # pytest's own temp root is private to root
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    tree = shared / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "a.txt").write_text("hello\n")
+    for p in [shared, tree, tree / "sub"]:
+        p.chmod(0o777)
+    expected = _worker._dir_digest(tree)
+    # The worker package as workers get it (a copy any user can read), run by an
+    # interpreter any user can run: the trial environment has no xrun.
+    package = shared / "_xrun_worker"
+    package.mkdir()
+    for source in Path(_worker.__file__).parent.glob("*.py"):
+        (package / source.name).write_text(source.read_text())
+    python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    if python is None:
+        pytest.skip("no system python3 for another user")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from _xrun_worker.context import verified_copy\n"
+        "print(verified_copy(sys.argv[2], sys.argv[3]))\n"
+    )
+
+    def as_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    out = subprocess.run([python, "-c", code, str(shared), str(tree), expected], capture_output=True,
+                         text=True, timeout=60, preexec_fn=as_nobody, env={**os.environ, "TMPDIR": str(shared)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    copy = Path(out.stdout.strip())
+    assert (copy / "sub" / "a.txt").read_text() == "hello\n"
+    assert not copy.stat().st_mode & stat.S_IWUSR  # read-only once in place

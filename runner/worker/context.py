@@ -189,9 +189,9 @@ def verified_copy(source: str, expected: str) -> str:
                     f"{source} changed since the run hashed it (sha256 {expected[:12]}…, now {digest[:12]}…); "
                     "restore it, or run again to use the new data"
                 )
-            _read_only(tmp / name)
             final.parent.mkdir(exist_ok=True)  # one content may come under several names
-            os.rename(tmp / name, final)
+            os.rename(tmp / name, final)  # then read-only: a read-only directory cannot be moved (but by root)
+            _read_only(final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
