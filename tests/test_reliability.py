@@ -160,13 +160,12 @@ def test_fail_fast_stops_at_the_first_failure(project, run_xrun) -> None:
     project.file("experiments/sleepy.py", SLEEPY)
     text = spec_text(12, 1.0).replace("    - {x: 0, sleep: 1.0}", "    - {x: 0, sleep: 0.1, fail: true}")
     spec = project.spec(text)
-    start_time = time.monotonic()
     res = run_xrun(spec, "--fail-fast", "-q", cwd=project.root)
     assert res.code == 1, res.err
     meta = json.loads((res.bundle / "bundle.json").read_text())
     assert meta["status"] == "failed" and meta.get("stopped") == "fail-fast"
+    # Stopped early: most of the 1 s trials never ran (what it saves is measured by their count, not a clock).
     assert meta["counts"]["failed"] == 1 and meta["counts"]["not_run"] >= 8
-    assert time.monotonic() - start_time < 40
     assert verify(res.bundle).ok
 
 
