@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
-import resource
 import shutil
 import stat
 import subprocess
@@ -44,43 +42,45 @@ class Bounded:
     seconds: float
 
 
+# The measured xrun is forked from this small launcher, not from pytest: Linux
+# carries the forked parent's peak RSS across exec into the child's
+# ``ru_maxrss``, so a child of a 450 MB test process would "use" 450 MB before
+# running a line of xrun.
+_LAUNCHER = """
+import json, os, resource, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+    os.execv(cmd[0], cmd)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as fh:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}, fh)
+"""
+
+
 def bounded_xrun(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Bounded:
-    """The real `xrun` in a subprocess, with its own peak RSS (``wait4``) and
-    wall time; an address-space cap keeps a runaway from taking the machine."""
+    """The real `xrun` in a subprocess, with its own peak RSS (``wait4`` in a
+    small launcher) and wall time; an address-space cap keeps a runaway from
+    taking the machine."""
+    import tempfile
 
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
-
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", *map(str, args)], cwd=cwd,
-                            env={**os.environ, "COLUMNS": "200", **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=cap)  # fmt: skip
-    import threading
-
-    chunks: dict[str, bytes] = {}
-
-    def drain(name: str, stream: io.BufferedReader) -> None:
-        chunks[name] = stream.read()
-
-    readers = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in readers:
-        t.start()
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() - start > timeout:
-            proc.kill()
-            _, status, usage = os.wait4(proc.pid, 0)
-            for t in readers:
-                t.join()
-            pytest.fail(f"xrun {' '.join(map(str, args))} still running after {timeout}s (rss {usage.ru_maxrss / 1024:.0f} MB)")
-        time.sleep(0.05)
-    for t in readers:
-        t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Bounded(proc.returncode, chunks["out"].decode(errors="replace"), chunks["err"].decode(errors="replace"),
-                   usage.ru_maxrss / 1024, time.monotonic() - start)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "usage.json"
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(result), sys.executable, "-m", "runner.cli",
+                                 *map(str, args)], cwd=cwd, env={**os.environ, "COLUMNS": "200", **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.communicate()
+            pytest.fail(f"xrun {' '.join(map(str, args))} still running after {timeout}s")
+        seconds = time.monotonic() - start
+        usage = json.loads(result.read_text())
+    return Bounded(usage["code"], out.decode(errors="replace"), err.decode(errors="replace"),
+                   usage["maxrss_kb"] / 1024, seconds)  # fmt: skip
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
@@ -395,6 +395,17 @@ def _bomb(path: Path, size: int) -> None:
         for _ in range(size // len(zeros)):
             gz.write(zeros)
         gz.write(bytes(2 * 512))  # end of archive
+
+
+def test_the_memory_measure_is_xrun_s_own_not_the_test_process_s(tmp_path: Path) -> None:
+    """The bound below means something only if the figure is xrun's: a test
+    process holding 600 MB must not show up in the measured peak."""
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page
+    res = bounded_xrun("--help", cwd=tmp_path)
+    assert res.code == 0, res.err
+    assert res.max_rss_mb < 300, res.max_rss_mb
+    del ballast
 
 
 def test_archive_bomb_is_refused_in_bounded_memory_and_time(tmp_path: Path) -> None:
