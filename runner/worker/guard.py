@@ -1,18 +1,30 @@
-"""Log capture and the watchdog of a running trial.
+"""Log capture and the watchdog of a running trial or stage.
 
 A trial's prints go to its own buffer (per thread, bounded); a watchdog thread
-stops a trial that passes its timeout or nears the worker's memory limit."""
+stops a trial that passes its timeout or nears the worker's memory limit.
+:class:`Guard` puts the two together for one piece of user code: trials
+(``trial.run_trial``) and stages (``stage.run_stage``) both run inside one."""
 
 from __future__ import annotations
 
 import ctypes
 import io
+import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from ._base import MAX_LOG_BYTES, MEMORY_FRACTION, TrialOutOfMemory, TrialTimeout, emit
+from ._base import (
+    MAX_LOG_BYTES,
+    MEMORY_FRACTION,
+    TrialOutOfMemory,
+    TrialTimeout,
+    current_worker,
+    emit,
+)
 
 # ------------------------------------------------------------------ log capture
 
@@ -51,8 +63,6 @@ def install_routers() -> tuple[_Router, _Router]:
         sys.stderr = _Router(sys.stderr)
     return sys.stdout, sys.stderr  # type: ignore[return-value]
 
-
-# ------------------------------------------------------------------ context
 
 # ------------------------------------------------------------------ watchdog
 
@@ -112,3 +122,52 @@ class Watchdog(threading.Thread):
                     self._fire("oom", TrialOutOfMemory)
                     return
 
+
+
+# ------------------------------------------------------------------ the two together
+
+
+class Guard:
+    """One trial's or stage's code on this worker, in the calling thread.
+
+    Inside ``with Guard(name, timeout) as guard:`` the thread's prints go to
+    ``guard.log``; ``with guard.watched():`` runs the user's code under the
+    watchdog. Leaving the block clears an async exception the watchdog may have
+    raised just as the code ended (it must not hit the worker itself) and gives
+    the thread's output back to the worker's streams.
+    """
+
+    def __init__(self, name: str, timeout: float | None) -> None:
+        self.out, self.err = install_routers()
+        worker = current_worker()
+        self.address: str = getattr(worker, "address", None) or f"pid-{os.getpid()}"
+        self.memory_limit: int | None = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+        self.log = io.StringIO()
+        self.dog = Watchdog(threading.get_ident(), timeout, self.memory_limit, name)
+
+    def __enter__(self) -> Guard:
+        self.out.local.buffer = self.log
+        self.err.local.buffer = self.log
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        raise_in(self.dog.thread_id, None)
+        self.out.local.buffer = None
+        self.err.local.buffer = None
+
+    @contextmanager
+    def watched(self) -> Iterator[None]:
+        self.dog.start()
+        try:
+            yield
+        finally:
+            self.dog.finish()
+
+    def stopped_by(self, exc: BaseException) -> str | None:
+        """``"timeout"`` or ``"oom"`` when that is why the code ended with
+        ``exc`` (the watchdog fired, or the code raised it itself), else None."""
+        if isinstance(exc, TrialTimeout) or (self.dog.fired == "timeout" and not isinstance(exc, MemoryError)):
+            return "timeout"
+        if isinstance(exc, (TrialOutOfMemory, MemoryError)) or self.dog.fired == "oom":
+            return "oom"
+        return None

@@ -20,7 +20,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import types
@@ -28,9 +27,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ._base import DataChanged, TrialOutOfMemory, TrialTimeout, current_worker
+from ._base import DataChanged, current_worker
 from .context import DataInputs
-from .guard import Watchdog, install_routers, raise_in
+from .guard import Guard
 from .sklearn_trial import _import, _load_dataset, _load_table, holdout_split
 
 INPUTS_MODULE = "_xrun_inputs"  # its ``paths``: outputs digest -> local directory (set by the inputs plugin)
@@ -135,11 +134,8 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     from .trial import SECRETS, _check_metrics, scrub  # deferred: .trial imports this module
 
     name = task["stage"]
-    out_router, err_router = install_routers()
-    worker = current_worker()
-    address = getattr(worker, "address", None) or f"pid-{os.getpid()}"
-    memory_limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
-    buf = io.StringIO()
+    guard = Guard(name, task.get("timeout"))
+    buf = guard.log
     work = Path(tempfile.mkdtemp(prefix=f"xrun-{name}-"))
     output_dir, artifact_dir = work / "outputs", work / "artifacts"
     output_dir.mkdir()
@@ -148,35 +144,27 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     ctx = StageContext(name, task["seed"], task.get("params") or {}, data, {}, str(output_dir), str(artifact_dir),
                        task.get("best"))  # fmt: skip
     result: dict[str, Any] = {"stage": name, "status": "ok", "error": None, "traceback": None, "metrics": {},
-                              "worker": address, "extra": {}}  # fmt: skip
-    dog = Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, name)
-    out_router.local.buffer = buf
-    err_router.local.buffer = buf
+                              "worker": guard.address, "extra": {}}  # fmt: skip
     start = time.time()
-    try:
-        ctx.inputs = resolve_inputs(task.get("inputs"))
-        dog.start()
+    with guard:
         try:
-            metrics = _dispatch(task, ctx)
-        finally:
-            dog.finish()
-        if ctx.data.changed:
-            raise DataChanged(ctx.data.changed)
-        result["metrics"] = _check_metrics(metrics if metrics is not None else {})
-    except BaseException as exc:  # the stage's failure is a result
-        if dog.fired == "timeout" or isinstance(exc, TrialTimeout):
-            result["error"] = f"{name} exceeded its timeout of {task.get('timeout'):g}s"
-        elif dog.fired == "oom" or isinstance(exc, (TrialOutOfMemory, MemoryError)):
-            result["error"] = f"{name} ran out of memory"
-        else:
-            result["error"] = f"{type(exc).__name__}: {exc}"
-        result["status"] = "error"
-        result["traceback"] = traceback.format_exc(limit=-20)
-        buf.write(result["traceback"])
-    finally:
-        raise_in(threading.get_ident(), None)
-        out_router.local.buffer = None
-        err_router.local.buffer = None
+            ctx.inputs = resolve_inputs(task.get("inputs"))
+            with guard.watched():
+                metrics = _dispatch(task, ctx)
+            if ctx.data.changed:
+                raise DataChanged(ctx.data.changed)
+            result["metrics"] = _check_metrics(metrics if metrics is not None else {})
+        except BaseException as exc:  # the stage's failure is a result
+            stopped = guard.stopped_by(exc)
+            if stopped == "timeout":
+                result["error"] = f"{name} exceeded its timeout of {task.get('timeout'):g}s"
+            elif stopped == "oom":
+                result["error"] = f"{name} ran out of memory"
+            else:
+                result["error"] = f"{type(exc).__name__}: {exc}"
+            result["status"] = "error"
+            result["traceback"] = traceback.format_exc(limit=-20)
+            buf.write(result["traceback"])
     result["start"], result["end"] = start, time.time()
     result["history"] = ctx.history
     result["extra"] = ctx.extra

@@ -6,30 +6,20 @@ Results are scrubbed of the run's secrets before they leave the worker."""
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from . import fetch
-from ._base import (
-    MAX_ARTIFACT_BYTES,
-    DataChanged,
-    TrialOutOfMemory,
-    TrialPruned,
-    TrialTimeout,
-    current_worker,
-    emit,
-)
+from ._base import MAX_ARTIFACT_BYTES, DataChanged, TrialPruned, emit
 from .context import TrialContext, number
-from .guard import Watchdog, install_routers, raise_in
+from .guard import Guard
 from .probe import imported_distributions
 from .sklearn_trial import sklearn_trial
 from .stage import check_inputs, resolve_inputs
@@ -51,18 +41,15 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     """Run one trial; always returns a result dict."""
     if task.get("run") in STOPPED:  # the driver was interrupted: start nothing new
         return {"trial_id": task["trial_id"], "key": task["key"], "status": "skipped"}
-    out_router, err_router = install_routers()
-    worker = current_worker()
-    address = getattr(worker, "address", None) or f"pid-{os.getpid()}"
-    memory_limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
-    buf = io.StringIO()
+    guard = Guard(task["trial_id"], task.get("timeout"))
+    buf = guard.log
     artifact_dir = tempfile.mkdtemp(prefix=f"xrun-{task['trial_id']}-")
     ctx = TrialContext(task["trial_id"], task["seed"], task["params"], task.get("data", {}), artifact_dir,
                        task.get("data_sha256"), task.get("early_stop"))  # fmt: skip
     result: dict[str, Any] = {
         "trial_id": task["trial_id"],
         "key": task["key"],
-        "worker": address,
+        "worker": guard.address,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "status": "ok",
@@ -74,47 +61,38 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     }
     # The driver restarts a worker whose trial is stuck past its timeout, and
     # tells which trial a lost worker was running.
-    emit({"start": task["key"], "worker": address, "time": time.time()})
-    dog = Watchdog(threading.get_ident(), task.get("timeout"), memory_limit, task["trial_id"])
-    out_router.local.buffer = buf
-    err_router.local.buffer = buf
+    emit({"start": task["key"], "worker": guard.address, "time": time.time()})
     start = time.time()
-    try:
-        ctx.inputs = resolve_inputs(task.get("inputs"))
-        ctx.data.prefetch()  # remote data is verified before the trial starts (not on its clock)
-        dog.start()
+    with guard:
         try:
-            metrics = _dispatch(task, ctx)
-        finally:
-            dog.finish()
-        if ctx.data.changed:  # the trial caught it and went on: its result is still not to be trusted
-            raise DataChanged(ctx.data.changed)
-        result["metrics"] = _check_metrics(metrics)
-    except TrialPruned as exc:  # not a failure: stopped by the sweep's early stopping
-        if ctx.data.changed:
-            result.update(status="data-changed", failure_class="data-changed", error=ctx.data.changed)
-        else:
-            result.update(status="pruned", metrics=last_values(ctx.history))
-            buf.write(f"xrun: {exc}\n")
-    except BaseException as exc:  # a trial's failure, whatever it raised, is a result
-        if isinstance(exc, DataChanged) or ctx.data.changed:
-            result.update(status="data-changed", failure_class="data-changed",
-                          error=ctx.data.changed or str(exc))  # fmt: skip
-        elif isinstance(exc, TrialTimeout) or (dog.fired == "timeout" and not isinstance(exc, MemoryError)):
-            result.update(status="timeout", failure_class="timeout", error=f"trial exceeded its timeout of {task.get('timeout'):g}s")
-        elif isinstance(exc, (TrialOutOfMemory, MemoryError)) or dog.fired == "oom":
-            limit = f" of {memory_limit / 2**20:.0f} MiB" if memory_limit else ""
-            result.update(status="oom", failure_class="oom", error=f"trial ran out of memory (worker memory limit{limit})")
-        else:
-            result.update(status="error", failure_class="error", error=f"{type(exc).__name__}: {exc}")
-        result["traceback"] = traceback.format_exc(limit=-20)
-        buf.write(result["traceback"])
-    finally:
-        # A late async exception may still be pending if the trial ended just as
-        # the watchdog fired; clear it so it cannot hit the worker itself.
-        raise_in(threading.get_ident(), None)
-        out_router.local.buffer = None
-        err_router.local.buffer = None
+            ctx.inputs = resolve_inputs(task.get("inputs"))
+            ctx.data.prefetch()  # remote data is verified before the trial starts (not on its clock)
+            with guard.watched():
+                metrics = _dispatch(task, ctx)
+            if ctx.data.changed:  # the trial caught it and went on: its result is still not to be trusted
+                raise DataChanged(ctx.data.changed)
+            result["metrics"] = _check_metrics(metrics)
+        except TrialPruned as exc:  # not a failure: stopped by the sweep's early stopping
+            if ctx.data.changed:
+                result.update(status="data-changed", failure_class="data-changed", error=ctx.data.changed)
+            else:
+                result.update(status="pruned", metrics=last_values(ctx.history))
+                buf.write(f"xrun: {exc}\n")
+        except BaseException as exc:  # a trial's failure, whatever it raised, is a result
+            stopped = guard.stopped_by(exc)
+            if isinstance(exc, DataChanged) or ctx.data.changed:
+                result.update(status="data-changed", failure_class="data-changed",
+                              error=ctx.data.changed or str(exc))  # fmt: skip
+            elif stopped == "timeout":
+                result.update(status="timeout", failure_class="timeout",
+                              error=f"trial exceeded its timeout of {task.get('timeout'):g}s")  # fmt: skip
+            elif stopped == "oom":
+                limit = f" of {guard.memory_limit / 2**20:.0f} MiB" if guard.memory_limit else ""
+                result.update(status="oom", failure_class="oom", error=f"trial ran out of memory (worker memory limit{limit})")
+            else:
+                result.update(status="error", failure_class="error", error=f"{type(exc).__name__}: {exc}")
+            result["traceback"] = traceback.format_exc(limit=-20)
+            buf.write(result["traceback"])
     changed = check_inputs(task.get("inputs"))  # put back whatever the trial did to them
     if changed and result["status"] == "ok":
         result.update(status="error", failure_class="error", error=changed)
