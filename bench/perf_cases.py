@@ -60,25 +60,35 @@ def _pair(ctx: h.Ctx, reps: int, run_x: Any, run_b: Any) -> tuple[list[h.Sample]
 # ------------------------------------------------------------------ small sweeps
 
 
-def bench_quickstart(ctx: h.Ctx) -> dict[str, Any]:
-    """specs/quickstart.yaml vs GridSearchCV(n_jobs=2, refit=False) on the same grid."""
+def _against_gridsearch(ctx: h.Ctx, title: str, case: str, label: str, spec: Path, baseline: str,
+                        xrun_note: str) -> dict[str, Any]:
+    """xrun on ``spec`` and ``bench/baselines/<baseline>`` (GridSearchCV(n_jobs=2,
+    refit=False) on the same grid), alternating, whole-process wall time."""
     reps = ctx.n(5, 3)
     xs, bs = _pair(
         ctx, reps,
-        lambda: h.xrun_run("xrun quickstart", h.QUICKSTART, ctx, timeout=300),
-        lambda: h.measure("GridSearchCV quickstart", [h.PYTHON, str(h.BASELINES / "quickstart_gridsearch.py")],
+        lambda: h.xrun_run(f"xrun {label}", spec, ctx, timeout=300),
+        lambda: h.measure(f"GridSearchCV {label}", [h.PYTHON, str(h.BASELINES / baseline)],
                           timeout=300, logdir=ctx.logs),
     )  # fmt: skip
     x, b = h.summary(xs), h.summary(bs)
     r, bound = h.ratio(x, b["median_s"])
     return {
-        "title": "Quickstart", "load": h.loads(xs + bs),
-        "rows": [_row("specs/quickstart.yaml (6 points, iris, cv 5)", x, b, "GridSearchCV(n_jobs=2, refit=False)",
+        "title": title, "load": h.loads(xs + bs),
+        "rows": [_row(case, x, b, "GridSearchCV(n_jobs=2, refit=False)",
                       "≤ 1.0×", h.verdict(r, "<=", 1.0, bound=bound), r=r, bound=bound)],
-        "notes": ["xrun: `xrun run specs/quickstart.yaml -q --no-cache -o DIR`; baseline: "
-                  "bench/baselines/quickstart_gridsearch.py (same grid, cv 5, scoring [accuracy, f1_macro])",
-                  f"{reps} alternating pairs, whole-process wall time"],
+        "notes": [xrun_note, f"{reps} alternating pairs, whole-process wall time"],
     }  # fmt: skip
+
+
+def bench_quickstart(ctx: h.Ctx) -> dict[str, Any]:
+    """specs/quickstart.yaml vs GridSearchCV(n_jobs=2, refit=False) on the same grid."""
+    return _against_gridsearch(
+        ctx, "Quickstart", "specs/quickstart.yaml (6 points, iris, cv 5)", "quickstart", h.QUICKSTART,
+        "quickstart_gridsearch.py",
+        "xrun: `xrun run specs/quickstart.yaml -q --no-cache -o DIR`; baseline: "
+        "bench/baselines/quickstart_gridsearch.py (same grid, cv 5, scoring [accuracy, f1_macro])",
+    )  # fmt: skip
 
 
 def bench_svc(ctx: h.Ctx) -> dict[str, Any]:
@@ -89,22 +99,10 @@ def bench_svc(ctx: h.Ctx) -> dict[str, Any]:
     shutil.copy(h.BASELINES / "noop.py", ctx.work / "noop.py")
     spec = ctx.work / "svc.yaml"
     spec.write_text(h.SVC_SPEC.format(cv=sc.CV, scoring=sc.SCORING, c=json.dumps(sc.C), gamma=json.dumps(sc.GAMMA)))
-    reps = ctx.n(5, 3)
-    xs, bs = _pair(
-        ctx, reps,
-        lambda: h.xrun_run("xrun svc", spec, ctx, timeout=300),
-        lambda: h.measure("GridSearchCV svc", [h.PYTHON, str(h.BASELINES / "svc_gridsearch.py")],
-                          timeout=300, logdir=ctx.logs),
+    return _against_gridsearch(
+        ctx, "SVC grid", "16-point SVC grid, digits, cv 5", "svc", spec, "svc_gridsearch.py",
+        "xrun: zero-code `trial.sklearn` spec, --no-cache; baseline bench/baselines/svc_gridsearch.py",
     )  # fmt: skip
-    x, b = h.summary(xs), h.summary(bs)
-    r, bound = h.ratio(x, b["median_s"])
-    return {
-        "title": "SVC grid", "load": h.loads(xs + bs),
-        "rows": [_row("16-point SVC grid, digits, cv 5", x, b, "GridSearchCV(n_jobs=2, refit=False)",
-                      "≤ 1.0×", h.verdict(r, "<=", 1.0, bound=bound), r=r, bound=bound)],
-        "notes": ["xrun: zero-code `trial.sklearn` spec, --no-cache; baseline bench/baselines/svc_gridsearch.py",
-                  f"{reps} alternating pairs, whole-process wall time"],
-    }  # fmt: skip
 
 
 # ------------------------------------------------------------------ per-trial bookkeeping

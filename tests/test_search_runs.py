@@ -194,3 +194,45 @@ def test_reproduce_replays_the_suggestions_and_reports_a_changed_result(project,
     assert "generation 0: 4 trials replayed, 0 recorded" in worse.stderr
     assert "Traceback" not in worse.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_ctrl_c_stops_between_trials_keeps_what_ran_and_the_rerun_takes_the_same_path(project, tmp_path: Path) -> None:
+    """A user's Ctrl-C in the middle of an adaptive sweep: running trials finish,
+    nothing new is asked or started, the bundle is marked interrupted and seals;
+    the re-run resumes on the uninterrupted run's path with nothing repeated."""
+    project.file("experiments/tune.py", TRIAL)
+    reference = run(spec(project, 2), project.root, tmp_path / "cache-ref")
+    cache = tmp_path / "cache-interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run", "spec.yaml", "-q"], cwd=project.root,
+                            env={**os.environ, "XRUN_CACHE_DIR": str(cache), "COLUMNS": "200"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    out = project.root / "out"
+
+    def journal() -> Path | None:
+        fresh = [j for j in out.glob("*/trials.jsonl") if reference.name not in str(j)]
+        return fresh[0] if fresh else None
+
+    deadline = time.monotonic() + 300
+    while (j := journal()) is None or len(read_journal(j)) < 5:  # into the second generation
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run did not get far enough"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    bundle = j.parent
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["status"] == "interrupted"
+    records = read_journal(bundle / "trials.jsonl")
+    done = {r["key"] for r in records if r["status"] in ("ok", "pruned")}
+    assert len(done) == len(records) and 5 <= len(done) < 16  # none cut off, none failed
+    assert meta["counts"]["not_run"] == 16 - len(done)
+    search = json.loads((bundle / "search.json").read_text())
+    assert search["decided"] < 16  # no generation asked for after the interrupt beyond the one running
+    assert verify(bundle).ok
+
+    resumed = run(spec(project, 2), project.root, cache)
+    assert path_of(resumed) == path_of(reference)
+    again = read_journal(resumed / "trials.jsonl")
+    assert {r["key"] for r in again if r["cached"]} == done
