@@ -95,11 +95,18 @@ def test_sigkill_of_the_driver_then_resume_reuses_finished_trials(project) -> No
     spec = project.spec(spec_text(30, 0.3))
     proc = start(spec, "-q", cwd=project.root)
     first = wait_for_lines(project.root / "runs", 8, proc)
+    cluster = psutil.Process(proc.pid).children(recursive=True)  # scheduler, nannies, workers
+    assert len(dask_workers(proc.pid)) == 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     finished = {r["key"] for r in read_journal(first / "trials.jsonl") if r["status"] == "ok"}
     assert len(finished) >= 8
-    time.sleep(0.5)
+    # The cluster dies with its driver (in its own sessions, the kill of the
+    # driver's group did not reach it): nothing is left running on the machine.
+    deadline = time.monotonic() + 90
+    while alive := [p for p in cluster if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+        assert time.monotonic() < deadline, [" ".join(p.cmdline()[-4:]) for p in alive]
+        time.sleep(0.2)
     second = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(spec), "-q"], cwd=project.root,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert second.returncode == 0, second.stderr
