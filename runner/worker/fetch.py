@@ -392,6 +392,27 @@ def digest_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def hash_paths(paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """On a worker, before the sweep: name → ``{"sha256", "size"}`` of each data
+    path the driver cannot see (a file, or a directory as a sorted manifest, as
+    the driver hashes local data), or ``{"error": ...}`` for one it cannot read."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, source in paths.items():
+        path = Path(source)
+        try:
+            if path.is_dir():
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            elif path.is_file():
+                size = path.stat().st_size
+            else:
+                out[name] = {"error": f"{source}: no such file or directory on the worker"}
+                continue
+            out[name] = {"sha256": digest_of(path), "size": size}
+        except OSError as exc:
+            out[name] = {"error": f"{source}: cannot read it on the worker: {exc.strerror or exc}"}
+    return out
+
+
 def fetch_verified(url: str, expected: str, root: Path | None = None) -> tuple[str, bool]:
     """A local, read-only copy of ``url`` whose sha256 is ``expected``, and whether
     it was downloaded now (``False``: the node's cache had it).
