@@ -54,6 +54,10 @@ NANNY_HEADROOM = 256 * 2**20  # container memory on top of the worker's memory_l
 START_TIMEOUT = 90.0  # seconds for the scheduler and every worker to come up
 LOG_TAIL = 30
 MAX_STARTS = 4  # per worker container: the first start and three restarts
+# The workers of every run on one Docker host share this named volume as their
+# cache of fetched data (XRUN_DATA_CACHE): an object is downloaded once per host.
+DATA_CACHE_VOLUME = "xrun-data-cache"
+DATA_CACHE_TARGET = "/var/cache/xrun-data"
 
 __all__ = ["DockerBackend", "clean", "docker_client"]
 
@@ -283,7 +287,9 @@ class DockerBackend:
             hard = memory + NANNY_HEADROOM
             limits.update(mem_limit=hard, memswap_limit=hard)
         # Secrets go in the environment only: never in argv, labels or logs.
-        environment = {**self._secrets, "HOME": "/tmp"}
+        environment = {**self._secrets, "HOME": "/tmp", "XRUN_DATA_CACHE": DATA_CACHE_TARGET}
+        if os.environ.get("XRUN_DATA_CACHE_MAX"):  # the driver's bound for the host's cache
+            environment["XRUN_DATA_CACHE_MAX"] = os.environ["XRUN_DATA_CACHE_MAX"]
         container = client.containers.create(
             command=command,
             name=f"{self.network_name}-{name}",
@@ -328,6 +334,7 @@ class DockerBackend:
             mounts.append(Mount(target=target, source=str(Path(source).resolve()), type="bind", read_only=read_only))
         for name, target, read_only in self.named_volumes:
             mounts.append(Mount(target=target, source=name, type="volume", read_only=read_only))
+        mounts.append(Mount(target=DATA_CACHE_TARGET, source=DATA_CACHE_VOLUME, type="volume", read_only=False))
         return mounts
 
     def _published(self, scheduler: Container) -> tuple[str, str | None]:

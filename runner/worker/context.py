@@ -110,6 +110,7 @@ class DataInputs(Mapping[str, str]):
         self._paths = dict(paths)
         self._sha256 = dict(sha256)
         self.changed: str | None = None  # set when a verification failed, whatever the trial did then
+        self._held: list[Any] = []  # the node cache's entries this trial uses: not evicted meanwhile
 
     def __getitem__(self, name: str) -> str:
         source = self._paths[name]
@@ -126,7 +127,7 @@ class DataInputs(Mapping[str, str]):
 
     def _fetched(self, name: str, url: str, expected: str) -> str:
         try:
-            path, _ = fetch.fetch_verified(url, expected)
+            path, _ = fetch.fetch_verified(url, expected, hold=self._held)
         except (fetch.FetchMismatch, fetch.FetchMissing) as exc:
             raise DataChanged(str(exc)) from None
         except fetch.FetchError as exc:  # network, permissions, a package missing: an error, retried
@@ -138,6 +139,10 @@ class DataInputs(Mapping[str, str]):
         for name, source in self._paths.items():
             if fetch.is_url(source) and name in self._sha256:
                 self[name]
+
+    def release(self) -> None:
+        """The trial ended: the cache may evict what it used."""
+        fetch.release(self._held)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)

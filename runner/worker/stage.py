@@ -177,6 +177,7 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
         raise_in(threading.get_ident(), None)
         out_router.local.buffer = None
         err_router.local.buffer = None
+        data.release()
     result["start"], result["end"] = start, time.time()
     result["history"] = ctx.history
     result["extra"] = ctx.extra

@@ -115,6 +115,7 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         raise_in(threading.get_ident(), None)
         out_router.local.buffer = None
         err_router.local.buffer = None
+        ctx.data.release()
     changed = check_inputs(task.get("inputs"))  # put back whatever the trial did to them
     if changed and result["status"] == "ok":
         result.update(status="error", failure_class="error", error=changed)
