@@ -7,8 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from runner.data import on_workers
 from runner.errors import InfraError, SpecError
-from runner.plan import Plan
+from runner.plan import Plan, pin_worker_data
 
 from .monitor import shipped
 
@@ -75,8 +76,6 @@ def hash_volume_data(plan: Plan, client: Any, cache: Any) -> bool:
     digests are pinned in ``plan.data`` and the trials keyed and looked up with them.
     True when there was such data."""
     from runner import _plugin  # deferred: imports Dask
-    from runner.data import on_workers
-    from runner.plan import pin_worker_data
     from runner.spec import yaml as _yaml  # deferred: imports pydantic
 
     paths = on_workers(plan.data)
@@ -97,8 +96,6 @@ def pin_volume_data(plan: Plan, client: Any, executor: Any, status: Callable[[st
     """Before the sweep, with the cluster up: data only the workers see is hashed
     on one of them, pinned in the bundle's data.json and in what workers verify,
     and keys the trials. True when there was such data (the trials were keyed again)."""
-    from runner.data import on_workers
-
     if not on_workers(plan.data):
         return False
     status("hashing data on the workers' volume (on a worker)")

@@ -129,3 +129,18 @@ def test_xrun_clean_data_cache(run_xrun, http_server, data_cache: Path, tmp_path
     assert again.code == 0 and "removed 0 data cache entries (0 bytes)" in again.err
     bad = run_xrun("clean", "--dry-run", cwd=tmp_path)
     assert bad.code == 2 and "--dry-run goes with --data-cache" in bad.err and "Traceback" not in bad.err
+
+
+def test_a_trial_holds_its_data_until_it_ends_however_often_it_reads_it(http_server, data_cache: Path) -> None:
+    from runner.worker.context import DataInputs
+
+    data = b"read in a loop" * 10
+    inputs = DataInputs({"x": _serve(http_server, "x.bin", data)}, {"x": sha(data)})
+    inputs.prefetch()
+    assert {inputs["x"] for _ in range(200)} == {str(data_cache / sha(data) / "x.bin")}
+    assert len(inputs._held) == 1  # one lock, not one per read
+    removed, busy = _fetch.evict(data_cache, 0)
+    assert removed == [] and [p.name for p in busy] == [sha(data)]
+    inputs.release()
+    removed, busy = _fetch.evict(data_cache, 0)
+    assert [p.name for p, _ in removed] == [sha(data)] and busy == []
