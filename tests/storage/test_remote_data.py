@@ -176,6 +176,14 @@ def test_verify_remote_rehashes_the_data_urls_the_bundle_pinned(project, run_xru
     assert bad.code == 1, bad.err
     assert "2 data URL(s) do not match the bundle" in bad.err
     assert "changed: data 'd'" in bad.err and "unreadable: data 't'" in bad.err and "Traceback" not in bad.err
+    # A data.json that is not a record (someone else's bundle, sealed again): the files verify, --remote refuses it.
+    from runner.seal import seal
+
+    (res.bundle / "data.json").write_text('{"t": {"url": "file:///etc/passwd", "sha256": "' + "a" * 64 + '"}}')
+    seal(res.bundle)
+    assert run_xrun("verify", res.bundle).code == 0
+    forged = run_xrun("verify", res.bundle, "--remote")
+    assert forged.code == 1 and "data.json: 't': not a data URL record" in forged.err and "Traceback" not in forged.err
 
 
 def test_verify_remote_refuses_a_data_json_that_is_not_a_record(tmp_path: Path) -> None:
