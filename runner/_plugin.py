@@ -287,3 +287,7 @@ def call_check(definition: dict[str, Any]) -> dict[str, Any] | None:
 
 def call_check_data(urls: dict[str, str]) -> dict[str, Any] | None:
     return importlib.import_module(f"{WORKER_MODULE}.fetch").check_readable(urls)
+
+
+def call_hash_paths(paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return importlib.import_module(f"{WORKER_MODULE}.fetch").hash_paths(paths)

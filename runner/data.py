@@ -39,6 +39,12 @@ def hash_inputs(spec: Spec) -> dict[str, dict[str, Any]]:
                 "the data changed: update the pin or restore the file"
             )
         out[name] = {"path": str(path), "sha256": digest, "size": size}
+    for name in on_workers(out) if spec.sweep.adaptive else ():
+        raise SpecError(
+            f"data.{name}.path: {out[name]['path']} is on the workers' volume at {out[name]['volume']}, which "
+            "this machine does not see, and an adaptive sweep plans its generations before the cluster starts; "
+            "pin its sha256 (`sha256sum` where the volume is mounted), or mount the volume here at the same path"
+        )
     return out
 
 
@@ -55,7 +61,8 @@ def _hash_url(name: str, url: str, pinned: str | None) -> dict[str, Any]:
 def _hash_on_volume(name: str, path: Path, pinned: str | None, target: str, source: Path | None) -> dict[str, Any]:
     """Data on a workers' volume: hashed here through this machine's view of the
     volume (a Docker bind mount's source, or the same path when this machine
-    mounts it too), else taken from the pinned sha256, which workers verify."""
+    mounts it too), else taken from the pinned sha256, which workers verify, else
+    left for a worker to hash before the sweep (``sha256`` None, ``hashed_on: worker``)."""
     local = source / Path(path).relative_to(target) if source is not None else Path(path)
     if local.exists():
         digest = dir_digest(local) if local.is_dir() else file_digest(local)
@@ -66,10 +73,28 @@ def _hash_on_volume(name: str, path: Path, pinned: str | None, target: str, sour
             )
         size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) if local.is_dir() else local.stat().st_size
         return {"path": str(path), "sha256": digest, "size": size, "volume": target}
-    if pinned is None:
-        raise SpecError(
-            f"data.{name}.path: {path} is on the workers' volume at {target}, which this machine does not "
-            "see; pin its sha256 (e.g. `sha256sum` where the volume is mounted) so workers can verify it, "
-            "or mount the volume here at the same path"
-        )
+    if pinned is None:  # hashed on a worker once the cluster is up (see on_workers)
+        return {"path": str(path), "sha256": None, "size": None, "volume": target, "hashed_on": "worker"}
     return {"path": str(path), "sha256": pinned, "size": None, "volume": target}
+
+
+def on_workers(data: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """name → path of the data only the workers see and no spec pins: hashed on a
+    worker before the sweep; until then the trials have no keys to look up."""
+    return {name: v["path"] for name, v in data.items() if v.get("volume") and v.get("sha256") is None}
+
+
+def pin_hashed(data: dict[str, dict[str, Any]], hashed: dict[str, dict[str, Any]]) -> None:
+    """Record what a worker computed for :func:`on_workers`, or a :class:`SpecError`
+    naming the data it could not read."""
+    for name in on_workers(data):
+        got = hashed.get(name) or {"error": "the worker returned nothing for it"}
+        digest = got.get("sha256")
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise SpecError(
+                f"{got.get('error') or 'no sha256 from the worker'} (on the workers' volume at "
+                f"{data[name]['volume']}, hashed on a worker before the sweep); check the path and the volume",
+                path=f"data.{name}.path",
+            )
+        size = got.get("size")
+        data[name] = {**data[name], "sha256": digest, "size": size if isinstance(size, int) else None}

@@ -14,7 +14,7 @@ from typing import Any
 from runner import code as code_mod
 from runner import sweep as sweep_mod
 from runner.cache import TrialCache
-from runner.data import hash_inputs
+from runner.data import hash_inputs, on_workers, pin_hashed
 from runner.env import LockedEnv
 from runner.env.imported import Reuse, lookup, scope_env
 from runner.errors import SpecError
@@ -136,10 +136,21 @@ def key_trials(plan: Plan, cache: TrialCache | None = None) -> None:
     plan.cached, plan.scopes, plan.reused, plan.blocked = {}, {}, {}, {}
     points = () if plan.spec.sweep.adaptive else sweep_mod.expand(plan.spec.sweep, plan.sweep_version)
     plan.trials = [plan_trial(plan, point) for point in points if keep is None or point.id in keep]
-    if PENDING in plan.inputs.values():
+    if PENDING in plan.inputs.values() or on_workers(plan.data):
         return
     if plan.use_cache:
         look_up(plan, plan.trials, cache or TrialCache())
+
+
+def pin_worker_data(plan: Plan, hashed: dict[str, dict[str, Any]], cache: TrialCache | None = None) -> None:
+    """Once a worker hashed the data only it sees: pin the digests in ``plan.data``,
+    then key the prepare stage and the trials with them and look them up."""
+    pin_hashed(plan.data, hashed)
+    spec = plan.spec
+    plan.stages = plan_stages(spec, code_hash=plan.code.hash, env_hash=plan.env.lock_hash,
+                              data_hashes={k: v["sha256"] for k, v in plan.data.items()},
+                              cache=cache or TrialCache(), use_cache=plan.use_cache)  # fmt: skip
+    key_trials(plan, cache)
 
 
 def plan_trial(plan: Plan, point: sweep_mod.TrialPoint, early_stop: dict[str, Any] | None = None) -> PlannedTrial:
@@ -207,6 +218,10 @@ def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
     """Why trials are not cached, against the nearest earlier run of this spec."""
     if not plan.use_cache:
         return ["--no-cache: every trial runs"]
+    if on_workers(plan.data):  # trial keys include the digest of data only the workers see
+        names = ", ".join(sorted(on_workers(plan.data)))
+        return [f"{len(plan.trials)} trial(s) wait for a worker to hash data on the workers' volume ({names}): "
+                "their keys include its sha256"]
     if PENDING in plan.inputs.values():  # prepare must run first: trial keys include its outputs' hash
         cache = cache or TrialCache()
         why = explain_stages(plan.stages, plan.components(), cache.run_records(plan.spec.name), plan.spec.name, _differences)

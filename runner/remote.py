@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import InfraError, UsageError, VerifyError
@@ -111,3 +112,21 @@ def verify_object(url: str, sha256: str, size: int | None = None) -> None:
             f"{url}: sha256 {actual[:12]}… ({actual_size:,} bytes), the bundle records "
             f"{sha256[:12]}…" + (f" ({size:,} bytes)" if size is not None else "")
         )
+
+
+@dataclass(frozen=True)
+class CacheCleaning:
+    root: Path
+    removed: list[tuple[Path, int]]  # entries removed (or, dry run, to remove) and their bytes
+    in_use: list[Path]  # entries a running trial holds, or a worker is fetching: left alone
+
+
+def clean_data_cache(dry_run: bool = False) -> CacheCleaning:
+    """Empty this machine's data cache (the local backend's workers share it) of
+    every entry not in use; with ``dry_run``, only say what would go."""
+    try:
+        root = _fetch.cache_root()
+    except _fetch.FetchError as exc:
+        raise UsageError(f"data cache: {exc}") from None
+    removed, busy = _fetch.evict(root, 0, dry_run=dry_run)
+    return CacheCleaning(root, removed, busy)

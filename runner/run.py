@@ -29,7 +29,13 @@ from runner.cluster.factory import image_record, make_backend, worker_image
 from runner.env import LockedEnv
 from runner.errors import InfraError, StageFailed, TrialsFailed, UsageError, XrunError
 from runner.execute import Event, Executor, Options, Outcome
-from runner.execute.preflight import WORKERS_TIMEOUT, check_workers, despite_lost_workers, preflight
+from runner.execute.preflight import (
+    WORKERS_TIMEOUT,
+    check_workers,
+    despite_lost_workers,
+    pin_volume_data,
+    preflight,
+)
 from runner.plan import Plan, make_plan, new_run_id
 from runner.seal import seal
 from runner.spec import LoadedSpec
@@ -331,6 +337,8 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             host["workers"] = reports
             check_workers(plan, reports)
             despite_lost_workers(client, "importing the trial on a worker", lambda: preflight(plan, client))
+            if pin_volume_data(plan, client, executor, status_cb):  # data only the workers see keys the trials
+                executor.record_cached()
             if info.dashboard:
                 status_cb(f"dashboard: {info.dashboard}")
             if plan.stages.prepare is not None and not plan.stages.prepare.cached:

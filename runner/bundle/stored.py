@@ -1,6 +1,7 @@
 """Artifacts kept out of band: a trial's file above ``artifacts.inline_max`` is in
 the artifact store, and the bundle holds ``<path>.xrun-remote.json`` in its
-place (url, sha256, size; covered by MANIFEST.sha256 like any file)."""
+place (url, sha256, size; covered by MANIFEST.sha256 like any file). Data URLs
+(``data.json``: url, sha256) are likewise kept where they are and re-hashed there."""
 
 from __future__ import annotations
 
@@ -64,3 +65,57 @@ def verify_stored(root: Path) -> list[StoredArtifact]:
     if problems:
         raise VerifyError(f"{len(problems)} stored artifact(s) do not match the bundle\n  " + "\n  ".join(problems))
     return artifacts
+
+
+MAX_DATA_JSON_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DataUrl:
+    name: str
+    url: str
+    sha256: str
+    size: int | None
+
+
+def data_urls(root: Path) -> list[DataUrl]:
+    """The data URLs the bundle at ``root`` pinned in ``data.json``; an entry that is
+    not well formed (the bundle is someone else's) raises :class:`VerifyError`."""
+    path = root / "data.json"
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(read_text(path, MAX_DATA_JSON_BYTES))
+    except Exception:
+        raise VerifyError("data.json: not a JSON object of data inputs") from None
+    if not isinstance(data, dict):
+        raise VerifyError("data.json: not a JSON object of data inputs")
+    out = []
+    for name, entry in sorted(data.items()):
+        if not isinstance(entry, dict) or entry.get("url") is None:
+            continue
+        url, sha256, size = entry.get("url"), entry.get("sha256"), entry.get("size")
+        ok = isinstance(url, str) and isinstance(sha256, str) and _SHA256.match(sha256) is not None
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            ok = False
+        if not ok or remote.check_url(str(url)):
+            raise VerifyError(f"data.json: {str(name)[:80]!r}: not a data URL record (url, sha256, size)")
+        out.append(DataUrl(str(name), str(url), str(sha256), size))
+    return out
+
+
+def verify_data_urls(root: Path) -> list[DataUrl]:
+    """Re-hash every data URL of the bundle where it is kept (a prefix as its
+    sorted manifest); :class:`VerifyError` listing each one missing or changed."""
+    urls = data_urls(root)
+    problems = []
+    for d in urls:
+        try:
+            remote.verify_object(d.url, d.sha256, d.size)
+        except VerifyError as exc:
+            problems.append(f"changed: data {d.name!r}: {exc}")
+        except Exception as exc:  # missing, unreachable
+            problems.append(f"unreadable: data {d.name!r}: {exc}")
+    if problems:
+        raise VerifyError(f"{len(problems)} data URL(s) do not match the bundle\n  " + "\n  ".join(problems))
+    return urls

@@ -14,7 +14,7 @@ from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
 from runner.bundle.manifest import verify as verify_bundle
 from runner.bundle.read import effective_status, find_bundles, open_bundle, summary_row
-from runner.bundle.stored import stored_artifacts, verify_stored
+from runner.bundle.stored import data_urls, stored_artifacts, verify_data_urls, verify_stored
 from runner.cli.app import _kv, _say, app, err, out
 from runner.errors import UsageError, VerifyError
 
@@ -82,9 +82,9 @@ def ls_(
 @app.command()
 def verify(
     bundle: str = typer.Argument(..., help="a bundle directory or archive (a path or an s3://, gs://, az://, https:// URL)"),
-    remote_: bool = typer.Option(False, "--remote", help="also re-hash the artifacts kept in the artifact store"),
+    remote_: bool = typer.Option(False, "--remote", help="also re-hash the data URLs and the artifacts kept in the artifact store"),
 ) -> None:
-    """Check every file of BUNDLE against its MANIFEST.sha256 (--remote: and its stored artifacts)."""
+    """Check every file of BUNDLE against its MANIFEST.sha256 (--remote: and its data URLs and stored artifacts)."""
     b = open_bundle(bundle)
     res = verify_bundle(b.root)
     if res.unsafe:
@@ -98,10 +98,19 @@ def verify(
 
     _say(f"[green]✓[/] {safe(str(b.root))}: {res.checked} files match MANIFEST.sha256")
     if remote_:
+        urls = verify_data_urls(b.root)
+        _say(f"[green]✓[/] {len(urls)} data URL(s) match their sha256 where they are kept")
         checked = verify_stored(b.root)
         _say(f"[green]✓[/] {len(checked)} stored artifact(s) match their sha256 where they are kept")
-    elif stored := stored_artifacts(b.root):
-        _say(f"{len(stored)} artifact(s) are kept in the artifact store; `--remote` re-hashes them there")
+    else:
+        if stored := stored_artifacts(b.root):
+            _say(f"{len(stored)} artifact(s) are kept in the artifact store; `--remote` re-hashes them there")
+        try:
+            urls = data_urls(b.root)
+        except VerifyError:  # --remote says what is wrong with them; the files themselves verified
+            urls = []
+        if urls:
+            _say(f"{len(urls)} data URL(s) are kept where they are; `--remote` re-hashes them there")
 
 
 @app.command()

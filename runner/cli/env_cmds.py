@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from runner._display import safe
 from runner.bundle.read import remove_failed_before_start
 from runner.cli.app import SetOpt, SpecArg, _kv, _load, _say, app, env_app, err, out
 from runner.errors import InfraError, UsageError
@@ -126,9 +127,26 @@ def clean(
     run_id: str | None = typer.Option(None, "--run-id", help="only this run's leftovers"),
     kubernetes: bool = typer.Option(False, "--kubernetes", help="also require cleaning the Kubernetes cluster"),
     namespace: str | None = typer.Option(None, "--namespace", help="Kubernetes namespace (default: all xrun runs visible)"),
+    data_cache: bool = typer.Option(False, "--data-cache", help="empty this machine's cache of fetched data (entries in use stay)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="with --data-cache: only list what would be removed"),
 ) -> None:
     """Remove containers, networks and cluster objects left by killed runs
-    (with --runs: the bundles in DIRECTORY of runs that failed before starting)."""
+    (with --runs: the bundles in DIRECTORY of runs that failed before starting;
+    with --data-cache: this machine's cache of fetched data)."""
+    if dry_run and not data_cache:
+        raise UsageError("--dry-run goes with --data-cache")
+    if data_cache:
+        from runner.remote import clean_data_cache  # deferred: only for this option
+
+        cleaned = clean_data_cache(dry_run=dry_run)
+        for path, size in cleaned.removed:
+            out.print(f"{path} ({size:,} bytes)", markup=False)
+        freed = sum(size for _, size in cleaned.removed)
+        verb = "would remove" if dry_run else "removed"
+        busy = f"; {len(cleaned.in_use)} in use, left alone" if cleaned.in_use else ""
+        _say(f"{verb} {len(cleaned.removed)} data cache entr{'y' if len(cleaned.removed) == 1 else 'ies'} "
+             f"({freed:,} bytes) in {safe(str(cleaned.root))}{busy}")  # fmt: skip
+        return
     if runs:
         gone = remove_failed_before_start(directory)
         for path in gone:

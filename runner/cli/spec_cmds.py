@@ -163,7 +163,10 @@ def plan(
     table.add_row("environment", f"{env.kind}, lock {env.lock_hash[:12]} — {reason}")
     table.add_row("code", f"{len(p.code.files)} files, hash {p.code.hash[:12]}")
     for k, v in p.data.items():
-        table.add_row(f"data {k}", f"sha256 {v['sha256'][:12]}, {v.get('size') or '?'} bytes")
+        if v["sha256"] is None:  # on the workers' volume only: hashed on a worker when the run starts
+            table.add_row(f"data {k}", f"on the workers' volume at {v['volume']}: hashed on a worker before the sweep")
+        else:
+            table.add_row(f"data {k}", f"sha256 {v['sha256'][:12]}, {v.get('size') or '?'} bytes")
     table.add_row("cluster", f"{s.cluster.backend}, {s.cluster.workers} workers × {s.cluster.threads_per_worker} threads")
     if info["image"]:
         table.add_row("image", info["image"])

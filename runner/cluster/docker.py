@@ -54,6 +54,10 @@ NANNY_HEADROOM = 256 * 2**20  # container memory on top of the worker's memory_l
 START_TIMEOUT = 90.0  # seconds for the scheduler and every worker to come up
 LOG_TAIL = 30
 MAX_STARTS = 4  # per worker container: the first start and three restarts
+# The workers of every run on one Docker host share this named volume as their
+# cache of fetched data (XRUN_DATA_CACHE): an object is downloaded once per host.
+DATA_CACHE_VOLUME = "xrun-data-cache"
+DATA_CACHE_TARGET = "/var/cache/xrun-data"
 
 __all__ = ["DockerBackend", "clean", "docker_client"]
 
@@ -75,6 +79,7 @@ class DockerBackend:
         data_paths: Sequence[Path],
         code_dir: Path | None = None,
         volumes: Sequence[tuple[Path, str, bool]] = (),
+        named_volumes: Sequence[tuple[str, str, bool]] = (),
         start_timeout: float = START_TIMEOUT,
         stop: threading.Event | None = None,
     ) -> None:
@@ -89,6 +94,7 @@ class DockerBackend:
         self.data_paths = [Path(p) for p in data_paths]
         self.code_dir = code_dir
         self.volumes = list(volumes)  # (host directory, path in workers, read-only): cluster.docker.volumes
+        self.named_volumes = list(named_volumes)  # (Docker volume name, path in workers, read-only)
         self.start_timeout = start_timeout
         self.stop = stop or threading.Event()  # set by a first Ctrl-C: stop waiting for workers
         self.network_name = f"xrun-{run_id}"
@@ -281,7 +287,9 @@ class DockerBackend:
             hard = memory + NANNY_HEADROOM
             limits.update(mem_limit=hard, memswap_limit=hard)
         # Secrets go in the environment only: never in argv, labels or logs.
-        environment = {**self._secrets, "HOME": "/tmp"}
+        environment = {**self._secrets, "HOME": "/tmp", "XRUN_DATA_CACHE": DATA_CACHE_TARGET}
+        if os.environ.get("XRUN_DATA_CACHE_MAX"):  # the driver's bound for the host's cache
+            environment["XRUN_DATA_CACHE_MAX"] = os.environ["XRUN_DATA_CACHE_MAX"]
         container = client.containers.create(
             command=command,
             name=f"{self.network_name}-{name}",
@@ -324,6 +332,9 @@ class DockerBackend:
             if not Path(source).is_dir():
                 raise UsageError(f"cluster.docker.volumes: {source} is not a directory on this machine")
             mounts.append(Mount(target=target, source=str(Path(source).resolve()), type="bind", read_only=read_only))
+        for name, target, read_only in self.named_volumes:
+            mounts.append(Mount(target=target, source=name, type="volume", read_only=read_only))
+        mounts.append(Mount(target=DATA_CACHE_TARGET, source=DATA_CACHE_VOLUME, type="volume", read_only=False))
         return mounts
 
     def _published(self, scheduler: Container) -> tuple[str, str | None]:
@@ -471,8 +482,10 @@ def from_launch(launch: Launch) -> DockerBackend:
         raise UsageError("cluster.backend docker: no worker image was built")
     c = launch.spec.cluster
     options = getattr(c, "docker", None)
-    volumes = [(v.source, v.target, v.read_only) for v in options.volumes] if options is not None else []
+    given = options.volumes if options is not None else []
+    volumes = [(v.source, v.target, v.read_only) for v in given if v.source is not None]
+    named = [(v.volume, v.target, v.read_only) for v in given if v.volume is not None]
     return DockerBackend(run_id=launch.run_id, image=launch.image, workers=c.workers,
                          threads_per_worker=c.threads_per_worker, memory_limit_bytes=c.memory_limit,
                          secrets=launch.secrets, data_paths=list(launch.data_paths), stop=launch.stop,
-                         volumes=volumes)  # fmt: skip
+                         volumes=volumes, named_volumes=named)  # fmt: skip

@@ -7,8 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from runner.data import on_workers
 from runner.errors import InfraError, SpecError
-from runner.plan import Plan
+from runner.plan import Plan, pin_worker_data
 
 from .monitor import shipped
 
@@ -67,6 +68,41 @@ def preflight(plan: Plan, client: Any) -> None:
             line=_yaml.line_for(loaded.lines, path),
             path=_yaml.dotted(path),
         )
+
+
+def hash_volume_data(plan: Plan, client: Any, cache: Any) -> bool:
+    """Data on the workers' volume that this machine does not see and the spec
+    does not pin: one worker hashes it (as the driver hashes local data), its
+    digests are pinned in ``plan.data`` and the trials keyed and looked up with them.
+    True when there was such data."""
+    from runner import _plugin  # deferred: imports Dask
+    from runner.spec import yaml as _yaml  # deferred: imports pydantic
+
+    paths = on_workers(plan.data)
+    if not paths:
+        return False
+    # No time limit: hashing a large file takes what it takes; a lost worker is retried by the caller.
+    hashed = client.submit(shipped(_plugin.call_hash_paths), paths, pure=False).result()
+    try:
+        pin_worker_data(plan, hashed, cache)
+    except SpecError as exc:
+        loaded = plan.loaded
+        where = tuple(exc.path.split("."))
+        raise SpecError(exc.what, file=loaded.display, line=_yaml.line_for(loaded.lines, where), path=exc.path) from None
+    return True
+
+
+def pin_volume_data(plan: Plan, client: Any, executor: Any, status: Callable[[str], None]) -> bool:
+    """Before the sweep, with the cluster up: data only the workers see is hashed
+    on one of them, pinned in the bundle's data.json and in what workers verify,
+    and keys the trials. True when there was such data (the trials were keyed again)."""
+    if not on_workers(plan.data):
+        return False
+    status("hashing data on the workers' volume (on a worker)")
+    despite_lost_workers(client, "hashing data on a worker", lambda: hash_volume_data(plan, client, executor.cache))
+    executor.data_sha256.update({k: v["sha256"] for k, v in plan.data.items() if v.get("sha256")})
+    executor.writer.write_json("data.json", plan.data)
+    return True
 
 
 def check_workers(plan: Plan, reports: dict[str, dict[str, Any]]) -> None:

@@ -79,11 +79,20 @@ def _distinct(values: list[str], what: str) -> None:
 
 
 class DockerVolume(StrictModel):
-    """A host directory bind-mounted into every worker container."""
+    """A host directory bind-mounted into every worker container, or a named Docker volume."""
 
-    source: SpecPath = Field(description="a directory on the Docker host (relative to the spec)")
+    source: SpecPath | None = Field(None, description="a directory on the Docker host (relative to the spec)")
+    volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=255)] | None = Field(
+        None, description="a named Docker volume (`docker volume create`, e.g. NFS-backed); this machine does not see it"
+    )
     target: MountPath = Field(description="where workers see it; data.<name>.path may name a file below it")
     read_only: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DockerVolume:
+        if (self.source is None) == (self.volume is None):
+            raise ValueError("give exactly one of source (a host directory) or volume (a named Docker volume)")
+        return self
 
 
 class DockerOptions(StrictModel):

@@ -110,6 +110,8 @@ class DataInputs(Mapping[str, str]):
         self._paths = dict(paths)
         self._sha256 = dict(sha256)
         self.changed: str | None = None  # set when a verification failed, whatever the trial did then
+        self._held: list[Any] = []  # the node cache's entries this trial uses: not evicted meanwhile
+        self._got: dict[str, str] = {}  # name -> its fetched copy, held once for the whole trial
 
     def __getitem__(self, name: str) -> str:
         source = self._paths[name]
@@ -125,12 +127,15 @@ class DataInputs(Mapping[str, str]):
             raise DataChanged(self.changed) from None
 
     def _fetched(self, name: str, url: str, expected: str) -> str:
+        if name in self._got:
+            return self._got[name]
         try:
-            path, _ = fetch.fetch_verified(url, expected)
+            path, _ = fetch.fetch_verified(url, expected, hold=self._held)
         except (fetch.FetchMismatch, fetch.FetchMissing) as exc:
             raise DataChanged(str(exc)) from None
         except fetch.FetchError as exc:  # network, permissions, a package missing: an error, retried
             raise fetch.FetchError(f"data {name!r}: {exc}") from None
+        self._got[name] = path
         return path
 
     def prefetch(self) -> None:
@@ -138,6 +143,11 @@ class DataInputs(Mapping[str, str]):
         for name, source in self._paths.items():
             if fetch.is_url(source) and name in self._sha256:
                 self[name]
+
+    def release(self) -> None:
+        """The trial ended: the cache may evict what it used."""
+        fetch.release(self._held)
+        self._got.clear()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)

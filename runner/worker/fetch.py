@@ -340,6 +340,27 @@ def store_artifact(path: Path, store: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ the per-node cache
 
 
+DEFAULT_CACHE_MAX = 20 * 1024**3  # bytes a node's data cache keeps, unless XRUN_DATA_CACHE_MAX says otherwise
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
+
+
+def cache_max() -> int:
+    """``XRUN_DATA_CACHE_MAX`` (``500MB``, ``20GiB``, bytes), else :data:`DEFAULT_CACHE_MAX`."""
+    raw = os.environ.get("XRUN_DATA_CACHE_MAX", "").strip()
+    if not raw:
+        return DEFAULT_CACHE_MAX
+    number = raw.rstrip("BbIiKkMmGgTt ")
+    unit = raw[len(number):].strip().lower().removesuffix("b")
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise FetchError(f"XRUN_DATA_CACHE_MAX={raw[:40]!r}: expected a size like 500MB or 20GiB") from None
+    if not value >= 0 or value > 2**62:
+        raise FetchError(f"XRUN_DATA_CACHE_MAX={raw[:40]!r}: expected a size like 500MB or 20GiB")
+    return int(value)
+
+
 def cache_root() -> Path:
     """This node's cache of fetched data: ``XRUN_DATA_CACHE``, else a directory
     of this user's under the temporary directory, shared by the node's workers."""
@@ -392,7 +413,28 @@ def digest_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_verified(url: str, expected: str, root: Path | None = None) -> tuple[str, bool]:
+def hash_paths(paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """On a worker, before the sweep: name → ``{"sha256", "size"}`` of each data
+    path the driver cannot see (a file, or a directory as a sorted manifest, as
+    the driver hashes local data), or ``{"error": ...}`` for one it cannot read."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, source in paths.items():
+        path = Path(source)
+        try:
+            if path.is_dir():
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            elif path.is_file():
+                size = path.stat().st_size
+            else:
+                out[name] = {"error": f"{source}: no such file or directory on the worker"}
+                continue
+            out[name] = {"sha256": digest_of(path), "size": size}
+        except OSError as exc:
+            out[name] = {"error": f"{source}: cannot read it on the worker: {exc.strerror or exc}"}
+    return out
+
+
+def fetch_verified(url: str, expected: str, root: Path | None = None, hold: list[Any] | None = None) -> tuple[str, bool]:
     """A local, read-only copy of ``url`` whose sha256 is ``expected``, and whether
     it was downloaded now (``False``: the node's cache had it).
 
@@ -400,6 +442,11 @@ def fetch_verified(url: str, expected: str, root: Path | None = None) -> tuple[s
     and wait for each other. A cached copy is hashed again once per process
     before it is trusted (anything else may have written the cache). A download
     with another digest raises :class:`FetchMismatch` and leaves nothing behind.
+
+    With ``hold``, the copy is marked in use (a shared lock appended to it,
+    released by :func:`release`): eviction never removes it meanwhile. After a
+    download, the least recently used entries not in use are evicted until the
+    cache is within :func:`cache_max`.
     """
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
         raise FetchError(f"{url}: not a sha256: {expected!r}")
@@ -410,11 +457,13 @@ def fetch_verified(url: str, expected: str, root: Path | None = None) -> tuple[s
     entry = root / expected
     final = entry / leaf_name(url)
     with _node_lock(root / f".{expected}.lock"):
+        if entry.is_symlink() or (entry.exists() and not entry.is_dir()):
+            _remove(entry)  # not what this cache writes: never followed
         if final.exists():
-            if str(final) in _verified:
-                return str(final), False
-            if digest_of(final) == expected:
+            trusted = str(final) in _verified or (not final.is_symlink() and digest_of(final) == expected)
+            if trusted:
                 _verified.add(str(final))
+                _used(root, expected, hold)
                 return str(final), False
             _remove(entry)  # damaged: fetch it again
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".fetch-"))
@@ -432,7 +481,110 @@ def fetch_verified(url: str, expected: str, root: Path | None = None) -> tuple[s
         finally:
             _remove(tmp)
         _verified.add(str(final))
+        _used(root, expected, hold)
+        evict(root, cache_max(), keep=expected)
         return str(final), True
+
+
+def _used(root: Path, digest: str, hold: list[Any] | None) -> None:
+    """The entry was just used: newest for eviction, and in use while ``hold`` keeps its lock."""
+    with contextlib.suppress(OSError):
+        os.utime(root / digest)
+    if hold is None:
+        return
+    fh = open(root / f".{digest}.use", "a+b")  # held until release()
+    try:
+        import fcntl  # deferred: POSIX only
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+    except ImportError:
+        pass
+    hold.append(fh)
+
+
+def release(hold: list[Any]) -> None:
+    """The trial is done with the entries it held."""
+    while hold:
+        with contextlib.suppress(OSError):
+            hold.pop().close()  # closing drops the lock
+
+
+def _is_entry(path: Path) -> bool:
+    name = path.name
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _size(path: Path) -> int:
+    """Bytes under ``path``, never following a link."""
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def entries(root: Path) -> list[tuple[Path, int, float]]:
+    """(entry, bytes, last use) of each cache entry, least recently used first."""
+    out = []
+    try:
+        listing = list(root.iterdir())
+    except OSError:
+        return []
+    for p in listing:
+        if _is_entry(p):
+            with contextlib.suppress(OSError):
+                out.append((p, _size(p), p.lstat().st_mtime))
+    return sorted(out, key=lambda e: (e[2], e[0].name))
+
+
+def evict(root: Path, limit: int, keep: str | None = None, dry_run: bool = False) -> tuple[list[tuple[Path, int]], list[Path]]:
+    """Remove least recently used entries until the cache holds at most ``limit``
+    bytes (``0``: all), skipping ``keep`` and every entry in use (a trial holds
+    it, or a worker is fetching it). Returns (removed with their sizes, in use)."""
+    found = entries(root)
+    total = sum(size for _, size, _ in found)
+    removed: list[tuple[Path, int]] = []
+    busy: list[Path] = []
+    for entry, size, _ in found:
+        if total <= limit:
+            break
+        if entry.name == keep:
+            continue
+        with _try_exclusive(root / f".{entry.name}.lock") as fetching, _try_exclusive(root / f".{entry.name}.use") as used:
+            if not (fetching and used):
+                busy.append(entry)
+                continue
+            if not dry_run:
+                _remove(entry)
+                _verified.difference_update({v for v in _verified if v.startswith(str(entry) + os.sep)})
+        removed.append((entry, size))
+        total -= size
+    return removed, busy
+
+
+@contextlib.contextmanager
+def _try_exclusive(path: Path) -> Iterator[bool]:
+    """Whether nothing else holds ``path``'s lock (then held until the block ends)."""
+    try:
+        import fcntl  # deferred: POSIX only
+    except ImportError:
+        yield True
+        return
+    try:
+        fh = open(path, "a+b")
+    except OSError:
+        yield False
+        return
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
 
 
 def _read_only(path: Path) -> None:
@@ -442,13 +594,14 @@ def _read_only(path: Path) -> None:
 
 
 def _remove(path: Path) -> None:
-    if not path.exists():
-        return
-    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:  # read-only copies
-        with contextlib.suppress(OSError):
-            p.chmod(0o700 if p.is_dir() else 0o600)
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
+    """Remove a cache entry or copy, never following a link out of it."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
         with contextlib.suppress(OSError):
             path.unlink()
+        return
+    if not path.exists():
+        return
+    for dirpath, _dirs, _files in os.walk(path):  # read-only copies: their directories writable again
+        with contextlib.suppress(OSError):
+            os.chmod(dirpath, 0o700)
+    shutil.rmtree(path, ignore_errors=True)

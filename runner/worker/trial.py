@@ -93,6 +93,8 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
                 result.update(status="error", failure_class="error", error=f"{type(exc).__name__}: {exc}")
             result["traceback"] = traceback.format_exc(limit=-20)
             buf.write(result["traceback"])
+        finally:
+            ctx.data.release()
     changed = check_inputs(task.get("inputs"))  # put back whatever the trial did to them
     if changed and result["status"] == "ok":
         result.update(status="error", failure_class="error", error=changed)

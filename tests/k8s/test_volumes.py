@@ -1,6 +1,7 @@
 """`cluster.kubernetes.volumes` (PersistentVolumeClaim, NFS): rendered into the
 worker pods only, read-only by default, and data on them is read where it is
-(not shipped in the ConfigMap), pinned by sha256 when the driver cannot see it."""
+(not shipped in the ConfigMap), hashed on a worker when the driver cannot see it
+and the spec pins no sha256."""
 
 from __future__ import annotations
 
@@ -51,10 +52,16 @@ def test_operator_mode_mounts_the_volumes_too() -> None:
     assert {m["mountPath"] for m in worker["containers"][0]["volumeMounts"]} >= {"/mnt/data", "/mnt/nfs"}
 
 
-def test_data_on_a_volume_the_driver_cannot_see_must_be_pinned() -> None:
+def test_data_on_a_volume_the_driver_cannot_see_is_left_for_a_worker_to_hash() -> None:
     unpinned = make_spec({"cluster": {"kubernetes": {"volumes": VOLUMES}}, "data": {"t": {"path": "/mnt/data/t.csv"}}})
-    with pytest.raises(SpecError, match=r"on the workers' volume at /mnt/data, which this machine does not see; pin its sha256"):
-        hash_inputs(unpinned)
+    assert hash_inputs(unpinned)["t"] == {"path": "/mnt/data/t.csv", "sha256": None, "size": None,
+                                          "volume": "/mnt/data", "hashed_on": "worker"}  # fmt: skip
+    # rendered like pinned data: the volume is mounted, the file is not shipped in the data ConfigMap
+    ms = render_manifests(unpinned, run_id=RUN_ID, image_ref=IMAGE, python=PYTHON)
+    assert lint(ms) == []
+    mounts = {m["mountPath"] for m in _pod(ms, "Job")["containers"][0]["volumeMounts"]}
+    assert "/mnt/data" in mounts
+    assert not [m for m in ms if m["kind"] == "ConfigMap" and any("t.csv" in k for k in m.get("binaryData", {}))]
     pinned = make_spec({"cluster": {"kubernetes": {"volumes": VOLUMES}},
                         "data": {"t": {"path": "/mnt/data/t.csv", "sha256": "cd" * 32}}})  # fmt: skip
     assert hash_inputs(pinned)["t"] == {"path": "/mnt/data/t.csv", "sha256": "cd" * 32, "size": None, "volume": "/mnt/data"}

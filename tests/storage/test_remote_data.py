@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from runner.bundle.journal import read_journal
 from runner.cache import TrialCache
 
@@ -142,3 +144,58 @@ def test_workers_without_the_store_package_stop_the_run_before_any_trial(project
     assert "data.t.url: reading s3:// needs fsspec and s3fs in the environment that runs the trial" in res.err
     assert "add `s3fs` to the spec's environment" in res.err and "before any trial ran" in res.err
     assert "Traceback" not in res.err
+
+
+def test_verify_remote_rehashes_the_data_urls_the_bundle_pinned(project, run_xrun, s3, data_cache: Path, tmp_path: Path) -> None:
+    s3.put("v/t.csv", b"a,b\n1,2\n")
+    s3.put("v/dir/x.txt", b"x")
+    s3.put("v/dir/y/z.txt", b"zz")
+    project.file("experiments/remote.py", "def train(params, ctx):\n    return {'n': len(open(ctx.data['t']).read())}\n")
+    spec = project.spec(f"""
+        trial: {{function: "experiments.remote:train"}}
+        data:
+          t: {{url: "s3://{s3.bucket}/v/t.csv"}}
+          d: {{url: "s3://{s3.bucket}/v/dir/"}}
+        cluster: {{workers: 1}}
+        secrets: [AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+        name: verify-data
+        xrun: 1
+    """)
+    res = run_xrun(spec, cwd=tmp_path)
+    assert res.code == 0, res.err
+    plain = run_xrun("verify", res.bundle)
+    assert plain.code == 0 and "2 data URL(s) are kept where they are; `--remote` re-hashes them there" in plain.err
+    ok = run_xrun("verify", res.bundle, "--remote")
+    assert ok.code == 0, ok.err
+    assert "2 data URL(s) match their sha256 where they are kept" in ok.err
+    # An object under the prefix changes, and the file is removed: only --remote sees it, and says which.
+    s3.put("v/dir/y/z.txt", b"changed")
+    s3.fs().rm(f"{s3.bucket}/v/t.csv")
+    assert run_xrun("verify", res.bundle).code == 0
+    bad = run_xrun("verify", res.bundle, "--remote")
+    assert bad.code == 1, bad.err
+    assert "2 data URL(s) do not match the bundle" in bad.err
+    assert "changed: data 'd'" in bad.err and "unreadable: data 't'" in bad.err and "Traceback" not in bad.err
+    # A data.json that is not a record (someone else's bundle, sealed again): the files verify, --remote refuses it.
+    from runner.seal import seal
+
+    (res.bundle / "data.json").write_text('{"t": {"url": "file:///etc/passwd", "sha256": "' + "a" * 64 + '"}}')
+    seal(res.bundle)
+    assert run_xrun("verify", res.bundle).code == 0
+    forged = run_xrun("verify", res.bundle, "--remote")
+    assert forged.code == 1 and "data.json: 't': not a data URL record" in forged.err and "Traceback" not in forged.err
+
+
+def test_verify_remote_refuses_a_data_json_that_is_not_a_record(tmp_path: Path) -> None:
+    from runner.bundle.stored import data_urls
+    from runner.errors import VerifyError
+
+    for body in ('{"t": {"url": "file:///etc/passwd", "sha256": "' + "a" * 64 + '"}}',
+                 '{"t": {"url": "s3://b/k", "sha256": "../../x"}}', '{"t": {"url": "s3://b/k", "sha256": "' + "a" * 64
+                 + '", "size": -1}}', "[1, 2]", "not json"):  # fmt: skip
+        (tmp_path / "data.json").write_text(body)
+        with pytest.raises(VerifyError, match=r"^data\.json: "):
+            data_urls(tmp_path)
+    (tmp_path / "data.json").write_text('{"p": {"path": "/x", "sha256": null}, "u": {"url": "https://h/k", "sha256": "'
+                                        + "b" * 64 + '", "size": null}}')  # fmt: skip
+    assert [(d.name, d.url, d.size) for d in data_urls(tmp_path)] == [("u", "https://h/k", None)]
