@@ -81,14 +81,48 @@ def secret_values(loaded: LoadedSpec) -> dict[str, str]:
 def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     options = options or RunOptions()
     secrets = secret_values(loaded)
-    env = load_environment(loaded, relock=options.relock)
     cache = TrialCache()
-    plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
-    if loaded.spec.sweep.adaptive:
-        from runner.search import plan_search  # deferred: imports Optuna
+    early = _start_cluster_early(loaded, options, cache)
+    try:
+        env = load_environment(loaded, relock=options.relock)
+        plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+        if loaded.spec.sweep.adaptive:
+            from runner.search import plan_search  # deferred: imports Optuna
 
-        plan_search(plan, cache)  # the generations the cache answers, and the first it does not
-    return run_plan(plan, options, secrets=secrets, cache=cache)
+            plan_search(plan, cache)  # the generations the cache answers, and the first it does not
+        return run_plan(plan, options, secrets=secrets, cache=cache, cluster=early)
+    finally:
+        if early is not None:  # not used (planning failed, nothing to run), or already closed by run_plan
+            early.close()
+
+
+def _start_cluster_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCache) -> Any | None:
+    """A local cluster's processes, spawned before the run is planned, so they
+    start (each imports Dask) while the driver hashes, plans and writes the
+    bundle's inputs; ``run_plan`` waits for them where it would have started them.
+
+    Only when the run surely needs them: the local backend with the current
+    interpreter (a locked environment is materialized by planning first), and
+    no cached result to find (``--no-cache``, or a spec this cache never ran).
+    A failure to spawn is not reported here: the cluster is started again in
+    its usual place, which reports it as it always has."""
+    spec = loaded.spec
+    if spec.cluster.backend != "local" or spec.environment.kind != "current" or options.stop.is_set():
+        return None
+    if options.use_cache and next(cache.run_records(spec.name), None) is not None:
+        return None
+    from runner.cluster.local import LocalBackend  # deferred: the local backend only
+
+    c = spec.cluster
+    backend = LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
+                           memory_limit=c.memory_limit, stop=options.stop)  # fmt: skip
+    try:
+        backend.start()
+    except Exception:
+        log.debug("starting the local cluster before planning failed; it is started again later", exc_info=True)
+        backend.close()
+        return None
+    return backend
 
 
 # Called after the trials ran, before the bundle is sealed: returns extra JSON
@@ -103,8 +137,12 @@ def run_plan(
     secrets: dict[str, str],
     cache: TrialCache | None = None,
     finalize: Finalizer | None = None,
+    cluster: Any | None = None,
 ) -> RunResult:
-    """Execute a plan and write its bundle; shared by ``run`` and ``reproduce``."""
+    """Execute a plan and write its bundle; shared by ``run`` and ``reproduce``.
+
+    ``cluster``: a local backend already started (:func:`_start_cluster_early`),
+    used instead of starting one; the caller closes it if it is not used."""
     status_cb = options.on_status or (lambda s: None)
     started = time.monotonic()
     spec = plan.spec
@@ -137,6 +175,7 @@ def run_plan(
     extra: dict[str, Any] = {}
     info: ClusterInfo | None = None
     error: BaseException | None = None
+    closing: list[Callable[[], None]] = []  # waits for a cluster stopping in the background
     try:
         executor.record_cached()
         if (_to_run(plan) or stages.need_cluster()) and not options.stop.is_set():
@@ -145,8 +184,11 @@ def run_plan(
                 extra["image.json"] = image_record(spec.cluster.backend, image)
             # (data on the workers' own volumes is mounted by the backend's `volumes`)
             data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path") and not v.get("volume"))
-            backend = make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
-                                          data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
+            backend = cluster or make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
+                                                     data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
+            in_background = getattr(backend, "teardown_in_background", None)
+            if in_background is not None:  # its processes stop while the bundle is sealed
+                closing.append(in_background())
             if spec.cluster.backend == "address":
                 status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
                           f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
@@ -157,6 +199,8 @@ def run_plan(
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb, stages)
         elif plan.trials and not _to_run(plan):
+            if cluster is not None:
+                cluster.close()
             status_cb(f"all {total} trials cached; no cluster started")
             stages.prepare(None)  # cached, as is final (else need_cluster() would have said so)
             stages.final(None, sweep_ok=not options.stop.is_set())
@@ -200,6 +244,9 @@ def run_plan(
             seal(writer.root)
         except OSError as exc:
             raise _bundle_failed(writer, exc, summary, cache) from None
+        finally:
+            for wait in closing:  # no cluster process outlives the run
+                wait()
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
     if error is not None:
@@ -330,7 +377,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             reports = client.run(shipped(_plugin.call_info), on_error="ignore")
             host["workers"] = reports
             check_workers(plan, reports)
-            despite_lost_workers(client, "importing the trial on a worker", lambda: preflight(plan, client))
+            warming = despite_lost_workers(client, "importing the trial on the workers", lambda: preflight(plan, client))
             if info.dashboard:
                 status_cb(f"dashboard: {info.dashboard}")
             if plan.stages.prepare is not None and not plan.stages.prepare.cached:
@@ -358,6 +405,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                     late = {}
                 host["workers"] = {**reports, **late}
                 check_workers(plan, late)
+            del warming  # held while the trials ran (see preflight)
         finally:
             stages.close(client)
             if secrets:  # its teardown takes the secrets out of the workers' environment
