@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import warnings
@@ -84,16 +85,46 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     cache = TrialCache()
     early = _start_cluster_early(loaded, options, cache)
     try:
-        env = load_environment(loaded, relock=options.relock)
-        plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
-        if loaded.spec.sweep.adaptive:
-            from runner.search import plan_search  # deferred: imports Optuna
+        with _second_interrupt_held(options) if early is not None else nullcontext():
+            env = load_environment(loaded, relock=options.relock)
+            plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+            if loaded.spec.sweep.adaptive:
+                from runner.search import plan_search  # deferred: imports Optuna
 
-            plan_search(plan, cache)  # the generations the cache answers, and the first it does not
+                plan_search(plan, cache)  # the generations the cache answers, and the first it does not
         return run_plan(plan, options, secrets=secrets, cache=cache, cluster=early)
     finally:
         if early is not None:  # not used (planning failed, nothing to run), or already closed by run_plan
             early.close()
+
+
+@contextmanager
+def _second_interrupt_held(options: RunOptions) -> Iterator[None]:
+    """While planning with a cluster already starting, a second Ctrl-C (which
+    cancels running trials: there are none yet) waits for the plan, so the run
+    ends as one interrupted while its cluster starts (status ``interrupted``,
+    a bundle, exit 130). A third one stops planning at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    held: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not options.stop.is_set():
+            if callable(previous):
+                previous(signum, frame)  # the first: stop (the CLI says so), or KeyboardInterrupt
+            options.stop.set()
+            return
+        held.append(signum)
+        if len(held) >= 2:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start_cluster_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCache) -> Any | None:
@@ -198,6 +229,8 @@ def run_plan(
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb, stages)
+        elif options.stop.is_set() and (_to_run(plan) or stages.need_cluster()):
+            executor.outcome.interrupted = True  # Ctrl-C before the cluster started: no trial starts
         elif plan.trials and not _to_run(plan):
             if cluster is not None:
                 cluster.close()

@@ -255,9 +255,10 @@ class LocalBackend:
     def _memory(self) -> str:
         if self.memory_limit is not None:
             return str(self.memory_limit)
-        from distributed.system import MEMORY_LIMIT  # deferred: imports Dask
-
-        return str(int(MEMORY_LIMIT / max(1, self.workers)))  # as LocalCluster's "auto"
+        # A share of the machine's memory limit, as LocalCluster's "auto": a
+        # fraction (≤ 1) that each worker multiplies by its distributed.system.MEMORY_LIMIT,
+        # so the driver spawns workers without importing Dask first.
+        return repr(1 / max(1, self.workers))
 
     def _start_worker(self, slot: _Slot) -> None:
         args = [
