@@ -83,64 +83,85 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     options = options or RunOptions()
     secrets = secret_values(loaded)
     cache = TrialCache()
-    early = _start_cluster_early(loaded, options, cache)
+    early: Any | None = None
+    held = _InterruptsHeld(options) if _start_early(loaded, options, cache) else None
     try:
-        with _second_interrupt_held(options) if early is not None else nullcontext():
+        with held or nullcontext():
+            early = _start_cluster_early(loaded, options) if held else None
             env = load_environment(loaded, relock=options.relock)
             plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
             if loaded.spec.sweep.adaptive:
                 from runner.search import plan_search  # deferred: imports Optuna
 
                 plan_search(plan, cache)  # the generations the cache answers, and the first it does not
-        return run_plan(plan, options, secrets=secrets, cache=cache, cluster=early)
+            return run_plan(plan, options, secrets=secrets, cache=cache, cluster=early,
+                            interrupts=held.release if held else None)  # fmt: skip
     finally:
         if early is not None:  # not used (planning failed, nothing to run), or already closed by run_plan
             early.close()
 
 
-@contextmanager
-def _second_interrupt_held(options: RunOptions) -> Iterator[None]:
-    """While planning with a cluster already starting, a second Ctrl-C (which
-    cancels running trials: there are none yet) waits for the plan, so the run
-    ends as one interrupted while its cluster starts (status ``interrupted``,
-    a bundle, exit 130). A third one stops planning at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    held: list[int] = []
+class _InterruptsHeld:
+    """While the driver plans with a cluster already starting, and until
+    ``run_plan`` handles interrupts itself, a second Ctrl-C (which cancels running
+    trials: there are none yet) is held and raised there, so the run ends as one
+    interrupted while its cluster starts (status ``interrupted``, a bundle,
+    exit 130). A third one stops at once."""
 
-    def handler(signum: int, frame: Any) -> None:
-        if not options.stop.is_set():
-            if callable(previous):
-                previous(signum, frame)  # the first: stop (the CLI says so), or KeyboardInterrupt
-            options.stop.set()
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.previous: Any = None
+        self.active = False
+        self.held = 0
+
+    def __enter__(self) -> _InterruptsHeld:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.active = True
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if not self.options.stop.is_set():
+            if callable(self.previous):
+                self.previous(signum, frame)  # the first: stop (the CLI says so), or KeyboardInterrupt
+            self.options.stop.set()
             return
-        held.append(signum)
-        if len(held) >= 2:
+        self.held += 1
+        if self.held >= 2:
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def release(self) -> None:
+        """Called where ``run_plan`` handles a KeyboardInterrupt: a held one is raised there."""
+        self.__exit__()
+        if self.held:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
+            self.active = False
 
 
-def _start_cluster_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCache) -> Any | None:
-    """A local cluster's processes, spawned before the run is planned, so they
-    start (each imports Dask) while the driver hashes, plans and writes the
-    bundle's inputs; ``run_plan`` waits for them where it would have started them.
+def _start_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCache) -> bool:
+    """Whether to spawn a local cluster's processes before the run is planned,
+    so they start (each imports Dask) while the driver hashes, plans and writes
+    the bundle's inputs; ``run_plan`` waits for them where it would have started them.
 
     Only when the run surely needs them: the local backend with the current
     interpreter (a locked environment is materialized by planning first), and
-    no cached result to find (``--no-cache``, or a spec this cache never ran).
-    A failure to spawn is not reported here: the cluster is started again in
-    its usual place, which reports it as it always has."""
+    no cached result to find (``--no-cache``, or a spec this cache never ran)."""
     spec = loaded.spec
     if spec.cluster.backend != "local" or spec.environment.kind != "current" or options.stop.is_set():
-        return None
-    if options.use_cache and next(cache.run_records(spec.name), None) is not None:
+        return False
+    return not options.use_cache or next(cache.run_records(spec.name), None) is None
+
+
+def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
+    """The started local backend (see :func:`_start_early`), or None. A failure
+    to spawn is not reported here: the cluster is started again in its usual
+    place, which reports it as it always has."""
+    spec = loaded.spec
+    if spec.cluster.backend != "local" or options.stop.is_set():
         return None
     from runner.cluster.local import LocalBackend  # deferred: the local backend only
 
@@ -149,6 +170,10 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCa
                            memory_limit=c.memory_limit, stop=options.stop)  # fmt: skip
     try:
         backend.start()
+    except KeyboardInterrupt:  # a Ctrl-C held while a process was spawned: the run stops before it starts
+        backend.close()
+        options.stop.set()
+        return None
     except Exception:
         log.debug("starting the local cluster before planning failed; it is started again later", exc_info=True)
         backend.close()
@@ -169,11 +194,13 @@ def run_plan(
     cache: TrialCache | None = None,
     finalize: Finalizer | None = None,
     cluster: Any | None = None,
+    interrupts: Callable[[], None] | None = None,
 ) -> RunResult:
     """Execute a plan and write its bundle; shared by ``run`` and ``reproduce``.
 
     ``cluster``: a local backend already started (:func:`_start_cluster_early`),
-    used instead of starting one; the caller closes it if it is not used."""
+    used instead of starting one; the caller closes it if it is not used.
+    ``interrupts``: called where a KeyboardInterrupt is handled (raises one the caller held)."""
     status_cb = options.on_status or (lambda s: None)
     started = time.monotonic()
     spec = plan.spec
@@ -208,6 +235,8 @@ def run_plan(
     error: BaseException | None = None
     closing: list[Callable[[], None]] = []  # waits for a cluster stopping in the background
     try:
+        if interrupts is not None:
+            interrupts()
         executor.record_cached()
         if (_to_run(plan) or stages.need_cluster()) and not options.stop.is_set():
             image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
