@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import warnings
@@ -87,14 +88,103 @@ def secret_values(loaded: LoadedSpec) -> dict[str, str]:
 def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     options = options or RunOptions()
     secrets = secret_values(loaded)
-    env = load_environment(loaded, relock=options.relock)
     cache = TrialCache()
-    plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
-    if loaded.spec.sweep.adaptive:
-        from runner.search import plan_search  # deferred: imports Optuna
+    early: Any | None = None
+    held = _InterruptsHeld(options) if _start_early(loaded, options, cache) else None
+    try:
+        with held or nullcontext():
+            early = _start_cluster_early(loaded, options) if held else None
+            env = load_environment(loaded, relock=options.relock)
+            plan = make_plan(loaded, env, use_cache=options.use_cache, cache=cache)
+            if loaded.spec.sweep.adaptive:
+                from runner.search import plan_search  # deferred: imports Optuna
 
-        plan_search(plan, cache)  # the generations the cache answers, and the first it does not
-    return run_plan(plan, options, secrets=secrets, cache=cache)
+                plan_search(plan, cache)  # the generations the cache answers, and the first it does not
+            return run_plan(plan, options, secrets=secrets, cache=cache, cluster=early,
+                            interrupts=held.release if held else None)  # fmt: skip
+    finally:
+        if early is not None:  # not used (planning failed, nothing to run), or already closed by run_plan
+            early.close()
+
+
+class _InterruptsHeld:
+    """While the driver plans with a cluster already starting, and until
+    ``run_plan`` handles interrupts itself, a second Ctrl-C (which cancels running
+    trials: there are none yet) is held and raised there, so the run ends as one
+    interrupted while its cluster starts (status ``interrupted``, a bundle,
+    exit 130). A third one stops at once."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.previous: Any = None
+        self.active = False
+        self.held = 0
+
+    def __enter__(self) -> _InterruptsHeld:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.active = True
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if not self.options.stop.is_set():
+            if callable(self.previous):
+                self.previous(signum, frame)  # the first: stop (the CLI says so), or KeyboardInterrupt
+            self.options.stop.set()
+            return
+        self.held += 1
+        if self.held >= 2:
+            raise KeyboardInterrupt
+
+    def release(self) -> None:
+        """Called where ``run_plan`` handles a KeyboardInterrupt: a held one is raised there."""
+        self.__exit__()
+        if self.held:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
+            self.active = False
+
+
+def _start_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCache) -> bool:
+    """Whether to spawn a local cluster's processes before the run is planned,
+    so they start (each imports Dask) while the driver hashes, plans and writes
+    the bundle's inputs; ``run_plan`` waits for them where it would have started them.
+
+    Only when the run surely needs them: the local backend with the current
+    interpreter (a locked environment is materialized by planning first), and
+    no cached result to find (``--no-cache``, or a spec this cache never ran)."""
+    spec = loaded.spec
+    if spec.cluster.backend != "local" or spec.environment.kind != "current" or options.stop.is_set():
+        return False
+    return not options.use_cache or next(cache.run_records(spec.name), None) is None
+
+
+def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
+    """The started local backend (see :func:`_start_early`), or None. A failure
+    to spawn is not reported here: the cluster is started again in its usual
+    place, which reports it as it always has."""
+    spec = loaded.spec
+    if spec.cluster.backend != "local" or options.stop.is_set():
+        return None
+    from runner.cluster.local import LocalBackend  # deferred: the local backend only
+
+    c = spec.cluster
+    backend = LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
+                           memory_limit=c.memory_limit, stop=options.stop)  # fmt: skip
+    try:
+        backend.start()
+    except KeyboardInterrupt:  # a Ctrl-C held while a process was spawned: the run stops before it starts
+        backend.close()
+        options.stop.set()
+        return None
+    except Exception:
+        log.debug("starting the local cluster before planning failed; it is started again later", exc_info=True)
+        backend.close()
+        return None
+    return backend
 
 
 # Called after the trials ran, before the bundle is sealed: returns extra JSON
@@ -109,8 +199,14 @@ def run_plan(
     secrets: dict[str, str],
     cache: TrialCache | None = None,
     finalize: Finalizer | None = None,
+    cluster: Any | None = None,
+    interrupts: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Execute a plan and write its bundle; shared by ``run`` and ``reproduce``."""
+    """Execute a plan and write its bundle; shared by ``run`` and ``reproduce``.
+
+    ``cluster``: a local backend already started (:func:`_start_cluster_early`),
+    used instead of starting one; the caller closes it if it is not used.
+    ``interrupts``: called where a KeyboardInterrupt is handled (raises one the caller held)."""
     status_cb = options.on_status or (lambda s: None)
     started = time.monotonic()
     spec = plan.spec
@@ -143,7 +239,10 @@ def run_plan(
     extra: dict[str, Any] = {}
     info: ClusterInfo | None = None
     error: BaseException | None = None
+    closing: list[Callable[[], None]] = []  # waits for a cluster stopping in the background
     try:
+        if interrupts is not None:
+            interrupts()
         executor.record_cached()
         if (_to_run(plan) or stages.need_cluster()) and not options.stop.is_set():
             image = worker_image(plan.loaded, plan.env, options.build_args)  # the image step
@@ -151,8 +250,11 @@ def run_plan(
                 extra["image.json"] = image_record(spec.cluster.backend, image)
             # (data on the workers' own volumes is mounted by the backend's `volumes`)
             data_paths = tuple(Path(v["path"]) for v in plan.data.values() if v.get("path") and not v.get("volume"))
-            backend = make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
-                                          data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
+            backend = cluster or make_backend(Launch(spec=spec, run_id=run_id, env=plan.env, secrets=secrets,
+                                                     data_paths=data_paths, image=image, stop=options.stop))  # fmt: skip
+            in_background = getattr(backend, "teardown_in_background", None)
+            if in_background is not None:  # its processes stop while the bundle is sealed
+                closing.append(in_background())
             if spec.cluster.backend == "address":
                 status_cb(f"connecting to the Dask scheduler at {spec.cluster.address} "  # type: ignore[union-attr]
                           f"(waiting for at least {spec.cluster.workers} workers)")  # fmt: skip
@@ -162,7 +264,11 @@ def run_plan(
                 host["scheduler"] = info.address
                 host["dashboard"] = info.dashboard
                 _execute(plan, info, executor, secrets, host, status_cb, stages)
+        elif options.stop.is_set() and (_to_run(plan) or stages.need_cluster()):
+            executor.outcome.interrupted = True  # Ctrl-C before the cluster started: no trial starts
         elif plan.trials and not _to_run(plan):
+            if cluster is not None:
+                cluster.close()
             status_cb(f"all {total} trials cached; no cluster started")
             stages.prepare(None)  # cached, as is final (else need_cluster() would have said so)
             stages.final(None, sweep_ok=not options.stop.is_set())
@@ -206,6 +312,9 @@ def run_plan(
             seal(writer.root)
         except OSError as exc:
             raise _bundle_failed(writer, exc, summary, cache) from None
+        finally:
+            for wait in closing:  # no cluster process outlives the run
+                wait()
     result = RunResult(run_id, writer.root, status, outcome, total,
                        info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
     if error is not None:
@@ -336,7 +445,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
             reports = client.run(shipped(_plugin.call_info), on_error="ignore")
             host["workers"] = reports
             check_workers(plan, reports)
-            despite_lost_workers(client, "importing the trial on a worker", lambda: preflight(plan, client))
+            warming = despite_lost_workers(client, "importing the trial on the workers", lambda: preflight(plan, client))
             if pin_volume_data(plan, client, executor, status_cb):  # data only the workers see keys the trials
                 executor.record_cached()
             if info.dashboard:
@@ -366,6 +475,7 @@ def _execute(plan: Plan, info: ClusterInfo, executor: Executor, secrets: dict[st
                     late = {}
                 host["workers"] = {**reports, **late}
                 check_workers(plan, late)
+            del warming  # held while the trials ran (see preflight)
         finally:
             stages.close(client)
             if secrets:  # its teardown takes the secrets out of the workers' environment

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -141,29 +142,73 @@ class LocalBackend:
         self._address = ""
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._teardown_thread: threading.Thread | None = None
+        self._closed = False
+        self._background_teardown = False
 
     # ------------------------------------------------------------------ public
 
+    def start(self) -> None:
+        """Spawn the scheduler and the workers without waiting for them, so the
+        driver can plan and hash while they import Dask; ``open()`` (which calls
+        it when nobody did) waits for them. Callers that start and never open
+        call :meth:`close`."""
+        if self._logs is not None:
+            return
+        self._logs = Path(tempfile.mkdtemp(prefix="xrun-local-"))
+        self._start_scheduler()
+        self._slots = [_Slot(i) for i in range(self.workers)]
+        with self._lock:
+            for slot in self._slots:
+                self._start_worker(slot)
+
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
-        with tempfile.TemporaryDirectory(prefix="xrun-local-") as logs:
-            self._logs = Path(logs)
-            supervisor = threading.Thread(target=self._supervise, name="xrun-local-supervisor", daemon=True)
-            try:
-                self._start_scheduler()
-                self._slots = [_Slot(i) for i in range(self.workers)]
-                with self._lock:
-                    for slot in self._slots:
-                        self._start_worker(slot)
-                supervisor.start()
-                dashboard = self._wait()
-                yield ClusterInfo("local", self._address, dashboard, self.workers, check=self.problem)
-            finally:
-                with sigint_deferred():
-                    self._closing.set()
-                    if supervisor.is_alive():
-                        supervisor.join(timeout=10)
-                    self._teardown()
+        supervisor = threading.Thread(target=self._supervise, name="xrun-local-supervisor", daemon=True)
+        try:
+            self.start()
+            supervisor.start()
+            dashboard = self._wait()
+            yield ClusterInfo("local", self._address, dashboard, self.workers, check=self.problem)
+        finally:
+            with sigint_deferred():
+                self._closing.set()
+                if supervisor.is_alive():
+                    supervisor.join(timeout=10)
+                if self._background_teardown:
+                    # The processes stop while the caller seals the bundle; it
+                    # waits for them (wait_closed) before it returns.
+                    self._teardown_thread = threading.Thread(target=self._close, name="xrun-local-teardown", daemon=True)
+                    self._teardown_thread.start()
+                else:
+                    self._close()
+
+    def teardown_in_background(self) -> Callable[[], None]:
+        """Let ``open()`` return while its processes stop (they take seconds to
+        exit); the returned function waits until every one of them is gone."""
+        self._background_teardown = True
+        return self.wait_closed
+
+    def wait_closed(self) -> None:
+        thread = self._teardown_thread
+        if thread is not None:
+            thread.join()
+
+    def close(self) -> None:
+        """Stop whatever :meth:`start` spawned (after ``open()``: wait for its teardown)."""
+        with sigint_deferred():
+            self._closing.set()
+            self.wait_closed()
+            self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._teardown()
+        if self._logs is not None:
+            shutil.rmtree(self._logs, ignore_errors=True)
 
     def problem(self) -> str | None:
         """Why the cluster cannot run trials any more, or None while it can."""
@@ -210,9 +255,10 @@ class LocalBackend:
     def _memory(self) -> str:
         if self.memory_limit is not None:
             return str(self.memory_limit)
-        from distributed.system import MEMORY_LIMIT  # deferred: imports Dask
-
-        return str(int(MEMORY_LIMIT / max(1, self.workers)))  # as LocalCluster's "auto"
+        # A share of the machine's memory limit, as LocalCluster's "auto": a
+        # fraction (≤ 1) that each worker multiplies by its distributed.system.MEMORY_LIMIT,
+        # so the driver spawns workers without importing Dask first.
+        return repr(1 / max(1, self.workers))
 
     def _start_worker(self, slot: _Slot) -> None:
         args = [

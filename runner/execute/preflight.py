@@ -41,16 +41,26 @@ def despite_lost_workers(client: Any, what: str, step: Callable[[], Any]) -> Any
     raise AssertionError("unreachable")
 
 
-def preflight(plan: Plan, client: Any) -> None:
-    """One worker imports the trial function (or estimator class) in the trial
+def preflight(plan: Plan, client: Any) -> list[Any]:
+    """The workers import the trial function (or estimator class) in the trial
     environment before anything is submitted: a typo stops the run with one
-    message (exit 2), not one failed trial per point."""
+    message (exit 2), not one failed trial per point.
+
+    Every worker connected now imports it at once, and the first to answer
+    decides: the others go on importing while trials start, so no worker
+    imports its trial's packages only when its first trial arrives. Returns the
+    futures of those imports (hold them until trials run: a released future's
+    task may be cancelled before it starts)."""
     from runner import _plugin  # deferred: imports Dask
     from runner.spec import yaml as _yaml  # deferred: imports pydantic
 
-    future = client.submit(shipped(_plugin.call_check), plan.definition, pure=False)
+    check = shipped(_plugin.call_check)
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    futures = [client.submit(check, plan.definition, pure=False, workers=[w], allow_other_workers=False)
+               for w in workers]  # fmt: skip
+    futures.append(client.submit(check, plan.definition, pure=False))  # answers even when those workers are gone
     try:
-        problem = future.result(timeout=WORKERS_TIMEOUT)
+        problem = _first_answer(client, futures, WORKERS_TIMEOUT)
     except TimeoutError:
         raise InfraError(
             f"importing the trial on a worker took longer than {WORKERS_TIMEOUT:.0f}s; "
@@ -68,6 +78,18 @@ def preflight(plan: Plan, client: Any) -> None:
             line=_yaml.line_for(loaded.lines, path),
             path=_yaml.dotted(path),
         )
+    return futures
+
+
+def _first_answer(client: Any, futures: list[Any], timeout: float) -> Any:
+    """The result of the first of ``futures`` to finish without error; when
+    every one fails, the first one's error (a lost worker: tried again)."""
+    from distributed import as_completed  # deferred: imports Dask
+
+    for future in as_completed(futures, loop=client.loop, timeout=timeout):
+        if future.status == "finished":
+            return future.result()
+    return futures[0].result(timeout=0)  # every one failed: raise the first one's error
 
 
 def hash_volume_data(plan: Plan, client: Any, cache: Any) -> bool:

@@ -90,9 +90,19 @@ def check_trial(definition: dict[str, Any]) -> dict[str, Any] | None:
         problem = _check_target(sk.get("estimator", ""), ("trial", "sklearn", "estimator"), "estimator class")
         if problem is None and sk.get("dataset"):
             problem = _check_target(sk["dataset"], ("trial", "sklearn", "dataset"), "dataset loader")
+        if problem is None:
+            _warm("sklearn.model_selection")  # what every such trial calls (cross_validate)
         return problem
     except Exception as exc:  # the check must report, never fail the run itself
         return {"path": ["trial"], "message": f"checking the trial failed: {type(exc).__name__}: {exc}"}
+
+
+def _warm(module: str) -> None:
+    """Import ``module`` now, so the first trial on this worker does not wait for it."""
+    try:
+        importlib.import_module(module)
+    except Exception:  # the trial imports it again and reports any problem
+        pass
 
 
 def _check_target(target: str, path: tuple[str, ...], what: str) -> dict[str, Any] | None:
