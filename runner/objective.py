@@ -48,11 +48,26 @@ class Objective(NamedTuple):
 
     def rank(self, records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """Trial records best first (ties by id), then those without a value, by id."""
-        records = list(records)
-        scored = [r for r in records if self.value(r) is not None]
-        rest = [r for r in records if self.value(r) is None]
-        scored.sort(key=lambda r: (self.sign * (self.value(r) or 0.0), str(r.get("id"))))
-        return scored + sorted(rest, key=lambda r: str(r.get("id")))
+        sign = self.sign
+        scored: list[tuple[float, str, Mapping[str, Any]]] = []
+        rest: list[tuple[str, Mapping[str, Any]]] = []
+        for r in records:  # one value per record
+            v = self.value(r)
+            if v is None:
+                rest.append((str(r.get("id")), r))
+            else:
+                scored.append((sign * v, str(r.get("id")), r))
+        scored.sort(key=_two)
+        rest.sort(key=_one)
+        return [r for *_, r in scored] + [r for _, r in rest]
+
+
+def _two(item: tuple[float, str, Any]) -> tuple[float, str]:
+    return item[0], item[1]
+
+
+def _one(item: tuple[str, Any]) -> str:
+    return item[0]
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -11,8 +11,8 @@ the objective; ties go to the point whose first trial id is lowest.
 from __future__ import annotations
 
 import json
+import math
 import statistics
-from dataclasses import dataclass, field
 from typing import Any
 
 from runner.objective import Objective
@@ -32,27 +32,46 @@ def _key(params: dict[str, Any]) -> Any:
     items = []
     for k, v in params.items():
         t = type(v)
-        if t not in (str, int, float, bool, type(None)):  # nested
+        if t is float:
+            items.append((k, t, repr(v)))
+        elif t is str or t is int or t is bool or v is None:
+            items.append((k, t, v))
+        else:  # nested
             return point_key(params)
-        items.append((k, t.__name__, repr(v) if t is float else v))
-    items.sort()
+    items.sort(key=_first)  # keys are unique: only they are compared
     return tuple(items)
 
 
-@dataclass
+def _first(item: tuple[str, Any, Any]) -> str:
+    return item[0]
+
+
 class Point:
-    params: dict[str, Any]
-    trials: list[str] = field(default_factory=list)  # ids of every trial of the point, in id order
-    ok: list[str] = field(default_factory=list)  # ids of its successful trials
-    values: dict[str, list[float]] = field(default_factory=dict)  # metric -> values over ok trials
+    """A parameter point: its params, the ids of its trials, and metric values over its successful ones."""
+
+    __slots__ = ("ok", "params", "trials", "values")
+
+    def __init__(self, params: dict[str, Any], trials: list[str] | None = None, ok: list[str] | None = None,
+                 values: dict[str, list[float]] | None = None) -> None:  # fmt: skip
+        self.params = params
+        self.trials = trials if trials is not None else []  # ids of every trial of the point, in id order
+        self.ok = ok if ok is not None else []  # ids of its successful trials
+        self.values = values if values is not None else {}  # metric -> values over ok trials
+
+    def __repr__(self) -> str:
+        return f"Point(params={self.params!r}, trials={self.trials!r}, ok={self.ok!r}, values={self.values!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (self.params, self.trials, self.ok, self.values) == (
+            other.params, other.trials, other.ok, other.values)  # fmt: skip
 
     @property
     def n(self) -> int:
         return len(self.ok)
 
     def mean(self, metric: str) -> float | None:
-        vs = self.values.get(metric) or []
-        return statistics.fmean(vs) if vs else None
+        vs = self.values.get(metric)
+        return math.fsum(vs) / len(vs) if vs else None  # what statistics.fmean computes, without its overhead
 
     def std(self, metric: str) -> float | None:
         vs = self.values.get(metric) or []
@@ -62,22 +81,35 @@ class Point:
 def aggregate(records: list[dict[str, Any]]) -> list[Point]:
     """One :class:`Point` per distinct params, in order of their first trial id."""
     points: dict[Any, Point] = {}
-    for r in sorted(records, key=lambda r: str(r.get("id"))):
+    for r in sorted(records, key=_id):
         raw = r.get("params")
         params: dict[str, Any] = raw if isinstance(raw, dict) else {}
         p = points.get(key := _key(params))
         if p is None:
             p = points[key] = Point(dict(params))
-        p.trials.append(str(r.get("id")))
+        tid = str(r.get("id"))
+        p.trials.append(tid)
         if r.get("status") != "ok":
             continue
-        p.ok.append(str(r.get("id")))
+        p.ok.append(tid)
         raw_m = r.get("metrics")
         metrics: dict[str, Any] = raw_m if isinstance(raw_m, dict) else {}
         for name, v in metrics.items():
             if _number(v):
                 p.values.setdefault(str(name), []).append(float(v))
     return list(points.values())
+
+
+def successful(points: list[Point]) -> list[Point]:
+    """What :func:`aggregate` gives for the successful trials alone, from the
+    points of all trials (no second grouping)."""
+    out = [Point(p.params, list(p.ok), list(p.ok), p.values) for p in points if p.ok]
+    out.sort(key=lambda p: p.ok[0])
+    return out
+
+
+def _id(r: dict[str, Any]) -> str:
+    return str(r.get("id"))
 
 
 def rank(points: list[Point], metric: str | None, goal: str = "maximize") -> list[Point]:

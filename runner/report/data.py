@@ -14,7 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from runner.bundle.journal import iter_journal, latest_records, read_journal
+from runner._safeio import open_regular
+from runner.bundle.journal import SLIM_FIELDS, iter_journal
+from runner.bundle.points import Point, aggregate, successful
 from runner.bundle.read import read_meta
 from runner.errors import UsageError
 from runner.objective import Objective, is_number, recorded_objective
@@ -41,6 +43,7 @@ class Run:
     code_files: int | None
     objective: Objective | None = None
     params: list[Param] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)  # trial id -> byte offset of its last journal line
 
     @property
     def name(self) -> str:
@@ -74,7 +77,17 @@ class Run:
     def _ranked(self) -> list[dict[str, Any]]:
         if self.objective is None:
             return sorted(self.ok, key=lambda t: str(t.get("id")))
-        return [dict(t) for t in self.objective.rank(self.ok)]
+        return self.objective.rank(self.ok)  # type: ignore[return-value]  # the records themselves, not copies
+
+    @cached_property
+    def points(self) -> list[Point]:
+        """Trials grouped into parameter points, once per report."""
+        return aggregate(self.trials)
+
+    @cached_property
+    def ok_points(self) -> list[Point]:
+        """The points of the successful trials (as ``aggregate(self.ok)`` gives them)."""
+        return successful(self.points)
 
     @cached_property
     def best_id(self) -> str | None:
@@ -86,21 +99,41 @@ class Run:
 
 
     def histories(self, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
-        """The ``ctx.log`` history of the trials ``ids`` (their last record each)."""
+        """The ``ctx.log`` history of the trials ``ids`` (their last record each),
+        read back from where the first pass over the journal saw their lines."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for _, rec in iter_journal(self.root / "trials.jsonl"):
-            tid = str(rec.get("id")) if isinstance(rec, dict) else None
-            if tid in ids and isinstance(rec.get("history"), list):
-                out[tid] = [e for e in rec["history"] if isinstance(e, dict)]
+        wanted = sorted((self.offsets[t], t) for t in ids if t in self.offsets)
+        if not wanted:
+            return out
+        try:
+            fh = open_regular(self.root / "trials.jsonl")
+        except OSError:
+            return out
+        with fh:
+            for offset, tid in wanted:
+                fh.seek(offset)
+                try:
+                    rec = json.loads(fh.readline())
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and str(rec.get("id")) == tid and isinstance(rec.get("history"), list):
+                    out[tid] = [e for e in rec["history"] if isinstance(e, dict)]
         return out
 
 
 def load_run(root: Path) -> Run:
+    meta = _read_meta(root)
+    offsets: dict[str, int] = {}
+    by_id: dict[str, dict[str, Any]] = {}
+    for offset, rec in iter_journal(root / "trials.jsonl"):  # one pass: the last record of each trial, slim
+        by_id[rec["id"]] = {k: rec[k] for k in SLIM_FIELDS if k in rec}
+        offsets[rec["id"]] = offset
     run = Run(
         root=root,
-        meta=_read_meta(root),
+        meta=meta,
         resolved=_read_json(root, "spec.resolved.json") or {},
-        trials=latest_records(read_journal(root / "trials.jsonl", slim=True)),
+        trials=[by_id[k] for k in sorted(by_id)],  # as latest_records(read_journal(…, slim=True))
+        offsets=offsets,
         env=_read_json(root, "env/env.json") or {},
         host=_read_json(root, "host.json") or {},
         image=_read_json(root, "image.json"),

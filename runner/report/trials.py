@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.bundle.points import aggregate
 from runner.bundle.points import rank as rank_points
 from runner.report import html as h
 from runner.report.data import (
@@ -64,7 +63,7 @@ _NOT_CURVES = {"time", *_CURVE_X}
 def points_section(run: Run) -> str:
     """Each parameter point with its repeats aggregated: n, mean ± std, best mean first."""
     obj = run.objective
-    points = rank_points(aggregate(run.trials), obj.metric if obj else None, obj.goal if obj else "maximize")
+    points = rank_points(run.points, obj.metric if obj else None, obj.goal if obj else "maximize")
     if not points:
         return '<p class="note">No trial finished.</p>'
     repeats = max(len(p.trials) for p in points)
@@ -102,7 +101,7 @@ def curves_section(run: Run) -> str:
     from runner.report import timeplots  # deferred: imports matplotlib
 
     obj = run.objective
-    ranked = rank_points(aggregate(run.ok), obj.metric if obj else None, obj.goal if obj else "maximize")
+    ranked = rank_points(run.ok_points, obj.metric if obj else None, obj.goal if obj else "maximize")
     chosen = ranked[:CURVE_POINTS]
     histories = run.histories({t for p in chosen for t in p.ok})
     keys = sorted({k for hist in histories.values() for e in hist for k, v in e.items()
