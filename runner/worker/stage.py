@@ -148,7 +148,6 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
     start = time.time()
     with guard:
         try:
-<<<<<<< HEAD
             ctx.inputs = resolve_inputs(task.get("inputs"))
             with guard.watched():
                 metrics = _dispatch(task, ctx)
@@ -168,29 +167,6 @@ def run_stage(task: dict[str, Any]) -> dict[str, Any]:
             buf.write(result["traceback"])
         finally:
             ctx.data.release()  # the data cache may evict what the stage used
-=======
-            metrics = _dispatch(task, ctx)
-        finally:
-            dog.finish()
-        if ctx.data.changed:
-            raise DataChanged(ctx.data.changed)
-        result["metrics"] = _check_metrics(metrics if metrics is not None else {})
-    except BaseException as exc:  # the stage's failure is a result
-        if dog.fired == "timeout" or isinstance(exc, TrialTimeout):
-            result["error"] = f"{name} exceeded its timeout of {task.get('timeout'):g}s"
-        elif dog.fired == "oom" or isinstance(exc, (TrialOutOfMemory, MemoryError)):
-            result["error"] = f"{name} ran out of memory"
-        else:
-            result["error"] = f"{type(exc).__name__}: {exc}"
-        result["status"] = "error"
-        result["traceback"] = traceback.format_exc(limit=-20)
-        buf.write(result["traceback"])
-    finally:
-        raise_in(threading.get_ident(), None)
-        out_router.local.buffer = None
-        err_router.local.buffer = None
-        data.release()
->>>>>>> datavol
     result["start"], result["end"] = start, time.time()
     result["history"] = ctx.history
     result["extra"] = ctx.extra
