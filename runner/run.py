@@ -159,7 +159,12 @@ def _start_early(loaded: LoadedSpec, options: RunOptions, cache: TrialCache) -> 
     spec = loaded.spec
     if spec.cluster.backend != "local" or spec.environment.kind != "current" or options.stop.is_set():
         return False
-    return not options.use_cache or next(cache.run_records(spec.name), None) is None
+    if not options.use_cache:
+        return True
+    try:
+        return next(cache.run_records(spec.name), None) is None
+    except OSError:  # an index that cannot be read: plan first, as without this
+        return False
 
 
 def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
