@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import pickle
 import select
 import shutil
 import sys
@@ -265,7 +266,9 @@ def call_trial(task: dict[str, Any]) -> dict[str, Any]:
     return importlib.import_module(WORKER_MODULE).run_trial(task)
 
 
-def call_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def call_batch(tasks: list[dict[str, Any]] | bytes) -> list[dict[str, Any]]:
+    if isinstance(tasks, bytes):  # pickled by the driver: Dask need not walk 500 task dicts
+        tasks = pickle.loads(tasks)
     return importlib.import_module(WORKER_MODULE).run_batch(tasks)
 
 

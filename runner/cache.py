@@ -68,6 +68,11 @@ _SQLITE_FULL, _SQLITE_READONLY = 13, 8  # primary result codes (sqlite3.h)
 _SELECT = "SELECT CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END FROM entries WHERE key = ?"
 
 
+_SELECT_MANY = ("SELECT key, CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END "
+                "FROM entries WHERE key IN ({})")  # fmt: skip
+_CHUNK = 500  # keys per query (SQLite allows 32,766 parameters)
+
+
 class TrialCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else config.cache_dir()
@@ -84,6 +89,8 @@ class TrialCache:
         # trials/ only for artifacts).
         self._legacy = self.trials.is_dir()
         self._import_sets: dict[str, str] = {}  # imported-versions JSON -> digest, stored by this process
+        self._last_imported: tuple[dict[str, str], str] | None = None  # the last set stored, and its digest
+        self._artifacts_root = True  # in a batch: whether trials/ existed when it began
 
     # ------------------------------------------------------------- the database
 
@@ -141,6 +148,8 @@ class TrialCache:
 
     def close(self) -> None:
         with self._lock:
+            self._import_sets.clear()  # a database set aside takes its import sets along
+            self._last_imported = None
             if self._conn is not None and self._conn_pid == os.getpid():
                 self._conn.close()
             self._conn = None
@@ -157,6 +166,9 @@ class TrialCache:
                     assert conn is not None
                     conn.execute("BEGIN IMMEDIATE")
                     began = True
+                    # Artifacts are written under the write lock only: without trials/
+                    # now, no leftover of a killed writer can be at any key's place.
+                    self._artifacts_root = os.path.lexists(self.trials)
                 except (OSError, sqlite3.Error) as exc:
                     self._give_up(exc)
             self._in_batch += 1
@@ -193,14 +205,54 @@ class TrialCache:
                 return entry
         return _decode(_read_regular(self._path(key)), key) if self._legacy else None
 
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """``get`` of each of ``keys`` (the hits), a few hundred keys per query."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            with self._lock:
+                try:
+                    conn = self._db(create=False)
+                    rows = conn.execute(_SELECT_MANY.format(",".join("?" * len(chunk))),
+                                        (MAX_ENTRY_BYTES, *chunk)).fetchall() if conn else []  # fmt: skip
+                except (OSError, sqlite3.Error):  # not a database, unreadable: misses
+                    rows = []
+            for key, body in rows:
+                entry = _decode(body, key) if isinstance(key, str) else None
+                if entry is not None:
+                    out[key] = entry
+        if self._legacy:
+            for key in keys:
+                if key not in out:
+                    entry = _decode(_read_regular(self._path(key)), key)
+                    if entry is not None:
+                        out[key] = entry
+        return out
+
+    def scopes_with_imports(self, scopes: list[str]) -> set[str]:
+        """Which of ``scopes`` have imported versions recorded in the database."""
+        out: set[str] = set()
+        for i in range(0, len(scopes), _CHUNK):
+            chunk = scopes[i : i + _CHUNK]
+            with self._lock:
+                try:
+                    conn = self._db(create=False)
+                    rows = conn.execute(f"SELECT DISTINCT scope FROM imports WHERE scope IN ({','.join('?' * len(chunk))})",
+                                        chunk).fetchall() if conn else []  # fmt: skip
+                except (OSError, sqlite3.Error):
+                    rows = []
+            out.update(r[0] for r in rows if isinstance(r[0], str))
+        return out
+
     def contains(self, key: str) -> bool:
         return self.get(key) is not None
 
     def artifacts_dir(self, key: str) -> Path:
         return self.trials / key[:2] / f"{key}.artifacts"
 
-    def put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]] = ()) -> None:  # type: ignore[assignment]
-        """Store a successful trial (artifacts first, then the entry).
+    def put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]] = (), body: bytes | None = None) -> None:  # type: ignore[assignment]
+        """Store a successful trial (artifacts first, then the entry; ``body``:
+        the entry's JSON when the caller has it already).
 
         Never raises for the cache's own storage: a read-only or full cache
         turns caching off for this run, with one warning."""
@@ -208,7 +260,7 @@ class TrialCache:
             return
         try:
             with self._lock:
-                self._put(entry, artifacts)
+                self._put(entry, artifacts, body)
         except (OSError, sqlite3.Error) as exc:
             if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
                 # "file is not a database", "malformed": start a new one, try once more
@@ -216,13 +268,13 @@ class TrialCache:
                     with self._lock:
                         self.close()
                         self._set_aside(str(exc))
-                        self._put(entry, artifacts)
+                        self._put(entry, artifacts, body)
                     return
                 except (OSError, sqlite3.Error) as again:
                     exc = again
             self._give_up(exc)
 
-    def _put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]]) -> None:
+    def _put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]], body: bytes | None = None) -> None:
         key = entry["key"]
         if self._legacy and _decode(_read_regular(self._path(key)), key) is not None:
             return  # a valid entry from an earlier release: the first valid result stays
@@ -241,7 +293,8 @@ class TrialCache:
             # artifacts place belong to no stored result (a corrupt entry, or a
             # writer killed before its transaction committed).
             self._store_artifacts(key, artifacts)
-            body = json.dumps(entry, separators=(",", ":")).encode()
+            if body is None:
+                body = json.dumps(entry, separators=(",", ":")).encode()
             conn.execute("INSERT OR REPLACE INTO entries (key, body) VALUES (?, ?)", (key, body))
             if own:
                 conn.execute("COMMIT")
@@ -252,10 +305,14 @@ class TrialCache:
             raise
 
     def _store_artifacts(self, key: str, artifacts: list[tuple[str, bytes]]) -> None:
-        """Put ``artifacts`` at the key's place, replacing whatever is there."""
+        """Put ``artifacts`` at the key's place, replacing whatever is there
+        (under the write lock: no other writer makes or removes artifacts meanwhile)."""
+        if not artifacts and self._in_batch and not self._artifacts_root:
+            return  # no trials/ when the batch began: nothing to replace (one stat per batch, not per trial)
         final = self.artifacts_dir(key)
         if not artifacts and not os.path.lexists(final):
             return
+        self._artifacts_root = True
         tmp = None
         if artifacts:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -293,13 +350,19 @@ class TrialCache:
         """Record what the result stored under ``key`` imported (best effort)."""
         if self.unwritable is not None:
             return
-        body = json.dumps(imported, sort_keys=True, separators=(",", ":"))
+        last = self._last_imported
+        digest: str | None = None
+        body = ""
+        if last is not None and imported == last[0]:
+            digest = last[1]  # most trials of a run imported the same versions: not encoded again
+        else:
+            body = json.dumps(imported, sort_keys=True, separators=(",", ":"))
+            digest = self._import_sets.get(body)
         try:
             with self._lock:
                 conn = self._db(create=True)
                 assert conn is not None
-                digest = self._import_sets.get(body)
-                if digest is None:  # most trials of a run imported the same versions
+                if digest is None:
                     digest = hashlib.sha256(body.encode()).hexdigest()
                     conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)",
                                  (digest, body.encode()))  # fmt: skip
@@ -307,6 +370,8 @@ class TrialCache:
                         self._import_sets[body] = digest
                 conn.execute("INSERT OR IGNORE INTO imports (scope, key, imported, at) VALUES (?, ?, ?, ?)",
                              (scope, key, digest, time.time()))  # fmt: skip
+                if body:
+                    self._last_imported = (dict(imported), digest)
         except (OSError, sqlite3.Error):
             return  # costs only future reuse across environment changes
 

@@ -188,11 +188,16 @@ def plan_trial(plan: Plan, point: sweep_mod.TrialPoint, early_stop: dict[str, An
 
 def look_up(plan: Plan, trials: list[PlannedTrial], cache: TrialCache) -> None:
     """Fill ``plan.cached`` (and ``reused``/``blocked``) for ``trials``."""
+    found = cache.get_many([t.key for t in trials])  # a query per few hundred trials, not one each
+    missed = [plan.scopes[t.key] for t in trials if t.key not in found and t.key in plan.scopes]
+    # environment: current: only scopes with imported versions recorded can reuse anything
+    known = cache.scopes_with_imports(missed) if missed else set()
+    legacy = missed and (cache.root / "imports").is_dir()  # files of earlier releases
     for t in trials:
-        entry = cache.get(t.key)
+        entry = found.get(t.key)
         if entry is not None:
             plan.cached[t.key] = entry
-        elif t.key in plan.scopes:
+        elif t.key in plan.scopes and (legacy or plan.scopes[t.key] in known):
             _reuse_by_imports(plan, cache, t.key)
 
 

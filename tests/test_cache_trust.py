@@ -346,3 +346,35 @@ def test_an_entry_an_earlier_release_wrote_is_still_a_hit(tmp_path: Path) -> Non
     assert cache.get(KEY) == entry(score=7.0)
     cache.put(entry(score=8.0))  # the first valid result stays
     assert TrialCache(tmp_path).get(KEY) == entry(score=7.0)
+
+
+def test_looking_up_many_keys_at_once_answers_as_one_at_a_time(tmp_path: Path) -> None:
+    """The plan looks keys up a few hundred per query: a valid row or an earlier
+    release's file is a hit, any corrupt row or file a miss, exactly as ``get`` says."""
+    keys = [f"{i:02x}" + "0" * 62 for i in range(40)]
+    TrialCache(tmp_path).put(entry(keys[0], score=0.5))
+    for i, kind in enumerate(ROW_KINDS, 1):
+        corrupt_row(TrialCache(tmp_path), keys[i], kind)
+    legacy = TrialCache(tmp_path)
+    for i, kind in enumerate(KINDS, 20):
+        corrupt(legacy, keys[i], kind)
+    good = legacy._path(keys[30])
+    good.parent.mkdir(parents=True, exist_ok=True)
+    good.write_text(json.dumps(entry(keys[30])))
+    cache = TrialCache(tmp_path)  # sees the legacy files
+    one_by_one = {k: cache.get(k) for k in keys}
+    assert cache.get_many(keys * 20) == {k: e for k, e in one_by_one.items() if e is not None}  # > one query's worth
+    assert set(cache.get_many(keys)) == {keys[0], keys[30]}
+
+
+def test_a_killed_writers_artifacts_are_not_taken_by_a_batch_without_artifacts(tmp_path: Path) -> None:
+    """A batch checks once whether trials/ exists; leftovers under it are still replaced."""
+    cache = TrialCache(tmp_path)
+    stale = cache.artifacts_dir(KEY) / "old.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from a writer killed before its commit")
+    with cache.batch():
+        cache.put(entry(KEY))
+        cache.put(entry("cd" + "0" * 62))
+    assert cache.get(KEY) == entry(KEY)
+    assert not os.path.lexists(cache.artifacts_dir(KEY))

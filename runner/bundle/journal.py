@@ -22,6 +22,11 @@ FSYNC_EVERY_SECONDS = 0.5
 FSYNC_EVERY_LINES = 256
 
 
+def encode(record: dict[str, Any]) -> str:
+    """A journal line's JSON (without its newline)."""
+    return json.dumps(record, separators=(",", ":"), default=str)
+
+
 class Journal:
     """``trials.jsonl``: one line per finished trial, fsynced in batches."""
 
@@ -31,14 +36,22 @@ class Journal:
         self._unsynced = 0
         self._last_sync = time.monotonic()
 
-    def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        self._fh.flush()  # in the kernel: survives a SIGKILL of this process
+    def append(self, record: dict[str, Any], line: str | None = None, *, flush: bool = True) -> None:
+        """Journal ``record`` (``line``: its JSON, already encoded as :func:`encode`
+        does). ``flush=False`` leaves it in this process's buffer until
+        :meth:`flush`: a batch of lines costs one write."""
+        self._fh.write((line if line is not None else encode(record)) + "\n")
         self._unsynced += 1
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        self._fh.flush()  # in the kernel: survives a SIGKILL of this process
         if self._unsynced >= FSYNC_EVERY_LINES or time.monotonic() - self._last_sync > FSYNC_EVERY_SECONDS:
             self.sync()
 
     def sync(self) -> None:
+        self._fh.flush()
         if self._unsynced:
             os.fsync(self._fh.fileno())
             self._unsynced = 0

@@ -10,9 +10,11 @@ the objective; ties go to the point whose first trial id is lowest.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from runner.objective import Objective
@@ -122,6 +124,27 @@ def rank(points: list[Point], metric: str | None, goal: str = "maximize") -> lis
     sign = Objective(metric, goal).sign
     scored.sort(key=lambda mp: (sign * mp[0], mp[1].trials[0]))
     return [p for _, p in scored] + rest
+
+
+def top(points: list[Point], metric: str | None, goal: str = "maximize", k: int = 10, *,
+        successful: bool = False) -> list[Point]:  # fmt: skip
+    """``rank(points, …)[:k]`` without ranking them all; ``successful``: of the
+    points of the successful trials alone (``rank(successful(points), …)[:k]``),
+    without making them all."""
+    if successful:
+        points = [p for p in points if p.ok]
+    first: Callable[[Point], str] = (lambda p: p.ok[0]) if successful else (lambda p: p.trials[0])
+    if not metric:
+        chosen = sorted(points, key=first)[:k] if successful else points[:k]
+    else:
+        sign = Objective(metric, goal).sign
+        scored = [(sign * m, first(p), i) for i, p in enumerate(points) if (m := p.mean(metric)) is not None]
+        chosen = [points[i] for *_, i in heapq.nsmallest(k, scored)]
+        if len(chosen) < k:
+            have = {id(p) for p in chosen}
+            rest = [p for p in points if id(p) not in have and p.mean(metric) is None]
+            chosen += sorted(rest, key=first)[: k - len(chosen)] if successful else rest[: k - len(chosen)]
+    return [Point(p.params, list(p.ok), list(p.ok), p.values) for p in chosen] if successful else chosen
 
 
 def best_point(records: list[dict[str, Any]], metric: str | None, goal: str = "maximize") -> dict[str, Any] | None:

@@ -96,8 +96,10 @@ class BundleWriter:
 
     # ---------------------------------------------------------- trials
 
-    def record_trial(self, record: dict[str, Any], log: str, artifacts: list[tuple[str, bytes]] | None = None, artifacts_from: Path | None = None) -> None:
-        """Write a finished trial's log and artifacts, then journal it."""
+    def record_trial(self, record: dict[str, Any], log: str, artifacts: list[tuple[str, bytes]] | None = None,
+                     artifacts_from: Path | None = None, *, line: str | None = None, flush: bool = True) -> None:  # fmt: skip
+        """Write a finished trial's log and artifacts, then journal it (``line``:
+        the record already encoded; ``flush=False``: the caller flushes the journal)."""
         tid = record["id"]
         if log:  # a trial that printed nothing has no log file (100,000 empty files cost seconds)
             (self.root / "logs" / f"{tid}.log").write_text(log, encoding="utf-8", errors="replace")
@@ -109,7 +111,7 @@ class BundleWriter:
                 target.write_bytes(data)
         elif artifacts_from is not None and artifacts_from.is_dir():
             _copy_regular_files(artifacts_from, self.root / "artifacts" / tid)
-        self.journal.append(record)
+        self.journal.append(record, line, flush=flush)
 
     # ---------------------------------------------------------- finish
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import json as _json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +28,8 @@ from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.points import aggregate, rank
 from runner.execute import Event
 from runner.objective import Objective, objective_of
+
+UPDATE_SECONDS = 0.1
 
 
 class Progress:
@@ -55,12 +58,18 @@ class Progress:
         )
         self.task = self.bar.add_task("trials", total=self.total, extra="")
         self.done = 0
+        # The bar is redrawn 4 times a second: trials are counted here and
+        # given to it at most every UPDATE_SECONDS (thousands end per second).
+        self._unshown = 0
+        self._last: Event | None = None
+        self._shown_at = 0.0
 
     def __enter__(self) -> Progress:
         self.bar.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._show()
         self.bar.__exit__(*exc)
 
     def status(self, text: str) -> None:
@@ -80,6 +89,18 @@ class Progress:
         if e.kind == "failed" and self.enabled:
             first = (e.record.get("error") or "").splitlines()[0:1]
             self.bar.console.print(f"[red]{e.record.get('failure_class')}[/] {e.record['id']}: {safe(first[0]) if first else ''}")
+        self._unshown += 1
+        self._last = e
+        now = time.monotonic()
+        if e.kind == "failed" or now - self._shown_at >= UPDATE_SECONDS:
+            self._shown_at = now
+            self._show()
+
+    def _show(self) -> None:
+        e = self._last
+        if e is None or not self._unshown:
+            return
+        advance, self._unshown = self._unshown, 0
         c = e.counts
         extra = f"[red]{c['failed']} failed[/] " if c["failed"] else ""
         extra += f"{c['cached']} cached " if c["cached"] else ""
@@ -87,7 +108,7 @@ class Progress:
         if e.best:
             metric = self.metric or "best"
             extra += f"best {metric}={e.best[1]:.4g} ({e.best[0]})"
-        self.bar.update(self.task, advance=1, extra=extra)
+        self.bar.update(self.task, advance=advance, extra=extra)
 
     def summary(self, result: Any) -> None:
         c = result.outcome.counts

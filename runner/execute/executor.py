@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 import threading
 import time
 from collections import deque
@@ -26,6 +28,21 @@ log = logging.getLogger(__name__)
 LOST_LIMIT = 3  # times a trial's worker may die under it before it is `worker-lost`
 MEMORY_TOPIC = "worker-restart-memory"  # a nanny's event when it kills its worker for memory
 TRIAL_PREFIX = "xrun-trial"
+
+
+# The journal's encoding (runner.bundle.journal), made once.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[str, str]:
+    """The journal line of a live trial's record and its cache entry's JSON
+    (the record without "cached", with "run_id" and "log"), from one encoding
+    of the record: ``json.dumps`` of each, compact, keys in record order."""
+    head = {k: v for k, v in record.items() if k not in ("cached", "history")}
+    encoded, history = _encode(head)[:-1], _encode(record["history"])
+    line = f'{encoded},"cached":{_encode(record["cached"])},"history":{history}}}'
+    body = f'{encoded},"history":{history},"run_id":{_encode(run_id)},"log":{_encode(log_text)}}}'
+    return line, body
 
 
 class Executor:
@@ -76,7 +93,8 @@ class Executor:
         self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
         self._sizer = BatchSizer(self.options.batch_size, self.options.slots)
         # while a unit's results are stored: (event, log, artifacts) to journal after the commit
-        self._journal_later: list[tuple[Event, str, list[tuple[str, bytes]]]] | None = None
+        self._journal_later: list[tuple[Event, str, list[tuple[str, bytes]], str]] | None = None
+        self._imports_of: dict[Any, Any] = {}  # Dask task -> imported versions of its last streamed result
         self._unsubmitted = 0
 
     # ------------------------------------------------------------------ cached
@@ -148,7 +166,9 @@ class Executor:
                 if len(items) == 1:
                     fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
-                    fut = client.submit(batch_fn, [self._task(t, key) for t, _ in items], key=key, pure=False)
+                    # One bytes argument: Dask would otherwise walk every task dict looking for keys.
+                    payload = pickle.dumps([self._task(t, key) for t, _ in items], protocol=pickle.HIGHEST_PROTOCOL)
+                    fut = client.submit(batch_fn, payload, key=key, pure=False)
                 in_flight[key] = Unit(items, fut)
                 self.outcome.tasks += 1
                 ac.add(fut)
@@ -252,8 +272,12 @@ class Executor:
                         self._handle(trial, attempt, result, queue)
             finally:
                 later, self._journal_later = self._journal_later, None
-                for event, log_text, artifacts in later or []:
-                    self._journal(event, log_text, artifacts)
+                # Every line written and flushed before the display hears of any.
+                for event, log_text, artifacts, line in later or []:
+                    self.writer.record_trial(event.record, log_text, artifacts, line=line, flush=False)
+                self.writer.journal.flush()
+                for event, *_ in later or []:
+                    self.on_event(event)
         elif status == "cancelled" and forced is None:
             # Not cancelled by xrun (those are dropped before): the scheduler
             # lost the run's tasks. Nothing is re-run; finished trials are kept.
@@ -298,6 +322,7 @@ class Executor:
                 else:
                     self._started.pop(trial.key, None)
                     queue.append((trial, attempt, True))
+        self._imports_of.pop(fut.key, None)
         fut.release()
 
     def _cancel(self, in_flight: dict[str, Unit]) -> None:
@@ -310,15 +335,24 @@ class Executor:
 
     def _on_worker_event(self, event: tuple[float, dict[str, Any]]) -> None:
         msg = event[1]
+        if not isinstance(msg, dict):
+            return
+        # A batch streams a trial's result with the next trial's start: the result first.
+        if "result" in msg and isinstance(msg["result"], dict):
+            result = msg["result"]
+            unit = result.get("unit")
+            if result.pop("same_imported", False):  # as the batch's previous streamed result
+                result["imported"] = self._imports_of.get(unit)
+            elif result.get("imported") is not None:
+                self._imports_of[unit] = result["imported"]
+            with self._events:
+                key = result.get("key", "")
+                if key not in self._recorded:
+                    self._streamed[key] = result
         if "start" in msg:
             self._started[msg["start"]] = (msg.get("worker", ""), time.monotonic())
         elif "oom" in msg:
             self._oom_warned.add(msg["oom"])
-        elif "result" in msg and isinstance(msg["result"], dict):
-            with self._events:
-                key = msg["result"].get("key", "")
-                if key not in self._recorded:
-                    self._streamed[key] = msg["result"]
 
     def _on_memory_event(self, event: tuple[float, dict[str, Any]]) -> None:
         worker = event[1].get("worker") if isinstance(event[1], dict) else None
@@ -377,12 +411,12 @@ class Executor:
         with self._events:
             self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
+        line, body = encode_record(record, self.run_id, result.get("log", ""))
         if result["status"] in ("ok", "pruned"):  # pruned: stopped early by the sweep, a result too
             entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
             entry.pop("cached", None)
-            self.cache.put(entry, result.get("artifacts") or [])
+            self.cache.put(entry, result.get("artifacts") or [], body=body.encode())
             if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
-
                 remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
             if result["status"] == "pruned":
                 self.outcome.counts["pruned"] = self.outcome.counts.get("pruned", 0) + 1
@@ -396,12 +430,12 @@ class Executor:
         kind = "done" if result["status"] in ("ok", "pruned") else "failed"
         event = Event(kind, record, dict(self.outcome.counts), self.outcome.best)
         if self._journal_later is not None:
-            self._journal_later.append((event, result.get("log", ""), result.get("artifacts") or []))
+            self._journal_later.append((event, result.get("log", ""), result.get("artifacts") or [], line))
         else:
-            self._journal(event, result.get("log", ""), result.get("artifacts") or [])
+            self._journal(event, result.get("log", ""), result.get("artifacts") or [], line)
 
-    def _journal(self, event: Event, log_text: str, artifacts: list[tuple[str, bytes]]) -> None:
-        self.writer.record_trial(event.record, log_text, artifacts)
+    def _journal(self, event: Event, log_text: str, artifacts: list[tuple[str, bytes]], line: str | None = None) -> None:
+        self.writer.record_trial(event.record, log_text, artifacts, line=line)
         self.on_event(event)
 
     def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any] | None:

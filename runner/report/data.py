@@ -16,7 +16,7 @@ from typing import Any
 
 from runner._safeio import open_regular
 from runner.bundle.journal import SLIM_FIELDS, iter_journal
-from runner.bundle.points import Point, aggregate, successful
+from runner.bundle.points import Point, aggregate
 from runner.bundle.read import read_meta
 from runner.errors import UsageError
 from runner.objective import Objective, is_number, recorded_objective
@@ -83,11 +83,6 @@ class Run:
     def points(self) -> list[Point]:
         """Trials grouped into parameter points, once per report."""
         return aggregate(self.trials)
-
-    @cached_property
-    def ok_points(self) -> list[Point]:
-        """The points of the successful trials (as ``aggregate(self.ok)`` gives them)."""
-        return successful(self.points)
 
     @cached_property
     def best_id(self) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.bundle.points import rank as rank_points
+from runner.bundle.points import top as top_points
 from runner.report import html as h
 from runner.report.data import (
     Run,
@@ -63,11 +63,11 @@ _NOT_CURVES = {"time", *_CURVE_X}
 def points_section(run: Run) -> str:
     """Each parameter point with its repeats aggregated: n, mean ± std, best mean first."""
     obj = run.objective
-    points = rank_points(run.points, obj.metric if obj else None, obj.goal if obj else "maximize")
+    points = run.points
     if not points:
         return '<p class="note">No trial finished.</p>'
     repeats = max(len(p.trials) for p in points)
-    top = points[:TOP_POINTS]
+    top = top_points(points, obj.metric if obj else None, obj.goal if obj else "maximize", TOP_POINTS)
     metrics = metric_names(run.ok, obj, limit=4)
     wide = len(run.params) > 6
     headers: list[str] = ["#"] + (["params"] if wide else [p.name for p in run.params]) + ["n"]
@@ -101,8 +101,8 @@ def curves_section(run: Run) -> str:
     from runner.report import timeplots  # deferred: imports matplotlib
 
     obj = run.objective
-    ranked = rank_points(run.ok_points, obj.metric if obj else None, obj.goal if obj else "maximize")
-    chosen = ranked[:CURVE_POINTS]
+    chosen = top_points(run.points, obj.metric if obj else None, obj.goal if obj else "maximize", CURVE_POINTS,
+                        successful=True)  # fmt: skip
     histories = run.histories({t for p in chosen for t in p.ok})
     keys = sorted({k for hist in histories.values() for e in hist for k, v in e.items()
                    if k not in _NOT_CURVES and is_number(v)})  # fmt: skip

@@ -5,6 +5,7 @@ Standard library only (see :mod:`runner.worker`)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 MAX_LOG_BYTES = 5 * 1024 * 1024
@@ -40,12 +41,33 @@ def current_worker() -> Any:
         return None
 
 
-def emit(msg: dict[str, Any]) -> None:
+SENT_WAIT_SECONDS = 0.1
+
+
+def emit(msg: dict[str, Any], *, handed_over: bool = False) -> None:
+    """Send ``msg`` to the driver (through the scheduler's event log).
+
+    ``handed_over``: return only once the worker's event loop has queued it
+    for the scheduler (at most :data:`SENT_WAIT_SECONDS`): a trial's result
+    is then on its way before the next trial starts, so a worker the next trial
+    kills loses at most the last few milliseconds' results, not every result
+    its busy loop had not picked up yet."""
     worker = current_worker()
-    if worker is not None:
-        try:
+    if worker is None:
+        return
+    try:
+        if not handed_over or getattr(worker, "thread_id", None) == threading.get_ident():
             worker.log_event(EVENT_TOPIC, msg)
-        except Exception:
-            pass
+            return
+        queued = threading.Event()
 
+        def send() -> None:
+            try:
+                worker.log_event(EVENT_TOPIC, msg)  # in the loop's thread: straight into its batched stream
+            finally:
+                queued.set()
 
+        worker.loop.add_callback(send)
+        queued.wait(SENT_WAIT_SECONDS)
+    except Exception:
+        pass

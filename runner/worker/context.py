@@ -30,16 +30,28 @@ from ._base import DataChanged, TrialPruned, current_worker
 class TrialContext:
     """What a function trial receives as ``ctx`` (DESIGN §2)."""
 
-    def __init__(self, trial_id: str, seed: int, params: dict[str, Any], data: dict[str, str], artifact_dir: str,
+    def __init__(self, trial_id: str, seed: int, params: dict[str, Any], data: dict[str, str], artifact_dir: str | None,
                  data_sha256: dict[str, str] | None = None, early_stop: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.trial_id = trial_id
         self.seed = seed
         self.params = dict(params)
         self.data = DataInputs(data, data_sha256 or {})
-        self.artifact_dir = artifact_dir
+        self.made_artifact_dir = artifact_dir  # None: made when the trial first asks for it
         self.inputs: dict[str, str] = {}  # stage outputs, name -> read-only local directory (``prepare``)
         self.history: list[dict[str, Any]] = []
         self.rungs = Rungs(early_stop) if early_stop else None
+
+    @property
+    def artifact_dir(self) -> str:
+        """A new empty directory for the trial's files (kept in the bundle);
+        made on first use, so trials that write none cost no directory."""
+        if self.made_artifact_dir is None:
+            self.made_artifact_dir = tempfile.mkdtemp(prefix=f"xrun-{self.trial_id}-")
+        return self.made_artifact_dir
+
+    @artifact_dir.setter
+    def artifact_dir(self, value: str) -> None:
+        self.made_artifact_dir = value
 
     def log(self, **metrics: Any) -> None:
         """Record intermediate values (e.g. per-epoch loss); kept in the bundle.

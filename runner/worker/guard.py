@@ -73,16 +73,17 @@ def raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), arg)
 
 
-class Watchdog(threading.Thread):
+class Watchdog:
     """Stops a trial that passes its timeout or nears the worker's memory limit.
 
     It raises an exception inside the trial's thread; code stuck in C (a long
     ``time.sleep``, a blocking call) is stopped by the driver restarting the
-    worker instead, after a grace period.
+    worker instead, after a grace period. One thread per worker process
+    (:class:`_Guard`) checks every running trial every ``CHECK_SECONDS``:
+    a thread started per trial cost more than a short trial itself.
     """
 
     def __init__(self, thread_id: int, timeout: float | None, memory_limit: int | None, trial_id: str) -> None:
-        super().__init__(daemon=True, name=f"xrun-watchdog-{trial_id}")
         self.thread_id = thread_id
         self.timeout = timeout
         self.memory_limit = memory_limit
@@ -90,10 +91,16 @@ class Watchdog(threading.Thread):
         self.done = threading.Event()
         self.lock = threading.Lock()  # the trial finishing and the dog firing exclude each other
         self.fired: str | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        _Guard.watch(self)
 
     def finish(self) -> None:
         with self.lock:
             self.done.set()
+        _Guard.forget(self)
 
     def _fire(self, why: str, exc: type[BaseException]) -> None:
         with self.lock:
@@ -101,27 +108,70 @@ class Watchdog(threading.Thread):
                 self.fired = why
                 raise_in(self.thread_id, exc)
 
-    def run(self) -> None:
-        start = time.monotonic()
-        proc = None
-        if self.memory_limit:
-            try:
-                import psutil  # deferred: only when memory or processes are watched
+    def check(self, now: float, rss: int | None) -> bool:
+        """Fire if the trial is over its limits; True once there is nothing more to watch."""
+        if self.done.is_set():
+            return True
+        if self.timeout is not None and now - self.started > self.timeout:
+            self._fire("timeout", TrialTimeout)
+            return True
+        if rss is not None and self.memory_limit and rss > MEMORY_FRACTION * self.memory_limit:
+            emit({"oom": self.trial_id, "rss": rss})
+            self._fire("oom", TrialOutOfMemory)
+            return True
+        return False
 
-                proc = psutil.Process()
-            except ImportError:
-                proc = None
-        while not self.done.wait(0.05):
-            if self.timeout is not None and time.monotonic() - start > self.timeout:
-                self._fire("timeout", TrialTimeout)
-                return
-            if proc is not None and self.memory_limit:
-                rss = proc.memory_info().rss
-                if rss > MEMORY_FRACTION * self.memory_limit:
-                    emit({"oom": self.trial_id, "rss": rss})
-                    self._fire("oom", TrialOutOfMemory)
-                    return
 
+CHECK_SECONDS = 0.05
+
+
+class _Guard:
+    """The thread of a worker process that checks its running trials' watchdogs."""
+
+    lock = threading.Lock()
+    dogs: set[Watchdog] = set()
+    thread: threading.Thread | None = None
+    pid = 0
+
+    @classmethod
+    def watch(cls, dog: Watchdog) -> None:
+        with cls.lock:
+            cls.dogs.add(dog)
+            if cls.thread is None or cls.pid != os.getpid() or not cls.thread.is_alive():
+                cls.pid = os.getpid()
+                cls.thread = threading.Thread(target=cls._run, daemon=True, name="xrun-watchdog")
+                cls.thread.start()
+
+    @classmethod
+    def forget(cls, dog: Watchdog) -> None:
+        with cls.lock:
+            cls.dogs.discard(dog)
+
+    @classmethod
+    def _run(cls) -> None:
+        proc: Any = None
+        try:
+            import psutil  # deferred: only when memory is watched
+
+            proc = psutil.Process()
+        except Exception:
+            proc = None
+        while True:
+            time.sleep(CHECK_SECONDS)
+            with cls.lock:
+                dogs = list(cls.dogs)
+            if not dogs:
+                continue
+            rss = None
+            if proc is not None and any(d.memory_limit for d in dogs):
+                try:
+                    rss = proc.memory_info().rss
+                except Exception:
+                    rss = None
+            now = time.monotonic()
+            for dog in dogs:
+                if dog.check(now, rss):
+                    cls.forget(dog)
 
 
 # ------------------------------------------------------------------ the two together

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -33,18 +32,46 @@ def stop(run: str) -> None:
 
 
 def run_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run trials one after another (each result is streamed, see run_trial)."""
-    return [run_trial(task) for task in tasks]
+    """Run trials one after another. Each result is streamed as the trial ends
+    (see run_trial), in one message with the next trial's start: half the
+    messages, and the result leaves at the same moment."""
+    results: list[dict[str, Any]] = []
+    carry: dict[str, Any] | None = None  # the finished trial's result, not sent yet
+    sent_imported: Any = None  # the imported versions last streamed in this batch
+    for task in tasks:
+        result, carry = _run(task, carry)
+        results.append(result)
+        if carry is not None:
+            imported = carry.get("imported")
+            if imported is not None and imported == sent_imported:
+                # the driver takes it from the batch's previous result (most trials import the same)
+                carry = {**carry, "imported": None, "same_imported": True}
+            elif imported is not None:
+                sent_imported = imported
+    if carry is not None:
+        emit({"result": carry}, handed_over=True)
+    return results
 
 
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one trial; always returns a result dict."""
+    """Run one trial; always returns a result dict (streamed at once too)."""
+    result, streamed = _run(task, None)
+    if streamed is not None:
+        emit({"result": streamed}, handed_over=True)
+    return result
+
+
+def _run(task: dict[str, Any], carry: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run one trial: its result, and what of it to stream (None when too large
+    to stream). ``carry``, an earlier trial's result not sent yet, goes with
+    this trial's start message."""
     if task.get("run") in STOPPED:  # the driver was interrupted: start nothing new
-        return {"trial_id": task["trial_id"], "key": task["key"], "status": "skipped"}
+        if carry is not None:
+            emit({"result": carry}, handed_over=True)
+        return {"trial_id": task["trial_id"], "key": task["key"], "status": "skipped"}, None
     guard = Guard(task["trial_id"], task.get("timeout"))
     buf = guard.log
-    artifact_dir = tempfile.mkdtemp(prefix=f"xrun-{task['trial_id']}-")
-    ctx = TrialContext(task["trial_id"], task["seed"], task["params"], task.get("data", {}), artifact_dir,
+    ctx = TrialContext(task["trial_id"], task["seed"], task["params"], task.get("data", {}), None,
                        task.get("data_sha256"), task.get("early_stop"))  # fmt: skip
     result: dict[str, Any] = {
         "trial_id": task["trial_id"],
@@ -61,7 +88,8 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     }
     # The driver restarts a worker whose trial is stuck past its timeout, and
     # tells which trial a lost worker was running.
-    emit({"start": task["key"], "worker": guard.address, "time": time.time()})
+    emit({"start": task["key"], "worker": guard.address, "time": time.time(), **({"result": carry} if carry else {})},
+         handed_over=carry is not None)
     start = time.time()
     with guard:
         try:
@@ -105,20 +133,20 @@ def run_trial(task: dict[str, Any]) -> dict[str, Any]:
         result["imported"] = imported_distributions()
     result["log"] = buf.getvalue()
     try:
-        result["artifacts"] = _collect(artifact_dir, task.get("artifacts"))
+        artifact_dir = ctx.made_artifact_dir  # None when the trial never asked for it
+        result["artifacts"] = _collect(artifact_dir, task.get("artifacts")) if artifact_dir else []
     except fetch.FetchError as exc:  # the store refused: the trial's outputs are not kept, so it failed
         result.update(status="error", failure_class="error", error=f"storing the trial's artifacts failed: {exc}",
                       metrics={}, artifacts=[])  # fmt: skip
-    shutil.rmtree(artifact_dir, ignore_errors=True)
+    if ctx.made_artifact_dir:
+        shutil.rmtree(ctx.made_artifact_dir, ignore_errors=True)
     # Sent to the driver at once too: a worker lost before the driver gathered
     # the task's result (or in the middle of a batch) loses no finished trial.
     # Scrubbed here, before it leaves the worker: a streamed result is kept in
     # the scheduler's event log, which may be shared (address backend).
     result = scrub(result, SECRETS)
     size = len(result["log"]) + sum(len(b) for _, b in result["artifacts"])
-    if size <= STREAM_LIMIT:
-        emit({"result": result})
-    return result
+    return result, (result if size <= STREAM_LIMIT else None)
 
 
 # ------------------------------------------------------------------ secrets
