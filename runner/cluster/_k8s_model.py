@@ -44,6 +44,8 @@ NANNY_HEADROOM = 256 * 2**20
 # bounded, so a runaway trial gets its pod evicted instead of filling the node's disk.
 SCHEDULER_TMP_LIMIT = "1Gi"
 WORKER_TMP_LIMIT_DEFAULT = "10Gi"  # workers without memory_limit
+WORKER_TMP_DEFAULT_BYTES = 10 * 2**30  # the same, in bytes
+DATA_CACHE_MOUNT = "/var/cache/xrun-data"  # where a data_cache claim is mounted in worker pods
 DATA_CONFIGMAP_LIMIT = 700 * 1024  # bytes; a ConfigMap must stay under 1 MiB in etcd
 DATA_MAX_FILES = 200
 

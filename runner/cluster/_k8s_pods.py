@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.cluster import DASHBOARD_PORT, SCHEDULER_PORT
 from runner.cluster._k8s_model import (
+    DATA_CACHE_MOUNT,
     NANNY_HEADROOM,
     RUN_AS,
     SCHEDULER_RESOURCES,
@@ -15,6 +16,7 @@ from runner.cluster._k8s_model import (
     TERMINATION_GRACE,
     WORK_DIR,
     WORKER_DEATH_TIMEOUT,
+    WORKER_TMP_DEFAULT_BYTES,
     WORKER_TMP_LIMIT_DEFAULT,
     _Run,
     _tolerations,
@@ -87,6 +89,23 @@ def tmp_size_limit(spec: Spec, worker: bool) -> str:
     return memory_quantity(2 * int(memory) + 2**30) if memory else WORKER_TMP_LIMIT_DEFAULT
 
 
+def _pod_data_cache_max(spec: Spec) -> int:
+    """A cache kept in a worker pod's own ``/tmp`` holds at most half of that
+    volume's size limit: fetched data must not get the pod evicted."""
+    memory = spec.cluster.memory_limit
+    return (2 * int(memory) + 2**30) // 2 if memory else WORKER_TMP_DEFAULT_BYTES // 2
+
+
+def _data_cache_env(r: _Run) -> list[dict[str, Any]]:
+    cache = getattr(r.options, "data_cache", None)
+    if cache is None:
+        return [{"name": "XRUN_DATA_CACHE_MAX", "value": str(_pod_data_cache_max(r.spec))}]
+    env = [{"name": "XRUN_DATA_CACHE", "value": DATA_CACHE_MOUNT}]
+    if cache.max:
+        env.append({"name": "XRUN_DATA_CACHE_MAX", "value": str(int(cache.max))})
+    return env
+
+
 def _volumes(r: _Run, with_data: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     size = tmp_size_limit(r.spec, worker=with_data)
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": size}}]
@@ -98,6 +117,10 @@ def _volumes(r: _Run, with_data: bool) -> tuple[list[dict[str, Any]], list[dict[
             {"name": "data", "mountPath": path, "subPath": key, "readOnly": True}
             for key, path in r.files.items()
         ]
+    cache = getattr(r.options, "data_cache", None)
+    if with_data and cache is not None:  # fetched data, shared by the pods that mount the claim
+        volumes.append({"name": "data-cache", "persistentVolumeClaim": {"claimName": cache.claim, "readOnly": False}})
+        mounts.append({"name": "data-cache", "mountPath": DATA_CACHE_MOUNT, "readOnly": False})
     if with_data:  # the spec's own volumes (shared data): workers only
         for v in r.options.volumes:
             name = f"vol-{v.name}"
@@ -163,6 +186,7 @@ def worker_container(r: _Run, *, scheduler_address: str, name_var: str) -> dict[
         {"name": name, "valueFrom": {"secretKeyRef": {"name": r.names.secret, "key": name}}}
         for name in spec.secrets
     ]
+    env += _data_cache_env(r)
     _, mounts = _volumes(r, with_data=True)
     return {
         "name": "worker",

@@ -53,6 +53,19 @@ class KubernetesVolume(StrictModel):
         return self
 
 
+class KubernetesDataCache(StrictModel):
+    """Where worker pods keep fetched data (``data.<name>.url``): a
+    PersistentVolumeClaim every worker mounts read-write, so an object is
+    downloaded once for all the pods that share the claim (a ReadWriteMany
+    claim: once for the cluster). Without it each pod keeps its own cache in its
+    ``/tmp`` (an ``emptyDir``), bounded to half of that volume's size limit."""
+
+    claim: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)] = Field(
+        description="a PersistentVolumeClaim in the run's namespace, mounted read-write"
+    )
+    max: ByteSize | None = Field(default=None, description="evict least recently used entries above this size (default 20GiB)")
+
+
 class KubernetesOptions(StrictModel):
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] = "default"
     context: str | None = None
@@ -64,6 +77,9 @@ class KubernetesOptions(StrictModel):
     deadline: Duration = Field(default=86400.0, description="worker Job activeDeadlineSeconds; `xrun clean` removes older runs")
     operator: bool = False
     volumes: list[KubernetesVolume] = Field(default_factory=list, description="mounted read-only (by default) in every worker pod")
+    data_cache: KubernetesDataCache | None = Field(
+        default=None, description="a claim shared by the worker pods for fetched data (default: a cache per pod in its /tmp)"
+    )
 
     @model_validator(mode="after")
     def _distinct_volumes(self) -> KubernetesOptions:

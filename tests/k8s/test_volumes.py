@@ -112,3 +112,62 @@ def test_the_configmap_limit_points_to_url_and_volumes(tmp_path: Path) -> None:
         check_data(make_spec(data={"big": {"path": str(big)}}))
     assert "`url:`" in str(info.value) and "cluster.kubernetes.volumes" in str(info.value)
     assert 'docs/kubernetes.md, "Data"' in str(info.value)
+
+
+def _env(container: dict) -> dict:
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_a_pod_s_own_data_cache_is_bounded_below_its_tmp_volume() -> None:
+    """Without a shared claim each worker pod caches fetched data in its /tmp, an
+    emptyDir with a size limit: the cache's bound keeps it from getting the pod evicted."""
+    for memory, tmp_bytes in ((None, 10 * 2**30), ("2GiB", 5 * 2**30)):
+        spec = make_spec({"cluster": {"memory_limit": memory}})
+        ms = render_manifests(spec, run_id=RUN_ID, image_ref=IMAGE, python=PYTHON)
+        assert lint(ms) == []
+        worker = _pod(ms, "Job")
+        tmp = next(v for v in worker["volumes"] if v["name"] == "tmp")["emptyDir"]["sizeLimit"]
+        env = _env(worker["containers"][0])
+        assert "XRUN_DATA_CACHE" not in env and int(env["XRUN_DATA_CACHE_MAX"]) == tmp_bytes // 2
+        assert tmp in ("10Gi", "5Gi")
+        assert not any(v["name"] == "data-cache" for v in worker["volumes"])
+
+
+def test_a_data_cache_claim_is_shared_by_the_worker_pods_read_write() -> None:
+    spec = make_spec({"cluster": {"kubernetes": {"volumes": VOLUMES, "data_cache": {"max": "50GiB", "claim": "xrun-cache"}}}})
+    ms = render_manifests(spec, run_id=RUN_ID, image_ref=IMAGE, python=PYTHON)
+    assert lint(ms) == []  # every supported Kubernetes version's schema
+    worker = _pod(ms, "Job")
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    assert volumes["data-cache"]["persistentVolumeClaim"] == {"claimName": "xrun-cache", "readOnly": False}
+    container = worker["containers"][0]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["data-cache"] == {"name": "data-cache", "mountPath": "/var/cache/xrun-data", "readOnly": False}
+    env = _env(container)
+    assert env["XRUN_DATA_CACHE"] == "/var/cache/xrun-data" and env["XRUN_DATA_CACHE_MAX"] == str(50 * 2**30)
+    assert "data-cache" not in {v["name"] for v in _pod(ms, "Deployment")["volumes"]}  # not the scheduler
+    operator = make_spec({"cluster": {"kubernetes": {"operator": True, "data_cache": {"claim": "xrun-cache"}}}})
+    cluster = next(m for m in manifests_for_spec(operator, run_id=RUN_ID, image_ref=IMAGE, python=PYTHON)
+                   if m["kind"] == "DaskCluster")  # fmt: skip
+    pod = cluster["spec"]["worker"]["spec"]
+    assert "data-cache" in {v["name"] for v in pod["volumes"]}
+    env = _env(pod["containers"][0])
+    assert env["XRUN_DATA_CACHE"] == "/var/cache/xrun-data" and "XRUN_DATA_CACHE_MAX" not in env  # the workers' default
+
+
+@pytest.mark.parametrize("cache, where", [
+    ({"claim": "Not_A_Name"}, "cluster.kubernetes.data_cache.claim"),
+    ({"claim": "c", "max": "lots"}, "cluster.kubernetes.data_cache.max"),
+    ({"max": "1GiB"}, "cluster.kubernetes.data_cache.claim"),
+    ({"claim": "c", "size": "1GiB"}, "cluster.kubernetes.data_cache"),
+])  # fmt: skip
+def test_a_bad_data_cache_is_a_spec_error_at_its_line(tmp_path: Path, cache: dict, where: str) -> None:
+    import yaml
+
+    (tmp_path / "e.py").write_text("def f(p, ctx):\n    return {}\n")
+    text = (f"xrun: 1\nname: v\ncode: {{root: {tmp_path}}}\nimage: {{registry: registry.example.com/me}}\n"
+            f"trial: {{function: 'e:f'}}\ncluster:\n  backend: kubernetes\n  kubernetes:\n"
+            f"    data_cache: {yaml.safe_dump(cache, default_flow_style=True).strip()}\n")  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        loads_spec(text, tmp_path / "s.yaml")
+    assert where in str(err.value) and "s.yaml:" in str(err.value)
