@@ -54,17 +54,23 @@ def verify_stored(root: Path) -> list[StoredArtifact]:
     """Re-hash every stored artifact where it is kept; :class:`VerifyError` listing
     each one that is missing or changed."""
     artifacts = stored_artifacts(root)
-    problems = []
-    for a in artifacts:
-        try:
-            remote.verify_object(a.url, a.sha256, a.size)
-        except VerifyError as exc:
-            problems.append(f"changed: {a.trial}/{a.path}: {exc}")
-        except Exception as exc:  # missing, unreachable
-            problems.append(f"unreadable: {a.trial}/{a.path}: {exc}")
-    if problems:
-        raise VerifyError(f"{len(problems)} stored artifact(s) do not match the bundle\n  " + "\n  ".join(problems))
+    _verify_objects([(f"{a.trial}/{a.path}", a.url, a.sha256, a.size) for a in artifacts], "stored artifact(s)")
     return artifacts
+
+
+def _verify_objects(objects: list[tuple[str, str, str, int | None]], what: str) -> None:
+    """Re-hash each ``(label, url, sha256, size)`` where it is kept; :class:`VerifyError`
+    listing each one that is missing or changed."""
+    problems = []
+    for label, url, sha256, size in objects:
+        try:
+            remote.verify_object(url, sha256, size)
+        except VerifyError as exc:
+            problems.append(f"changed: {label}: {exc}")
+        except Exception as exc:  # missing, unreachable
+            problems.append(f"unreadable: {label}: {exc}")
+    if problems:
+        raise VerifyError(f"{len(problems)} {what} do not match the bundle\n  " + "\n  ".join(problems))
 
 
 MAX_DATA_JSON_BYTES = 1024 * 1024
@@ -108,14 +114,5 @@ def verify_data_urls(root: Path) -> list[DataUrl]:
     """Re-hash every data URL of the bundle where it is kept (a prefix as its
     sorted manifest); :class:`VerifyError` listing each one missing or changed."""
     urls = data_urls(root)
-    problems = []
-    for d in urls:
-        try:
-            remote.verify_object(d.url, d.sha256, d.size)
-        except VerifyError as exc:
-            problems.append(f"changed: data {d.name!r}: {exc}")
-        except Exception as exc:  # missing, unreachable
-            problems.append(f"unreadable: data {d.name!r}: {exc}")
-    if problems:
-        raise VerifyError(f"{len(problems)} data URL(s) do not match the bundle\n  " + "\n  ".join(problems))
+    _verify_objects([(f"data {d.name!r}", d.url, d.sha256, d.size) for d in urls], "data URL(s)")
     return urls
