@@ -171,14 +171,11 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
     """The started local backend (see :func:`_start_early`), or None. A failure
     to spawn is not reported here: the cluster is started again in its usual
     place, which reports it as it always has."""
-    spec = loaded.spec
-    if spec.cluster.backend != "local" or options.stop.is_set():
+    if options.stop.is_set():
         return None
-    from runner.cluster.local import LocalBackend  # deferred: the local backend only
+    from runner.cluster.local import for_cluster  # deferred: the local backend only
 
-    c = spec.cluster
-    backend = LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                           memory_limit=c.memory_limit, stop=options.stop)  # fmt: skip
+    backend = for_cluster(loaded.spec.cluster, stop=options.stop)  # the driver's interpreter, as from_launch gives
     try:
         backend.start()
     except KeyboardInterrupt:  # a Ctrl-C held while a process was spawned: the run stops before it starts

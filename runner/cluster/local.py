@@ -425,7 +425,12 @@ def _quiet_close(close: Callable[[], Any]) -> None:
 
 
 def from_launch(launch: Launch) -> LocalBackend:
-    c = launch.spec.cluster
     python = create_env(launch.env) if launch.env.kind != "current" else None
+    return for_cluster(launch.spec.cluster, python=python, stop=launch.stop)
+
+
+def for_cluster(c: Any, *, python: Path | None = None, stop: threading.Event | None = None) -> LocalBackend:
+    """The backend of a spec's ``cluster`` section (``python``: the environment's
+    interpreter, None for the driver's own); also what ``run`` starts before planning."""
     return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                        memory_limit=c.memory_limit, python=python, stop=launch.stop)  # fmt: skip
+                        memory_limit=c.memory_limit, python=python, stop=stop)  # fmt: skip
