@@ -1,11 +1,23 @@
 """Plan, then apply: everything a run will do, computed without running it.
 
 ``make_plan`` feeds both ``xrun plan`` (printed) and ``xrun run`` (executed).
+
+A sweep's trials are streamed, never held (a million-trial sweep plans in a
+few megabytes): ``plan.trials`` is then a :class:`SweepTrials`, which expands
+the sweep and keys its trials again on each pass over them. Looking them up in
+the trial cache is one pass, a chunk of a few hundred keys per query, that
+keeps only counts and one bit per trial (:class:`Census`: cached or not);
+the entries themselves are read again, a chunk at a time, when the run
+journals them (:func:`cached_trials`). Trials chosen one by one (the
+generations of an adaptive sweep, the trials ``xrun reproduce`` selects) are a
+list, and their cache entries are held in ``plan.cached``.
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets as _secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +42,8 @@ class PlannedTrial:
     key: str
     # adaptive sweeps with early stopping: the thresholds the worker stops the trial at
     early_stop: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    # environment: current (runner.env.imported): the key of the trial's scope
+    scope: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def id(self) -> str:
@@ -43,11 +57,13 @@ class Plan:
     code: code_mod.CodeSnapshot
     data: dict[str, dict[str, Any]]
     definition: dict[str, Any]
-    trials: list[PlannedTrial]
+    trials: list[PlannedTrial] | SweepTrials
+    # trials in a list only (a streamed sweep's are counted in ``census``): key -> entry
     cached: dict[str, dict[str, Any]] = field(default_factory=dict)
     use_cache: bool = True
     sweep_version: int = sweep_mod.SWEEP_VERSION
-    # environment: current only (runner.env.imported): trial key -> scope key;
+    # environment: current only (runner.env.imported): trial key -> scope key, of
+    # trials being run (the executor adds and drops them; a trial carries its own);
     # trial key -> the key of a result reused because nothing it imported changed;
     # trial key -> imported distributions that changed since a result was stored.
     scopes: dict[str, str] = field(default_factory=dict)
@@ -56,6 +72,8 @@ class Plan:
     stages: StagePlan = field(default_factory=StagePlan)  # prepare / final (runner.stages)
     # adaptive sweeps: the runner.search.AdaptiveSearch that decides trials generation by generation
     search: Any = None
+    # a streamed sweep: what looking its trials up found (None: nothing was looked up, every trial runs)
+    census: Census | None = None
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -67,8 +85,30 @@ class Plan:
         return self.loaded.spec
 
     @property
-    def pending(self) -> list[PlannedTrial]:
+    def pending(self) -> list[PlannedTrial] | PendingTrials:
+        """The trials not cached (of a streamed sweep: a view that streams them)."""
+        if isinstance(self.trials, SweepTrials):
+            return PendingTrials(self)
         return [t for t in self.trials if t.key not in self.cached]
+
+    @property
+    def n_cached(self) -> int:
+        if isinstance(self.trials, SweepTrials):
+            return self.census.cached if self.census else 0
+        return sum(1 for t in self.trials if t.key in self.cached)
+
+    @property
+    def n_reused(self) -> int:
+        """Cached trials whose result was stored under another environment (``environment: current``)."""
+        if isinstance(self.trials, SweepTrials):
+            return self.census.reused if self.census else 0
+        return len(self.reused)
+
+    def computed_by(self) -> list[str]:
+        """The runs that computed the cached trials' results."""
+        if isinstance(self.trials, SweepTrials):
+            return sorted(self.census.runs) if self.census else []
+        return sorted({str(e.get("run_id")) for e in self.cached.values() if e.get("run_id")})
 
     @property
     def objective(self) -> Objective | None:
@@ -118,6 +158,7 @@ def make_plan(
             )
     data = dict(sorted(hash_inputs(spec).items()))  # trials see ctx.data in one order, however written
     definition = sweep_mod.trial_definition(spec)
+    _check_values(loaded)
     data_hashes = {k: v["sha256"] for k, v in data.items()}
     plan = Plan(loaded, env, snapshot, data, definition, [], use_cache=use_cache, sweep_version=sweep_version)
     plan.stages = plan_stages(spec, code_hash=snapshot.hash, env_hash=env.lock_hash, data_hashes=data_hashes,
@@ -131,15 +172,23 @@ def key_trials(plan: Plan, cache: TrialCache | None = None) -> None:
 
     Called again once a prepare stage has run: its outputs' hash is part of every key.
     Before that (``pending``), nothing is looked up: every trial waits for prepare.
-    Adaptive sweeps (runner.search) add their trials generation by generation."""
-    keep = {t.id for t in plan.trials} if plan.trials else None  # a selection (reproduce) stays one
-    plan.cached, plan.scopes, plan.reused, plan.blocked = {}, {}, {}, {}
-    points = () if plan.spec.sweep.adaptive else sweep_mod.expand(plan.spec.sweep, plan.sweep_version)
-    plan.trials = [plan_trial(plan, point) for point in points if keep is None or point.id in keep]
-    if PENDING in plan.inputs.values() or on_workers(plan.data):
+    Adaptive sweeps (runner.search) add their trials generation by generation.
+    A sweep's trials are streamed (:class:`SweepTrials`), keyed as each pass needs them."""
+    plan.cached, plan.scopes, plan.reused, plan.blocked, plan.census = {}, {}, {}, {}, None
+    if plan.spec.sweep.adaptive:
+        plan.trials = []
+    elif isinstance(plan.trials, list) and plan.trials:  # a selection (reproduce) stays one
+        keep = {t.id for t in plan.trials}
+        plan.trials = [t for t in SweepTrials(plan) if t.id in keep]
+    else:
+        plan.trials = SweepTrials(plan)
+    if PENDING in plan.inputs.values() or on_workers(plan.data) or not plan.use_cache:
         return
-    if plan.use_cache:
-        look_up(plan, plan.trials, cache or TrialCache())
+    cache = cache or TrialCache()
+    if isinstance(plan.trials, SweepTrials):
+        plan.census = take_census(plan, cache)
+    else:
+        look_up(plan, plan.trials, cache)
 
 
 def pin_worker_data(plan: Plan, hashed: dict[str, dict[str, Any]], cache: TrialCache | None = None) -> None:
@@ -153,62 +202,226 @@ def pin_worker_data(plan: Plan, hashed: dict[str, dict[str, Any]], cache: TrialC
     key_trials(plan, cache)
 
 
+def _spec_error(plan_or_loaded: Plan | LoadedSpec, exc: Exception) -> SpecError:
+    loaded = plan_or_loaded.loaded if isinstance(plan_or_loaded, Plan) else plan_or_loaded
+    return SpecError(
+        f"parameter values must be strings, numbers, booleans or null ({exc})",
+        file=loaded.display,
+        line=loaded.lines.get(("sweep",)),
+        path="sweep",
+    )
+
+
+def _check_values(loaded: LoadedSpec) -> None:
+    """Every value a sweep's trials can get has canonical JSON (a streamed sweep
+    is keyed while it runs: a bad value must be refused before)."""
+    sweep = loaded.spec.sweep
+    try:
+        sweep_mod.canonical_json([v for v in sweep.parameters.values() if isinstance(v, list)])
+        sweep_mod.canonical_json([dict(p) for p in sweep.points or []])
+    except (TypeError, ValueError) as exc:
+        raise _spec_error(loaded, exc) from None
+
+
+class _Keys:
+    """The keys (and scope keys) of one plan's trials, as they are now (with the stage outputs)."""
+
+    def __init__(self, plan: Plan, early_stop: dict[str, Any] | None = None) -> None:
+        definition = plan.definition if early_stop is None else {**plan.definition, "early_stop": early_stop}
+        common = dict(definition=definition, code_hash=plan.code.hash, version=plan.sweep_version, inputs=plan.inputs,
+                      data_hashes={k: v["sha256"] for k, v in plan.data.items()})  # fmt: skip
+        self.plan = plan
+        self.early_stop = early_stop
+        self.key = sweep_mod.Keyer(env_hash=plan.env.lock_hash, **common).key  # type: ignore[arg-type]
+        self.scope = (sweep_mod.Keyer(env_hash=scope_env(plan.env.python_version or ""), **common).key  # type: ignore[arg-type]
+                      if plan.env.kind == "current" else None)  # fmt: skip
+
+    def trial(self, point: sweep_mod.TrialPoint, params_json: str | None = None) -> PlannedTrial:
+        try:
+            text = sweep_mod.canonical_json(point.params) if params_json is None else params_json
+        except (TypeError, ValueError) as exc:
+            raise _spec_error(self.plan, exc) from None
+        scope = self.scope(text, point.seed) if self.scope is not None else None
+        return PlannedTrial(point, self.key(text, point.seed), self.early_stop, scope)
+
+
 def plan_trial(plan: Plan, point: sweep_mod.TrialPoint, early_stop: dict[str, Any] | None = None) -> PlannedTrial:
     """A trial's key (and scope key, for ``environment: current``); ``early_stop``,
     the stopping thresholds a trial of an adaptive sweep is given, is part of what it computes."""
-    definition = plan.definition if early_stop is None else {**plan.definition, "early_stop": early_stop}
-    data_hashes = {k: v["sha256"] for k, v in plan.data.items()}
-    inputs = plan.inputs
-    try:
-        key = sweep_mod.trial_key(
-            params=point.params,
-            seed=point.seed,
-            definition=definition,
-            code_hash=plan.code.hash,
-            env_hash=plan.env.lock_hash,
-            data_hashes=data_hashes,
-            version=plan.sweep_version,
-            inputs=inputs,
-        )
-    except (TypeError, ValueError) as exc:
-        raise SpecError(
-            f"parameter values must be strings, numbers, booleans or null ({exc})",
-            file=plan.loaded.display,
-            line=plan.loaded.lines.get(("sweep",)),
-            path="sweep",
-        ) from None
-    if plan.env.kind == "current":
-        plan.scopes[key] = sweep_mod.trial_key(
-            params=point.params, seed=point.seed, definition=definition, code_hash=plan.code.hash,
-            env_hash=scope_env(plan.env.python_version or ""), data_hashes=data_hashes, version=plan.sweep_version,
-            inputs=inputs,
-        )  # fmt: skip
-    return PlannedTrial(point, key, early_stop)
+    return _Keys(plan, early_stop).trial(point)
+
+
+class SweepTrials:
+    """A sweep's trials, expanded and keyed again on each pass (never held):
+    ``len`` without expanding, iteration in trial order."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.count = sweep_mod.count(plan.spec.sweep)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self) -> Iterator[PlannedTrial]:
+        return self.where(None)
+
+    def where(self, want: Callable[[int], bool] | None) -> Iterator[PlannedTrial]:
+        """The trials whose index ``want`` accepts (only those are keyed)."""
+        keys = _Keys(self.plan)
+        for point, text in sweep_mod.expand_json(self.plan.spec.sweep, self.plan.sweep_version):
+            if want is None or want(point.index):
+                yield keys.trial(point, text)
+
+
+@dataclass
+class Census:
+    """What looking a streamed sweep's trials up found, without their entries:
+    counts, and one bit per trial (set: not cached, it runs)."""
+
+    total: int
+    missing: bytearray
+    cached: int = 0
+    reused: int = 0  # of the cached: stored under another environment (environment: current)
+    blocked: int = 0  # of the missing: distributions they imported changed
+    changes: set[str] = field(default_factory=set)  # those changes
+    runs: set[str] = field(default_factory=set)  # run ids that computed the cached results
+
+    @classmethod
+    def none_cached(cls, total: int) -> Census:
+        return cls(total, bytearray(b"\xff" * ((total + 7) // 8)))
+
+    def is_missing(self, index: int) -> bool:
+        return bool(self.missing[index >> 3] & (1 << (index & 7)))
+
+    def is_cached(self, index: int) -> bool:
+        return not self.missing[index >> 3] & (1 << (index & 7))
+
+    def set_missing(self, index: int) -> None:
+        if not self.is_missing(index):
+            self.missing[index >> 3] |= 1 << (index & 7)
+            self.cached -= 1
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.cached
+
+
+class PendingTrials:
+    """A streamed sweep's trials not cached: counted, and streamed when iterated."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def __len__(self) -> int:
+        census = self.plan.census
+        return census.pending if census else len(self.plan.trials)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[PlannedTrial]:
+        trials = self.plan.trials
+        assert isinstance(trials, SweepTrials)
+        census = self.plan.census
+        return trials.where(census.is_missing if census else None)
+
+    def __getitem__(self, index: slice) -> list[PlannedTrial]:
+        """The first pending trials (``pending[:10]``)."""
+        if not isinstance(index, slice) or index.start or index.step or index.stop is None:
+            raise TypeError("only pending[:n]")
+        return list(itertools.islice(self, index.stop))
+
+
+CHUNK = 500  # trials looked up per query
+
+
+def _chunks(trials: Iterable[PlannedTrial], size: int = CHUNK) -> Iterator[list[PlannedTrial]]:
+    it = iter(trials)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _find(plan: Plan, trials: list[PlannedTrial], cache: TrialCache
+          ) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:  # fmt: skip
+    """``trials``' cache entries by key, the keys of results reused across
+    environments, and the imported distributions that changed for the others."""
+    found = cache.get_many([t.key for t in trials])  # a query per few hundred trials, not one each
+    reused: dict[str, str] = {}
+    blocked: dict[str, list[str]] = {}
+    missed = [t.scope for t in trials if t.key not in found and t.scope is not None]
+    if not missed:
+        return found, reused, blocked
+    # environment: current: only scopes with imported versions recorded can reuse anything
+    known = cache.scopes_with_imports(missed)
+    legacy = (cache.root / "imports").is_dir()  # files of earlier releases
+    for t in trials:
+        if t.key in found or t.scope is None or not (legacy or t.scope in known):
+            continue
+        # reuse a result whose imported versions are all unchanged
+        hit = lookup(cache, t.scope, plan.env.packages)
+        if isinstance(hit, Reuse):
+            found[t.key] = hit.entry
+            reused[t.key] = hit.key
+        elif hit is not None:
+            blocked[t.key] = hit.changed
+    return found, reused, blocked
 
 
 def look_up(plan: Plan, trials: list[PlannedTrial], cache: TrialCache) -> None:
-    """Fill ``plan.cached`` (and ``reused``/``blocked``) for ``trials``."""
-    found = cache.get_many([t.key for t in trials])  # a query per few hundred trials, not one each
-    missed = [plan.scopes[t.key] for t in trials if t.key not in found and t.key in plan.scopes]
-    # environment: current: only scopes with imported versions recorded can reuse anything
-    known = cache.scopes_with_imports(missed) if missed else set()
-    legacy = missed and (cache.root / "imports").is_dir()  # files of earlier releases
-    for t in trials:
-        entry = found.get(t.key)
-        if entry is not None:
-            plan.cached[t.key] = entry
-        elif t.key in plan.scopes and (legacy or plan.scopes[t.key] in known):
-            _reuse_by_imports(plan, cache, t.key)
+    """Fill ``plan.cached`` (and ``reused``/``blocked``) for ``trials`` (a list of them)."""
+    for chunk in _chunks(trials):
+        found, reused, blocked = _find(plan, chunk, cache)
+        plan.cached.update(found)
+        plan.reused.update(reused)
+        plan.blocked.update(blocked)
 
 
-def _reuse_by_imports(plan: Plan, cache: TrialCache, key: str) -> None:
-    """``environment: current``: reuse a result whose imported versions are all unchanged."""
-    found = lookup(cache, plan.scopes[key], plan.env.packages)
-    if isinstance(found, Reuse):
-        plan.cached[key] = found.entry
-        plan.reused[key] = found.key
-    elif found is not None:
-        plan.blocked[key] = found.changed
+def take_census(plan: Plan, cache: TrialCache) -> Census:
+    """Look a streamed sweep's trials up, a chunk at a time, keeping only counts and bits."""
+    census = Census.none_cached(len(plan.trials))
+    for chunk in _chunks(plan.trials):
+        found, reused, blocked = _find(plan, chunk, cache)
+        for t in chunk:
+            entry = found.get(t.key)
+            if entry is not None:
+                i = t.point.index
+                census.missing[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+                census.cached += 1
+                census.reused += t.key in reused
+                if entry.get("run_id"):
+                    census.runs.add(str(entry["run_id"]))
+            elif t.key in blocked:
+                census.blocked += 1
+                census.changes.update(blocked[t.key])
+    return census
+
+
+def cached_trials(plan: Plan, cache: TrialCache) -> Iterator[tuple[PlannedTrial, dict[str, Any], str | None]]:
+    """Each cached trial, its entry and the key it was stored under when another
+    (reused across environments), in trial order. A streamed sweep's entries are
+    read again a chunk at a time (not held): one gone or broken since it was
+    looked up is no longer cached, and runs."""
+    trials = plan.trials
+    if not isinstance(trials, SweepTrials):
+        for t in trials:
+            entry = plan.cached.get(t.key)
+            if entry is not None:
+                yield t, entry, plan.reused.get(t.key)
+        return
+    census = plan.census
+    if census is None or not census.cached:
+        return
+    for chunk in _chunks(trials.where(census.is_cached)):
+        found, reused, _ = _find(plan, chunk, cache)
+        for t in chunk:
+            entry = found.get(t.key)
+            if entry is None:
+                census.set_missing(t.point.index)
+            else:
+                yield t, entry, reused.get(t.key)
 
 
 def _output_inside(output: Path, root: Path) -> list[Path]:
@@ -233,14 +446,18 @@ def explain_misses(plan: Plan, cache: TrialCache | None = None) -> list[str]:
         return [*why, f"{len(plan.pending)} trial(s) wait for the prepare stage: their keys include its outputs' hash"]
     if not plan.pending:
         return []
-    blocked = [plan.blocked[t.key] for t in plan.pending if t.key in plan.blocked]
-    if blocked:  # environment: current, and distributions the trials imported changed
-        changes = sorted({c for cs in blocked for c in cs})
-        line = (f"{len(blocked)} trial(s): distributions they imported changed: " + ", ".join(changes[:8])
+    if plan.census is not None:
+        n_blocked, changed = plan.census.blocked, plan.census.changes
+    else:
+        blocked = [plan.blocked[t.key] for t in plan.pending if t.key in plan.blocked]
+        n_blocked, changed = len(blocked), {c for cs in blocked for c in cs}
+    if n_blocked:  # environment: current, and distributions the trials imported changed
+        changes = sorted(changed)
+        line = (f"{n_blocked} trial(s): distributions they imported changed: " + ", ".join(changes[:8])
                 + (f" (+{len(changes) - 8} more)" if len(changes) > 8 else ""))  # fmt: skip
-        if len(blocked) == len(plan.pending):
+        if n_blocked == len(plan.pending):
             return [line]
-        return [line, f"{len(plan.pending) - len(blocked)} other trial(s): " + "; ".join(_explain_by_runs(plan, cache))]
+        return [line, f"{len(plan.pending) - n_blocked} other trial(s): " + "; ".join(_explain_by_runs(plan, cache))]
     return _explain_by_runs(plan, cache)
 
 

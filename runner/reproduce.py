@@ -351,7 +351,8 @@ def reproduce(
                 result.search += f" (recorded with Optuna {then}, replayed with {now})"
             plan.trials = [t for gen in search.generations for t in gen]
             plan.search = None  # the chosen trials run as a plain sweep
-        by_id = {t.id: t for t in plan.trials}
+        wanted = {rec["id"] for rec in chosen}
+        by_id = {t.id: t for t in plan.trials if t.id in wanted}  # a sweep's trials are streamed: keep the chosen
         selected = []
         for rec in chosen:
             t = by_id.get(rec["id"])

@@ -303,7 +303,7 @@ def run_plan(
             summary["stages"] = stages.summary()
         if plan.trials and not plan.pending and info is None:  # nothing ran here: say where the results were computed
             summary["cluster_started"] = False
-            summary["computed_by"] = sorted({str(e.get("run_id")) for e in plan.cached.values() if e.get("run_id")})
+            summary["computed_by"] = plan.computed_by()
         if finalize is not None and error is None:
             files, keys = finalize(writer, outcome, extra)
             extra.update(files)

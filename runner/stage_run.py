@@ -33,7 +33,7 @@ from runner.bundle.points import best_point
 from runner.bundle.write import BundleWriter
 from runner.cache import TrialCache
 from runner.errors import InfraError, StageFailed
-from runner.plan import Plan, key_trials
+from runner.plan import Plan, cached_trials, key_trials
 from runner.stages import (
     MAX_INPUT_BYTES,
     MAX_STAGE_FILES_BYTES,
@@ -341,8 +341,8 @@ def describe(plan: Plan, cache: TrialCache) -> dict[str, str]:
         elif not plan.use_cache:
             out["final"] = "runs after the sweep (--no-cache)"
         else:
-            records = [dict(plan.cached[t.key], key=t.key, id=t.id, params=t.point.params, status="ok")
-                       for t in plan.trials if t.key in plan.cached]  # as the run will journal them
+            records = [dict(entry, key=t.key, id=t.id, params=t.point.params, status="ok")
+                       for t, entry, _ in cached_trials(plan, cache)]  # as the run will journal them
             objective = plan.objective
             best = best_point(records, *objective) if objective else None
             key = final_key(st, best, objective, records, code_hash=plan.code.hash, env_hash=plan.env.lock_hash,

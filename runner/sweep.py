@@ -44,8 +44,12 @@ KEY_VERSIONS = {1: "xrun-trial-key-v1", 2: "xrun-trial-key-v2"}
 KEY_VERSION = KEY_VERSIONS[SWEEP_VERSION]
 
 
+# json.dumps with these options builds an encoder on every call: this one is made once.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return _canonical(value)
 
 
 def sha256_hex(text: str | bytes) -> str:
@@ -119,10 +123,21 @@ def _draw(dist: Any, rng: random.Random) -> Any:
 
 def expand(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[TrialPoint]:
     """Every trial of the sweep: each point × ``repeats`` derived seeds."""
+    for point, _ in expand_json(sweep, version):
+        yield point
+
+
+def expand_json(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[tuple[TrialPoint, str]]:
+    """:func:`expand`, each trial with ``canonical_json`` of its params (what its
+    seed and key hash), made once per point. Lazy: a sweep is never held whole."""
+    seed_head = hashlib.sha256(f"xrun-seed-v1\0{sweep.seed}\0".encode())  # what every seed's digest starts with
     index = 0
     for params in points(sweep, version):
+        text = canonical_json(params)
         for repeat in range(sweep.repeats):
-            yield TrialPoint(index, params, derive_seed(sweep.seed, params, repeat), repeat)
+            h = seed_head.copy()
+            h.update(f"{text}\0{repeat}".encode())
+            yield TrialPoint(index, params, int.from_bytes(h.digest()[:4], "big") & 0x7FFFFFFF, repeat), text
             index += 1
 
 
@@ -166,3 +181,34 @@ def trial_key(
     if inputs:
         doc["inputs"] = dict(inputs)
     return sha256_hex(canonical_json(doc))
+
+
+class Keyer:
+    """:func:`trial_key` for the many trials of one plan: everything but the
+    params and the seed is the same for all of them, so the canonical JSON
+    before the params is hashed once and its hasher copied for each trial.
+    Keys are byte-identical to :func:`trial_key`'s (sorted keys: ``code``,
+    ``data``, ``env``, ``inputs``, then ``params``, ``seed``, ``trial``, ``v``)."""
+
+    def __init__(
+        self,
+        *,
+        definition: Mapping[str, Any],
+        code_hash: str,
+        env_hash: str,
+        data_hashes: Mapping[str, str],
+        version: int = SWEEP_VERSION,
+        inputs: Mapping[str, str] | None = None,
+    ) -> None:
+        head = f'{{"code":{canonical_json(code_hash)},"data":{canonical_json(dict(data_hashes))},"env":{canonical_json(env_hash)}'
+        if inputs:
+            head += f',"inputs":{canonical_json(dict(inputs))}'
+        self._head = hashlib.sha256(f'{head},"params":'.encode())
+        self._tail = f',"trial":{canonical_json(dict(definition))},"v":{canonical_json(KEY_VERSIONS[version])}}}'.encode()
+
+    def key(self, params_json: str, seed: int) -> str:
+        """The key of a trial, from ``canonical_json`` of its params and its seed."""
+        h = self._head.copy()
+        h.update(f'{params_json},"seed":{canonical_json(seed)}'.encode())
+        h.update(self._tail)
+        return h.hexdigest()

@@ -134,8 +134,8 @@ def plan(
     reasons = explain_misses(p, cache)
     stages = describe(p, cache)
     info = {
-        "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": len(p.cached),
-        "reused_across_environments": len(p.reused), "to_run": len(p.pending), "why_not_cached": reasons,
+        "spec": loaded.display, "name": s.name, "trials": len(p.trials), "cached": p.n_cached,
+        "reused_across_environments": p.n_reused, "to_run": len(p.pending), "why_not_cached": reasons,
         "stages": stages,
         "environment": {"kind": env.kind, "lock_hash": env.lock_hash, "lock": str(env.lock_file) if env.lock_file else None,
                         "fresh": fresh, "status": reason},
@@ -152,13 +152,13 @@ def plan(
     table.add_row("spec", f"{loaded.display} ({s.name})")
     if "prepare" in stages:
         table.add_row("prepare", stages["prepare"])
-    table.add_row("trials", f"{len(p.trials):,}: {len(p.cached):,} cached, {len(p.pending):,} to run")
+    table.add_row("trials", f"{len(p.trials):,}: {p.n_cached:,} cached, {len(p.pending):,} to run")
     if "final" in stages:
         table.add_row("final", stages["final"])
     if search:
         table.add_row("search", search.describe())
-    if p.reused:
-        table.add_row("", f"{len(p.reused):,} of the cached ran in another environment that differs only in "
+    if p.n_reused:
+        table.add_row("", f"{p.n_reused:,} of the cached ran in another environment that differs only in "
                           "distributions they did not import")  # fmt: skip
     table.add_row("environment", f"{env.kind}, lock {env.lock_hash[:12]} — {reason}")
     table.add_row("code", f"{len(p.code.files)} files, hash {p.code.hash[:12]}")

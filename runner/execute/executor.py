@@ -17,7 +17,7 @@ from runner.bundle.write import BundleWriter
 from runner.cache import TrialCache
 from runner.env.imported import remember
 from runner.errors import InfraError
-from runner.plan import Plan, PlannedTrial
+from runner.plan import Plan, PlannedTrial, cached_trials
 
 from .batching import BatchSizer, Unit
 from .model import Event, Options, Outcome
@@ -100,15 +100,13 @@ class Executor:
     # ------------------------------------------------------------------ cached
 
     def record_cached(self) -> None:
-        for t in self.plan.trials:
-            entry = self.plan.cached.get(t.key)
-            if entry is None:
-                continue
+        # a streamed sweep's entries are read (and journaled) a chunk at a time, never all held
+        for t, entry, reused in cached_trials(self.plan, self.cache):
             record = self._record(t, entry, attempts=entry.get("attempts", 1), cached=True)
             record["cached_from"] = entry.get("run_id")
-            if t.key in self.plan.reused:  # environment: current, nothing it imported changed
-                record["cached_key"] = self.plan.reused[t.key]
-            stored = self.plan.reused.get(t.key, t.key)
+            if reused is not None:  # environment: current, nothing it imported changed
+                record["cached_key"] = reused
+            stored = reused or t.key
             self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored))
             self.outcome.counts["cached"] += 1
             self._update_best(record)
@@ -126,8 +124,16 @@ class Executor:
         client.subscribe_topic("xrun", self._on_worker_event)
         client.subscribe_topic(MEMORY_TOPIC, self._on_memory_event)
         queue: deque[tuple[PlannedTrial, int, bool]] = deque()  # (trial, attempt, run alone)
-        pending = self.plan.pending
-        todo = iter(pending)
+        pending = self.plan.pending  # of a streamed sweep: counted, and keyed as they are submitted
+        scopes = self.plan.scopes  # environment: current: of the trials in flight only
+
+        def scoped(trials: Any) -> Any:
+            for t in trials:
+                if t.scope is not None:
+                    scopes[t.key] = t.scope
+                yield t
+
+        todo = scoped(pending)
         self._unsubmitted = len(pending)
         in_flight: dict[str, Unit] = {}
         ac = as_completed(with_results=False, loop=client.loop)
@@ -201,6 +207,11 @@ class Executor:
                     if unit is None:  # cancelled by --fail-fast or the monitor
                         continue
                     self._handle_unit(unit, queue)
+                    if scopes:  # the scope of a trial that is done is not needed again
+                        again = {t.key for t, _, _ in queue}
+                        for t, _ in unit.items:
+                            if t.key not in again:
+                                scopes.pop(t.key, None)
                     if self.options.fail_fast and self.outcome.counts["failed"]:
                         self.stop.set()
                         self.outcome.stopped_early = True

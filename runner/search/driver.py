@@ -204,6 +204,7 @@ class AdaptiveSearch:
                 if new:
                     if plan.use_cache:
                         look_up(plan, new, executor.cache)
+                    assert isinstance(plan.trials, list)  # an adaptive sweep's trials are its generations
                     plan.trials.extend(new)
                 self.write(executor.writer)
         finally:
@@ -226,6 +227,7 @@ def plan_search(plan: Plan, cache: TrialCache | None = None) -> AdaptiveSearch:
             break
         if plan.use_cache and cache is not None:
             look_up(plan, gen, cache)
+        assert isinstance(plan.trials, list)  # an adaptive sweep's trials are its generations
         plan.trials.extend(gen)
         cached = search.cached_records(gen)
         if cached is None:
