@@ -10,7 +10,10 @@ grid / random / list, repeats, seeds, data entries, `--set` overrides):
 * run, move the bundle, delete the project, reproduce (in part of the cases from
   another working directory, by a relative path): verdict match, and the
   printed bundle exists;
-* a trial that ignores its seed (draws from the OS) is caught as a mismatch.
+* a trial that ignores its seed (draws from the OS) is caught as a mismatch;
+* the streamed plan (a sweep's trials expanded and keyed on each pass, looked
+  up a chunk at a time) yields exactly the trials a list of them did, keyed by
+  the reference definitions (``derive_seed``, ``trial_key``), cached or not.
 
 The trial's metrics are a pure function of its params *as it sees them*
 (including their key order) and its seed, so an order leaking into what a trial
@@ -39,7 +42,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.plan import make_plan
+from runner import sweep as sweep_mod
+from runner.cache import TrialCache
+from runner.env.imported import scope_env
+from runner.plan import cached_trials, make_plan
 from runner.reproduce import reproduce
 from runner.run import load_environment, run
 from runner.spec import loads_spec
@@ -216,7 +222,55 @@ def trials_of(plan) -> list[tuple[str, dict[str, Any], int, str]]:
     return [(t.id, t.point.params, t.point.seed, t.key) for t in plan.trials]
 
 
+def reference_trials(plan) -> list[tuple[str, dict[str, Any], int, int, str, str | None]]:
+    """The trials as a list of them was made before plans were streamed: every
+    point × repeats, in order, each seed and key from the reference definitions."""
+    sweep = plan.spec.sweep
+    common = dict(definition=plan.definition, code_hash=plan.code.hash, version=plan.sweep_version,
+                  data_hashes={k: v["sha256"] for k, v in plan.data.items()}, inputs=plan.inputs)
+    out, index = [], 0
+    for params in sweep_mod.points(sweep, plan.sweep_version):
+        for repeat in range(sweep.repeats):
+            seed = sweep_mod.derive_seed(sweep.seed, params, repeat)
+            key = sweep_mod.trial_key(params=params, seed=seed, env_hash=plan.env.lock_hash, **common)
+            scope = (sweep_mod.trial_key(params=params, seed=seed, env_hash=scope_env(plan.env.python_version or ""),
+                                         **common) if plan.env.kind == "current" else None)  # fmt: skip
+            out.append((f"t{index:05d}", params, seed, repeat, key, scope))
+            index += 1
+    return out
+
+
 # ------------------------------------------------------------------ properties
+
+
+@settings(max_examples=max(20, settings().max_examples * 2))
+@given(case=cases(), version=st.sampled_from(sweep_mod.SWEEP_VERSIONS), cached_seed=st.integers(0, 2**32))
+def test_the_streamed_plan_yields_the_trials_a_list_of_them_did(case: Case, version: int, cached_seed: int, env) -> None:
+    rng = random.Random(cached_seed)
+    with workspace() as root:
+        project, data_dir = make_project(root, case)
+        text = spec_text(case, rng=None, project=project, data_dir=data_dir, address="tcp://127.0.0.1:1", function="score")
+        loaded = loads_spec(text, project / "spec.yaml", case.overrides)
+        plan = make_plan(loaded, env, sweep_version=version)
+        expected = reference_trials(plan)
+        assert len(plan.trials) == len(expected) == sweep_mod.count(plan.spec.sweep)
+        assert [(t.id, t.point.params, t.point.seed, t.point.repeat, t.key, t.scope) for t in plan.trials] == expected
+        assert [t.id for t in plan.pending] == [e[0] for e in expected] and plan.n_cached == 0
+
+        # Some of them cached (by another run): the same trials, those cached, the others pending, in order.
+        cache = TrialCache()
+        stored = {e[4] for e in expected if rng.random() < 0.5}
+        for tid, _, _, _, key, _ in expected:
+            if key in stored:
+                cache.put({"key": key, "id": tid, "status": "ok", "metrics": {"m": 1.0}, "run_id": "before"})
+        again = make_plan(loaded, env, cache=cache, sweep_version=version)
+        assert [(t.id, t.point.params, t.point.seed, t.point.repeat, t.key, t.scope) for t in again.trials] == expected
+        assert set(cache.get_many([e[4] for e in expected])) == stored  # what a list of them looked up
+        assert again.n_cached == len(stored) and len(again.pending) == len(expected) - len(stored)
+        assert [t.id for t in again.pending] == [e[0] for e in expected if e[4] not in stored]
+        assert [(t.id, entry["key"]) for t, entry, _ in cached_trials(again, cache)] == [
+            (e[0], e[4]) for e in expected if e[4] in stored]  # fmt: skip
+        assert again.computed_by() == (["before"] if stored else [])
 
 
 @settings(max_examples=max(20, settings().max_examples * 2))
