@@ -27,7 +27,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,44 @@ def _draw(dist: Any, rng: random.Random) -> Any:
     raise TypeError(f"unknown distribution {dist!r}")
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _normalize_fast(value: Any) -> Any:
+    return value if type(value) in _SCALARS else normalize(value)
+
+
+def _drawer(dist: Any) -> Callable[[float], Any]:
+    """:func:`_draw` for one distribution, given its uniform draw (the same arithmetic)."""
+    if isinstance(dist, list):
+        n = len(dist)
+        return lambda u: dist[min(int(u * n), n - 1)]
+    if isinstance(dist, Uniform):
+        lo, hi = dist.uniform
+        return lambda u: lo + (hi - lo) * u
+    if isinstance(dist, LogUniform):
+        log_lo, log_hi = math.log(dist.loguniform[0]), math.log(dist.loguniform[1])
+        return lambda u: math.exp(log_lo + (log_hi - log_lo) * u)
+    if isinstance(dist, IntRange):
+        ilo, ihi = sorted(dist.int)
+        return lambda u: ilo + min(int(u * (ihi - ilo + 1)), ihi - ilo)
+    raise TypeError(f"unknown distribution {dist!r}")
+
+
+def _points_fast(sweep: Sweep, version: int) -> Iterator[dict[str, Any]]:
+    """:func:`points`, with the per-point work of random draws and of sorting
+    mappings done once per sweep (tests/test_properties.py holds it to :func:`points`)."""
+    if sweep.method != "random" or version < 2:
+        yield from points(sweep, version)
+        return
+    names = sorted(sweep.parameters)
+    drawers = [(name, _drawer(sweep.parameters[name])) for name in names]
+    rng = random.Random(sweep.seed)
+    draw = rng.random
+    for _ in range(sweep.samples or 0):
+        yield {name: _normalize_fast(f(draw())) for name, f in drawers}  # names sorted: values may be mappings
+
+
 def expand(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[TrialPoint]:
     """Every trial of the sweep: each point × ``repeats`` derived seeds."""
     for point, _ in expand_json(sweep, version):
@@ -132,7 +170,7 @@ def expand_json(sweep: Sweep, version: int = SWEEP_VERSION) -> Iterator[tuple[Tr
     seed and key hash), made once per point. Lazy: a sweep is never held whole."""
     seed_head = hashlib.sha256(f"xrun-seed-v1\0{sweep.seed}\0".encode())  # what every seed's digest starts with
     index = 0
-    for params in points(sweep, version):
+    for params in _points_fast(sweep, version):
         text = canonical_json(params)
         for repeat in range(sweep.repeats):
             h = seed_head.copy()
@@ -209,6 +247,6 @@ class Keyer:
     def key(self, params_json: str, seed: int) -> str:
         """The key of a trial, from ``canonical_json`` of its params and its seed."""
         h = self._head.copy()
-        h.update(f'{params_json},"seed":{canonical_json(seed)}'.encode())
+        h.update(f'{params_json},"seed":{seed if type(seed) is int else canonical_json(seed)}'.encode())
         h.update(self._tail)
         return h.hexdigest()
