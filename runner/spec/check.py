@@ -312,7 +312,7 @@ def count(sweep: Sweep) -> int:
     return n * sweep.repeats
 
 
-MAX_TRIALS = 1_000_000  # every trial is planned in memory and journaled; beyond this, split the sweep
+MAX_TRIALS = 1_000_000  # every trial is journaled (the plan streams them); beyond this, split the sweep
 
 
 def size_problem(sweep: Sweep) -> tuple[str, str] | None:
