@@ -15,25 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from runner._safeio import open_regular
-from runner.bundle.journal import SLIM_FIELDS, iter_journal
-from runner.bundle.points import Point, aggregate
+from runner.bundle.points import Point
 from runner.bundle.read import read_meta
 from runner.errors import UsageError
 from runner.objective import Objective, is_number, recorded_objective
 from runner.report import html as h
 from runner.report.plots import Param
+from runner.report.scan import Scan, scan, superseded, top_points_of
+from runner.report.scan import trial_duration as trial_duration
+from runner.report.scan import worker_label as worker_label
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Run:
-    """A bundle as the report sees it: its files, parsed, and what follows from them."""
+    """A bundle as the report sees it: its small files parsed, and of its journal
+    what the sections show (:class:`~runner.report.scan.Scan`: bounded, however
+    many trials)."""
 
     root: Path
     meta: dict[str, Any]
     resolved: dict[str, Any]
-    trials: list[dict[str, Any]]
     env: dict[str, Any]
     host: dict[str, Any]
     image: dict[str, Any] | None
@@ -41,6 +44,7 @@ class Run:
     data: dict[str, Any] | None
     reproduce: dict[str, Any] | None
     code_files: int | None
+    scan: Scan
     objective: Objective | None = None
     params: list[Param] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)  # trial id -> byte offset of its last journal line
@@ -49,19 +53,19 @@ class Run:
     def name(self) -> str:
         return str(self.meta.get("spec_name") or self.resolved.get("name") or self.root.name)
 
-    # Cached: sections ask for these inside loops over every trial.
+    @property
+    def journal(self) -> Path:
+        return self.root / "trials.jsonl"
+
     @cached_property
-    def ok(self) -> list[dict[str, Any]]:
-        return [t for t in self.trials if t.get("status") == "ok"]
+    def trials(self) -> list[dict[str, Any]]:
+        """The first :data:`~runner.report.scan.FIRST_TRIALS` trials by id (all of a smaller sweep)."""
+        return [rec for _, _, rec in self.scan.first.result()]
 
     @cached_property
     def failed(self) -> list[dict[str, Any]]:
-        return [t for t in self.trials if t.get("status") not in ("ok", "pruned")]
-
-    @cached_property
-    def pruned(self) -> list[dict[str, Any]]:
-        """Trials an adaptive sweep stopped early (not failures)."""
-        return [t for t in self.trials if t.get("status") == "pruned"]
+        """The first :data:`~runner.report.scan.FIRST_FAILED` failed trials by id (of ``scan.n_failed``)."""
+        return [rec for _, _, rec in self.scan.failed.result()]
 
     def value(self, trial: dict[str, Any]) -> float | None:
         """The trial's objective, when it is a finite number."""
@@ -69,39 +73,37 @@ class Run:
             return None
         return self.objective.value(trial)
 
-    def ranked(self) -> list[dict[str, Any]]:
-        """Successful trials, best objective first (by id when there is none)."""
-        return list(self._ranked)
+    def ranked(self, k: int) -> list[dict[str, Any]]:
+        """The first ``k`` successful trials, best objective first (by id when there is none)."""
+        return self.scan.ranked(k)
 
     @cached_property
-    def _ranked(self) -> list[dict[str, Any]]:
-        if self.objective is None:
-            return sorted(self.ok, key=lambda t: str(t.get("id")))
-        return self.objective.rank(self.ok)  # type: ignore[return-value]  # the records themselves, not copies
+    def plot_trials(self) -> list[dict[str, Any]]:
+        """The successful trials with an objective that the plots draw, in id order."""
+        return self.scan.plot_trials()
 
-    @cached_property
-    def points(self) -> list[Point]:
-        """Trials grouped into parameter points, once per report."""
-        return aggregate(self.trials)
+    def top_points(self, k: int, *, successful: bool = False) -> tuple[list[Point], int, int]:
+        """The best ``k`` parameter points (:func:`runner.bundle.points.top`), how many
+        points there are, and the most trials one point has."""
+        return top_points_of(self.journal, self.scan, k, successful=successful, offsets=self.offsets)
 
     @cached_property
     def best_id(self) -> str | None:
         best = self.meta.get("best") or {}
         if best.get("trial"):
             return str(best["trial"])
-        ranked = self.ranked()
+        ranked = self.ranked(1)
         return str(ranked[0]["id"]) if ranked and self.value(ranked[0]) is not None else None
-
 
     def histories(self, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
         """The ``ctx.log`` history of the trials ``ids`` (their last record each),
-        read back from where the first pass over the journal saw their lines."""
+        read back from where the pass over the journal saw their lines."""
         out: dict[str, list[dict[str, Any]]] = {}
         wanted = sorted((self.offsets[t], t) for t in ids if t in self.offsets)
         if not wanted:
             return out
         try:
-            fh = open_regular(self.root / "trials.jsonl")
+            fh = open_regular(self.journal)
         except OSError:
             return out
         with fh:
@@ -118,17 +120,22 @@ class Run:
 
 def load_run(root: Path) -> Run:
     meta = _read_meta(root)
-    offsets: dict[str, int] = {}
-    by_id: dict[str, dict[str, Any]] = {}
-    for offset, rec in iter_journal(root / "trials.jsonl"):  # one pass: the last record of each trial, slim
-        by_id[rec["id"]] = {k: rec[k] for k in SLIM_FIELDS if k in rec}
-        offsets[rec["id"]] = offset
+    resolved = _read_json(root, "spec.resolved.json") or {}
+    objective = recorded_objective(meta.get("best"), resolved)
+    best: dict[str, Any] = meta["best"] if isinstance(meta.get("best"), dict) else {}
+    best_id = str(best["trial"]) if best.get("trial") else None
+    timeout = (resolved.get("trial") or {}).get("timeout") if isinstance(resolved.get("trial"), dict) else None
+    journal = root / "trials.jsonl"
+    s = scan(journal, objective, best_id, timeout)
+    older = superseded(journal, s)
+    if objective is None and s.numeric_ok:  # ranked by the first numeric metric: known only now
+        objective = Objective(sorted(s.numeric_ok)[0])
+    if older or objective != s.objective:  # a second pass, rarely needed
+        s = scan(journal, objective, best_id, timeout, skip=older)
     run = Run(
         root=root,
         meta=meta,
-        resolved=_read_json(root, "spec.resolved.json") or {},
-        trials=[by_id[k] for k in sorted(by_id)],  # as latest_records(read_journal(…, slim=True))
-        offsets=offsets,
+        resolved=resolved,
         env=_read_json(root, "env/env.json") or {},
         host=_read_json(root, "host.json") or {},
         image=_read_json(root, "image.json"),
@@ -136,8 +143,10 @@ def load_run(root: Path) -> Run:
         data=_read_json(root, "data.json"),
         reproduce=_read_json(root, "reproduce.json"),
         code_files=_count(_read_json(root, "code/files.json")),
+        scan=s,
+        objective=objective,
+        offsets=s.offsets(),
     )
-    run.objective = _objective(run)
     run.params = _params(run)
     return run
 
@@ -163,23 +172,14 @@ def _count(value: Any) -> int | None:
     return len(value) if isinstance(value, (dict, list)) else None
 
 
-def _objective(run: Run) -> Objective | None:
-    """The bundle's objective; a bundle without one is ranked by its first numeric metric."""
-    objective = recorded_objective(run.meta.get("best"), run.resolved)
-    if objective is not None:
-        return objective
-    names = sorted({m for t in run.ok for m, v in (t.get("metrics") or {}).items() if is_number(v)})
-    return Objective(names[0]) if names else None
-
-
 def _params(run: Run) -> list[Param]:
     declared = (run.resolved.get("sweep") or {}).get("parameters") or {}
-    names = sorted({k for t in run.trials for k in (t.get("params") or {})} | set(declared))
+    names = sorted(set(run.scan.param_numeric) | set(declared))
     out = []
     for name in names:
-        values = [t["params"][name] for t in run.trials if name in (t.get("params") or {})]
+        seen_values = name in run.scan.param_numeric
         decl = declared.get(name)
-        numeric = bool(values) and all(is_number(v) for v in values)
+        numeric = seen_values and run.scan.param_numeric[name]
         if numeric:
             log_scale = isinstance(decl, dict) and "loguniform" in decl
             if isinstance(decl, list) and all(is_number(v) for v in decl):
@@ -189,7 +189,7 @@ def _params(run: Run) -> list[Param]:
             continue
         labels = [h.param_label(v) for v in decl] if isinstance(decl, list) else []
         seen = set(labels)
-        extra = sorted({h.param_label(v) for v in values} - seen, key=natural_key)
+        extra = sorted(run.scan.param_labels(name) - seen, key=natural_key)
         out.append(Param(name, categorical=True, categories=list(dict.fromkeys(labels + extra))))
     return out
 
@@ -201,20 +201,6 @@ def natural_key(label: str) -> tuple[int, float, str]:
         return (1, 0.0, label)
 
 
-def trial_duration(t: dict[str, Any]) -> float | None:
-    s: Any = t.get("start")
-    e: Any = t.get("end")
-    return float(e - s) if is_number(s) and is_number(e) and e >= s else None
-
-
-def worker_label(address: Any) -> str:
-    """A worker address without its ``tcp://``."""
-    if address is None:
-        return "(no worker)"
-    s = str(address)
-    return s.split("://", 1)[1] if "://" in s else s
-
-
 def params_text(t: dict[str, Any]) -> str:
     def show(v: Any) -> str:
         return f"{v:.6g}" if isinstance(v, float) else h.param_label(v)
@@ -222,8 +208,9 @@ def params_text(t: dict[str, Any]) -> str:
     return "  ".join(f"{k}={show(v)}" for k, v in sorted((t.get("params") or {}).items()))
 
 
-def metric_names(trials: list[dict[str, Any]], obj: Objective | None, limit: int = 5) -> list[str]:
-    names = sorted({m for t in trials for m in (t.get("metrics") or {})})
+def metric_names(trials: list[dict[str, Any]] | set[str], obj: Objective | None, limit: int = 5) -> list[str]:
+    """The first ``limit`` metric names of ``trials`` (or of a set of names), the objective's first."""
+    names = sorted(trials if isinstance(trials, set) else {m for t in trials for m in (t.get("metrics") or {})})
     if obj and obj.metric in names:
         names.remove(obj.metric)
         names.insert(0, obj.metric)

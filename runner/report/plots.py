@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from runner.objective import Objective
@@ -68,6 +69,11 @@ class Param:
     categorical: bool
     log: bool = False
     categories: Sequence[str] = ()  # display labels, in axis order (categorical only)
+
+    @cached_property
+    def index(self) -> frozenset[str]:
+        """The categories, to look labels up."""
+        return frozenset(self.categories)
 
 
 # ------------------------------------------------------------------ rendering

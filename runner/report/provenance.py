@@ -3,7 +3,6 @@ and the verdict of a reproduction."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from runner.report import html as h
@@ -31,27 +30,29 @@ KEY_PACKAGES = (
 
 
 def failures_section(run: Run) -> str:
-    failed = run.failed
+    s = run.scan
+    failed = run.failed  # the first ones by id
     not_run = (run.meta.get("counts") or {}).get("not_run") or 0
     parts = []
-    if not failed:
+    if not s.n_failed:
         parts.append('<p class="note">No trial failed.</p>')
     else:
-        classes = Counter(_failure_class(t) for t in failed)
         pills = "".join(
-            f'<span class="pill">{h.badge(c)} <b>{n}</b></span>' for c, n in sorted(classes.items())
+            f'<span class="pill">{h.badge(c)} <b>{n}</b></span>' for c, n in sorted(s.classes.items())
         )
+        if s.other_classes:
+            pills += f'<span class="pill">{h.badge("other")} <b>{s.other_classes}</b></span>'
         parts.append(f'<div class="pill-list">{pills}</div>')
-        parts.append(_failure_groups(failed))
+        parts.append(_failure_groups(run))
         table = _failure_table(failed[:MAX_FAILURE_ROWS])
         more = (
-            f'<p class="note">… and {len(failed) - MAX_FAILURE_ROWS} more in trials.jsonl.</p>'
-            if len(failed) > MAX_FAILURE_ROWS
+            f'<p class="note">… and {s.n_failed - MAX_FAILURE_ROWS} more in trials.jsonl.</p>'
+            if s.n_failed > MAX_FAILURE_ROWS
             else ""
         )
-        open_ = " open" if len(failed) <= 20 else ""
+        open_ = " open" if s.n_failed <= 20 else ""
         parts.append(
-            f"<details{open_}><summary>Each failed trial ({len(failed)}), with its traceback"
+            f"<details{open_}><summary>Each failed trial ({s.n_failed}), with its traceback"
             f"</summary>{table}{more}</details>"
         )
         parts.append(
@@ -67,24 +68,19 @@ def _failure_class(t: dict[str, Any]) -> str:
     return str(t.get("failure_class") or t.get("status") or "error")
 
 
-def _first_line(t: dict[str, Any]) -> str:
-    return str(t.get("error") or "").partition("\n")[0]
-
-
-def _failure_groups(failed: list[dict[str, Any]]) -> str:
+def _failure_groups(run: Run) -> str:
     """One row per (class, message): the same error in many trials reads once."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for t in failed:
-        groups.setdefault((_failure_class(t), _first_line(t)), []).append(str(t.get("id")))
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    s = run.scan
+    ordered = sorted(s.groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
     rows = []
-    for (cls, msg), ids in ordered[:50]:
-        shown = ", ".join(ids[:8]) + (", …" if len(ids) > 8 else "")
+    for (cls, msg), (count, first) in ordered[:50]:
+        ids = first.result()
+        shown = ", ".join(ids[:8]) + (", …" if count > 8 else "")
         rows.append(
             [
                 h.Cell(h.badge(cls)),
                 h.Cell(h.esc(msg) or "—", None, "err"),
-                h.num(len(ids)),
+                h.num(count),
                 h.text(shown, "mono"),
             ]
         )
@@ -93,6 +89,9 @@ def _failure_groups(failed: list[dict[str, Any]]) -> str:
     )
     if len(ordered) > 50:
         out += f'<p class="note">… and {len(ordered) - 50} more distinct messages.</p>'
+    if s.other_groups:
+        out += (f'<p class="note">{s.other_groups} more failed trials are counted above but not grouped by message '
+                f"(only the first {len(ordered)} distinct messages are).</p>")  # fmt: skip
     return out
 
 

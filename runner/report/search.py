@@ -29,6 +29,7 @@ from runner.report.plots import (
 
 PRUNED = "#9aa1ab"
 MAX_CURVES = 200
+MAX_TRIALS = 2000  # trials drawn (the first by id): the Pareto front is quadratic
 MAX_SPACE_PARAMS = 8
 CURVE_LENGTH = 2000
 
@@ -49,8 +50,7 @@ def search_section(run: Run) -> str:
         for t in listed if isinstance(listed, list) else []:
             if isinstance(t, dict):
                 generation_of[str(t.get("id"))] = number
-    trials = sorted((t for t in run.trials if str(t.get("id")) in generation_of or not generation_of),
-                    key=lambda t: str(t.get("id")))  # fmt: skip
+    trials = [t for t in run.trials[:MAX_TRIALS] if str(t.get("id")) in generation_of or not generation_of]
     sweep = run.resolved.get("sweep") or {}
     parts = [_facts(search, sweep, run, len(gens))]
     objectives = _objectives(sweep)
@@ -60,6 +60,9 @@ def search_section(run: Run) -> str:
         parts.append(_best_so_far(run, trials, generation_of, run.objective))
     parts.append(_space(run, trials, generation_of))
     parts.append(_curves(run, trials, sweep))
+    if run.scan.total > MAX_TRIALS:
+        parts.append(f'<p class="note">The plots of this section show the first {MAX_TRIALS:,} of the '
+                     f"{run.scan.total:,} trials.</p>")  # fmt: skip
     return "\n".join(p for p in parts if p)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
@@ -16,6 +15,7 @@ from runner.report.data import (
     worker_label,
 )
 from runner.report.plots import Param
+from runner.report.scan import MAX_WORKERS, RESTARTED
 
 TOP_TRIALS = 10
 MAX_PARAM_PLOTS = 16
@@ -24,33 +24,15 @@ MAX_TRIAL_ROWS = 5000
 PLOT_TRIALS = 5000  # trials drawn per scatter or parallel-coordinates plot (the best and an even sample)
 
 
-def _plot_sample(run: Run, trials: list[dict[str, Any]], limit: int = PLOT_TRIALS) -> list[dict[str, Any]]:
-    """At most ``limit`` of ``trials`` to draw, in their order: the best tenth
-    of the limit by the objective and a seeded random sample of the others, so a
-    100,000-trial plot takes seconds and looks the same at its resolution."""
-    if len(trials) <= limit:
-        return trials
-    obj = run.objective
-    sign = -1.0 if obj is not None and obj.goal == "maximize" else 1.0
-    order = sorted(range(len(trials)), key=lambda i: sign * (run.value(trials[i]) or 0.0))
-    keep = set(order[: limit // 10])
-    rest = [i for i in range(len(trials)) if i not in keep]
-    keep.update(random.Random(0).sample(rest, limit - len(keep)))
-    best = next((i for i, t in enumerate(trials) if str(t.get("id")) == run.best_id), None)
-    if best is not None:
-        keep.add(best)
-    return [trials[i] for i in sorted(keep)]
-
-
 def _sampled_note(drawn: int, total: int) -> str:
-    return (f" {drawn:,} of the {total:,} trials are drawn: the best {PLOT_TRIALS // 10:,} and a random sample."
-            if drawn < total else "")  # fmt: skip
+    return (f" {drawn:,} of the {total:,} trials are drawn: the best {PLOT_TRIALS // 10:,} and a random sample"
+            " (the same for the same trials)." if drawn < total else "")  # fmt: skip
 
 
 def run_section(run: Run) -> str:
     m = run.meta
     counts = m.get("counts") or {}
-    total = counts.get("total", len(run.trials))
+    total = counts.get("total", run.scan.total)
     tiles = [
         ("status", h.badge(m.get("status")), ""),
         ("trials", h.esc(total), ""),
@@ -100,9 +82,7 @@ def run_section(run: Run) -> str:
     if (sweep.get("repeats") or 1) > 1:
         parts.append(f"{sweep['repeats']} repeats per point")
     parts.append(f"{sweep_meta.get('trials', total)} trials")
-    durations = [
-        d for d in (trial_duration(t) for t in run.trials if not t.get("cached")) if d is not None
-    ]
+    durations = run.scan.median_duration()
     items: list[tuple[str, str]] = [
         ("run id", h.mono(m.get("run_id"))),
         ("created", h.esc(m.get("created"))),
@@ -114,13 +94,13 @@ def run_section(run: Run) -> str:
             ("objective", f"{h.esc(run.objective.goal)} <b>{h.esc(run.objective.metric)}</b>")
         )
     if durations:
-        ordered = sorted(durations)
+        count, total_time, median, longest = durations
         items.append(
             (
                 "trial time",
                 h.esc(
-                    f"{h.duration(sum(durations))} in total over {len(durations)} trials; "
-                    f"median {h.duration(ordered[len(ordered) // 2])}, longest {h.duration(ordered[-1])}"
+                    f"{h.duration(total_time)} in total over {count} trials; "
+                    f"median {h.duration(median)}, longest {h.duration(longest)}"
                 ),
             )
         )
@@ -158,10 +138,10 @@ def _trial_kind(run: Run) -> str:
 
 
 def best_section(run: Run) -> str:
-    ranked = run.ranked()
-    if not ranked:
+    top = run.ranked(TOP_TRIALS)
+    if not top:
         return '<p class="note">No trial succeeded.</p>'
-    top = ranked[:TOP_TRIALS]
+
     obj = run.objective
     metrics = metric_names(top, obj)
     headers, numeric = ["#", "trial"], [True, False]
@@ -178,9 +158,9 @@ def best_section(run: Run) -> str:
         row += [h.Cell(h.esc(h.duration(d)), d, "num"), _source(t)]
         rows.append(row)
     title = (
-        f"Top {len(top)} of {len(run.ok)} successful trials by {obj.metric} ({obj.goal})"
+        f"Top {len(top)} of {run.scan.n_ok} successful trials by {obj.metric} ({obj.goal})"
         if obj
-        else f"{len(run.ok)} successful trials"
+        else f"{run.scan.n_ok} successful trials"
     )
     out = f'<p class="note">{h.esc(title)}.</p>' + h.table(
         headers, rows, cls="best-table", numeric=numeric
@@ -224,12 +204,12 @@ def objective_section(run: Run) -> str:
         return '<p class="note">No objective and no numeric metric to plot.</p>'
     if not run.params:
         return '<p class="note">The sweep has no parameters to plot against.</p>'
-    scored = [t for t in run.ok if run.value(t) is not None]
-    if not scored:
+    drawn = run.plot_trials
+    if not drawn:
         return f'<p class="note">No successful trial reported {h.esc(obj.metric)}.</p>'
     best_id = run.best_id
     figures = []
-    drawn = _plot_sample(run, scored)
+    n_failed = run.scan.n_failed
     failed_drawn = run.failed[:PLOT_TRIALS]
     for p in run.params[:MAX_PARAM_PLOTS]:
         xs: list[Any] = []
@@ -249,12 +229,12 @@ def objective_section(run: Run) -> str:
         figures.append(f"<figure>{svg}</figure>")
     more = len(run.params) - MAX_PARAM_PLOTS
     note = (
-        f"Each dot is a successful trial ({len(scored)}); ★ marks the best"
-        + (f", × in the shaded band a failed trial ({len(run.failed)})" if run.failed else "")
+        f"Each dot is a successful trial ({run.scan.n_scored}); ★ marks the best"
+        + (f", × in the shaded band a failed trial ({n_failed})" if n_failed else "")
         + ". Categorical values are spread sideways, with a bar at their median."
         + (f" {more} more parameters are not plotted." if more > 0 else "")
-        + _sampled_note(len(drawn), len(scored))
-        + (f" The first {len(failed_drawn):,} failed trials are drawn." if len(failed_drawn) < len(run.failed) else "")
+        + _sampled_note(len(drawn), run.scan.n_scored)
+        + (f" The first {len(failed_drawn):,} failed trials are drawn." if len(failed_drawn) < n_failed else "")
     )
     return f'<div class="plots">{"".join(figures)}</div>\n<p class="note">{h.esc(note)}</p>'
 
@@ -268,7 +248,8 @@ def _plot_x(p: Param, t: dict[str, Any]) -> Any:
         return _MISSING
     v = params[p.name]
     if p.categorical:
-        return h.param_label(v)
+        label = h.param_label(v)
+        return label if label in p.index else _MISSING  # beyond the labels kept: not drawn
     if not is_number(v) or (p.log and v <= 0):
         return _MISSING
     return v
@@ -279,12 +260,11 @@ def parallel_section(run: Run) -> str:
 
     obj = run.objective
     params = run.params[:MAX_PARALLEL_PARAMS]
-    scored = [t for t in run.ok if run.value(t) is not None]
-    if obj is None or not params or not scored:
+    drawn = run.plot_trials
+    if obj is None or not params or not drawn:
         return '<p class="note">Needs at least one parameter and one trial with an objective.</p>'
     rows: list[tuple[list[Any], float]] = []
     best: int | None = None
-    drawn = _plot_sample(run, scored)
     for t in drawn:
         xs = [_plot_x(p, t) for p in params]
         if any(x is _MISSING for x in xs):
@@ -302,85 +282,55 @@ def parallel_section(run: Run) -> str:
     )
     if len(run.params) > len(params):
         note += f" Only the first {len(params)} parameters are drawn."
-    note += _sampled_note(len(drawn), len(scored))
+    note += _sampled_note(len(drawn), run.scan.n_scored)
     return f"<figure>{svg}<figcaption>{h.esc(note)}</figcaption></figure>"
-
-
-RESTARTED = "(restarted worker)"
 
 
 def timeline_section(run: Run) -> str:
     from runner.report import timeplots  # deferred: imports matplotlib
 
-    ran = [t for t in run.trials if not t.get("cached")]
-    spans = {str(t.get("id")): span for t in ran if (span := _span(run, t)) is not None}
+    tl = run.scan.timeline
     notes = [_cached_note(run)]
-    guessed = [t for t in ran if str(t.get("id")) in spans and trial_duration(t) is None]
-    if guessed:
-        ids = ", ".join(str(t.get("id")) for t in guessed[:20])
+    if tl.n_guessed:
+        ids = ", ".join(tl.guessed.result()[:20])
         notes.append(
-            f"{len(guessed)} trials hit their timeout and their worker was restarted ({ids}); "
+            f"{tl.n_guessed} trials hit their timeout and their worker was restarted ({ids}); "
             f"they are drawn on the row {RESTARTED} as the timeout before they were stopped."
         )
-    untimed = [t for t in ran if str(t.get("id")) not in spans]
-    if untimed:
-        ids = ", ".join(str(t.get("id")) for t in untimed[:20])
-        notes.append(f"{len(untimed)} trials have no recorded start and end: {ids}.")
-    if not spans:
+    if tl.n_untimed:
+        ids = ", ".join(tl.untimed.result()[:20])
+        notes.append(f"{tl.n_untimed} trials have no recorded start and end: {ids}.")
+    if not tl.count:
         return '<p class="note">No trial ran in this run.</p>' + "".join(
             f'<p class="note">{h.esc(n)}</p>' for n in notes if n
         )
-    t0 = min(start for _, start, _ in spans.values())
-    addresses = [w for w, _, _ in spans.values()] + list(run.host.get("workers") or {})
-    workers = sorted({worker_label(a) for a in addresses if a != RESTARTED}, key=_natural_worker)
-    workers += [RESTARTED] if guessed else []
-    bars = []
-    for t in ran:
-        span = spans.get(str(t.get("id")))
-        if span is not None:
-            worker, start, end = span
-            row = RESTARTED if worker == RESTARTED else worker_label(worker)
-            status = str(t.get("failure_class") or t.get("status") or "error")
-            bars.append((row, start - t0, end - t0, status))
+    hosts = [worker_label(a) for a in list(run.host.get("workers") or {})[:MAX_WORKERS]]
+    workers = sorted({w for w in [*tl.workers, *hosts] if w != RESTARTED}, key=_natural_worker)
+    workers += [RESTARTED] if tl.n_guessed else []
+    bars = tl.final()
     svg = timeplots.timeline(bars, workers)
-    wall = max(b[2] for b in bars)
-    real = len(workers) - (1 if guessed else 0)
-    busy = sum(b[2] - b[1] for b in bars if b[0] != RESTARTED)
-    lead = f"{len(bars)} trials on {real} workers over {h.duration(wall)}"
+    wall = tl.t1 - tl.t0
+    real = len(workers) - (1 if tl.n_guessed else 0)
+    lead = f"{tl.count} trials on {real} workers over {h.duration(wall)}"
     if wall > 0 and real:
-        lead += f"; workers were busy {100 * busy / (wall * real):.0f}% of that time"
+        lead += f"; workers were busy {100 * tl.busy / (wall * real):.0f}% of that time"
     caption = " ".join(x for x in [lead + ".", *notes] if x)
     return f"<figure>{svg}<figcaption>{h.esc(caption)}</figcaption></figure>"
 
 
-def _span(run: Run, t: dict[str, Any]) -> tuple[Any, float, float] | None:
-    """Where and when a trial ran: (worker, start, end), or None when unknown.
-
-    A trial stuck past its timeout is stopped by restarting its worker; its
-    record then has an end but no start or worker, and it ran for the timeout.
-    """
-    d = trial_duration(t)
-    if d is not None:
-        return t.get("worker"), float(t["start"]), float(t["end"])
-    timeout: Any = (run.resolved.get("trial") or {}).get("timeout")
-    end: Any = t.get("end")
-    if t.get("status") == "timeout" and is_number(end) and is_number(timeout):
-        return RESTARTED, float(end) - float(timeout), float(end)
-    return None
-
-
 def _cached_note(run: Run) -> str:
-    cached = [t for t in run.trials if t.get("cached")]
-    if not cached:
+    s = run.scan
+    if not s.n_cached:
         return ""
-    origins = sorted({str(t.get("cached_from")) for t in cached if t.get("cached_from")})
+    origins = sorted(s.cached_from)
     source = (
         f" (from {', '.join(origins[:3])}{' …' if len(origins) > 3 else ''})" if origins else ""
     )
-    ids = ", ".join(str(t.get("id")) for t in cached[:30]) + (", …" if len(cached) > 30 else ".")
+    ids = s.cached_ids.result()
+    listed = ", ".join(ids[:30]) + (", …" if s.n_cached > 30 else ".")
     return (
-        f"{len(cached)} trials came from the cache{source} and did not run here, "
-        f"so they are not drawn: {ids}"
+        f"{s.n_cached} trials came from the cache{source} and did not run here, "
+        f"so they are not drawn: {listed}"
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.bundle.points import top as top_points
 from runner.report import html as h
 from runner.report.data import (
     Run,
@@ -19,9 +18,10 @@ from runner.report.sections import MAX_TRIAL_ROWS, _metric_cell, _param_cells, _
 
 def trials_section(run: Run) -> str:
     trials = run.trials
+    total = run.scan.total
     if not trials:
         return '<p class="note">No trial finished.</p>'
-    metrics = metric_names(trials, run.objective, limit=6)
+    metrics = metric_names(run.scan.metrics_all, run.objective, limit=6)
     wide = len(run.params) > 6
     headers = ["trial", "status"] + (["params"] if wide else [p.name for p in run.params])
     numeric = [False, False] + ([False] if wide else [not p.categorical for p in run.params])
@@ -44,11 +44,11 @@ def trials_section(run: Run) -> str:
         )
     more = (
         f' <span class="note">(the first {MAX_TRIAL_ROWS}; all are in results.csv)</span>'
-        if len(trials) > MAX_TRIAL_ROWS
+        if total > MAX_TRIAL_ROWS
         else ""
     )
     return (
-        f"<details><summary>Show all {len(trials)} trials (click a column to sort)</summary>{more}"
+        f"<details><summary>Show all {total} trials (click a column to sort)</summary>{more}"
         f"{h.table(headers, rows, sortable=True, numeric=numeric)}</details>"
     )
 
@@ -63,12 +63,10 @@ _NOT_CURVES = {"time", *_CURVE_X}
 def points_section(run: Run) -> str:
     """Each parameter point with its repeats aggregated: n, mean ± std, best mean first."""
     obj = run.objective
-    points = run.points
-    if not points:
+    top, n_points, repeats = run.top_points(TOP_POINTS)
+    if not top:
         return '<p class="note">No trial finished.</p>'
-    repeats = max(len(p.trials) for p in points)
-    top = top_points(points, obj.metric if obj else None, obj.goal if obj else "maximize", TOP_POINTS)
-    metrics = metric_names(run.ok, obj, limit=4)
+    metrics = metric_names(run.scan.metrics_ok, obj, limit=4)
     wide = len(run.params) > 6
     headers: list[str] = ["#"] + (["params"] if wide else [p.name for p in run.params]) + ["n"]
     numeric = [True] + ([False] if wide else [not p.categorical for p in run.params]) + [True]
@@ -87,10 +85,12 @@ def points_section(run: Run) -> str:
             row.append(cell)
         row.append(h.text(" ".join(p.trials[:6]) + (" …" if len(p.trials) > 6 else ""), "mono"))
         rows.append(row)
+    shown = f"the best {len(top)} are shown" if n_points > len(top) else ""
     note = (
-        f"{len(points)} parameter points, up to {repeats} trials each (repeats with other seeds); "
+        f"{n_points} parameter points, up to {repeats} trials each (repeats with other seeds); "
         + (f"ranked by the mean of {obj.metric} ({obj.goal}). " if obj else "")
         + "n counts the successful trials; std is the sample standard deviation (— when n < 2)."
+        + (f" Of the {n_points:,} points, {shown}; points.csv has them all." if shown else "")
     )
     out = f'<p class="note">{h.esc(note)}</p>' + h.table(headers, rows, cls="points-table", numeric=numeric)
     return out.replace("<tbody><tr>", '<tbody><tr class="best">', 1) if obj else out
@@ -101,8 +101,7 @@ def curves_section(run: Run) -> str:
     from runner.report import timeplots  # deferred: imports matplotlib
 
     obj = run.objective
-    chosen = top_points(run.points, obj.metric if obj else None, obj.goal if obj else "maximize", CURVE_POINTS,
-                        successful=True)  # fmt: skip
+    chosen, _, _ = run.top_points(CURVE_POINTS, successful=True)
     histories = run.histories({t for p in chosen for t in p.ok})
     keys = sorted({k for hist in histories.values() for e in hist for k, v in e.items()
                    if k not in _NOT_CURVES and is_number(v)})  # fmt: skip
