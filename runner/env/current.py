@@ -13,7 +13,8 @@ from runner.env.runtime import normalize
 def freeze(path: list[str] | None = None) -> dict[str, str]:
     """name -> version of every distribution importable here (the first on sys.path wins)."""
     found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions(**({"path": path} if path is not None else {})):
+    dists = importlib.metadata.distributions() if path is None else importlib.metadata.distributions(path=path)
+    for dist in dists:
         name, version = _name_version(dist)
         if name and normalize(name) not in found:
             found[normalize(name)] = version
