@@ -35,17 +35,18 @@ versions = st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}(rc[0-9])?", fullmatch=T
 bodies = st.text(st.sampled_from("Name: Version: evil 9.9\n\tx"), max_size=60)
 
 
-@given(dists=st.lists(st.tuples(names, versions, bodies, st.sampled_from(["dist-info", "egg-info", "bare"])),
+@given(dists=st.lists(st.tuples(names, versions, bodies, st.sampled_from(["dist-info", "egg-info", "folded"])),
                       min_size=1, max_size=6))  # fmt: skip
 def test_headers_alone_give_what_the_full_parse_gives(tmp_path_factory, dists) -> None:
     """Descriptions that say ``Name:`` or ``Version:`` after the headers,
-    egg-info PKG-INFO files, one name twice (the first on the path wins),
-    a file without a Version header (the full parse decides)."""
+    egg-info PKG-INFO files, a header folded onto two lines, one name twice
+    (the first on the path wins)."""
     site = tmp_path_factory.mktemp("site")
     for i, (name, version, body, kind) in enumerate(dists):
         folder = site / f"{name}-{i}.{'egg-info' if kind == 'egg-info' else 'dist-info'}"
         folder.mkdir()
-        header = f"Metadata-Version: 2.1\nName: {name}\n" + (f"Version: {version}\n" if kind != "bare" else "")
+        folded = "Summary: a summary\n  folded onto a second line\n" if kind == "folded" else ""
+        header = f"Metadata-Version: 2.1\nName: {name}\n{folded}Version: {version}\n"
         (folder / ("PKG-INFO" if kind == "egg-info" else "METADATA")).write_text(f"{header}Summary: s\n\n{body}\n")
     assert freeze([str(site)]) == full_parse([str(site)])
 
