@@ -20,8 +20,8 @@ from typing import Any
 from runner import config
 from runner import sweep as sweep_mod
 from runner._redact import scrub
-from runner.bundle.journal import BUNDLE_VERSION, latest_records, read_journal
-from runner.bundle.points import best_point
+from runner.bundle.journal import BUNDLE_VERSION
+from runner.bundle.points import best_point_of
 from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
 from runner.cluster import ClusterInfo, Launch
@@ -571,8 +571,7 @@ def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
     if plan.objective is None:
         return None
     writer.journal.sync()
-    records = latest_records(read_journal(writer.root / "trials.jsonl", slim=True))
-    return best_point(records, *plan.objective)
+    return best_point_of(writer.root / "trials.jsonl", *plan.objective)
 
 
 def check_result(result: RunResult) -> None:
