@@ -439,16 +439,23 @@ def top_points_of(path: Path, s: Scan, k: int, *, successful: bool = False,
         candidates = {int(g) for g in has}
     if len(candidates) < k:
         # Points without a mean come next, by their first trial id: in the order
-        # the first trials by id meet them (exact unless a few points hold all of those).
+        # the first trials by id meet them, when those are every trial considered;
+        # else (a few points hold all of them) from one more pass over the others.
         wanted = [o for _, o, r in s.first.result() if not successful or r.get("status") == "ok"]
         extra = 0
-        for i in _line_indices(off, wanted):
-            g = int(inverse[i])
-            if g not in candidates and (s.objective is None or counts[g] == 0):
-                candidates.add(g)
-                extra += 1
-                if extra >= k:
-                    break
+        if len(wanted) >= int(rows.sum()):
+            for i in _line_indices(off, wanted):
+                g = int(inverse[i])
+                if g not in candidates and (s.objective is None or counts[g] == 0):
+                    candidates.add(g)
+                    extra += 1
+                    if extra >= k:
+                        break
+        else:
+            eligible = rows & ~np.isin(inverse, np.fromiter(candidates, dtype=np.int64, count=len(candidates)))
+            if s.objective is not None:
+                eligible &= counts[inverse] == 0
+            candidates.update(_first_groups_by_id(path, off, inverse, eligible, k))
     lines = np.isin(inverse, np.fromiter(candidates, dtype=np.int64, count=len(candidates)))
     slim = []
     for o, r in _read_at(path, [int(o) for o in off[lines]]):
@@ -459,6 +466,37 @@ def top_points_of(path: Path, s: Scan, k: int, *, successful: bool = False,
     goal = s.objective.goal if s.objective else "maximize"
     points = aggregate(slim)
     return top_points(points, metric, goal, k, successful=successful), n_points, repeats
+
+
+def _first_groups_by_id(path: Path, off: Any, inverse: Any, eligible: Any, n: int) -> list[int]:
+    """The ``n`` groups of the ``eligible`` lines whose smallest trial id is
+    smallest: ids read back from the journal into a private temporary SQLite
+    database on disk (memory stays flat; UTF-8 byte order is code point order)."""
+    import sqlite3
+
+    import numpy as np  # deferred: only for a report
+
+    idx = np.flatnonzero(eligible)
+    idx = idx[np.argsort(off[idx], kind="stable")]  # read in file order
+    db = sqlite3.connect("")  # deleted when closed
+    try:
+        db.execute("CREATE TABLE t (g INTEGER NOT NULL, id TEXT NOT NULL)")
+
+        def rows() -> Iterator[tuple[int, str]]:
+            with open_regular(path) as fh:
+                for i in idx:
+                    fh.seek(int(off[i]))
+                    try:
+                        rec = json.loads(fh.readline())
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                        yield int(inverse[i]), rec["id"]
+
+        db.executemany("INSERT INTO t VALUES (?, ?)", rows())
+        return [g for g, _ in db.execute("SELECT g, MIN(id) AS m FROM t GROUP BY g ORDER BY m LIMIT ?", (n,))]
+    finally:
+        db.close()
 
 
 def _line_indices(offsets: Any, wanted: list[int]) -> list[int]:
