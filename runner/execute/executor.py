@@ -33,8 +33,8 @@ TRIAL_PREFIX = "xrun-trial"
 # Finished results are stored in the cache in one transaction every FLUSH_SECONDS
 # (or sooner: when the driver has nothing else to do, or the results staged reach
 # FLUSH_MAX_TRIALS or FLUSH_MAX_BYTES of logs and artifacts), then journaled.
-FLUSH_SECONDS = 0.25
-FLUSH_MAX_TRIALS = 5_000
+FLUSH_SECONDS = 0.5
+FLUSH_MAX_TRIALS = 10_000
 FLUSH_MAX_BYTES = 64 * 1024 * 1024
 
 # The journal's encoding (runner.bundle.journal), made once.
