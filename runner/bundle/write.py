@@ -191,7 +191,7 @@ def write_tables(results: Path | None, points: Path | None, journal: Path) -> No
         with contextlib.ExitStack() as files:
             w = None
             if results is not None:
-                w = csv.writer(files.enter_context(open(results, "w", newline="", encoding="utf-8")))
+                w = csv.writer(files.enter_context(open(results, "w", newline="", encoding="utf-8", errors="replace")))
                 w.writerow(_RESULT_BASE + [f"param.{p}" for p in p_cols] + [f"metric.{m}" for m in m_cols])
             src = files.enter_context(open(journal, "rb"))
             batch: list[tuple[str, int, bytes, bytes | None]] = []
@@ -233,8 +233,8 @@ def _result_row(r: dict[str, Any], p_cols: list[str], m_cols: list[str]) -> list
     row = [r.get("id"), r.get("key"), r.get("status"), r.get("failure_class") or "", r.get("seed"),
            _cell(r.get("repeat")), r.get("attempts"), r.get("cached"), r.get("worker") or "", r.get("start") or "",
            r.get("end") or "", duration, (r.get("error") or "").splitlines()[0] if r.get("error") else ""]  # fmt: skip
-    params = r.get("params") or {}
-    metrics = r.get("metrics") or {}
+    params = r["params"] if isinstance(r.get("params"), dict) else {}
+    metrics = r["metrics"] if isinstance(r.get("metrics"), dict) else {}
     row += [_cell(params.get(p)) for p in p_cols]
     row += [_cell(metrics.get(m)) for m in m_cols]
     return row
@@ -245,7 +245,7 @@ def _write_points(path: Path, pts: sqlite3.Connection, p_cols: list[str], m_cols
     pts.execute("CREATE TABLE firsts (pk TEXT PRIMARY KEY, first INTEGER NOT NULL)")
     pts.execute("INSERT INTO firsts SELECT pk, MIN(seq) FROM pts GROUP BY pk")
     grouped = pts.execute("SELECT pts.pk, tid, metrics FROM pts JOIN firsts ON firsts.pk = pts.pk ORDER BY first, seq")
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="replace") as fh:  # a lone surrogate from JSON: "?"
         w = csv.writer(fh)
         w.writerow([f"param.{p}" for p in p_cols] + ["n", "trials"]
                    + [f"{m}.{stat}" for m in m_cols for stat in ("mean", "std")])  # fmt: skip
