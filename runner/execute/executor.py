@@ -31,8 +31,8 @@ TRIAL_PREFIX = "xrun-trial"
 
 
 # Finished results are stored in the cache in one transaction every FLUSH_SECONDS
-# (or sooner: when the driver has nothing else to do, or the results staged reach
-# FLUSH_MAX_TRIALS or FLUSH_MAX_BYTES of logs and artifacts), then journaled.
+# (or sooner, when the results staged reach FLUSH_MAX_TRIALS or FLUSH_MAX_BYTES
+# of logs and artifacts, and when the loop ends however it ends), then journaled.
 FLUSH_SECONDS = 0.5
 FLUSH_MAX_TRIALS = 10_000
 FLUSH_MAX_BYTES = 64 * 1024 * 1024
@@ -195,7 +195,7 @@ class Executor:
                 batch = ac.next_batch(block=False)
                 if batch or self.fatal is not None:
                     return batch
-                self._flush()  # nothing else to do meanwhile
+                self._flush_if_due()  # while waiting too
                 if self._check is not None and time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     trouble = self._check()
