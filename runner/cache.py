@@ -12,7 +12,7 @@ or none; a write transaction checks for a valid entry first, so of two runs
 writing the same key at once the first valid result stays. The database is in
 WAL mode with ``synchronous=NORMAL``: a killed process loses no committed
 entry, and a run pays no ``fsync`` per trial (a batch of results is one
-transaction, see :meth:`TrialCache.batch`). ``<cache>/runs/<spec name>.jsonl``
+transaction, see :meth:`TrialCache.commit`). ``<cache>/runs/<spec name>.jsonl``
 records what each run was made of, so ``xrun plan`` can say why a trial misses
 (under a file lock, since runs may append at once).
 
@@ -71,6 +71,8 @@ _SELECT = "SELECT CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN bod
 _SELECT_MANY = ("SELECT key, CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END "
                 "FROM entries WHERE key IN ({})")  # fmt: skip
 _CHUNK = 500  # keys per query (SQLite allows 32,766 parameters)
+CACHE_KIB = 32 * 1024  # SQLite's page cache for the connection
+CHECKPOINT_PAGES = 10_000  # WAL pages (of 4 KiB) before a checkpoint copies them to the database (SQLite: 1,000)
 
 
 class TrialCache:
@@ -83,14 +85,17 @@ class TrialCache:
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = 0
         self._lock = threading.RLock()  # one connection, shared by the driver's threads
-        self._in_batch = 0  # nesting depth of batch(): its transaction is open
+        self._in_batch = 0  # nesting depth of batch(): puts are staged until it ends
+        # Results and imported versions staged for the next commit (one transaction for all).
+        self._staged: list[tuple[str, bytes, list[tuple[str, bytes]]]] = []
+        self._staged_imports: list[tuple[str, str, dict[str, str]]] = []
         # Entries of earlier releases (files under trials/) are looked for only
         # where there may be some: not in a new cache (this release makes
         # trials/ only for artifacts).
         self._legacy = self.trials.is_dir()
         self._import_sets: dict[str, str] = {}  # imported-versions JSON -> digest, stored by this process
         self._last_imported: tuple[dict[str, str], str] | None = None  # the last set stored, and its digest
-        self._artifacts_root = True  # in a batch: whether trials/ existed when it began
+        self._artifacts_root = True  # in a commit: whether trials/ existed when its transaction began
 
     # ------------------------------------------------------------- the database
 
@@ -118,6 +123,12 @@ class TrialCache:
             if create or conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against a killed process
+            # A batch's random keys touch pages all over the key indexes: keep them in memory
+            # between transactions rather than reading them back (memory grows only as used).
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            # Fewer, larger checkpoints (each one fsyncs twice); the WAL file is cut back after one.
+            conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={CHECKPOINT_PAGES * 4096}")
             for ddl in _SCHEMA:
                 conn.execute(ddl)
         except BaseException:
@@ -156,34 +167,16 @@ class TrialCache:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Store every :meth:`put` inside in one transaction (one commit for a
-        batch of results instead of one per trial)."""
+        """Store every :meth:`put` inside in one transaction when the block ends
+        (one commit for a batch of results instead of one per trial)."""
         with self._lock:
-            began = False
-            if self._in_batch == 0 and self.unwritable is None:
-                try:
-                    conn = self._db(create=True)
-                    assert conn is not None
-                    conn.execute("BEGIN IMMEDIATE")
-                    began = True
-                    # Artifacts are written under the write lock only: without trials/
-                    # now, no leftover of a killed writer can be at any key's place.
-                    self._artifacts_root = os.path.lexists(self.trials)
-                except (OSError, sqlite3.Error) as exc:
-                    self._give_up(exc)
             self._in_batch += 1
             try:
                 yield
             finally:
                 self._in_batch -= 1
-                if began:
-                    try:
-                        assert self._conn is not None
-                        self._conn.execute("COMMIT")
-                    except (OSError, sqlite3.Error) as exc:
-                        with contextlib.suppress(sqlite3.Error):
-                            self._conn.execute("ROLLBACK")  # type: ignore[union-attr]
-                        self._give_up(exc)
+                if self._in_batch == 0:
+                    self.commit()
 
     # ------------------------------------------------------------- results
 
@@ -252,63 +245,99 @@ class TrialCache:
 
     def put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]] = (), body: bytes | None = None) -> None:  # type: ignore[assignment]
         """Store a successful trial (artifacts first, then the entry; ``body``:
-        the entry's JSON when the caller has it already).
+        the entry's JSON when the caller has it already). Inside :meth:`batch`
+        it is stored when the batch ends.
 
         Never raises for the cache's own storage: a read-only or full cache
         turns caching off for this run, with one warning."""
-        if self.unwritable is not None:
-            return
-        try:
-            with self._lock:
-                self._put(entry, artifacts, body)
-        except (OSError, sqlite3.Error) as exc:
-            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-                # "file is not a database", "malformed": start a new one, try once more
-                try:
-                    with self._lock:
-                        self.close()
-                        self._set_aside(str(exc))
-                        self._put(entry, artifacts, body)
-                    return
-                except (OSError, sqlite3.Error) as again:
-                    exc = again
-            self._give_up(exc)
+        if body is None:
+            body = json.dumps(entry, separators=(",", ":")).encode()
+        self.stage(entry["key"], body, artifacts)
+        if self._in_batch == 0:
+            self.commit()
 
-    def _put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]], body: bytes | None = None) -> None:
-        key = entry["key"]
-        if self._legacy and _decode(_read_regular(self._path(key)), key) is not None:
-            return  # a valid entry from an earlier release: the first valid result stays
+    def stage(self, key: str, body: bytes, artifacts: list[tuple[str, bytes]] = ()) -> None:  # type: ignore[assignment]
+        """Keep the entry ``body`` (its JSON) of ``key`` and its artifacts for the
+        next :meth:`commit`; nothing is written until then."""
+        if self.unwritable is None:
+            with self._lock:
+                self._staged.append((key, body, list(artifacts)))
+
+    def commit(self) -> None:
+        """Store every staged result and imported-versions row in one transaction:
+        a result whose key has a valid entry already is dropped (the first valid
+        result stays), the others' artifacts are put in place, then the rows are
+        written, and only then committed. Never raises for the cache's own
+        storage (see :meth:`put`); interrupted (Ctrl-C), it stores nothing and
+        keeps what is staged for the next call."""
+        with self._lock:
+            if not self._staged and not self._staged_imports:
+                return
+            if self.unwritable is None:
+                try:
+                    self._commit()
+                except (OSError, sqlite3.Error) as exc:
+                    self._retry_or_give_up(exc)
+            self._staged, self._staged_imports = [], []
+
+    def _retry_or_give_up(self, exc: OSError | sqlite3.Error) -> None:
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            # "file is not a database", "malformed": start a new one, try once more
+            try:
+                self.close()
+                self._set_aside(str(exc))
+                self._commit()
+                return
+            except (OSError, sqlite3.Error) as again:
+                exc = again
+        self._give_up(exc)
+
+    def _commit(self) -> None:
         conn = self._db(create=True)
         assert conn is not None
-        own = self._in_batch == 0
-        if own:
-            conn.execute("BEGIN IMMEDIATE")  # writers one at a time: check, then store
+        conn.execute("BEGIN IMMEDIATE")  # writers one at a time: check, then store
         try:
-            row = conn.execute(_SELECT, (MAX_ENTRY_BYTES, key)).fetchone()
-            if row is not None and _decode(row[0], key) is not None:
-                if own:
-                    conn.execute("ROLLBACK")
-                return
-            # Under the write lock with no valid entry: files already at the
-            # artifacts place belong to no stored result (a corrupt entry, or a
-            # writer killed before its transaction committed).
-            self._store_artifacts(key, artifacts)
-            if body is None:
-                body = json.dumps(entry, separators=(",", ":")).encode()
-            conn.execute("INSERT OR REPLACE INTO entries (key, body) VALUES (?, ?)", (key, body))
-            if own:
-                conn.execute("COMMIT")
+            # Artifacts are written under the write lock only: without trials/
+            # now, no leftover of a killed writer can be at any key's place.
+            self._artifacts_root = os.path.lexists(self.trials)
+            done = self._valid_keys(conn, list({k: None for k, _, _ in self._staged}))
+            rows: list[tuple[str, bytes]] = []
+            for key, body, artifacts in self._staged:
+                if key in done:
+                    continue
+                done.add(key)  # of two results for one key, the first stays
+                # Under the write lock with no valid entry: files already at the
+                # artifacts place belong to no stored result (a corrupt entry, or a
+                # writer killed before its transaction committed).
+                self._store_artifacts(key, artifacts)
+                rows.append((key, body))
+            conn.executemany("INSERT OR REPLACE INTO entries (key, body) VALUES (?, ?)", rows)
+            if self._staged_imports:
+                self._insert_imports(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            if own:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._import_sets.clear()  # sets first stored by this transaction are not stored
+            self._last_imported = None
             raise
+
+    def _valid_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a valid entry (in the database, or a file of an earlier release)."""
+        out: set[str] = set()
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            rows = conn.execute(_SELECT_MANY.format(",".join("?" * len(chunk))), (MAX_ENTRY_BYTES, *chunk)).fetchall()
+            out.update(key for key, body in rows if isinstance(key, str) and _decode(body, key) is not None)
+        if self._legacy:
+            out.update(k for k in keys if k not in out and _decode(_read_regular(self._path(k)), k) is not None)
+        return out
 
     def _store_artifacts(self, key: str, artifacts: list[tuple[str, bytes]]) -> None:
         """Put ``artifacts`` at the key's place, replacing whatever is there
         (under the write lock: no other writer makes or removes artifacts meanwhile)."""
-        if not artifacts and self._in_batch and not self._artifacts_root:
-            return  # no trials/ when the batch began: nothing to replace (one stat per batch, not per trial)
+        if not artifacts and not self._artifacts_root:
+            return  # no trials/ when the transaction began: nothing to replace (one stat per commit, not per trial)
         final = self.artifacts_dir(key)
         if not artifacts and not os.path.lexists(final):
             return
@@ -347,33 +376,43 @@ class TrialCache:
     # ------------------------------------------------------------- imports (environment: current)
 
     def remember_imports(self, scope: str, key: str, imported: dict[str, str]) -> None:
-        """Record what the result stored under ``key`` imported (best effort)."""
-        if self.unwritable is not None:
-            return
-        last = self._last_imported
-        digest: str | None = None
-        body = ""
-        if last is not None and imported == last[0]:
-            digest = last[1]  # most trials of a run imported the same versions: not encoded again
-        else:
-            body = json.dumps(imported, sort_keys=True, separators=(",", ":"))
-            digest = self._import_sets.get(body)
-        try:
+        """Record what the result stored under ``key`` imported, with the
+        results of the next :meth:`commit` (now, outside :meth:`batch`)."""
+        self.stage_imports(scope, key, imported)
+        if self._in_batch == 0:
+            self.commit()
+
+    def stage_imports(self, scope: str, key: str, imported: dict[str, str]) -> None:
+        """Keep an imported-versions row for the next :meth:`commit`."""
+        if self.unwritable is None:
             with self._lock:
-                conn = self._db(create=True)
-                assert conn is not None
-                if digest is None:
-                    digest = hashlib.sha256(body.encode()).hexdigest()
-                    conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)",
-                                 (digest, body.encode()))  # fmt: skip
-                    if len(self._import_sets) < 64:
-                        self._import_sets[body] = digest
-                conn.execute("INSERT OR IGNORE INTO imports (scope, key, imported, at) VALUES (?, ?, ?, ?)",
-                             (scope, key, digest, time.time()))  # fmt: skip
-                if body:
-                    self._last_imported = (dict(imported), digest)
-        except (OSError, sqlite3.Error):
-            return  # costs only future reuse across environment changes
+                self._staged_imports.append((scope, key, imported))
+
+    def _insert_imports(self, conn: sqlite3.Connection) -> None:
+        """The staged imported-versions rows; each distinct set stored once."""
+        rows: list[tuple[str, str, str, float]] = []
+        now = time.time()
+        last_seen: Any = None
+        digest = ""
+        for scope, key, imported in self._staged_imports:
+            if imported is not last_seen:  # most results of a run share one set (often one object)
+                last_seen, digest = imported, self._import_digest(conn, imported)
+            rows.append((scope, key, digest, now))
+        conn.executemany("INSERT OR IGNORE INTO imports (scope, key, imported, at) VALUES (?, ?, ?, ?)", rows)
+
+    def _import_digest(self, conn: sqlite3.Connection, imported: dict[str, str]) -> str:
+        last = self._last_imported
+        if last is not None and imported == last[0]:
+            return last[1]  # most trials of a run imported the same versions: not encoded again
+        body = json.dumps(imported, sort_keys=True, separators=(",", ":"))
+        digest = self._import_sets.get(body)
+        if digest is None:
+            digest = hashlib.sha256(body.encode()).hexdigest()
+            conn.execute("INSERT OR IGNORE INTO import_sets (digest, body) VALUES (?, ?)", (digest, body.encode()))
+            if len(self._import_sets) < 64:
+                self._import_sets[body] = digest
+        self._last_imported = (dict(imported), digest)
+        return digest
 
     def imports_under(self, scope: str, limit: int, max_bytes: int) -> list[tuple[str, float, bytes]]:
         """(trial key, when, imported JSON) stored under ``scope``, newest first;

@@ -245,6 +245,97 @@ def test_a_writer_killed_inside_a_batch_loses_only_that_batch(tmp_path: Path) ->
     assert (cache.artifacts_dir(keys[60]) / "out" / "f.txt").read_bytes() == b"y"
 
 
+MULTI_TASK_WRITER = """
+import json, sys, time
+from pathlib import Path
+from runner.cache import TrialCache
+sys.path.insert(0, {tests!r})
+from test_cache_trust import entry
+cache = TrialCache(Path({root!r}))
+cache.put(entry("00" + "a" * 62, 0.0))
+for task in range(3):  # as a run stages several tasks' results for one commit
+    for i in range(1 + task * 10, 11 + task * 10):
+        key = f"{{i:02x}}" + "a" * 62
+        cache.stage(key, json.dumps(entry(key, float(i))).encode(), [("out/f.txt", b"x")])
+    cache.stage_imports("ff" * 32, f"{{1 + task * 10:02x}}" + "a" * 62, {{"numpy": "2.0.0"}})
+stored = 0
+real = cache._store_artifacts
+def store(key, artifacts):
+    global stored
+    real(key, artifacts)
+    stored += 1
+    if stored == 25:  # most artifacts in place, nothing committed
+        Path({ready!r}).write_text("inside the commit")
+        time.sleep(600)
+cache._store_artifacts = store
+cache.commit()
+"""
+
+
+def test_a_writer_killed_inside_a_multi_task_commit_leaves_none_of_its_entries(tmp_path: Path) -> None:
+    """SIGKILL after a commit of three tasks' results has put most of their
+    artifacts in place: none of those results is an entry, no imported-versions
+    row of them is kept, an earlier commit is whole, and the next writer
+    replaces the leftover artifacts at once."""
+    ready = tmp_path / "ready"
+    code = MULTI_TASK_WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "c"), ready=str(ready))
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    cache = TrialCache(tmp_path / "c")
+    keys = [f"{i:02x}" + "a" * 62 for i in range(31)]
+    assert cache.get(keys[0])["metrics"] == {"score": 0.0}  # type: ignore[index]
+    assert all(cache.get(k) is None for k in keys[1:])
+    assert os.path.lexists(cache.artifacts_dir(keys[5]))  # left behind by the killed writer...
+    assert cache.imports_under("ff" * 32, 10, 1 << 20) == []
+    cache.put(entry(keys[5], 5.0))
+    assert cache.get(keys[5])["metrics"] == {"score": 5.0}  # type: ignore[index]
+    assert not os.path.lexists(cache.artifacts_dir(keys[5]))  # ...and not taken as this result's
+    conn = sqlite3.connect(cache.db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_interrupted_commit_stores_nothing_and_keeps_what_is_staged(tmp_path: Path) -> None:
+    """Ctrl-C inside a commit: no entry, the results stay staged, and the next
+    commit stores them all (a run commits again before it journals them)."""
+    cache = TrialCache(tmp_path)
+    keys = [f"{i:02x}" + "b" * 62 for i in range(5)]
+    for k in keys:
+        cache.stage(k, json.dumps(entry(k)).encode(), [("a.txt", b"1")])
+    cache.stage_imports("ee" * 32, keys[0], {"numpy": "2.0.0"})
+    real = cache._store_artifacts
+    calls = []
+
+    def store(key: str, artifacts: list) -> None:
+        calls.append(key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(key, artifacts)
+
+    cache._store_artifacts = store  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        cache.commit()
+    assert all(TrialCache(tmp_path).get(k) is None for k in keys)
+    cache.commit()
+    fresh = TrialCache(tmp_path)
+    assert all(fresh.get(k) == entry(k) for k in keys)
+    assert all((fresh.artifacts_dir(k) / "a.txt").read_bytes() == b"1" for k in keys)
+    assert [row[0] for row in fresh.imports_under("ee" * 32, 10, 1 << 20)] == [keys[0]]
+
+
+def test_of_several_staged_results_for_one_key_the_first_stays(tmp_path: Path) -> None:
+    cache = TrialCache(tmp_path)
+    with cache.batch():
+        cache.put(entry(KEY, 1.0), [("first.txt", b"1")])
+        cache.put(entry(KEY, 2.0), [("second.txt", b"2")])
+    assert cache.get(KEY)["metrics"] == {"score": 1.0}  # type: ignore[index]
+    assert sorted(p.name for p in cache.artifacts_dir(KEY).iterdir()) == ["first.txt"]
+
+
 # ---------------------------------------------------------------- through xrun
 
 TRIAL = '''

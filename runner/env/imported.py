@@ -68,12 +68,23 @@ def _dir(cache: TrialCache, scope: str) -> Path:
     return _root(cache) / scope[:2] / scope
 
 
-def remember(cache: TrialCache, scope: str, key: str, imported: Any) -> None:
+_checked: list[Any] = [None]  # the last imported-versions object found valid (held: its id is not reused)
+
+
+def remember(cache: TrialCache, scope: str, key: str, imported: Any, *, staged: bool = False) -> None:
     """Record what the trial stored under ``key`` imported (best effort: a
-    failure costs only future reuse across environment changes)."""
-    if not (_HEX.match(scope) and _HEX.match(key)) or not _valid(imported):
+    failure costs only future reuse across environment changes); ``staged``:
+    with the cache's next :meth:`TrialCache.commit`, with the result itself."""
+    if not (_HEX.match(scope) and _HEX.match(key)):
         return
-    cache.remember_imports(scope, key, imported)
+    if imported is not _checked[0]:  # a batch's results share one object: checked once
+        if not _valid(imported):
+            return
+        _checked[0] = imported
+    if staged:
+        cache.stage_imports(scope, key, imported)
+    else:
+        cache.remember_imports(scope, key, imported)
 
 
 def _valid(imported: Any) -> bool:

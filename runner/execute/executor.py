@@ -30,18 +30,29 @@ MEMORY_TOPIC = "worker-restart-memory"  # a nanny's event when it kills its work
 TRIAL_PREFIX = "xrun-trial"
 
 
+# Finished results are stored in the cache in one transaction every FLUSH_SECONDS
+# (or sooner, when the results staged reach FLUSH_MAX_TRIALS or FLUSH_MAX_BYTES
+# of logs and artifacts, and when the loop ends however it ends), then journaled.
+FLUSH_SECONDS = 0.5
+FLUSH_MAX_TRIALS = 10_000
+FLUSH_MAX_BYTES = 64 * 1024 * 1024
+
 # The journal's encoding (runner.bundle.journal), made once.
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_TAIL = ("cached", "history")
 
 
 def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[str, str]:
     """The journal line of a live trial's record and its cache entry's JSON
     (the record without "cached", with "run_id" and "log"), from one encoding
     of the record: ``json.dumps`` of each, compact, keys in record order."""
-    head = {k: v for k, v in record.items() if k not in ("cached", "history")}
-    encoded, history = _encode(head)[:-1], _encode(record["history"])
-    line = f'{encoded},"cached":{_encode(record["cached"])},"history":{history}}}'
-    body = f'{encoded},"history":{history},"run_id":{_encode(run_id)},"log":{_encode(log_text)}}}'
+    head = {k: v for k, v in record.items() if k not in _TAIL}
+    encoded = _encode(head)[:-1]
+    history = _encode(record["history"]) if record["history"] else "[]"
+    cached = "true" if record["cached"] is True else _encode(record["cached"])
+    line = f'{encoded},"cached":{cached},"history":{history}}}'
+    log_json = _encode(log_text) if log_text else '""'
+    body = f'{encoded},"history":{history},"run_id":{_encode(run_id)},"log":{log_json}}}'
     return line, body
 
 
@@ -92,8 +103,10 @@ class Executor:
         self._forced: dict[str, str] = {}  # dask key -> failure class forced by the driver
         self.fatal: Exception | None = None  # set by the monitor when the cluster is gone
         self._sizer = BatchSizer(self.options.batch_size, self.options.slots)
-        # while a unit's results are stored: (event, log, artifacts) to journal after the commit
-        self._journal_later: list[tuple[Event, str, list[tuple[str, bytes]], str]] | None = None
+        # finished trials staged in the cache: (event, log, artifacts, journal line) to journal after its commit
+        self._journal_later: list[tuple[Event, str, list[tuple[str, bytes]], str]] = []
+        self._later_bytes = 0  # of their logs and artifacts
+        self._flushed_at = time.monotonic()
         self._imports_of: dict[Any, Any] = {}  # Dask task -> imported versions of its last streamed result
         self._unsubmitted = 0
 
@@ -188,6 +201,7 @@ class Executor:
                 batch = ac.next_batch(block=False)
                 if batch or self.fatal is not None:
                     return batch
+                self._flush_if_due()  # while waiting too
                 if self._check is not None and time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     trouble = self._check()
@@ -224,12 +238,14 @@ class Executor:
                     self._cancel(in_flight)
                     raise self.fatal
                 submit_more()
+                self._flush_if_due()
         except KeyboardInterrupt:
             self.outcome.interrupted = True
             self._cancel(in_flight)
             in_flight.clear()
         finally:
             watchdog.stop()
+            self._flush()  # whatever finished is kept, however the loop ended
             for topic in ("xrun", MEMORY_TOPIC):
                 try:
                     client.unsubscribe_topic(topic)
@@ -270,25 +286,14 @@ class Executor:
             if len(unit.items) == 1:
                 results = [results]
         if status == "finished":
-            # The unit's results go to the cache in one transaction, committed
-            # before any of them is journaled (cache first, then the bundle).
-            self._journal_later = []
-            try:
-                with self.cache.batch():
-                    for (trial, attempt), result in zip(unit.items, results):
-                        if result.get("status") == "skipped":  # stopped before it started
-                            self._started.pop(trial.key, None)
-                            continue
-                        self._sizer.note(result)
-                        self._handle(trial, attempt, result, queue)
-            finally:
-                later, self._journal_later = self._journal_later, None
-                # Every line written and flushed before the display hears of any.
-                for event, log_text, artifacts, line in later or []:
-                    self.writer.record_trial(event.record, log_text, artifacts, line=line, flush=False)
-                self.writer.journal.flush()
-                for event, *_ in later or []:
-                    self.on_event(event)
+            # The results are staged in the cache; a later _flush commits them
+            # (with other units') before any of them is journaled.
+            for (trial, attempt), result in zip(unit.items, results):
+                if result.get("status") == "skipped":  # stopped before it started
+                    self._started.pop(trial.key, None)
+                    continue
+                self._sizer.note(result)
+                self._handle(trial, attempt, result, queue)
         elif status == "cancelled" and forced is None:
             # Not cancelled by xrun (those are dropped before): the scheduler
             # lost the run's tasks. Nothing is re-run; finished trials are kept.
@@ -335,6 +340,28 @@ class Executor:
                     queue.append((trial, attempt, True))
         self._imports_of.pop(fut.key, None)
         fut.release()
+
+    def _flush_if_due(self) -> None:
+        if self._journal_later and (time.monotonic() - self._flushed_at >= FLUSH_SECONDS
+                                    or len(self._journal_later) >= FLUSH_MAX_TRIALS
+                                    or self._later_bytes >= FLUSH_MAX_BYTES):  # fmt: skip
+            self._flush()
+
+    def _flush(self) -> None:
+        """Commit the staged results to the cache in one transaction, then
+        journal them (cache first, then the bundle), then tell the display.
+        Interrupted in the commit, nothing is journaled and all stay staged."""
+        self._flushed_at = time.monotonic()
+        if not self._journal_later:
+            return
+        self.cache.commit()
+        later, self._journal_later, self._later_bytes = self._journal_later, [], 0
+        # Every line written and flushed before the display hears of any.
+        for event, log_text, artifacts, line in later:
+            self.writer.record_trial(event.record, log_text, artifacts, line=line, flush=False)
+        self.writer.journal.flush()
+        for event, *_ in later:
+            self.on_event(event)
 
     def _cancel(self, in_flight: dict[str, Unit]) -> None:
         futures = [u.fut for u in list(in_flight.values())]
@@ -422,13 +449,14 @@ class Executor:
         with self._events:
             self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
-        line, body = encode_record(record, self.run_id, result.get("log", ""))
+        log_text = result.get("log") or ""
+        artifacts = result.get("artifacts") or []
+        line, body = encode_record(record, self.run_id, log_text)
         if result["status"] in ("ok", "pruned"):  # pruned: stopped early by the sweep, a result too
-            entry = {**record, "run_id": self.run_id, "log": result.get("log", "")}
-            entry.pop("cached", None)
-            self.cache.put(entry, result.get("artifacts") or [], body=body.encode())
-            if trial.key in self.plan.scopes:  # environment: current (runner.env.imported)
-                remember(self.cache, self.plan.scopes[trial.key], trial.key, result.get("imported"))
+            self.cache.stage(trial.key, body.encode(), artifacts)
+            scope = self.plan.scopes.get(trial.key)
+            if scope is not None:  # environment: current (runner.env.imported)
+                remember(self.cache, scope, trial.key, result.get("imported"), staged=True)
             if result["status"] == "pruned":
                 self.outcome.counts["pruned"] = self.outcome.counts.get("pruned", 0) + 1
             else:
@@ -440,14 +468,9 @@ class Executor:
             self.outcome.failures[cls] = self.outcome.failures.get(cls, 0) + 1
         kind = "done" if result["status"] in ("ok", "pruned") else "failed"
         event = Event(kind, record, dict(self.outcome.counts), self.outcome.best)
-        if self._journal_later is not None:
-            self._journal_later.append((event, result.get("log", ""), result.get("artifacts") or [], line))
-        else:
-            self._journal(event, result.get("log", ""), result.get("artifacts") or [], line)
-
-    def _journal(self, event: Event, log_text: str, artifacts: list[tuple[str, bytes]], line: str | None = None) -> None:
-        self.writer.record_trial(event.record, log_text, artifacts, line=line)
-        self.on_event(event)
+        self._journal_later.append((event, log_text, artifacts, line))
+        if log_text or artifacts:
+            self._later_bytes += len(log_text) + sum(len(b) for _, b in artifacts)
 
     def _lost_result(self, fut: Any, trial: PlannedTrial, timed_out: bool) -> dict[str, Any] | None:
         """What a lost task means for the trial that was running in it; None: run it again."""
