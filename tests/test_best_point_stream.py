@@ -25,7 +25,7 @@ PARAMS = st.fixed_dictionaries({"x": st.sampled_from([1, 1.0, True, "1", 2, None
                                optional={"y": st.sampled_from([0, 1, "a"])})  # fmt: skip
 RECORDS = st.lists(
     st.tuples(st.integers(0, 30), PARAMS, st.sampled_from(["ok", "ok", "ok", "error", "pruned"]),
-              st.dictionaries(st.sampled_from(["score", "other"]), VALUES, max_size=2)),  # fmt: skip
+              st.dictionaries(st.sampled_from(["score", "other"]), VALUES, max_size=2)),
     max_size=60,
 )
 

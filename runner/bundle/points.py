@@ -219,7 +219,7 @@ def _objective_rows(journal: Path, metric: str) -> Iterator[tuple[str, int, str,
         raw = r.get("params")
         raw_m = r.get("metrics")
         v = raw_m.get(metric) if r.get("status") == "ok" and isinstance(raw_m, dict) else None
-        yield r["id"], off, point_key(raw if isinstance(raw, dict) else {}), float(v) if _number(v) else None
+        yield r["id"], off, point_key(raw if isinstance(raw, dict) else {}), float(v) if v is not None and _number(v) else None
 
 
 def _read_at(journal: Path, offsets: list[int]) -> Iterator[dict[str, Any]]:

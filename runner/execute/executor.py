@@ -96,7 +96,10 @@ class Executor:
         # trial key -> result a worker sent as an event when the trial ended
         # (the scheduler keeps at most distributed.admin.low-level-log-length of them)
         self._streamed: dict[str, dict[str, Any]] = {}
-        self._recorded: set[str] = set()  # trial keys already handled: late events are dropped
+        # Dask keys of the tasks submitted and not yet handled: a result streamed by
+        # any other (late, of a task already handled) is dropped. Bounded by the
+        # tasks in flight, not by the trials recorded.
+        self._live_units: set[str] = set()
         self._events = threading.Lock()
         self._stop_sent = False
         self._check: Callable[[], str | None] | None = None  # the backend's health check
@@ -182,6 +185,8 @@ class Executor:
                 counter += 1
                 first, attempt = items[0]
                 key = f"{TRIAL_PREFIX}-{first.id}-{attempt}-{counter}-{self.run_id[-6:]}"
+                with self._events:
+                    self._live_units.add(key)  # before a worker can stream anything for it
                 if len(items) == 1:
                     fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
@@ -338,7 +343,9 @@ class Executor:
                 else:
                     self._started.pop(trial.key, None)
                     queue.append((trial, attempt, True))
-        self._imports_of.pop(fut.key, None)
+        with self._events:
+            self._live_units.discard(fut.key)
+            self._imports_of.pop(fut.key, None)
         fut.release()
 
     def _flush_if_due(self) -> None:
@@ -379,14 +386,13 @@ class Executor:
         if "result" in msg and isinstance(msg["result"], dict):
             result = msg["result"]
             unit = result.get("unit")
-            if result.pop("same_imported", False):  # as the batch's previous streamed result
-                result["imported"] = self._imports_of.get(unit)
-            elif result.get("imported") is not None:
-                self._imports_of[unit] = result["imported"]
             with self._events:
-                key = result.get("key", "")
-                if key not in self._recorded:
-                    self._streamed[key] = result
+                if unit in self._live_units:  # else late: its task was handled already
+                    if result.pop("same_imported", False):  # as the batch's previous streamed result
+                        result["imported"] = self._imports_of.get(unit)
+                    elif result.get("imported") is not None:
+                        self._imports_of[unit] = result["imported"]
+                    self._streamed[result.get("key", "")] = result
         if "start" in msg:
             self._started[msg["start"]] = (msg.get("worker", ""), time.monotonic())
         elif "oom" in msg:
@@ -446,8 +452,6 @@ class Executor:
             self.on_event(Event("retry", record, dict(self.outcome.counts), self.outcome.best))
             queue.append((trial, attempt + 1, False))
             return
-        with self._events:
-            self._recorded.add(trial.key)
         record = self._record(trial, result, attempts=attempt, cached=False)
         log_text = result.get("log") or ""
         artifacts = result.get("artifacts") or []
