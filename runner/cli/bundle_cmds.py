@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from runner import remote
-from runner._display import clean, mapping, safe, trial_rows
+from runner._display import clean, mapping, safe
 from runner.bundle.manifest import verify as verify_bundle
 from runner.bundle.read import effective_status, find_bundles, open_bundle, summary_row
 from runner.bundle.stored import data_urls, stored_artifacts, verify_data_urls, verify_stored
@@ -23,9 +23,8 @@ from runner.errors import UsageError, VerifyError
 def show(bundle: str = typer.Argument(..., help="a bundle directory or archive (a path or an s3://, gs://, az://, https:// URL)"), json_: bool = typer.Option(False, "--json")) -> None:
     """Summary of a bundle: status, counts, best trials, failures."""
     b = open_bundle(bundle)
-    trials = b.trials
     if json_:
-        out.print_json(json.dumps({**summary_row(b), "trials": trials}, default=str))
+        out.print_json(json.dumps({**summary_row(b), "trials": b.trials}, default=str))
         return
     m = safe(b.meta)  # every string shown below comes from the bundle: escaped
     status, why = effective_status(b)
@@ -41,17 +40,19 @@ def show(bundle: str = typer.Argument(..., help="a bundle directory or archive (
     out.print(f"trials: {c.get('total')} total, {c.get('ok', 0)} ok, {c.get('cached', 0)} cached, "
               + (f"{c['pruned']} stopped early (pruned), " if isinstance(c.get("pruned"), int) and c["pruned"] else "")
               + f"{c.get('failed', 0)} failed, {c.get('not_run', 0)} not run")  # fmt: skip
-    from runner.cli.progress import best_text, points_table, trials_table  # deferred: imports Dask
+    from runner.cli.progress import best_text, glance_tables  # deferred: imports Dask
 
     best = mapping(b.meta.get("best"))
     metric = best.get("metric") if isinstance(best.get("metric"), str) else None
     goal = "minimize" if best.get("goal") == "minimize" else "maximize"
     if metric:
         out.print(clean(f"best point: {best_text(best)}"), markup=False)
-    out.print(trials_table(trial_rows(trials), metric, goal, limit=20))
-    points = points_table([t for t in trials if isinstance(t, dict)], metric, goal, limit=20)
-    if points is not None:
-        out.print(points)
+    try:  # the trials shown read in bounded memory, whatever the number of trials
+        tables = glance_tables(b.root / "trials.jsonl", metric, goal, limit=20)
+    except OSError as exc:
+        raise UsageError(f"{b.root}: trials.jsonl: {exc}") from None
+    for table in tables:
+        out.print(table)
     from runner.cli.progress import stage_lines  # deferred: imports Dask
 
     for line in stage_lines(b.root):

@@ -24,8 +24,8 @@ from rich.table import Table
 
 from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
-from runner.bundle.journal import latest_records, read_journal
-from runner.bundle.points import aggregate, rank
+from runner.bundle.glance import glance
+from runner.bundle.points import Point, aggregate, rank
 from runner.execute import Event
 from runner.objective import Objective, objective_of
 
@@ -118,7 +118,6 @@ class Progress:
             + (f"{c['pruned']} stopped early (pruned), " if c.get("pruned") else "")
             + f"{c['failed']} failed, {result.outcome.not_run} not run — {result.duration:.1f}s"
         )
-        trials = _read_trials(result.bundle)
         objective = None
         meta = _json.loads((result.bundle / "bundle.json").read_text())
         if meta.get("computed_by"):
@@ -128,10 +127,8 @@ class Progress:
             objective = meta["best"]
             self.console.print(f"best: {clean(best_text(objective))}", markup=False)
         metric, goal = objective and objective["metric"], (objective or {}).get("goal", "maximize")
-        self.console.print(trials_table(trial_rows(trials), metric, goal, limit=10))
-        points = points_table(trials, metric, goal, limit=10)
-        if points is not None:
-            self.console.print(points)
+        for table in glance_tables(result.bundle / "trials.jsonl", metric, goal, limit=10):
+            self.console.print(table)
         for line in stage_lines(result.bundle):
             self.console.print(line, markup=False)
 
@@ -160,19 +157,29 @@ def stage_lines(bundle: Any) -> list[str]:
     return [clean(line) for line in out]
 
 
-def _read_trials(bundle: Any) -> list[dict[str, Any]]:
-    return latest_records(read_journal(bundle / "trials.jsonl", slim=True))
+def glance_tables(journal: Any, metric: str | None, goal: str = "maximize", limit: int = 20) -> list[Table]:
+    """The trials table, and the points table when a point ran more than once,
+    of a journal read in bounded memory (runner.bundle.glance)."""
+    g = glance(journal, metric, goal, limit)
+    tables = [trials_table(trial_rows(g.rows), metric, goal, limit, totals=(g.n_ok, g.n_pruned),
+                           metric_names={safe(m) for m in g.shown_metrics})]  # fmt: skip
+    if g.points is not None:
+        tables.append(ranked_points_table(g.points, g.n_points, metric, limit, metric_names=g.numeric_metrics))
+    return tables
 
 
-def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20) -> Table:
+def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "maximize", limit: int = 20,
+                 totals: tuple[int, int] | None = None, metric_names: set[str] | None = None) -> Table:  # fmt: skip
     """Best trials first (by ``metric``), then trials stopped early (adaptive
-    sweeps: their last values), then failures with their messages."""
+    sweeps: their last values), then failures with their messages
+    (``totals``, ``metric_names``: the numbers of successful and stopped-early
+    trials and the successful ones' metric names, when ``trials`` holds only those shown)."""
     ok = [t for t in trials if t.get("status") == "ok"]
     pruned = [t for t in trials if t.get("status") == "pruned"]
     failed = [t for t in trials if t.get("status") not in ("ok", "pruned")]
     if metric:
         ok = [dict(t) for t in Objective(metric, goal).rank(ok)]
-    metrics = sorted({m for t in ok for m in t.get("metrics", {})})
+    metrics = sorted(metric_names if metric_names is not None else {m for t in ok for m in t.get("metrics", {})})
     if metric in metrics:
         metrics.remove(metric)
         metrics.insert(0, metric)
@@ -190,13 +197,14 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
         status = "cached" if t.get("cached") else "ok"
         table.add_row(t["id"], status, _params(t.get("params", {})),
                       *[_fmt(t["metrics"].get(m)) for m in metrics], *pad)  # fmt: skip
-    if len(ok) > limit:
-        table.add_row("…", f"{len(ok) - limit} more", "", *["" for _ in metrics], *pad)
+    n_ok, n_pruned = totals or (len(ok), len(pruned))
+    if n_ok > limit:
+        table.add_row("…", f"{n_ok - limit} more", "", *["" for _ in metrics], *pad)
     for t in pruned[:limit]:
         table.add_row(t["id"], "[yellow]pruned[/]", _params(t.get("params", {})),
                       *[_fmt(t["metrics"].get(m)) for m in metrics], *pad)  # fmt: skip
-    if len(pruned) > limit:
-        table.add_row("…", f"{len(pruned) - limit} more pruned", "", *["" for _ in metrics], *pad)
+    if n_pruned > limit:
+        table.add_row("…", f"{n_pruned - limit} more pruned", "", *["" for _ in metrics], *pad)
     for t in failed[:limit]:
         msg = (t.get("error") or "").splitlines()[0] if t.get("error") else ""
         table.add_row(t["id"], f"[red]{t.get('failure_class') or t.get('status')}[/]",
@@ -236,8 +244,14 @@ def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     points = aggregate(trials)
     if not any(len(p.trials) > 1 for p in points):
         return None
-    ranked = rank(points, metric, goal)
-    metrics = sorted({m for p in points for m in p.values})
+    return ranked_points_table(rank(points, metric, goal), len(points), metric, limit)
+
+
+def ranked_points_table(ranked: list[Point], n_points: int, metric: str | None, limit: int = 20,
+                        metric_names: set[str] | None = None) -> Table:  # fmt: skip
+    """The points table of the first of ``rank(points)`` (``ranked``, at least
+    ``limit`` of them or all), out of ``n_points`` (``metric_names``: of them all)."""
+    metrics = sorted(metric_names if metric_names is not None else {m for p in ranked for m in p.values})
     if metric in metrics:
         metrics.remove(metric)
         metrics.insert(0, metric)
@@ -248,13 +262,13 @@ def points_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
     table.add_column("n", justify="right", no_wrap=True)
     for m in metrics:
         table.add_column(safe(m), justify="right", no_wrap=True)
-    spans = [safe(f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0]) for p in ranked]
+    spans = [safe(f"{p.trials[0]}…{p.trials[-1]}" if len(p.trials) > 1 else p.trials[0]) for p in ranked[:limit]]
     _whole(table, "trials", spans)
     for p, span in zip(ranked[:limit], spans):
         table.add_row(safe(_params(p.params)), f"{p.n}/{len(p.trials)}",
                       *[_pm(p.mean(m), p.std(m), len(p.values.get(m, []))) for m in metrics], span)  # fmt: skip
-    if len(ranked) > limit:
-        table.add_row(f"… {len(ranked) - limit} more", "", *["" for _ in metrics], "")
+    if n_points > limit:
+        table.add_row(f"… {n_points - limit} more", "", *["" for _ in metrics], "")
     return table
 
 
