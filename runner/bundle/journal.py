@@ -69,9 +69,13 @@ SLIM_FIELDS = ("id", "status", "params", "seed", "repeat", "metrics", "cached", 
                "start", "end", "attempts", "failure_class", "error", "traceback")  # fmt: skip
 
 
+MAX_LINE_BYTES = 64 * 1024 * 1024  # a journal line longer than this (a trial's log is capped at 5 MiB) is skipped
+
+
 def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(byte offset, record) for each line of ``trials.jsonl``, streaming;
-    a torn last line (killed mid-write) or a line that is no trial record is skipped.
+    a torn last line (killed mid-write), a line that is no trial record, or one
+    over :data:`MAX_LINE_BYTES` (never read whole) is skipped.
     A ``trials.jsonl`` that is a link or special file is refused (:class:`runner._safeio.UnsafePath`)."""
     try:
         fh = open_regular(path)
@@ -79,8 +83,12 @@ def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         return
     with fh:
         offset = 0
-        for line in fh:
+        while line := fh.readline(MAX_LINE_BYTES + 1):
             start, offset = offset, offset + len(line)
+            if len(line) > MAX_LINE_BYTES:  # no record of a trial is this long: skipped, read through in bounded pieces
+                while not line.endswith(b"\n") and (line := fh.readline(MAX_LINE_BYTES)):
+                    offset += len(line)
+                continue
             if not line.strip():
                 continue
             try:
