@@ -221,12 +221,8 @@ with cache.batch():
 """
 
 
-def test_a_writer_killed_inside_a_batch_loses_only_that_batch(tmp_path: Path) -> None:
-    """SIGKILL while a batch's transaction is open: the batches committed before
-    are whole, the open one is absent (its trials run again), and the cache
-    takes new results at once (no stale lock)."""
-    ready = tmp_path / "ready"
-    code = WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "c"), ready=str(ready))
+def _kill_when_ready(code: str, ready: Path) -> None:
+    """Run ``code`` in a process of its own and SIGKILL it once it wrote ``ready``."""
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 120
     while not ready.exists():
@@ -234,6 +230,15 @@ def test_a_writer_killed_inside_a_batch_loses_only_that_batch(tmp_path: Path) ->
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+
+
+def test_a_writer_killed_inside_a_batch_loses_only_that_batch(tmp_path: Path) -> None:
+    """SIGKILL while a batch's transaction is open: the batches committed before
+    are whole, the open one is absent (its trials run again), and the cache
+    takes new results at once (no stale lock)."""
+    ready = tmp_path / "ready"
+    code = WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "c"), ready=str(ready))
+    _kill_when_ready(code, ready)
     cache = TrialCache(tmp_path / "c")
     keys = [f"{i:02x}" + "a" * 62 for i in range(100)]
     assert [cache.get(k)["metrics"]["score"] for k in keys[:50]] == [float(i) for i in range(50)]  # type: ignore[index]
@@ -279,13 +284,7 @@ def test_a_writer_killed_inside_a_multi_task_commit_leaves_none_of_its_entries(t
     replaces the leftover artifacts at once."""
     ready = tmp_path / "ready"
     code = MULTI_TASK_WRITER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "c"), ready=str(ready))
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + 120
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    _kill_when_ready(code, ready)
     cache = TrialCache(tmp_path / "c")
     keys = [f"{i:02x}" + "a" * 62 for i in range(31)]
     assert cache.get(keys[0])["metrics"] == {"score": 0.0}  # type: ignore[index]

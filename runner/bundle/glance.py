@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner._safeio import open_regular
-from runner.bundle.journal import SLIM_FIELDS, iter_journal
+from runner.bundle.journal import SLIM_FIELDS, iter_journal, records_at
 from runner.bundle.points import Point, aggregate, point_key, rank
 from runner.objective import Objective, is_number
 
@@ -60,7 +59,7 @@ def glance(journal: Path, metric: str | None, goal: str = "maximize", limit: int
             "SELECT off FROM last WHERE kind = 0 ORDER BY v IS NULL, v * ?, id LIMIT ?", (sign, limit))]  # fmt: skip
         for kind in (PRUNED, FAILED):
             shown += [o for (o,) in db.execute("SELECT off FROM last WHERE kind = ? ORDER BY id LIMIT ?", (kind, limit))]
-        rows = sorted((_slim(r) for r in _read_at(journal, shown)), key=lambda r: str(r.get("id")))
+        rows = sorted((_slim(r) for _, r in records_at(journal, shown)), key=lambda r: str(r.get("id")))
         n_points = db.execute("SELECT COUNT(DISTINCT pk) FROM last").fetchone()[0]
         points = None
         if db.execute("SELECT 1 FROM last GROUP BY pk HAVING COUNT(*) > 1 LIMIT 1").fetchone():
@@ -88,7 +87,7 @@ def _top_points(db: sqlite3.Connection, journal: Path, metric: str | None, goal:
     db.execute("CREATE TEMP TABLE chosen (pk TEXT PRIMARY KEY)")
     db.executemany("INSERT INTO chosen VALUES (?)", ((pk,) for pk in chosen))
     offsets = [o for (o,) in db.execute("SELECT off FROM last JOIN chosen USING (pk)")]
-    records = [_slim(r) for r in _read_at(journal, offsets)]
+    records = [_slim(r) for _, r in records_at(journal, offsets)]
     return rank(aggregate(records), metric, goal)[:limit]
 
 
@@ -111,12 +110,3 @@ def _rows(journal: Path, objective: Objective | None) -> Iterator[tuple[Any, ...
 
 def _slim(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: rec[k] for k in SLIM_FIELDS if k in rec}
-
-
-def _read_at(journal: Path, offsets: list[int]) -> Iterator[dict[str, Any]]:
-    if not offsets:
-        return
-    with open_regular(journal) as fh:
-        for off in sorted(offsets):
-            fh.seek(off)
-            yield json.loads(fh.readline())

@@ -99,6 +99,25 @@ def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield start, record
 
 
+def records_at(path: Path, offsets: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(offset, record) of the lines at ``offsets`` (offsets :func:`iter_journal`
+    gave), read back in file order; a line that is no trial record is skipped,
+    an unreadable journal gives nothing."""
+    try:
+        fh = open_regular(path)
+    except OSError:
+        return
+    with fh:
+        for offset in sorted(offsets):
+            fh.seek(offset)
+            try:
+                rec = json.loads(fh.readline(MAX_LINE_BYTES + 1))
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                yield offset, rec
+
+
 def read_journal(path: Path, *, slim: bool = False) -> list[dict[str, Any]]:
     """Records of ``trials.jsonl`` (``slim``: only :data:`SLIM_FIELDS`)."""
     if not slim:

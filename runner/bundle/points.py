@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runner._safeio import open_regular
-from runner.bundle.journal import iter_journal
+from runner.bundle.journal import iter_journal, records_at
 from runner.objective import Objective
 from runner.objective import is_number as _number
 
@@ -211,7 +210,7 @@ def best_point_of(journal: Path, metric: str | None, goal: str = "maximize", *, 
         offsets = [off for (off,) in db.execute("SELECT off FROM last JOIN chosen USING (pk) ORDER BY off")]
     finally:
         db.close()
-    return best_point(list(_read_at(journal, offsets)), metric, goal)
+    return best_point([rec for _, rec in records_at(journal, offsets)], metric, goal)
 
 
 def _objective_rows(journal: Path, metric: str) -> Iterator[tuple[str, int, str, float | None]]:
@@ -220,10 +219,3 @@ def _objective_rows(journal: Path, metric: str) -> Iterator[tuple[str, int, str,
         raw_m = r.get("metrics")
         v = raw_m.get(metric) if r.get("status") == "ok" and isinstance(raw_m, dict) else None
         yield r["id"], off, point_key(raw if isinstance(raw, dict) else {}), float(v) if v is not None and _number(v) else None
-
-
-def _read_at(journal: Path, offsets: list[int]) -> Iterator[dict[str, Any]]:
-    with open_regular(journal) as fh:
-        for off in offsets:
-            fh.seek(off)
-            yield json.loads(fh.readline())

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from runner._safeio import open_regular
-from runner.bundle.journal import SLIM_FIELDS, iter_journal
+from runner.bundle.journal import SLIM_FIELDS, iter_journal, records_at
 from runner.bundle.points import Point, _key, aggregate
 from runner.bundle.points import top as top_points
 from runner.objective import Objective, is_number
@@ -379,29 +379,12 @@ def superseded(path: Path, s: Scan) -> set[int]:
     offsets = np.frombuffer(s.columns.offset, dtype=np.int64)[dup]
     last: dict[str, int] = {}
     older: set[int] = set()
-    for offset, rec in _read_at(path, [int(o) for o in offsets]):  # the same hash: compare the ids themselves
+    for offset, rec in records_at(path, [int(o) for o in offsets]):  # the same hash: compare the ids themselves
         tid = rec["id"]
         if tid in last:
             older.add(last[tid])
         last[tid] = offset
     return older
-
-
-def _read_at(path: Path, offsets: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The trial records at ``offsets`` (ascending), read back."""
-    try:
-        fh = open_regular(path)
-    except OSError:
-        return
-    with fh:
-        for offset in sorted(offsets):
-            fh.seek(offset)
-            try:
-                rec = json.loads(fh.readline())
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
-                yield offset, rec
 
 
 def top_points_of(path: Path, s: Scan, k: int, *, successful: bool = False,
@@ -458,7 +441,7 @@ def top_points_of(path: Path, s: Scan, k: int, *, successful: bool = False,
             candidates.update(_first_groups_by_id(path, off, inverse, eligible, k))
     lines = np.isin(inverse, np.fromiter(candidates, dtype=np.int64, count=len(candidates)))
     slim = []
-    for o, r in _read_at(path, [int(o) for o in off[lines]]):
+    for o, r in records_at(path, [int(o) for o in off[lines]]):
         slim.append({k2: r[k2] for k2 in SLIM_FIELDS if k2 in r})
         if offsets is not None:
             offsets[r["id"]] = o  # the history of the points' trials can be read back
