@@ -44,15 +44,17 @@ def current_worker() -> Any:
 SENT_WAIT_SECONDS = 0.1
 
 
-def emit(msg: dict[str, Any], *, handed_over: bool = False) -> None:
+def emit(msg: dict[str, Any], *, handed_over: bool = False, worker: Any = None) -> None:
     """Send ``msg`` to the driver (through the scheduler's event log).
 
     ``handed_over``: return only once the worker's event loop has queued it
     for the scheduler (at most :data:`SENT_WAIT_SECONDS`): a trial's result
     is then on its way before the next trial starts, so a worker the next trial
     kills loses at most the last few milliseconds' results, not every result
-    its busy loop had not picked up yet."""
-    worker = current_worker()
+    its busy loop had not picked up yet. ``worker``: the Dask worker, from a
+    thread that is not running one of its tasks (Dask knows the current
+    worker only in those)."""
+    worker = worker or current_worker()
     if worker is None:
         return
     try:

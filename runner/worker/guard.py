@@ -83,8 +83,10 @@ class Watchdog:
     a thread started per trial cost more than a short trial itself.
     """
 
-    def __init__(self, thread_id: int, timeout: float | None, memory_limit: int | None, trial_id: str) -> None:
+    def __init__(self, thread_id: int, timeout: float | None, memory_limit: int | None, trial_id: str,
+                 worker: Any = None) -> None:  # fmt: skip
         self.thread_id = thread_id
+        self.worker = worker  # the Dask worker the trial runs in: the watchdog's thread tells the driver
         self.timeout = timeout
         self.memory_limit = memory_limit
         self.trial_id = trial_id
@@ -116,7 +118,7 @@ class Watchdog:
             self._fire("timeout", TrialTimeout)
             return True
         if rss is not None and self.memory_limit and rss > MEMORY_FRACTION * self.memory_limit:
-            emit({"oom": self.trial_id, "rss": rss})
+            emit({"oom": self.trial_id, "rss": rss}, worker=self.worker)
             self._fire("oom", TrialOutOfMemory)
             return True
         return False
@@ -193,7 +195,7 @@ class Guard:
         self.address: str = getattr(worker, "address", None) or f"pid-{os.getpid()}"
         self.memory_limit: int | None = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
         self.log = io.StringIO()
-        self.dog = Watchdog(threading.get_ident(), timeout, self.memory_limit, name)
+        self.dog = Watchdog(threading.get_ident(), timeout, self.memory_limit, name, worker)
 
     def __enter__(self) -> Guard:
         self.out.local.buffer = self.log
