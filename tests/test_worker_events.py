@@ -1,4 +1,6 @@
-"""A worker's messages to the driver (runner.worker._base.emit), on a real Dask worker."""
+"""A worker's messages to the driver (runner.worker._base.emit), on a real Dask
+worker: in order, handed over before the next trial starts, and those of
+trials shorter than a few milliseconds in few events."""
 
 from __future__ import annotations
 
@@ -66,3 +68,90 @@ def test_the_watchdogs_oom_warning_reaches_the_driver(client) -> None:
 
 def test_outside_a_worker_emit_does_nothing() -> None:
     _base.emit({"i": 1}, handed_over=True)
+
+
+def _collect(client: Any) -> tuple[list[dict[str, Any]], list[int], threading.Event]:
+    """The messages the driver hears, in order, and the size of each event."""
+    seen: list[dict[str, Any]] = []
+    sizes: list[int] = []
+    done = threading.Event()
+
+    def on_event(event: tuple[float, Any]) -> None:
+        msg = event[1]
+        batch = msg["batch"] if "batch" in msg else [msg]
+        sizes.append(len(batch))
+        seen.extend(batch)
+        if any(m.get("last") for m in batch):
+            done.set()
+
+    client.subscribe_topic(_base.EVENT_TOPIC, on_event)
+    return seen, sizes, done
+
+
+def _many_short(n: int) -> int:
+    for i in range(n):
+        _base.emit({"i": i}, handed_over=True)
+    _base.emit({"last": True}, handed_over=True)
+    _base.flush()
+    return len(_base._outbox(_base.current_worker()).messages)
+
+
+def test_messages_of_short_trials_arrive_all_in_order_in_few_events(client) -> None:
+    seen, sizes, done = _collect(client)
+    try:
+        assert client.submit(_many_short, 3000, pure=False).result(timeout=60) == 0  # none waits when the task ends
+        assert done.wait(30)
+        assert [m["i"] for m in seen if "i" in m] == list(range(3000))
+        assert len(sizes) < 3000 / 10, f"{len(sizes)} events for 3,001 messages"
+    finally:
+        client.unsubscribe_topic(_base.EVENT_TOPIC)
+
+
+def _spaced(n: int) -> list[int]:
+    box = _base._outbox(_base.current_worker())
+    waiting = []
+    for i in range(n):
+        time.sleep(_base.COALESCE_SECONDS * 2)  # a trial longer than the window
+        _base.emit({"i": i}, handed_over=True)
+        waiting.append(len(box.messages))
+    _base.emit({"last": True}, handed_over=True)
+    _base.flush()
+    return waiting
+
+
+def test_the_result_of_a_trial_longer_than_the_window_is_handed_over_before_the_next_starts(client) -> None:
+    seen, sizes, done = _collect(client)
+    try:
+        assert client.submit(_spaced, 20, pure=False).result(timeout=60) == [0] * 20
+        assert done.wait(30)
+        assert [m["i"] for m in seen if "i" in m] == list(range(20))
+        assert sizes.count(1) >= 20  # one event each, as before coalescing existed
+    finally:
+        client.unsubscribe_topic(_base.EVENT_TOPIC)
+
+
+def _from_threads(n: int) -> None:
+    box = _base._outbox(_base.current_worker())  # threads_per_worker > 1: several trial threads post
+
+    def post(tag: str) -> None:
+        for i in range(n):
+            box.post({"tag": tag, "i": i})
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _base.emit({"last": True}, handed_over=True)
+    _base.flush()
+
+
+def test_messages_of_several_threads_each_stay_in_order(client) -> None:
+    seen, _, done = _collect(client)
+    try:
+        client.submit(_from_threads, 1000, pure=False).result(timeout=60)
+        assert done.wait(30)
+        for tag in "abc":
+            assert [m["i"] for m in seen if m.get("tag") == tag] == list(range(1000))
+    finally:
+        client.unsubscribe_topic(_base.EVENT_TOPIC)

@@ -11,8 +11,9 @@
   ``trial.retries``: the other classes are properties of the trial.
 * A lost worker re-runs only what it was running: a trial that was running is
   run again (alone); trials of a batch that had finished were streamed to the
-  driver as they finished and are kept; those not started yet run again without
-  counting an attempt.
+  driver as they finished and are kept (those shorter than a few milliseconds
+  in groups: the last few milliseconds' may run again); those not started yet
+  run again without counting an attempt.
 * Every finished trial goes to the cache first, then to the bundle journal, and
   only then counts as done: a killed driver loses nothing it reported.
 * ``stop`` (first Ctrl-C): no trial starts after it (workers are told to skip

@@ -382,6 +382,15 @@ class Executor:
         msg = event[1]
         if not isinstance(msg, dict):
             return
+        batch = msg.get("batch")
+        if isinstance(batch, list):  # the messages of a worker's trials shorter than a few milliseconds, in order
+            for one in batch:
+                if isinstance(one, dict) and "batch" not in one:
+                    self._on_worker_message(one)
+        else:
+            self._on_worker_message(msg)
+
+    def _on_worker_message(self, msg: dict[str, Any]) -> None:
         # A batch streams a trial's result with the next trial's start: the result first.
         if "result" in msg and isinstance(msg["result"], dict):
             result = msg["result"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fetch
-from ._base import MAX_ARTIFACT_BYTES, DataChanged, TrialPruned, emit
+from ._base import MAX_ARTIFACT_BYTES, DataChanged, TrialPruned, emit, flush
 from .context import TrialContext, number
 from .guard import Guard
 from .probe import imported_distributions
@@ -38,26 +38,32 @@ def run_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     carry: dict[str, Any] | None = None  # the finished trial's result, not sent yet
     sent_imported: Any = None  # the imported versions last streamed in this batch
-    for task in tasks:
-        result, carry = _run(task, carry)
-        results.append(result)
+    try:
+        for task in tasks:
+            result, carry = _run(task, carry)
+            results.append(result)
+            if carry is not None:
+                imported = carry.get("imported")
+                if imported is not None and imported == sent_imported:
+                    # the driver takes it from the batch's previous result (most trials import the same)
+                    carry = {**carry, "imported": None, "same_imported": True}
+                elif imported is not None:
+                    sent_imported = imported
         if carry is not None:
-            imported = carry.get("imported")
-            if imported is not None and imported == sent_imported:
-                # the driver takes it from the batch's previous result (most trials import the same)
-                carry = {**carry, "imported": None, "same_imported": True}
-            elif imported is not None:
-                sent_imported = imported
-    if carry is not None:
-        emit({"result": carry}, handed_over=True)
+            emit({"result": carry}, handed_over=True)
+    finally:
+        flush()  # every result of the task is on its way before it returns
     return results
 
 
 def run_trial(task: dict[str, Any]) -> dict[str, Any]:
     """Run one trial; always returns a result dict (streamed at once too)."""
-    result, streamed = _run(task, None)
-    if streamed is not None:
-        emit({"result": streamed}, handed_over=True)
+    try:
+        result, streamed = _run(task, None)
+        if streamed is not None:
+            emit({"result": streamed}, handed_over=True)
+    finally:
+        flush()
     return result
 
 
