@@ -14,7 +14,9 @@ WAL mode with ``synchronous=NORMAL``: a killed process loses no committed
 entry, and a run pays no ``fsync`` per trial (a batch of results is one
 transaction, see :meth:`TrialCache.commit`). ``<cache>/runs/<spec name>.jsonl``
 records what each run was made of, so ``xrun plan`` can say why a trial misses
-(under a file lock, since runs may append at once).
+(under a file lock, since runs may append at once). The database's tables of
+the previous release (``entries``, ``imports``) are still read, after this
+release's (see ``_SCHEMA``), and never written.
 
 Entries are not trusted: anything that is not a well-formed entry for its key
 (truncated, garbage, too large; for a legacy file also a directory, a link,
@@ -54,8 +56,8 @@ MAX_ENTRY_BYTES = 64 * 1024 * 1024  # a trial's log is capped at 5 MiB; the rest
 DB_NAME = "trials.sqlite"
 BUSY_TIMEOUT_MS = 60_000  # another run holding the write lock (one transaction per batch)
 _SCHEMA = (
-    # Results, one row each, appended in the order stored (rowid table: each page of bodies is
-    # written about once), found through a small index on `k`, the key's first 64 bits (_k).
+    # Results, one row each, appended in the order stored (a rowid table: each page of bodies is
+    # written about once, and length() of a body is read from its header, never the body), found through a small index on `k`, the key's first 64 bits (_k).
     # A key's full text is compared on reading (a `k` may repeat in a cache made by someone else).
     # A TEXT PRIMARY KEY's index of 64-hex keys is many times larger: a batch of random keys
     # dirtied most of its pages, and a commit wrote them all to the WAL again.
