@@ -329,7 +329,8 @@ class TrialCache:
             # Artifacts are written under the write lock only: without trials/
             # now, no leftover of a killed writer can be at any key's place.
             self._artifacts_root = os.path.lexists(self.trials)
-            stored, corrupt = self._valid_keys(conn, list({k: None for k, _, _ in self._staged}))
+            ks = {key: _k(key) for key, _, _ in self._staged}
+            stored, corrupt = self._valid_keys(conn, list(ks), ks)
             done = set(stored)
             rows: list[tuple[int, str, bytes]] = []
             for key, body, artifacts in self._staged:
@@ -340,9 +341,9 @@ class TrialCache:
                 # artifacts place belong to no stored result (a corrupt entry, or a
                 # writer killed before its transaction committed).
                 self._store_artifacts(key, artifacts)
-                rows.append((_k(key), key, body))
+                rows.append((ks[key], key, body))
             if corrupt:  # rows of these keys that are not entries: replaced by the new ones
-                conn.executemany("DELETE FROM results WHERE k = ? AND key = ?", [(_k(k), k) for k in corrupt])
+                conn.executemany("DELETE FROM results WHERE k = ? AND key = ?", [(ks[k], k) for k in corrupt])
             conn.executemany("INSERT INTO results (k, key, body) VALUES (?, ?, ?)", rows)
             if self._staged_imports:
                 self._insert_imports(conn, stored, done)
@@ -354,10 +355,11 @@ class TrialCache:
             self._last_imported = None
             raise
 
-    def _valid_keys(self, conn: sqlite3.Connection, keys: list[str]) -> tuple[set[str], set[str]]:
+    def _valid_keys(self, conn: sqlite3.Connection, keys: list[str], ks: dict[str, int]) -> tuple[set[str], set[str]]:
         """Which of ``keys`` have a valid entry (in the database, or a file of an
-        earlier release), and which have rows in ``results`` but none valid. Only
-        the keys' index is searched; a body is read only where a row is found."""
+        earlier release), and which have rows in ``results`` but none valid
+        (``ks``: each key's _k). Only the keys' index is searched; a body is
+        read only where a row is found."""
         valid: set[str] = set()
         found: set[str] = set()
         for i in range(0, len(keys), _CHUNK):
@@ -365,7 +367,7 @@ class TrialCache:
             marks = ",".join("?" * len(chunk))
             want = set(chunk)
             rows = conn.execute(f"SELECT id, key FROM results WHERE k IN ({marks}) AND key IN ({marks})",
-                                (*map(_k, chunk), *chunk))  # fmt: skip
+                                (*[ks[k] for k in chunk], *chunk))  # fmt: skip
             for rowid, key in rows:
                 if key in want and key not in valid:
                     found.add(key)
@@ -536,7 +538,10 @@ def _k(key: str) -> int:
         v = int(key[:16], 16)
     except ValueError:
         v = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big")
-    return v - (1 << 64) if v >= 1 << 63 else v
+    return v - _WRAP if v > _INT64_MAX else v
+
+
+_INT64_MAX, _WRAP = (1 << 63) - 1, 1 << 64
 
 
 def _decode(data: Any, key: str) -> dict[str, Any] | None:
