@@ -362,6 +362,9 @@ class TrialCache:
         read only where a row is found."""
         valid: set[str] = set()
         found: set[str] = set()
+        # The previous release's table, empty in a cache it never wrote (in the
+        # write transaction: no other writer fills it meanwhile).
+        old_rows = conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0]
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -374,8 +377,8 @@ class TrialCache:
                     body = conn.execute(f"SELECT {_BODY} FROM results WHERE id = ?", (MAX_ENTRY_BYTES, rowid)).fetchone()
                     if body is not None and _decode(body[0], key) is not None:
                         valid.add(key)
-            rest = [k for k in chunk if k not in valid]
-            if rest:  # the previous release's table (empty in a cache it never wrote)
+            rest = [k for k in chunk if k not in valid] if old_rows else []
+            if rest:
                 old = conn.execute(f"SELECT key FROM entries WHERE key IN ({','.join('?' * len(rest))})", rest).fetchall()
                 for (key,) in old:
                     if key in want and key not in valid:
