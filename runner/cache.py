@@ -14,7 +14,9 @@ WAL mode with ``synchronous=NORMAL``: a killed process loses no committed
 entry, and a run pays no ``fsync`` per trial (a batch of results is one
 transaction, see :meth:`TrialCache.commit`). ``<cache>/runs/<spec name>.jsonl``
 records what each run was made of, so ``xrun plan`` can say why a trial misses
-(under a file lock, since runs may append at once).
+(under a file lock, since runs may append at once). The database's tables of
+the previous release (``entries``, ``imports``) are still read, after this
+release's (see ``_SCHEMA``), and never written.
 
 Entries are not trusted: anything that is not a well-formed entry for its key
 (truncated, garbage, too large; for a legacy file also a directory, a link,
@@ -54,22 +56,31 @@ MAX_ENTRY_BYTES = 64 * 1024 * 1024  # a trial's log is capped at 5 MiB; the rest
 DB_NAME = "trials.sqlite"
 BUSY_TIMEOUT_MS = 60_000  # another run holding the write lock (one transaction per batch)
 _SCHEMA = (
-    # rowid tables: length() of a body is then read from its header, never the body itself
+    # Results, one row each, appended in the order stored (a rowid table: each page of bodies is
+    # written about once, and length() of a body is read from its header, never the body), found through a small index on `k`, the key's first 64 bits (_k).
+    # A key's full text is compared on reading (a `k` may repeat in a cache made by someone else).
+    # A TEXT PRIMARY KEY's index of 64-hex keys is many times larger: a batch of random keys
+    # dirtied most of its pages, and a commit wrote them all to the WAL again.
+    "CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, key TEXT NOT NULL, "
+    "body BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS results_k ON results (k)",
+    # environment: current (runner.env.imported): what each stored result imported, one row per
+    # result, found by `s`, its scope key's first 64 bits; the imported sets themselves once each
+    # (most trials share one)
+    "CREATE TABLE IF NOT EXISTS scope_imports (id INTEGER PRIMARY KEY, s INTEGER NOT NULL, scope TEXT NOT NULL, "
+    "key TEXT NOT NULL, imported TEXT NOT NULL, at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS scope_imports_s ON scope_imports (s)",
+    "CREATE TABLE IF NOT EXISTS import_sets (digest TEXT PRIMARY KEY, body BLOB NOT NULL)",
+    # The tables of the previous release (its caches, and a run of it sharing this cache, write
+    # them): read after the ones above, never written.
     "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, body BLOB NOT NULL)",
-    # environment: current (runner.env.imported): what each stored result imported,
-    # one row per result; the imported sets themselves once each (most trials share one)
     "CREATE TABLE IF NOT EXISTS imports (scope TEXT NOT NULL, key TEXT NOT NULL, "
     "imported TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS import_sets (digest TEXT PRIMARY KEY, body BLOB NOT NULL)",
 )
 
 _SQLITE_FULL, _SQLITE_READONLY = 13, 8  # primary result codes (sqlite3.h)
 # An oversized or non-blob body is not read into memory: it comes back as NULL (a miss).
-_SELECT = "SELECT CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END FROM entries WHERE key = ?"
-
-
-_SELECT_MANY = ("SELECT key, CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END "
-                "FROM entries WHERE key IN ({})")  # fmt: skip
+_BODY = "CASE WHEN typeof(body) = 'blob' AND length(body) <= ? THEN body END"
 _CHUNK = 500  # keys per query (SQLite allows 32,766 parameters)
 CACHE_KIB = 32 * 1024  # SQLite's page cache for the connection
 CHECKPOINT_PAGES = 10_000  # WAL pages (of 4 KiB) before a checkpoint copies them to the database (SQLite: 1,000)
@@ -186,17 +197,7 @@ class TrialCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The entry for ``key``, or None for a miss (absent, or anything but a valid entry)."""
-        with self._lock:
-            try:
-                conn = self._db(create=False)
-                row = conn.execute(_SELECT, (MAX_ENTRY_BYTES, key)).fetchone() if conn else None
-            except (OSError, sqlite3.Error):  # not a database, unreadable: a miss
-                row = None
-        if row is not None:
-            entry = _decode(row[0], key)
-            if entry is not None:
-                return entry
-        return _decode(_read_regular(self._path(key)), key) if self._legacy else None
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """``get`` of each of ``keys`` (the hits), a few hundred keys per query."""
@@ -206,14 +207,10 @@ class TrialCache:
             with self._lock:
                 try:
                     conn = self._db(create=False)
-                    rows = conn.execute(_SELECT_MANY.format(",".join("?" * len(chunk))),
-                                        (MAX_ENTRY_BYTES, *chunk)).fetchall() if conn else []  # fmt: skip
+                    if conn is not None:
+                        self._read_entries(conn, chunk, out)
                 except (OSError, sqlite3.Error):  # not a database, unreadable: misses
-                    rows = []
-            for key, body in rows:
-                entry = _decode(body, key) if isinstance(key, str) else None
-                if entry is not None:
-                    out[key] = entry
+                    pass
         if self._legacy:
             for key in keys:
                 if key not in out:
@@ -222,19 +219,51 @@ class TrialCache:
                         out[key] = entry
         return out
 
+    @staticmethod
+    def _read_entries(conn: sqlite3.Connection, keys: list[str], out: dict[str, dict[str, Any]]) -> None:
+        """Put in ``out`` the valid entry of each of ``keys`` (at most _CHUNK) that
+        has one in the database: the first found in ``results``, else the
+        previous release's ``entries``. Rows are read one at a time."""
+        want = set(keys)
+        marks = ",".join("?" * len(keys))
+        rows = conn.execute(f"SELECT key, {_BODY} FROM results WHERE k IN ({marks}) AND key IN ({marks})",
+                            (MAX_ENTRY_BYTES, *map(_k, keys), *keys))  # fmt: skip
+        for key, body in rows:
+            if key in want and key not in out:
+                entry = _decode(body, key)
+                if entry is not None:
+                    out[key] = entry
+        rest = [k for k in keys if k not in out]
+        if rest:
+            rows = conn.execute(f"SELECT key, {_BODY} FROM entries WHERE key IN ({','.join('?' * len(rest))})",
+                                (MAX_ENTRY_BYTES, *rest))  # fmt: skip
+            for key, body in rows:
+                if key in want and key not in out:
+                    entry = _decode(body, key)
+                    if entry is not None:
+                        out[key] = entry
+
     def scopes_with_imports(self, scopes: list[str]) -> set[str]:
         """Which of ``scopes`` have imported versions recorded in the database."""
         out: set[str] = set()
         for i in range(0, len(scopes), _CHUNK):
             chunk = scopes[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
             with self._lock:
                 try:
                     conn = self._db(create=False)
-                    rows = conn.execute(f"SELECT DISTINCT scope FROM imports WHERE scope IN ({','.join('?' * len(chunk))})",
-                                        chunk).fetchall() if conn else []  # fmt: skip
+                    if conn is None:
+                        continue
+                    rows = conn.execute(f"SELECT DISTINCT scope FROM scope_imports WHERE s IN ({marks}) AND scope IN ({marks})",
+                                        (*map(_k, chunk), *chunk)).fetchall()  # fmt: skip
+                    out.update(r[0] for r in rows if isinstance(r[0], str))
+                    rest = [s for s in chunk if s not in out]
+                    if rest:
+                        rows = conn.execute(f"SELECT DISTINCT scope FROM imports WHERE scope IN ({','.join('?' * len(rest))})",
+                                            rest).fetchall()  # fmt: skip
+                        out.update(r[0] for r in rows if isinstance(r[0], str))
                 except (OSError, sqlite3.Error):
-                    rows = []
-            out.update(r[0] for r in rows if isinstance(r[0], str))
+                    pass
         return out
 
     def contains(self, key: str) -> bool:
@@ -300,8 +329,10 @@ class TrialCache:
             # Artifacts are written under the write lock only: without trials/
             # now, no leftover of a killed writer can be at any key's place.
             self._artifacts_root = os.path.lexists(self.trials)
-            done = self._valid_keys(conn, list({k: None for k, _, _ in self._staged}))
-            rows: list[tuple[str, bytes]] = []
+            ks = {key: _k(key) for key, _, _ in self._staged}
+            stored, corrupt = self._valid_keys(conn, list(ks), ks)
+            done = set(stored)
+            rows: list[tuple[int, str, bytes]] = []
             for key, body, artifacts in self._staged:
                 if key in done:
                     continue
@@ -310,10 +341,12 @@ class TrialCache:
                 # artifacts place belong to no stored result (a corrupt entry, or a
                 # writer killed before its transaction committed).
                 self._store_artifacts(key, artifacts)
-                rows.append((key, body))
-            conn.executemany("INSERT OR REPLACE INTO entries (key, body) VALUES (?, ?)", rows)
+                rows.append((ks[key], key, body))
+            if corrupt:  # rows of these keys that are not entries: replaced by the new ones
+                conn.executemany("DELETE FROM results WHERE k = ? AND key = ?", [(ks[k], k) for k in corrupt])
+            conn.executemany("INSERT INTO results (k, key, body) VALUES (?, ?, ?)", rows)
             if self._staged_imports:
-                self._insert_imports(conn)
+                self._insert_imports(conn, stored, done)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -322,16 +355,39 @@ class TrialCache:
             self._last_imported = None
             raise
 
-    def _valid_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
-        """Which of ``keys`` have a valid entry (in the database, or a file of an earlier release)."""
-        out: set[str] = set()
+    def _valid_keys(self, conn: sqlite3.Connection, keys: list[str], ks: dict[str, int]) -> tuple[set[str], set[str]]:
+        """Which of ``keys`` have a valid entry (in the database, or a file of an
+        earlier release), and which have rows in ``results`` but none valid
+        (``ks``: each key's _k). Only the keys' index is searched; a body is
+        read only where a row is found."""
+        valid: set[str] = set()
+        found: set[str] = set()
+        # The previous release's table, empty in a cache it never wrote (in the
+        # write transaction: no other writer fills it meanwhile).
+        old_rows = conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0]
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
-            rows = conn.execute(_SELECT_MANY.format(",".join("?" * len(chunk))), (MAX_ENTRY_BYTES, *chunk)).fetchall()
-            out.update(key for key, body in rows if isinstance(key, str) and _decode(body, key) is not None)
+            marks = ",".join("?" * len(chunk))
+            want = set(chunk)
+            rows = conn.execute(f"SELECT id, key FROM results WHERE k IN ({marks}) AND key IN ({marks})",
+                                (*[ks[k] for k in chunk], *chunk))  # fmt: skip
+            for rowid, key in rows:
+                if key in want and key not in valid:
+                    found.add(key)
+                    body = conn.execute(f"SELECT {_BODY} FROM results WHERE id = ?", (MAX_ENTRY_BYTES, rowid)).fetchone()
+                    if body is not None and _decode(body[0], key) is not None:
+                        valid.add(key)
+            rest = [k for k in chunk if k not in valid] if old_rows else []
+            if rest:
+                old = conn.execute(f"SELECT key FROM entries WHERE key IN ({','.join('?' * len(rest))})", rest).fetchall()
+                for (key,) in old:
+                    if key in want and key not in valid:
+                        body = conn.execute(f"SELECT {_BODY} FROM entries WHERE key = ?", (MAX_ENTRY_BYTES, key)).fetchone()
+                        if body is not None and _decode(body[0], key) is not None:
+                            valid.add(key)
         if self._legacy:
-            out.update(k for k in keys if k not in out and _decode(_read_regular(self._path(k)), k) is not None)
-        return out
+            valid.update(k for k in keys if k not in valid and _decode(_read_regular(self._path(k)), k) is not None)
+        return valid, found - valid
 
     def _store_artifacts(self, key: str, artifacts: list[tuple[str, bytes]]) -> None:
         """Put ``artifacts`` at the key's place, replacing whatever is there
@@ -388,17 +444,28 @@ class TrialCache:
             with self._lock:
                 self._staged_imports.append((scope, key, imported))
 
-    def _insert_imports(self, conn: sqlite3.Connection) -> None:
-        """The staged imported-versions rows; each distinct set stored once."""
-        rows: list[tuple[str, str, str, float]] = []
+    def _insert_imports(self, conn: sqlite3.Connection, stored: set[str], done: set[str]) -> None:
+        """The staged imported-versions rows; each distinct set stored once.
+        ``stored``: keys whose result was stored before this commit (their rows
+        were written with them); ``done``: ``stored`` and the keys stored now."""
+        rows: list[tuple[int, str, str, str, float]] = []
         now = time.time()
         last_seen: Any = None
         digest = ""
+        seen: set[tuple[str, str]] = set()
         for scope, key, imported in self._staged_imports:
+            if key in stored or (scope, key) in seen:
+                continue
+            seen.add((scope, key))
+            if key not in done and conn.execute(  # a row without a result of this commit: kept once
+                "SELECT 1 FROM scope_imports WHERE s = ? AND scope = ? AND key = ? "
+                "UNION ALL SELECT 1 FROM imports WHERE scope = ? AND key = ? LIMIT 1",
+                (_k(scope), scope, key, scope, key)).fetchone():  # fmt: skip
+                continue
             if imported is not last_seen:  # most results of a run share one set (often one object)
                 last_seen, digest = imported, self._import_digest(conn, imported)
-            rows.append((scope, key, digest, now))
-        conn.executemany("INSERT OR IGNORE INTO imports (scope, key, imported, at) VALUES (?, ?, ?, ?)", rows)
+            rows.append((_k(scope), scope, key, digest, now))
+        conn.executemany("INSERT INTO scope_imports (s, scope, key, imported, at) VALUES (?, ?, ?, ?, ?)", rows)
 
     def _import_digest(self, conn: sqlite3.Connection, imported: dict[str, str]) -> str:
         last = self._last_imported
@@ -424,8 +491,10 @@ class TrialCache:
                     return []
                 rows = conn.execute(
                     "SELECT i.key, i.at, CASE WHEN typeof(s.body) = 'blob' AND length(s.body) <= ? THEN s.body END "
-                    "FROM imports i JOIN import_sets s ON s.digest = i.imported "
-                    "WHERE i.scope = ? ORDER BY i.at DESC LIMIT ?", (max_bytes, scope, limit)).fetchall()  # fmt: skip
+                    "FROM (SELECT key, at, imported FROM scope_imports WHERE s = ? AND scope = ? "
+                    "UNION ALL SELECT key, at, imported FROM imports WHERE scope = ?) i "
+                    "JOIN import_sets s ON s.digest = i.imported ORDER BY i.at DESC LIMIT ?",
+                    (max_bytes, _k(scope), scope, scope, limit)).fetchall()  # fmt: skip
             except (OSError, sqlite3.Error):
                 return []
         return [(k, at, body) for k, at, body in rows
@@ -463,6 +532,19 @@ class TrialCache:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def _k(key: str) -> int:
+    """What ``results`` and ``scope_imports`` index a key by: its first 64 bits
+    (keys are SHA-256 hex), as a signed integer; any other string's SHA-256's."""
+    try:
+        v = int(key[:16], 16)
+    except ValueError:
+        v = int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big")
+    return v - _WRAP if v > _INT64_MAX else v
+
+
+_INT64_MAX, _WRAP = (1 << 63) - 1, 1 << 64
 
 
 def _decode(data: Any, key: str) -> dict[str, Any] | None:

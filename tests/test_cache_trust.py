@@ -45,13 +45,26 @@ ROW_KINDS = {
 }
 
 
-def corrupt_row(cache: TrialCache, key: str, kind: str, *, only_if_absent: bool = False) -> None:
-    """Write a bad entry for ``key`` straight into the cache's database."""
+def corrupt_row(cache: TrialCache, key: str, kind: str, *, only_if_absent: bool = False, table: str = "results") -> None:
+    """Write a bad entry for ``key`` straight into the cache's database: into
+    ``results``, where entries are stored, or ``entries``, the table of the
+    previous release (still read; here made in another layout than it made)."""
     conn = sqlite3.connect(cache.db_path, timeout=60)
     try:
-        conn.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID")
-        verb = "INSERT OR IGNORE" if only_if_absent else "INSERT OR REPLACE"
-        conn.execute(f"{verb} INTO entries (key, body) VALUES (?, ?)", (key, ROW_KINDS[kind](key)))
+        body = ROW_KINDS[kind](key)
+        if table == "entries":
+            conn.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID")
+            verb = "INSERT OR IGNORE" if only_if_absent else "INSERT OR REPLACE"
+            conn.execute(f"{verb} INTO entries (key, body) VALUES (?, ?)", (key, body))
+        else:
+            conn.execute("CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY, k INTEGER NOT NULL, "
+                         "key TEXT NOT NULL, body BLOB NOT NULL)")  # fmt: skip
+            k = int(key[:16], 16) - (1 << 64 if int(key[:16], 16) >= 1 << 63 else 0)  # the key's first 64 bits
+            conn.execute("BEGIN IMMEDIATE")
+            present = conn.execute("SELECT 1 FROM results WHERE k = ? AND key = ?", (k, key)).fetchone()
+            if not (present and only_if_absent):
+                conn.execute("DELETE FROM results WHERE k = ? AND key = ?", (k, key))
+                conn.execute("INSERT INTO results (k, key, body) VALUES (?, ?, ?)", (k, key, body))
         conn.commit()
     finally:
         conn.close()
@@ -89,9 +102,13 @@ def corrupt(cache: TrialCache, key: str, kind: str) -> None:
 KINDS = ["truncated", "garbage", "empty", "directory", "json-list", "wrong-shape", "link-to-dev-zero", "fifo"]
 
 
-@pytest.mark.parametrize(("store", "kind"), [("row", k) for k in ROW_KINDS] + [("file", k) for k in KINDS])
+@pytest.mark.parametrize(("store", "kind"), [("row", k) for k in ROW_KINDS] + [("old-row", k) for k in ROW_KINDS]
+                         + [("file", k) for k in KINDS])  # fmt: skip
 def test_a_corrupt_entry_is_a_miss_and_the_next_result_replaces_it(tmp_path: Path, store: str, kind: str) -> None:
-    (corrupt_row if store == "row" else corrupt)(TrialCache(tmp_path), KEY, kind)
+    if store == "file":
+        corrupt(TrialCache(tmp_path), KEY, kind)
+    else:
+        corrupt_row(TrialCache(tmp_path), KEY, kind, table="entries" if store == "old-row" else "results")
     cache = TrialCache(tmp_path)
     assert cache.get(KEY) is None
     cache.put(entry(score=2.0), [("out/model.txt", b"weights")])

@@ -234,7 +234,7 @@ def test_two_concurrent_runs_on_one_cache(project) -> None:
     cache = Path(os.environ["XRUN_CACHE_DIR"])
     conn = sqlite3.connect(cache / "trials.sqlite")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    for (body,) in conn.execute("SELECT body FROM entries"):
+    for (body,) in conn.execute("SELECT body FROM results"):
         json.loads(body)  # every cache entry whole
     conn.close()
     assert not list((cache / "trials").rglob("*.tmp"))

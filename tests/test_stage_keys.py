@@ -91,7 +91,7 @@ def test_a_stage_entry_naming_a_path_outside_its_directory_is_a_miss(tmp_path: P
     entry["files"] = {"../../../secret.txt": hashlib.sha256(b"not yours").hexdigest()}
     entry["digest"] = files_digest(entry["files"])
     with sqlite3.connect(cache.db_path) as conn:  # the entry as someone with write access to the cache left it
-        conn.execute("UPDATE entries SET body = ? WHERE key = ?", (json.dumps(entry).encode(), key))
+        conn.execute("UPDATE results SET body = ? WHERE key = ?", (json.dumps(entry).encode(), key))
     assert lookup(cache, key, MAX_INPUT_BYTES) is None
 
 

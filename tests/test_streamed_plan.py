@@ -45,8 +45,8 @@ def test_cached_trials_over_many_chunks_and_an_entry_gone_since_planning_runs(pr
     gone, broken = trials[3], trials[2403]
     conn = sqlite3.connect(cache.db_path)
     with conn:
-        conn.execute("DELETE FROM entries WHERE key = ?", (gone.key,))
-        conn.execute("UPDATE entries SET body = ? WHERE key = ?", (b'{"key": "truncated', broken.key))
+        conn.execute("DELETE FROM results WHERE key = ?", (gone.key,))
+        conn.execute("UPDATE results SET body = ? WHERE key = ?", (b'{"key": "truncated', broken.key))
     conn.close()
     seen = [(t.id, entry["metrics"]["x"]) for t, entry, _ in cached_trials(plan, cache)]
     expected = [t for t in trials[::3] if t not in (gone, broken)]

@@ -470,8 +470,8 @@ def test_oversized_cache_row_is_a_miss_without_reading_it(made: Made, tmp_path: 
 
     cache = Path(shutil.copytree(made.cache, tmp_path / "cache", symlinks=True))
     conn = sqlite3.connect(cache / "trials.sqlite")
-    (key,) = conn.execute("SELECT key FROM entries ORDER BY key LIMIT 1").fetchone()
-    conn.execute("UPDATE entries SET body = zeroblob(?) WHERE key = ?", ((RSS_LIMIT_MB + 100) * 2**20, key))
+    (key,) = conn.execute("SELECT key FROM results ORDER BY key LIMIT 1").fetchone()
+    conn.execute("UPDATE results SET body = zeroblob(?) WHERE key = ?", ((RSS_LIMIT_MB + 100) * 2**20, key))
     conn.commit()
     conn.close()
     res = bounded_xrun("plan", made.spec, "--json", cwd=made.project, env={"XRUN_CACHE_DIR": str(cache)}, timeout=120)
