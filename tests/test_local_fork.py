@@ -55,6 +55,7 @@ def journal(out: Path) -> list[dict]:
     return read_journal(paths[-1]) if paths else []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the nanny forks its worker on Linux only")
 def test_workers_are_forked_and_one_killed_mid_sweep_is_restarted(project) -> None:
     """The worker process is its nanny's fork (same command line, no
     ``spawn_main``); SIGKILLed while trials run, the nanny starts another and
@@ -186,3 +187,34 @@ def _loaded(spec: Path):
 
     return load_spec(spec)
 
+
+
+_VERSION: dict = {"__name__": "xrun_test_probe"}
+exec(
+    "import multiprocessing, sys\n"
+    "def sklearn_version():\n"
+    "    mod = sys.modules.get('sklearn')\n"
+    "    return (multiprocessing.current_process().name, getattr(mod, '__version__', None))\n",
+    _VERSION,
+)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Mismatched versions")  # the lock's cloudpickle, not the driver's
+def test_a_locked_environments_nanny_warms_its_own_sklearn(tmp_path: Path) -> None:
+    """The nanny runs the environment's interpreter (xrun is not installed
+    there: the warm-up module is given by its path) and its forked worker has
+    the lock's scikit-learn (1.5.2) loaded before any task, not the driver's."""
+    from distributed import Client
+
+    from runner.env import create_env, load_env
+    from tests.env.condachannel import pip_spec
+
+    python = create_env(load_env(pip_spec(Path(__file__).resolve().parents[1] / "envs" / "sklearn-pip.in")))
+    backend = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None, python=python,
+                                 warm=("sklearn.svm", "sklearn.model_selection"))  # fmt: skip
+    with backend.open() as info, Client(info.address, set_as_default=False) as client:
+        on_workers = list(client.run(_VERSION["sklearn_version"]).values())
+        on_nannies = list(client.run(_VERSION["sklearn_version"], nanny=True).values())
+    assert on_workers == [("Dask Worker process (from Nanny)", "1.5.2")]
+    assert on_nannies == [("MainProcess", "1.5.2")]
