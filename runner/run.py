@@ -175,7 +175,7 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
         return None
     from runner.cluster.local import for_cluster  # deferred: the local backend only
 
-    backend = for_cluster(loaded.spec, stop=options.stop)  # the driver's interpreter, as from_launch gives
+    backend = for_cluster(loaded.spec.cluster, stop=options.stop)  # the driver's interpreter, as from_launch gives
     try:
         backend.start()
     except KeyboardInterrupt:  # a Ctrl-C held while a process was spawned: the run stops before it starts

@@ -1,6 +1,6 @@
-"""The local backend's nannies fork their worker processes, and warm them with
-the built-in scikit-learn trial's modules, never with the user's own code.
-Real schedulers, nannies and workers; real signals."""
+"""The local backend's nannies fork their worker processes (Linux): from the
+driver's interpreter and from a locked environment's. Real schedulers,
+nannies and workers; real signals."""
 
 from __future__ import annotations
 
@@ -17,25 +17,14 @@ from runner.bundle.journal import read_journal
 from runner.cluster import local
 from tests.conftest import local_worker_processes
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the nanny forks its worker on Linux only")
+
 SLEEPY = """
 import time
 
 def train(params, ctx):
     time.sleep(0.3)
     return {"score": float(params["x"])}
-"""
-
-# An estimator in the user's code: importing its module leaves a mark saying in which process.
-USER_ESTIMATOR = """
-import multiprocessing
-from sklearn.svm import SVC
-
-with open(MARKS, "a") as fh:
-    fh.write(multiprocessing.current_process().name + "\\n")
-
-
-class Mine(SVC):
-    pass
 """
 
 
@@ -55,11 +44,15 @@ def journal(out: Path) -> list[dict]:
     return read_journal(paths[-1]) if paths else []
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the nanny forks its worker on Linux only")
+def forked(worker) -> bool:
+    """A worker process that is its nanny's fork: the nanny's command line, no ``spawn_main``."""
+    nanny = worker.parent()
+    return nanny is not None and worker.cmdline() == nanny.cmdline() and "spawn_main" not in " ".join(worker.cmdline())
+
+
 def test_workers_are_forked_and_one_killed_mid_sweep_is_restarted(project) -> None:
-    """The worker process is its nanny's fork (same command line, no
-    ``spawn_main``); SIGKILLed while trials run, the nanny starts another and
-    every trial of the sweep completes."""
+    """SIGKILLed while trials run, a forked worker is forked again by its
+    nanny and every trial of the sweep completes."""
     project.file("experiments/sleepy.py", SLEEPY)
     spec = project.spec("""
         output: out
@@ -74,15 +67,11 @@ def test_workers_are_forked_and_one_killed_mid_sweep_is_restarted(project) -> No
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         wait_until(lambda: len(journal(project.root / "out")) >= 3, proc)
-        workers = wait_until(lambda: local_worker_processes(proc.pid), proc)
-        victim = workers[0]
+        victim = wait_until(lambda: local_worker_processes(proc.pid), proc)[0]
         nanny = victim.parent()
-        assert nanny is not None
-        assert victim.cmdline() == nanny.cmdline() and "spawn_main" not in " ".join(victim.cmdline())
+        assert forked(victim)
         victim.send_signal(signal.SIGKILL)
-        # The nanny starts a new worker process of its own.
-        wait_until(lambda: [p for p in nanny.children() if p.pid != victim.pid and p.cmdline() == nanny.cmdline()],
-                   proc)  # fmt: skip
+        wait_until(lambda: [p for p in nanny.children() if p.pid != victim.pid and forked(p)], proc)
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -97,124 +86,35 @@ def test_workers_are_forked_and_one_killed_mid_sweep_is_restarted(project) -> No
 def test_a_users_dask_multiprocessing_method_is_kept(monkeypatch) -> None:
     """Spawn asked for explicitly: the worker is a new interpreter (``spawn_main``)."""
     monkeypatch.setenv(local.FORK_ENV, "spawn")
-    backend = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None)
-    with backend.open():
+    with local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None).open():
         workers = wait_until(lambda: local_worker_processes(os.getpid()))
-        assert "spawn_main" in " ".join(workers[0].cmdline())
+        assert "spawn_main" in " ".join(workers[0].cmdline()) and not forked(workers[0])
 
 
-# Shipped by value to the workers and nannies (a module they cannot import).
+# Shipped by value to the workers (a module they cannot import).
 _PROBE: dict = {"__name__": "xrun_test_probe"}
 exec(
-    "import multiprocessing, sys\n"
-    "def in_process():\n"
-    "    return (multiprocessing.current_process().name, 'sklearn.svm' in sys.modules, 'usermod' in sys.modules)\n",
-    _PROBE,
-)
-_in_process = _PROBE["in_process"]
-
-
-def test_nanny_imports_installed_modules_and_never_the_users(tmp_path: Path, monkeypatch) -> None:
-    """Asked to warm ``sklearn.svm`` and ``usermod`` (a module in the working
-    directory, first on the nanny's ``sys.path``): the nanny imports scikit-learn,
-    its forked worker has it before any task, and neither imports ``usermod``."""
-    from distributed import Client
-
-    (tmp_path / "usermod.py").write_text(
-        "import multiprocessing\nopen('usermod-imported.txt', 'a').write(multiprocessing.current_process().name)\n"
-    )
-    monkeypatch.chdir(tmp_path)
-    backend = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None, warm=("usermod", "sklearn.svm"))
-    with backend.open() as info, Client(info.address, set_as_default=False) as client:
-        on_workers = list(client.run(_in_process).values())
-        on_nannies = list(client.run(_in_process, nanny=True).values())
-    assert on_workers == [("Dask Worker process (from Nanny)", True, False)]
-    assert on_nannies == [("MainProcess", True, False)]
-    assert not (tmp_path / "usermod-imported.txt").exists()
-
-
-def test_sklearn_trial_of_the_users_estimator_is_imported_by_workers_only(project) -> None:
-    """An estimator shipped in the code snapshot is imported where trials run
-    (the forked workers), never by a nanny, though the nanny runs where the
-    module is importable (the working directory): a module loaded there would
-    shadow the snapshot's."""
-    marks_file = project.root / "imported-in.txt"
-    project.file("experiments/mine.py", USER_ESTIMATOR.replace("MARKS", repr(str(marks_file))))
-    spec = project.spec("""
-        trial:
-          sklearn: {estimator: experiments.mine.Mine, dataset: "sklearn.datasets:load_iris", cv: 3}
-        name: mine
-        xrun: 1
-        environment: {current: true}
-        sweep: {method: grid, parameters: {C: [0.5, 1.0]}}
-        cluster: {workers: 2}
-        code: {include: ["experiments/*.py"]}
-        output: out
-    """)
-    assert local.warm_imports(_loaded(spec).spec) == ("sklearn.datasets", "sklearn.model_selection")
-    done = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(spec), "-q", "--no-cache"],
-                          cwd=project.root, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    rows = read_journal(Path(done.stdout.strip().splitlines()[-1]) / "trials.jsonl")
-    assert [r["status"] for r in rows] == ["ok", "ok"]
-    marks = marks_file.read_text().split("\n")
-    assert set(filter(None, marks)) == {"Dask Worker process (from Nanny)"}, marks
-
-
-@pytest.mark.parametrize(
-    ("trial", "expected"),
-    [
-        ({"sklearn": {"estimator": "sklearn.svm.SVC", "dataset": "sklearn.datasets:load_iris"}},
-         ("sklearn.svm", "sklearn.datasets", "sklearn.model_selection")),
-        ({"sklearn": {"estimator": "sklearn.linear_model.Ridge", "data": "table", "target": "y"}},
-         ("sklearn.linear_model", "sklearn.model_selection")),
-        ({"function": "experiments.sleepy:train"}, ()),
-    ],
-)  # fmt: skip
-def test_what_the_nanny_warms_is_known_from_the_spec(project, trial, expected) -> None:
-    import json
-
-    project.file("experiments/sleepy.py", SLEEPY)
-    project.file("table.csv", "a,y\n1,0\n2,1\n")
-    data = 'data: {table: {path: table.csv}}\n' if "data" in trial.get("sklearn", {}) else ""
-    spec = project.spec(f"xrun: 1\nname: w\ntrial: {json.dumps(trial)}\nsweep: {{parameters: {{C: [1]}}}}\n"
-                        f"code: {{include: ['experiments/*.py']}}\n{data}")  # fmt: skip
-    assert local.warm_imports(_loaded(spec).spec) == expected
-
-
-def _loaded(spec: Path):
-    from runner.spec import load_spec
-
-    return load_spec(spec)
-
-
-
-_VERSION: dict = {"__name__": "xrun_test_probe"}
-exec(
-    "import multiprocessing, sys\n"
+    "import importlib.metadata, multiprocessing, sys\n"
     "def sklearn_version():\n"
-    "    mod = sys.modules.get('sklearn')\n"
-    "    return (multiprocessing.current_process().name, getattr(mod, '__version__', None))\n",
-    _VERSION,
+    "    return (multiprocessing.current_process().name, sys.executable, importlib.metadata.version('scikit-learn'))\n",
+    _PROBE,
 )
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Mismatched versions")  # the lock's cloudpickle, not the driver's
-def test_a_locked_environments_nanny_warms_its_own_sklearn(tmp_path: Path) -> None:
-    """The nanny runs the environment's interpreter (xrun is not installed
-    there: the warm-up module is given by its path) and its forked worker has
-    the lock's scikit-learn (1.5.2) loaded before any task, not the driver's."""
+def test_a_locked_environments_worker_is_forked_from_its_own_interpreter() -> None:
+    """The nanny runs the environment's interpreter, so its fork is that
+    interpreter too: the worker sees the lock's scikit-learn (1.5.2), not the driver's."""
     from distributed import Client
 
     from runner.env import create_env, load_env
     from tests.env.condachannel import pip_spec
 
     python = create_env(load_env(pip_spec(Path(__file__).resolve().parents[1] / "envs" / "sklearn-pip.in")))
-    backend = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None, python=python,
-                                 warm=("sklearn.svm", "sklearn.model_selection"))  # fmt: skip
+    backend = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None, python=python)
     with backend.open() as info, Client(info.address, set_as_default=False) as client:
-        on_workers = list(client.run(_VERSION["sklearn_version"]).values())
-        on_nannies = list(client.run(_VERSION["sklearn_version"], nanny=True).values())
-    assert on_workers == [("Dask Worker process (from Nanny)", "1.5.2")]
-    assert on_nannies == [("MainProcess", "1.5.2")]
+        workers = wait_until(lambda: local_worker_processes(os.getpid()))
+        assert forked(workers[0])
+        answers = list(client.run(_PROBE["sklearn_version"]).values())
+    assert answers == [("Dask Worker process (from Nanny)", str(python), "1.5.2")]

@@ -52,15 +52,13 @@ RESTART_BACKOFF = 0.5  # seconds, times the number of starts so far
 SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
                  "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}  # fmt: skip
 # On Linux the nanny forks its worker process instead of spawning a new
-# interpreter: the worker starts with Dask (and whatever the nanny warmed)
-# imported, ~0.5 s sooner on two cores. The same interpreter either way: the
-# nanny runs the environment's. Its memory kill, restarts and teardown are
-# unchanged. Not on macOS, where forking a process that loaded system
-# frameworks is unsafe (Dask's own default is spawn). A user's own
-# DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD wins.
+# interpreter: the worker starts with Dask imported (~0.5 s of CPU less per
+# worker). The same interpreter either way: the nanny runs the environment's,
+# so this holds for locked environments too. The nanny's memory kill,
+# restarts and teardown are unchanged. Not on macOS, where forking a process
+# that loaded system frameworks is unsafe (Dask's own default is spawn).
+# A user's own DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD wins.
 FORK_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
-NANNY_WARM = Path(__file__).with_name("_nanny_warm.py")
-NANNY_WARM_VAR = "XRUN_NANNY_IMPORTS"  # read by _nanny_warm.py
 
 
 def _dashboard_wanted() -> bool:
@@ -138,7 +136,6 @@ class LocalBackend:
         env: dict[str, str] | None = None,
         start_timeout: float = 120,
         stop: threading.Event | None = None,
-        warm: tuple[str, ...] = (),
     ) -> None:
         self.workers = workers
         self.threads = threads_per_worker
@@ -147,7 +144,6 @@ class LocalBackend:
         self.env = env or {}
         self.start_timeout = start_timeout
         self.stop = stop or threading.Event()
-        self.warm = warm  # modules each nanny imports before it forks its worker (see warm_imports)
         self._slots: list[_Slot] = []
         self._scheduler: subprocess.Popen[bytes] | None = None
         self._logs: Path | None = None
@@ -283,9 +279,6 @@ class LocalBackend:
             env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
         if sys.platform.startswith("linux"):
             env.setdefault(FORK_ENV, "fork")
-        if self.warm:
-            args += ["--preload-nanny", str(NANNY_WARM)]
-            env[NANNY_WARM_VAR] = ",".join(self.warm)
         slot.starts += 1
         try:
             with sigint_deferred():  # see _spawn
@@ -443,35 +436,11 @@ def _quiet_close(close: Callable[[], Any]) -> None:
 
 def from_launch(launch: Launch) -> LocalBackend:
     python = create_env(launch.env) if launch.env.kind != "current" else None
-    return for_cluster(launch.spec, python=python, stop=launch.stop)
+    return for_cluster(launch.spec.cluster, python=python, stop=launch.stop)
 
 
-def for_cluster(spec: Any, *, python: Path | None = None, stop: threading.Event | None = None) -> LocalBackend:
+def for_cluster(c: Any, *, python: Path | None = None, stop: threading.Event | None = None) -> LocalBackend:
     """The backend of a spec's ``cluster`` section (``python``: the environment's
     interpreter, None for the driver's own); also what ``run`` starts before planning."""
-    c = spec.cluster
-    return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker, memory_limit=c.memory_limit,
-                        python=python, stop=stop, warm=warm_imports(spec))  # fmt: skip
-
-
-def warm_imports(spec: Any) -> tuple[str, ...]:
-    """What the nanny of each worker imports before it forks the worker, so
-    pre-flight and the first trial find it loaded: the built-in scikit-learn
-    trial's modules (its estimator's, its dataset loader's, and
-    ``sklearn.model_selection``), known from the spec alone. Nothing for a
-    function trial, and no module whose package is in the code snapshot: the
-    worker imports those from the snapshot, which a module the nanny loaded
-    first would shadow (the nanny also skips whatever is not installed in its
-    interpreter's site-packages)."""
-    if spec.trial.kind != "sklearn":
-        return ()
-    sk = spec.trial.sklearn
-    names = [sk.estimator.rpartition(".")[0], *([sk.dataset.partition(":")[0]] if sk.dataset else []),
-             "sklearn.model_selection"]  # fmt: skip
-    root = Path(spec.code.root)
-
-    def shipped(name: str) -> bool:
-        top = name.partition(".")[0]
-        return (root / top).exists() or (root / f"{top}.py").exists()
-
-    return tuple(n for n in dict.fromkeys(names) if not shipped(n))
+    return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
+                        memory_limit=c.memory_limit, python=python, stop=stop)  # fmt: skip
