@@ -3,7 +3,7 @@
 The scheduler is a ``dask scheduler`` process and each worker a ``dask worker``
 process with its nanny, started from the environment's interpreter (the
 driver's own when no environment is locked), so trials import the pinned
-packages. All of them run in their own process groups: a Ctrl-C at the
+packages; on Linux the nanny forks its worker process (see ``FORK_ENV``). All of them run in their own process groups: a Ctrl-C at the
 terminal reaches the driver alone, which decides what stops. They die with the
 driver (``PR_SET_PDEATHSIG`` on Linux) even when it is killed.
 
