@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,14 +39,19 @@ def svc_spec(work: Path) -> Path:
     return spec
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, list[tuple[float, str]]]:
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, list[tuple[float, str]]]:
+    """Wall seconds, CPU seconds of the whole process tree (every process of it
+    is reaped by its parent: the driver waits for its cluster), phase stamps."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     wall = round(time.perf_counter() - started, 3)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3)
     if proc.returncode != 0:
         raise SystemExit(f"{argv} failed:\n{proc.stderr[-2000:]}")
     stamps = [(float(m[1]), m[2]) for m in map(STAMP.match, proc.stderr.splitlines()) if m]
-    return wall, stamps
+    return wall, cpu, stamps
 
 
 def phases(stamps: list[tuple[float, str]]) -> dict[str, float]:
@@ -80,23 +86,25 @@ def main() -> None:
             env = {**os.environ, "XRUN_CACHE_DIR": tempfile.mkdtemp(prefix="xrun-ab-cache-")}
             load = round(os.getloadavg()[0], 2)
             if side == "peer":
-                wall, _ = run_once([PYTHON, str(peer)], env)
-                row[side] = {"wall_s": wall, "load": load}
+                wall, cpu, _ = run_once([PYTHON, str(peer)], env)
+                row[side] = {"wall_s": wall, "cpu_s": cpu, "load": load}
                 continue
             src = sources[side]
             if src != ".":
                 env["PYTHONPATH"] = str(Path(src).resolve())
             bundles = tempfile.mkdtemp(prefix="xrun-ab-runs-", dir=work)
             argv = [PYTHON, str(BENCH / "timeline.py"), "run", str(spec), "-q", "--no-cache", "-o", bundles]
-            wall, stamps = run_once(argv, env)
-            row[side] = {"wall_s": wall, "load": load, **phases(stamps)}
+            wall, cpu, stamps = run_once(argv, env)
+            row[side] = {"wall_s": wall, "cpu_s": cpu, "load": load, **phases(stamps)}
         res["rounds"].append(row)  # type: ignore[attr-defined]
-        print(i, {s: (v["wall_s"], v.get("preflight_s"), v["load"]) for s, v in row.items()}, flush=True)  # type: ignore[index]
+        print(i, {s: (v["wall_s"], v["cpu_s"], v.get("preflight_s"), v["load"]) for s, v in row.items()}, flush=True)  # type: ignore[index]
         out.write_text(json.dumps(res, indent=1))
     walls = {s: sorted(r[s]["wall_s"] for r in res["rounds"]) for s in sides}  # type: ignore[attr-defined,index]
     res["median_wall_s"] = {s: w[len(w) // 2] for s, w in walls.items()}
+    cpus = {s: sorted(r[s]["cpu_s"] for r in res["rounds"]) for s in sides}  # type: ignore[attr-defined,index]
+    res["median_cpu_s"] = {s: c[len(c) // 2] for s, c in cpus.items()}
     out.write_text(json.dumps(res, indent=1))
-    print(res["median_wall_s"])
+    print(res["median_wall_s"], res["median_cpu_s"])
 
 
 if __name__ == "__main__":
