@@ -3,9 +3,11 @@
 The scheduler is a ``dask scheduler`` process and each worker a ``dask worker``
 process with its nanny, started from the environment's interpreter (the
 driver's own when no environment is locked), so trials import the pinned
-packages; on Linux the nanny forks its worker process (see ``FORK_ENV``). All of them run in their own process groups: a Ctrl-C at the
-terminal reaches the driver alone, which decides what stops. They die with the
-driver (``PR_SET_PDEATHSIG`` on Linux) even when it is killed.
+packages; on Linux the nanny forks its worker process (see ``FORK_ENV``).
+All of them run in their own process groups: a Ctrl-C at the terminal reaches
+the driver alone, which decides what stops. They die with the driver
+(``PR_SET_PDEATHSIG`` on Linux, the nanny taking its worker along) even when
+it is killed.
 
 Worker loss at any moment is ordinary: a worker process that exits, while the
 cluster starts or later, is started again (at most ``MAX_STARTS`` times per
