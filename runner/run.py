@@ -105,6 +105,7 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     finally:
         if early is not None:  # not used (planning failed, nothing to run), or already closed by run_plan
             early.close()
+        cache.close()  # checkpointed now, not left to the interpreter's exit
 
 
 class _InterruptsHeld:

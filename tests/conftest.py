@@ -57,6 +57,28 @@ def xrun(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None 
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def local_worker_processes(pid: int) -> list:
+    """The Dask worker processes of the local clusters under ``pid``: each a
+    child of its nanny (a ``dask_worker`` process), whether the nanny forked it
+    (the same command line) or spawned it (``spawn_main``)."""
+    import psutil
+
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for p in procs:
+        try:
+            parent = p.parent()
+            line = " ".join(p.cmdline())
+            if parent is not None and "dask_worker" in " ".join(parent.cmdline()) and "resource_tracker" not in line:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
 @pytest.fixture
 def run_xrun():
     return xrun

@@ -17,6 +17,7 @@ import pytest
 
 from runner.bundle.journal import read_journal
 from runner.bundle.manifest import verify
+from tests.conftest import local_worker_processes
 
 MARKING = '''
 import os, time
@@ -274,7 +275,7 @@ def test_a_killed_worker_reruns_only_what_it_was_running(project, tmp_path: Path
     proc = start(spec, project.root, "-q")
     out = project.root / "out"
     wait_for(lambda: any(len(read_journal(p)) >= 8 for p in out.glob("*/trials.jsonl")), proc)
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    workers = local_worker_processes(proc.pid)
     workers[0].send_signal(signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr

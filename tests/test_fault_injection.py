@@ -25,6 +25,7 @@ import pytest
 
 from runner.bundle.journal import read_journal
 from runner.bundle.manifest import verify
+from tests.conftest import local_worker_processes
 
 TRIAL = '''
 import time
@@ -79,8 +80,9 @@ def descendants(pid: int, marker: str) -> list[psutil.Process]:
 
 
 def worker_processes(pid: int) -> list[psutil.Process]:
-    """Nannies (``dask_worker``) and the worker processes they spawn (``spawn_main``)."""
-    return descendants(pid, "dask_worker") + descendants(pid, "spawn_main")
+    """Nannies (``dask_worker``) and the worker processes they fork (or spawn)."""
+    workers = local_worker_processes(pid)
+    return [p for p in descendants(pid, "dask_worker") if p not in workers] + workers
 
 
 def journal(out: Path) -> list[dict]:

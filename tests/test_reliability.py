@@ -16,6 +16,7 @@ import psutil
 
 from runner.bundle.journal import read_journal
 from runner.bundle.manifest import verify
+from tests.conftest import local_worker_processes
 
 SLEEPY = '''
 import os, time
@@ -70,7 +71,7 @@ def ids(bundle: Path) -> list[str]:
 
 
 def dask_workers(pid: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    return local_worker_processes(pid)
 
 
 def test_sigkill_of_a_worker_loses_no_trial(project) -> None:

@@ -3,9 +3,11 @@
 The scheduler is a ``dask scheduler`` process and each worker a ``dask worker``
 process with its nanny, started from the environment's interpreter (the
 driver's own when no environment is locked), so trials import the pinned
-packages. All of them run in their own process groups: a Ctrl-C at the
-terminal reaches the driver alone, which decides what stops. They die with the
-driver (``PR_SET_PDEATHSIG`` on Linux) even when it is killed.
+packages; on Linux the nanny forks its worker process (see ``FORK_ENV``).
+All of them run in their own process groups: a Ctrl-C at the terminal reaches
+the driver alone, which decides what stops. They die with the driver
+(``PR_SET_PDEATHSIG`` on Linux, the nanny taking its worker along) even when
+it is killed.
 
 Worker loss at any moment is ordinary: a worker process that exits, while the
 cluster starts or later, is started again (at most ``MAX_STARTS`` times per
@@ -51,6 +53,14 @@ RESTART_BACKOFF = 0.5  # seconds, times the number of starts so far
 # behind a long trial (Dask's default, 1.1, gives each 1-thread worker 2 tasks).
 SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
                  "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}  # fmt: skip
+# On Linux the nanny forks its worker process instead of spawning a new
+# interpreter: the worker starts with Dask imported (~0.5 s of CPU less per
+# worker). The same interpreter either way: the nanny runs the environment's,
+# so this holds for locked environments too. The nanny's memory kill,
+# restarts and teardown are unchanged. Not on macOS, where forking a process
+# that loaded system frameworks is unsafe (Dask's own default is spawn).
+# A user's own DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD wins.
+FORK_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 
 
 def _dashboard_wanted() -> bool:
@@ -269,6 +279,8 @@ class LocalBackend:
         env = {**os.environ, **self.env}
         if self.python is not None:
             env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
+        if sys.platform.startswith("linux"):
+            env.setdefault(FORK_ENV, "fork")
         slot.starts += 1
         try:
             with sigint_deferred():  # see _spawn
