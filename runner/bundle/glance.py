@@ -20,6 +20,8 @@ from runner.bundle.ledger import Glance as Glance
 from runner.bundle.ledger import Ledger
 from runner.objective import Objective
 
+GLANCE_ROWS = 10  # rows of each table shown after a run
+
 
 def glance(journal: Path, metric: str | None, goal: str = "maximize", limit: int = 20) -> Glance:
     """The terminal's tables of ``journal`` (:meth:`runner.bundle.ledger.Ledger.glance`)."""

@@ -390,6 +390,22 @@ def scan(path: Path, objective: Objective | None, best_id: str | None, timeout: 
     return s
 
 
+def last_line(path: Path, s: Scan, tid: str | None) -> tuple[int, dict[str, Any]] | None:
+    """(offset, slim record) of the last line of trial ``tid`` among those ``s``
+    was fed (what ``Scan.best_record`` holds for its ``best_id``)."""
+    if tid is None or not s.columns.id_hash:
+        return None
+    import numpy as np  # deferred: only for a report
+
+    hashes = np.frombuffer(s.columns.id_hash, dtype=np.int64)
+    offsets = np.frombuffer(s.columns.offset, dtype=np.int64)[hashes == hash(tid)]
+    found = None
+    for offset, rec in records_at(path, [int(o) for o in offsets]):  # in file order: the last one wins
+        if rec["id"] == tid:
+            found = (offset, {k: rec[k] for k in SLIM_FIELDS if k in rec})
+    return found
+
+
 def superseded(path: Path, s: Scan) -> set[int]:
     """Offsets of lines a later line of the same trial replaces (none in most bundles)."""
     import numpy as np  # deferred: only for a report
