@@ -26,6 +26,7 @@ from typing import Any
 from runner.bundle.journal import SLIM_FIELDS, iter_journal, records_at
 from runner.bundle.points import Point, aggregate, best_point, point_key, rank
 from runner.objective import Objective, is_number
+from runner.sweep import canonical_json
 
 OK, PRUNED, FAILED = 0, 1, 2
 MAX_NAMES = 1000  # metric names collected for the terminal tables' columns
@@ -69,9 +70,11 @@ class Ledger:
         self._names: dict[Any, tuple[str, str]] = {}
         self.db = sqlite3.connect("")  # deleted when closed
         try:
+            self.db.execute("PRAGMA journal_mode = OFF")  # a private scratch database: nothing to roll back
+            self.db.execute("PRAGMA cache_size = -16384")  # KiB: the pages being filled stay in memory
             self.db.execute("CREATE TABLE last (id BLOB PRIMARY KEY, off INTEGER NOT NULL, kind INTEGER NOT NULL, "
                             "pk TEXT NOT NULL, v REAL, shown TEXT NOT NULL, numeric TEXT NOT NULL, "
-                            "row BLOB NOT NULL, vals BLOB)")  # fmt: skip
+                            "row BLOB NOT NULL, vals BLOB) WITHOUT ROWID")  # fmt: skip
             self.db.executemany("INSERT OR REPLACE INTO last VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._rows(each))
             self.trials: int = self.db.execute("SELECT COUNT(*) FROM last").fetchone()[0]
         except BaseException:
@@ -117,7 +120,7 @@ class Ledger:
                     v = values.get(metric)
                 if metrics:
                     shown, numeric = self._metric_names(metrics)
-            row = marshal.dumps((_base_row(r), params, metrics))
+            row = marshal.dumps((_base_row(r), params, raw_m))
             yield (_sortable(r["id"]), off, kind, point_key(params if params is not None else {}), v, shown, numeric,
                    row, vals)  # fmt: skip
 
@@ -152,7 +155,7 @@ class Ledger:
                 for (blob,) in self.db.execute("SELECT row FROM last ORDER BY id"):
                     base, params, metrics = marshal.loads(blob)
                     pp = params if params is not None else {}
-                    mm = metrics if metrics is not None else {}
+                    mm = metrics if isinstance(metrics, dict) else {}
                     w.writerow(base + [_cell(pp.get(p)) for p in p_cols] + [_cell(mm.get(m)) for m in m_cols])
         if points is not None:
             point_params, point_metrics = set(self.params), set(self._ok_numeric)
@@ -199,6 +202,22 @@ class Ledger:
             if point is not None:
                 flush(point)
         db.execute("DROP TABLE firsts")
+
+    # ------------------------------------------------------------------ what a final stage knows
+
+    def ok_results(self) -> Iterator[tuple[str, str]]:
+        """``str(key)`` and the canonical JSON of ``metrics or {}`` of each
+        successful trial, sorted (``runner.stages.results_digest``'s rows; equal
+        keys by their metrics' JSON), from a second private table sorted on disk."""
+        db = self.db
+        db.execute("DROP TABLE IF EXISTS results")
+        db.execute("CREATE TEMP TABLE results (k BLOB NOT NULL, m TEXT NOT NULL)")
+        db.executemany("INSERT INTO results VALUES (?, ?)", (
+            (_sortable(str(base[1])), canonical_json(metrics or {}))
+            for base, _, metrics in (marshal.loads(blob) for (blob,) in db.execute("SELECT row FROM last WHERE kind = 0"))))
+        for k, m in db.execute("SELECT k, m FROM results ORDER BY k, m"):
+            yield k.decode("utf-8", "surrogatepass"), m
+        db.execute("DROP TABLE results")
 
     # ------------------------------------------------------------------ the best point
 
