@@ -302,8 +302,6 @@ def run_plan(
         else:
             status = "ok"
         summary = _summary(plan, outcome, status, time.monotonic() - started, error)
-        ledger, scanned = _one_pass(plan, writer)  # the journal is complete: read once for all that derives from it
-        summary["best"] = ledger.best()
         if stages.records:
             summary["stages"] = stages.summary()
         if plan.trials and not plan.pending and info is None:  # nothing ran here: say where the results were computed
@@ -314,15 +312,18 @@ def run_plan(
             extra.update(files)
             summary.update(keys)
         preload.join()  # two threads importing one package at once can break it half-initialized
+        ledger: Ledger | None = None
         try:
+            ledger, scanned = _one_pass(plan, writer)  # the journal is complete: read once for all derived from it
+            summary["best"] = best = ledger.best()
             writer.finish(summary, host, extra, ledger=ledger)
             seal(writer.root, scanned=scanned)
-            best = summary["best"] or {}
-            glanced = ledger.glance(best.get("metric"), best.get("goal", "maximize"), GLANCE_ROWS)
+            glanced = ledger.glance(best["metric"] if best else None, (best or {}).get("goal", "maximize"), GLANCE_ROWS)
         except OSError as exc:
             raise _bundle_failed(writer, exc, summary, cache) from None
         finally:
-            ledger.close()
+            if ledger is not None:
+                ledger.close()
             for wait in closing:  # no cluster process outlives the run
                 wait()
     result = RunResult(run_id, writer.root, status, outcome, total,
