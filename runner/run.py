@@ -317,8 +317,9 @@ def run_plan(
             ledger, scanned = _one_pass(plan, writer)  # the journal is complete: read once for all derived from it
             summary["best"] = best = ledger.best()
             writer.finish(summary, host, extra, ledger=ledger)
-            seal(writer.root, scanned=scanned)
             glanced = ledger.glance(best["metric"] if best else None, (best or {}).get("goal", "maximize"), GLANCE_ROWS)
+            ledger.close()  # its scratch database and page cache are not held while the report is made
+            seal(writer.root, scanned=scanned)
         except OSError as exc:
             raise _bundle_failed(writer, exc, summary, cache) from None
         finally:

@@ -71,7 +71,7 @@ class Ledger:
         self.db = sqlite3.connect("")  # deleted when closed
         try:
             self.db.execute("PRAGMA journal_mode = OFF")  # a private scratch database: nothing to roll back
-            self.db.execute("PRAGMA cache_size = -16384")  # KiB: the pages being filled stay in memory
+            self.db.execute("PRAGMA cache_size = -4096")  # KiB: the pages being filled (and a sort's run) stay in memory
             self.db.execute("CREATE TABLE last (id BLOB PRIMARY KEY, off INTEGER NOT NULL, kind INTEGER NOT NULL, "
                             "pk TEXT NOT NULL, v REAL, shown TEXT NOT NULL, numeric TEXT NOT NULL, "
                             "row BLOB NOT NULL, vals BLOB) WITHOUT ROWID")  # fmt: skip
