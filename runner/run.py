@@ -20,8 +20,9 @@ from typing import Any
 from runner import config
 from runner import sweep as sweep_mod
 from runner._redact import scrub
+from runner.bundle.glance import GLANCE_ROWS
 from runner.bundle.journal import BUNDLE_VERSION
-from runner.bundle.points import best_point_of
+from runner.bundle.ledger import Glance, Ledger
 from runner.bundle.write import BundleWriter, driver_info
 from runner.cache import TrialCache
 from runner.cluster import ClusterInfo, Launch
@@ -38,6 +39,8 @@ from runner.execute.preflight import (
     preflight,
 )
 from runner.plan import Plan, make_plan, new_run_id
+from runner.report.data import new_scan
+from runner.report.scan import Scan
 from runner.seal import seal
 from runner.spec import LoadedSpec
 from runner.stage_run import StageRunner
@@ -67,6 +70,7 @@ class RunResult:
     total: int
     dashboard: str | None = None
     duration: float = 0.0
+    glance: Glance | None = None  # the terminal's tables of its trials, GLANCE_ROWS rows each
 
 
 def load_environment(loaded: LoadedSpec, relock: bool = False) -> LockedEnv:
@@ -299,7 +303,6 @@ def run_plan(
         else:
             status = "ok"
         summary = _summary(plan, outcome, status, time.monotonic() - started, error)
-        summary["best"] = _best_point(plan, writer)
         if stages.records:
             summary["stages"] = stages.summary()
         if plan.trials and not plan.pending and info is None:  # nothing ran here: say where the results were computed
@@ -310,16 +313,23 @@ def run_plan(
             extra.update(files)
             summary.update(keys)
         preload.join()  # two threads importing one package at once can break it half-initialized
+        ledger: Ledger | None = None
         try:
-            writer.finish(summary, host, extra)
-            seal(writer.root)
+            ledger, scanned = _one_pass(plan, writer)  # the journal is complete: read once for all derived from it
+            summary["best"] = best = ledger.best()
+            writer.finish(summary, host, extra, ledger=ledger)
+            glanced = ledger.glance(best["metric"] if best else None, (best or {}).get("goal", "maximize"), GLANCE_ROWS)
+            ledger.close()  # its scratch database and page cache are not held while the report is made
+            seal(writer.root, scanned=scanned)
         except OSError as exc:
             raise _bundle_failed(writer, exc, summary, cache) from None
         finally:
+            if ledger is not None:
+                ledger.close()
             for wait in closing:  # no cluster process outlives the run
                 wait()
     result = RunResult(run_id, writer.root, status, outcome, total,
-                       info.dashboard if info else None, time.monotonic() - started)  # fmt: skip
+                       info.dashboard if info else None, time.monotonic() - started, glanced)  # fmt: skip
     if error is not None:
         if isinstance(error, XrunError):
             error.message += f"\n(partial results kept in {writer.root})"
@@ -567,12 +577,13 @@ def _to_run(plan: Plan) -> bool:
     return bool(plan.pending) or (plan.search is not None and not plan.search.finished)
 
 
-def _best_point(plan: Plan, writer: BundleWriter) -> dict[str, Any] | None:
-    """The point with the best mean objective over its repeats (not the luckiest seed)."""
-    if plan.objective is None:
-        return None
+def _one_pass(plan: Plan, writer: BundleWriter) -> tuple[Ledger, Scan]:
+    """The finished journal read once: filed for the tables, the best point (the
+    point with the best mean objective over its repeats, not the luckiest seed)
+    and the terminal's tables, and scanned for the report."""
     writer.journal.sync()
-    return best_point_of(writer.root / "trials.jsonl", *plan.objective)
+    scanned = new_scan(writer.root, plan.objective)
+    return Ledger(writer.root / "trials.jsonl", plan.objective, each=scanned.add), scanned
 
 
 def check_result(result: RunResult) -> None:

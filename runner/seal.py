@@ -8,23 +8,28 @@ report, which reads the bundle through :mod:`runner.bundle`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.bundle.manifest import verify, write_manifest
 from runner.bundle.rocrate import write_crate
 from runner.errors import VerifyError
 from runner.report import write_report
+from runner.report.scan import Scan
 
 log = logging.getLogger(__name__)
 
 
-def seal(root: Path) -> None:
-    """Write the derived files (report, RO-Crate), then the manifest over everything.
+def seal(root: Path, *, scanned: Scan | None = None) -> None:
+    """Write the derived files (report, RO-Crate), then the manifest over everything
+    (``scanned``: the journal already scanned for the report, :func:`runner.report.data.new_scan`).
 
     A failure to render the report or the crate is logged and recorded; it
     never costs the results, which are already on disk.
     """
-    for name, make in (("report.html", write_report), ("ro-crate-metadata.json", write_crate)):
+    makers: tuple[tuple[str, Callable[[Path], object]], ...] = (
+        ("report.html", lambda r: write_report(r, scanned=scanned)), ("ro-crate-metadata.json", write_crate))
+    for name, make in makers:
         try:
             make(root)
         except Exception as exc:  # pragma: no cover - exercised only by bugs

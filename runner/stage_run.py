@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runner.bundle.journal import latest_records, read_journal
+from runner.bundle.ledger import Ledger
 from runner.bundle.points import best_point
 from runner.bundle.write import BundleWriter
 from runner.cache import TrialCache
@@ -42,6 +42,7 @@ from runner.stages import (
     files_digest,
     final_key,
     lookup,
+    results_digest_of,
     stage_timeout,
     store,
 )
@@ -67,6 +68,7 @@ class StageRunner:
         self.records: dict[str, dict[str, Any]] = {}
         self.failed: str | None = None  # the stage that failed
         self._final_checked = False
+        self._best_of: tuple[int, dict[str, Any] | None, str] | None = None  # journal size, best point, results digest
 
     @property
     def stages(self) -> Any:
@@ -83,17 +85,21 @@ class StageRunner:
             return False
         return self._lookup_final() is None
 
-    def _best(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def _best(self) -> tuple[dict[str, Any] | None, str]:
+        """The best point and the digest of the successful trials' results, from
+        one bounded pass over the journal (again only when it has grown since)."""
         self.writer.journal.sync()
-        records = latest_records(read_journal(self.writer.root / "trials.jsonl"))  # with keys
-        objective = self.plan.objective
-        best = best_point(records, *objective) if objective else None
-        return best, records
+        journal = self.writer.root / "trials.jsonl"
+        size = journal.stat().st_size
+        if self._best_of is None or self._best_of[0] != size:
+            with Ledger(journal, self.plan.objective) as ledger:
+                self._best_of = size, ledger.best(), results_digest_of(ledger.ok_results())
+        return self._best_of[1], self._best_of[2]
 
     def _final_key(self) -> tuple[str, dict[str, Any] | None]:
-        best, records = self._best()
+        best, results = self._best()
         p = self.plan
-        key = final_key(self.stages, best, p.objective, records, code_hash=p.code.hash, env_hash=p.env.lock_hash,
+        key = final_key(self.stages, best, p.objective, results, code_hash=p.code.hash, env_hash=p.env.lock_hash,
                         data_hashes={k: v["sha256"] for k, v in p.data.items()})  # fmt: skip
         return key, best
 

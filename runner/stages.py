@@ -87,6 +87,18 @@ def results_digest(records: Iterable[Mapping[str, Any]]) -> str:
     return sha256_hex(canonical_json([[k, m] for k, m in rows]))
 
 
+def results_digest_of(rows: Iterable[tuple[str, str]]) -> str:
+    """:func:`results_digest` of the successful trials' ``str(key)`` and the
+    canonical JSON of their ``metrics or {}``, given sorted, hashed as they come (none held)."""
+    h = hashlib.sha256(b"[")
+    sep = b""
+    for k, m in rows:
+        h.update(sep + b"[" + canonical_json(k).encode() + b"," + m.encode() + b"]")
+        sep = b","
+    h.update(b"]")
+    return h.hexdigest()
+
+
 def stage_key(name: str, definition: Mapping[str, Any], *, code_hash: str, env_hash: str,
               data_hashes: Mapping[str, str], seed: int, extra: Mapping[str, Any] | None = None) -> str:  # fmt: skip
     doc = {
@@ -166,14 +178,16 @@ def plan_stages(spec: Spec, *, code_hash: str, env_hash: str, data_hashes: Mappi
 
 
 def final_key(plan: StagePlan, best: Mapping[str, Any] | None, objective: Objective | None,
-              records: Iterable[Mapping[str, Any]], *, code_hash: str, env_hash: str,
+              records: Iterable[Mapping[str, Any]] | str, *, code_hash: str, env_hash: str,
               data_hashes: Mapping[str, str]) -> str:  # fmt: skip
+    """The final stage's key (``records``: the latest trial records, or their :func:`results_digest`)."""
     assert plan.final is not None
     point = {k: (best or {}).get(k) for k in ("params", "value", "n")}
     return stage_key("final", plan.final.definition, code_hash=code_hash, env_hash=env_hash, data_hashes=data_hashes,
                      seed=plan.final.seed, extra={"inputs": plan.inputs(), "best": point,
                                                   "objective": list(objective) if objective else None,
-                                                  "results": results_digest(records)})  # fmt: skip
+                                                  "results": records if isinstance(records, str)
+                                                  else results_digest(records)})  # fmt: skip
 
 
 # ------------------------------------------------------------------ cache entries

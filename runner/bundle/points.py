@@ -13,13 +13,11 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import sqlite3
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.bundle.journal import iter_journal, records_at
 from runner.objective import Objective
 from runner.objective import is_number as _number
 
@@ -182,40 +180,10 @@ def best_point(records: list[dict[str, Any]], metric: str | None, goal: str = "m
 
 def best_point_of(journal: Path, metric: str | None, goal: str = "maximize", *, candidates: int = 50) -> dict[str, Any] | None:
     """``best_point(latest_records(read_journal(journal)), metric, goal)`` in
-    bounded memory, at any number of trials.
-
-    One pass files each trial's last line under its point, with its objective
-    value, in a private temporary SQLite database on disk. The points whose mean
-    there is among the best ``candidates``, or ties the best, are read back and
-    ranked by :func:`best_point` itself: SQLite's mean only chooses which points
-    are looked at, never which one wins."""
+    bounded memory, at any number of trials (:meth:`runner.bundle.ledger.Ledger.best`)."""
     if not metric:
         return None
-    sign = Objective(metric, goal).sign
-    db = sqlite3.connect("")  # deleted when closed
-    try:
-        db.execute("CREATE TABLE last (id TEXT PRIMARY KEY, off INTEGER NOT NULL, pk TEXT NOT NULL, v REAL)")
-        db.executemany("INSERT OR REPLACE INTO last VALUES (?, ?, ?, ?)", _objective_rows(journal, metric))
-        scored = db.execute("SELECT pk, AVG(v) * ? AS s FROM last WHERE v IS NOT NULL GROUP BY pk ORDER BY s LIMIT ?",
-                            (sign, max(1, candidates))).fetchall()  # fmt: skip
-        if not scored:
-            return None
-        best = scored[0][1]
-        # Means a few ulps apart in SQLite's sum may be equal in math.fsum's: every near-tie is looked at.
-        tied = db.execute("SELECT pk FROM last WHERE v IS NOT NULL GROUP BY pk HAVING AVG(v) * ? <= ?",
-                          (sign, best + 1e-9 * max(1.0, abs(best)))).fetchall()  # fmt: skip
-        chosen = {pk for pk, _ in scored} | {pk for (pk,) in tied}
-        db.execute("CREATE TEMP TABLE chosen (pk TEXT PRIMARY KEY)")
-        db.executemany("INSERT INTO chosen VALUES (?)", ((pk,) for pk in chosen))
-        offsets = [off for (off,) in db.execute("SELECT off FROM last JOIN chosen USING (pk) ORDER BY off")]
-    finally:
-        db.close()
-    return best_point([rec for _, rec in records_at(journal, offsets)], metric, goal)
+    from runner.bundle.ledger import Ledger  # it ranks with this module's functions
 
-
-def _objective_rows(journal: Path, metric: str) -> Iterator[tuple[str, int, str, float | None]]:
-    for off, r in iter_journal(journal):
-        raw = r.get("params")
-        raw_m = r.get("metrics")
-        v = raw_m.get(metric) if r.get("status") == "ok" and isinstance(raw_m, dict) else None
-        yield r["id"], off, point_key(raw if isinstance(raw, dict) else {}), float(v) if v is not None and _number(v) else None
+    with Ledger(journal, Objective(metric, goal)) as ledger:
+        return ledger.best(candidates)

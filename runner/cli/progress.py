@@ -24,7 +24,7 @@ from rich.table import Table
 
 from runner import remote
 from runner._display import clean, mapping, safe, trial_rows
-from runner.bundle.glance import glance
+from runner.bundle.glance import GLANCE_ROWS, Glance, glance
 from runner.bundle.points import Point, aggregate, rank
 from runner.execute import Event
 from runner.objective import Objective, objective_of
@@ -127,7 +127,7 @@ class Progress:
             objective = meta["best"]
             self.console.print(f"best: {clean(best_text(objective))}", markup=False)
         metric, goal = objective and objective["metric"], (objective or {}).get("goal", "maximize")
-        for table in glance_tables(result.bundle / "trials.jsonl", metric, goal, limit=10):
+        for table in glance_tables(result.bundle / "trials.jsonl", metric, goal, limit=GLANCE_ROWS, glanced=result.glance):
             self.console.print(table)
         for line in stage_lines(result.bundle):
             self.console.print(line, markup=False)
@@ -157,10 +157,11 @@ def stage_lines(bundle: Any) -> list[str]:
     return [clean(line) for line in out]
 
 
-def glance_tables(journal: Any, metric: str | None, goal: str = "maximize", limit: int = 20) -> list[Table]:
+def glance_tables(journal: Any, metric: str | None, goal: str = "maximize", limit: int = 20,
+                  glanced: Glance | None = None) -> list[Table]:  # fmt: skip
     """The trials table, and the points table when a point ran more than once,
-    of a journal read in bounded memory (runner.bundle.glance)."""
-    g = glance(journal, metric, goal, limit)
+    of a journal read in bounded memory (runner.bundle.glance; ``glanced``: what it gave already)."""
+    g = glanced if glanced is not None else glance(journal, metric, goal, limit)
     tables = [trials_table(trial_rows(g.rows), metric, goal, limit, totals=(g.n_ok, g.n_pruned),
                            metric_names={safe(m) for m in g.shown_metrics})]  # fmt: skip
     if g.points is not None:

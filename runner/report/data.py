@@ -21,7 +21,7 @@ from runner.errors import UsageError
 from runner.objective import Objective, is_number, recorded_objective
 from runner.report import html as h
 from runner.report.plots import Param
-from runner.report.scan import Scan, scan, superseded, top_points_of
+from runner.report.scan import Scan, last_line, scan, superseded, top_points_of
 from runner.report.scan import trial_duration as trial_duration
 from runner.report.scan import worker_label as worker_label
 
@@ -118,15 +118,36 @@ class Run:
         return out
 
 
-def load_run(root: Path) -> Run:
+def new_scan(root: Path, objective: Objective | None) -> Scan:
+    """A :class:`Scan` of the bundle at ``root`` for another pass over its
+    journal to feed (``Scan.add`` of every line, in journal order), ranking by
+    ``objective`` (None: by the first numeric metric, as :func:`load_run` does);
+    ``load_run(root, scanned=it)`` then makes no pass of its own."""
+    resolved = _read_json(root, "spec.resolved.json") or {}
+    return Scan(objective=objective, timeout=_timeout(resolved), infer=objective is None)
+
+
+def _timeout(resolved: dict[str, Any]) -> Any:
+    return (resolved.get("trial") or {}).get("timeout") if isinstance(resolved.get("trial"), dict) else None
+
+
+def load_run(root: Path, scanned: Scan | None = None) -> Run:
+    """The bundle at ``root`` as the report sees it (``scanned``: its journal
+    already scanned, see :func:`new_scan`; scanned again when the bundle's
+    objective or timeout is not the one it was scanned with)."""
     meta = _read_meta(root)
     resolved = _read_json(root, "spec.resolved.json") or {}
     objective = recorded_objective(meta.get("best"), resolved)
     best: dict[str, Any] = meta["best"] if isinstance(meta.get("best"), dict) else {}
     best_id = str(best["trial"]) if best.get("trial") else None
-    timeout = (resolved.get("trial") or {}).get("timeout") if isinstance(resolved.get("trial"), dict) else None
+    timeout = _timeout(resolved)
     journal = root / "trials.jsonl"
-    s = scan(journal, objective, best_id, timeout)
+    if scanned is not None and scanned.timeout == timeout and (
+            objective is None if scanned.infer else scanned.objective == objective):  # fmt: skip
+        s = scanned
+        s.best_id, s.best_record = best_id, last_line(journal, s, best_id)
+    else:
+        s = scan(journal, objective, best_id, timeout)
     older = superseded(journal, s)
     if objective is None and s.numeric_ok:  # ranked by the first numeric metric: known only now
         objective = Objective(sorted(s.numeric_ok)[0])

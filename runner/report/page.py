@@ -30,6 +30,7 @@ from runner.report import search, trials
 from runner.report import sections as sec
 from runner.report import stages as stg
 from runner.report.data import Run, load_run
+from runner.report.scan import Scan
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
 
@@ -38,14 +39,15 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 
 
-def write_report(bundle_dir: Path) -> Path:
-    """Write ``<bundle>/report.html`` from the bundle's files; returns its path.
+def write_report(bundle_dir: Path, *, scanned: Scan | None = None) -> Path:
+    """Write ``<bundle>/report.html`` from the bundle's files; returns its path
+    (``scanned``: its journal already scanned, :func:`runner.report.data.new_scan`).
 
     The caller rewrites ``MANIFEST.sha256`` afterwards when the bundle already
     had one (``runner.bundle.manifest.write_manifest``).
     """
     bundle_dir = Path(bundle_dir)
-    text = render_report(bundle_dir)
+    text = render_report(bundle_dir, scanned=scanned)
     path = bundle_dir / REPORT_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -53,9 +55,9 @@ def write_report(bundle_dir: Path) -> Path:
     return path
 
 
-def render_report(bundle_dir: Path) -> str:
+def render_report(bundle_dir: Path, *, scanned: Scan | None = None) -> str:
     """The report of a bundle as HTML text."""
-    run = load_run(Path(bundle_dir))
+    run = load_run(Path(bundle_dir), scanned)
     # Some sections apply to some bundles only (the adaptive search section).
     shown = [(a, t, r) for a, t, r in _SECTIONS if a not in _OPTIONAL or _OPTIONAL[a](run)]
     body = [_header(run, shown)]

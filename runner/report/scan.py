@@ -179,6 +179,8 @@ class Scan:
     timeline: Timeline = field(default_factory=Timeline)
     cached_ids: Smallest[str] = field(default_factory=lambda: Smallest(NOTE_IDS + 1))
     cached_from: set[str] = field(default_factory=set)
+    infer: bool = False  # no objective given: rank by the first numeric metric name (see :meth:`_infer`)
+    ok_first: Smallest[tuple[str, int, dict[str, Any]]] = field(default_factory=lambda: Smallest(10))
 
     def add(self, offset: int, rec: dict[str, Any]) -> None:
         slim = {k: rec[k] for k in SLIM_FIELDS if k in rec}
@@ -222,8 +224,13 @@ class Scan:
             self.n_ok += 1
             if len(self.metrics_ok) < MAX_NAMES:
                 self.metrics_ok.update(metrics)
-                if self.objective is None:
-                    self.numeric_ok.update(m for m, v in metrics.items() if is_number(v))
+                if self.objective is None or self.infer:
+                    names = [m for m, v in metrics.items() if is_number(v)]
+                    if self.infer and names:
+                        self._infer(min(names))
+                    self.numeric_ok.update(names)
+            if self.infer:
+                self.ok_first.add((tid, offset, slim))
             v = self.objective.value(slim) if self.objective else None
             if v is None:
                 self.unscored.add((tid, offset, slim))
@@ -251,6 +258,24 @@ class Scan:
                 self.cached_from.add(str(slim["cached_from"]))
         else:
             self._ran(tid, slim)
+
+    def _infer(self, name: str) -> None:
+        """``name`` is a numeric metric of a successful trial: when it comes
+        before every such name seen so far, it is the objective from now on
+        (maximized), as a second pass with ``Objective(sorted(numeric_ok)[0])``
+        would rank. No earlier successful trial has it as a number (else it
+        would have been seen), so all of them are valueless under it."""
+        if self.objective is not None and self.objective.metric <= name:
+            return
+        self.objective = Objective(name)
+        self.n_scored = 0
+        self.best = Smallest(BEST_TRIALS)
+        self.sample = Smallest(SAMPLE_TRIALS)
+        self.scored = []
+        self.unscored = Smallest(10)
+        for item in self.ok_first.items:
+            self.unscored.add(item)
+        self.columns.value = array("d", [math.nan]) * len(self.columns.value)
 
     def _failure(self, tid: str, offset: int, slim: dict[str, Any]) -> None:
         self.failed.add((tid, offset, slim))
@@ -357,12 +382,28 @@ def worker_label(address: Any) -> str:
 def scan(path: Path, objective: Objective | None, best_id: str | None, timeout: Any,
          skip: set[int] | None = None) -> Scan:  # fmt: skip
     """One pass over the journal at ``path`` (lines at the offsets in ``skip`` left out)."""
-    s = Scan(objective=objective, best_id=best_id, timeout=timeout)
+    s = Scan(objective=objective, best_id=best_id, timeout=timeout, infer=objective is None)
     for offset, rec in iter_journal(path):
         if skip and offset in skip:
             continue
         s.add(offset, rec)
     return s
+
+
+def last_line(path: Path, s: Scan, tid: str | None) -> tuple[int, dict[str, Any]] | None:
+    """(offset, slim record) of the last line of trial ``tid`` among those ``s``
+    was fed (what ``Scan.best_record`` holds for its ``best_id``)."""
+    if tid is None or not s.columns.id_hash:
+        return None
+    import numpy as np  # deferred: only for a report
+
+    hashes = np.frombuffer(s.columns.id_hash, dtype=np.int64)
+    offsets = np.frombuffer(s.columns.offset, dtype=np.int64)[hashes == hash(tid)]
+    found = None
+    for offset, rec in records_at(path, [int(o) for o in offsets]):  # in file order: the last one wins
+        if rec["id"] == tid:
+            found = (offset, {k: rec[k] for k in SLIM_FIELDS if k in rec})
+    return found
 
 
 def superseded(path: Path, s: Scan) -> set[int]:
