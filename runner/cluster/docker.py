@@ -347,9 +347,10 @@ class DockerBackend:
 
         sched = host_port(SCHEDULER_PORT)
         if sched is None:
+            # An exited container has no ports: say that it exited (and its code) when it did.
             raise InfraError(
-                f"the scheduler container of run {self.run_id} has no published port; "
-                f"its log:\n{_logs_tail(scheduler)}"
+                self.problem()
+                or f"the scheduler container of run {self.run_id} has no published port; its log:\n{_logs_tail(scheduler)}"
             )
         dash = host_port(DASHBOARD_PORT)
         return f"tcp://127.0.0.1:{sched}", (f"http://127.0.0.1:{dash}/status" if dash else None)
