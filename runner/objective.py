@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from runner.spec import Spec
 
 
+def is_real(v: Any) -> bool:
+    """An int or a float, finite or not (a boolean is not)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def is_number(v: Any) -> bool:
     """A metric value that can be ranked and averaged: finite, not a boolean."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return is_real(v) and math.isfinite(v)
 
 
 class Objective(NamedTuple):

@@ -83,8 +83,8 @@ def files_digest(files: Mapping[str, str]) -> str:
 
 def results_digest(records: Iterable[Mapping[str, Any]]) -> str:
     """What a final stage knows of the sweep: every successful trial's key and metrics."""
-    rows = sorted((str(r.get("key")), r.get("metrics") or {}) for r in records if r.get("status") == "ok")
-    return sha256_hex(canonical_json([[k, m] for k, m in rows]))
+    return results_digest_of(sorted((str(r.get("key")), canonical_json(r.get("metrics") or {}))
+                                    for r in records if r.get("status") == "ok"))  # fmt: skip
 
 
 def results_digest_of(rows: Iterable[tuple[str, str]]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from runner.bundle.points import aggregate, rank
 from runner.bundle.read import Bundle
-from runner.objective import Objective, recorded_objective
+from runner.objective import Objective, is_real, recorded_objective
 from runner.plan import diff_files, diff_versions
 
 
@@ -96,8 +96,8 @@ def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
     objective = _objective(a) or _objective(b)
     pa, pb = aggregate(ra), aggregate(rb)
     for name in names:
-        va = [r["metrics"][name] for r in ra if _number(r["metrics"].get(name))]
-        vb = [r["metrics"][name] for r in rb if _number(r["metrics"].get(name))]
+        va = [r["metrics"][name] for r in ra if is_real(r["metrics"].get(name))]
+        vb = [r["metrics"][name] for r in rb if is_real(r["metrics"].get(name))]
         row: dict[str, Any] = {
             "metric": name,
             "goal": None,
@@ -117,7 +117,3 @@ def _metrics(a: Bundle, b: Bundle) -> list[dict[str, Any]]:
             row["b_best"] = best_b[0].mean(name) if best_b else None
         rows.append(row)
     return rows
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)

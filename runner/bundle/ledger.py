@@ -25,7 +25,7 @@ from typing import Any
 
 from runner.bundle.journal import SLIM_FIELDS, iter_journal, records_at
 from runner.bundle.points import Point, aggregate, best_point, point_key, rank
-from runner.objective import Objective, is_number
+from runner.objective import Objective, is_number, is_real
 from runner.sweep import canonical_json
 
 OK, PRUNED, FAILED = 0, 1, 2
@@ -127,7 +127,7 @@ class Ledger:
     def _metric_names(self, metrics: dict[str, Any]) -> tuple[str, str]:
         """The JSON lists of a successful trial's metric names with a number or
         null, and with a number (the same few lists for most trials: remembered)."""
-        sig = tuple((k, 0 if m is None else 1 if is_number(m) else 2 if _plain_number(m) else 3) for k, m in metrics.items())
+        sig = tuple((k, 0 if m is None else 1 if is_number(m) else 2 if is_real(m) else 3) for k, m in metrics.items())
         names = self._names.get(sig)
         if names is None:
             shown = json.dumps(sorted(str(k) for k, t in sig if t < 3))
@@ -229,17 +229,23 @@ class Ledger:
         if self.objective is None:
             return None
         sign = self.objective.sign
-        db = self.db
-        scored = db.execute("SELECT pk, AVG(v) * ? AS s FROM last WHERE v IS NOT NULL GROUP BY pk ORDER BY s LIMIT ?",
-                            (sign, max(1, candidates))).fetchall()  # fmt: skip
+        scored = self._scored("v", sign, max(1, candidates))
         if not scored:
             return None
-        top = scored[0][1]
-        # Means a few ulps apart in SQLite's sum may be equal in math.fsum's: every near-tie is looked at.
-        tied = db.execute("SELECT pk FROM last WHERE v IS NOT NULL GROUP BY pk HAVING AVG(v) * ? <= ?",
-                          (sign, top + 1e-9 * max(1.0, abs(top)))).fetchall()  # fmt: skip
-        offsets = self._offsets_of({pk for pk, _ in scored} | {pk for (pk,) in tied})
+        offsets = self._offsets_of({pk for pk, _ in scored} | self._within("v", sign, scored[0][1]))
         return best_point([rec for _, rec in records_at(self.journal, offsets)], *self.objective)
+
+    def _scored(self, v: str, sign: float, limit: int) -> list[tuple[str, float]]:
+        """The ``limit`` points with the best mean of column ``v`` (times ``sign``: lower is better)."""
+        return self.db.execute(f"SELECT pk, AVG({v}) * ? AS s FROM last WHERE {v} IS NOT NULL GROUP BY pk "
+                               "ORDER BY s LIMIT ?", (sign, limit)).fetchall()  # fmt: skip
+
+    def _within(self, v: str, sign: float, cut: float) -> set[str]:
+        """The points whose mean of ``v`` times ``sign`` is at most ``cut``: means a few
+        ulps apart in SQLite's sum may be equal in math.fsum's, so every near-tie is included."""
+        return {pk for (pk,) in self.db.execute(
+            f"SELECT pk FROM last WHERE {v} IS NOT NULL GROUP BY pk HAVING AVG({v}) * ? <= ?",
+            (sign, cut + 1e-9 * max(1.0, abs(cut))))}  # fmt: skip
 
     def _offsets_of(self, points: set[str]) -> list[int]:
         self.db.execute("DROP TABLE IF EXISTS chosen")
@@ -282,24 +288,15 @@ class Ledger:
     def _top_points(self, metric: str | None, goal: str, sign: float, limit: int, v: str) -> list[Point]:
         db = self.db
         chosen: set[str] = set()
-        scored = db.execute(f"SELECT pk, AVG({v}) * ? AS s FROM last WHERE {v} IS NOT NULL GROUP BY pk ORDER BY s "
-                            "LIMIT ?", (sign, limit)).fetchall() if metric else []  # fmt: skip
+        scored = self._scored(v, sign, limit) if metric else []
         if scored:
-            cut = scored[-1][1]  # ties at the cut, and means a few ulps apart in SQLite's sum, are all read back
-            chosen.update(pk for (pk,) in db.execute(
-                f"SELECT pk FROM last WHERE {v} IS NOT NULL GROUP BY pk HAVING AVG({v}) * ? <= ?",
-                (sign, cut + 1e-9 * max(1.0, abs(cut)))))  # fmt: skip
+            chosen.update(self._within(v, sign, scored[-1][1]))  # ties at the cut are all read back
         if len(scored) < limit:  # then the points without a mean, by their first trial id
             chosen.update(pk for pk, _ in db.execute(
                 f"SELECT pk, MIN(id) AS first FROM last GROUP BY pk HAVING COUNT({v}) = 0 ORDER BY first LIMIT ?",
                 (limit - len(scored),)))  # fmt: skip
         records = [_slim(r) for _, r in records_at(self.journal, self._offsets_of(chosen))]
         return rank(aggregate(records), metric, goal)[:limit]
-
-
-def _plain_number(m: Any) -> bool:
-    """An int or float, finite or not (a boolean is not): the trials table shows it."""
-    return isinstance(m, (int, float)) and not isinstance(m, bool)
 
 
 def _base_row(r: dict[str, Any]) -> list[Any]:
