@@ -137,8 +137,10 @@ class SqlHash:
                     "CREATE TABLE import_sets (digest TEXT PRIMARY KEY, body BLOB NOT NULL)"):  # fmt: skip
             conn.execute(ddl)
 
+    index = staticmethod(lambda key: _key64(key))  # the indexed integer of a key
+
     def found(self, keys: list[str]) -> set[str]:
-        want = {_key64(k): k for k in keys}
+        want = {self.index(k): k for k in keys}
         hits: set[int] = set()
         ks = list(want)
         for i in range(0, len(ks), 500):
@@ -147,9 +149,9 @@ class SqlHash:
         return {want[h] for h in hits}  # (a real one reads these few rows' keys and bodies)
 
     def write(self, batch: list[tuple[str, bytes, str]], digest: str, now: float) -> None:
-        self.c.executemany("INSERT INTO results (k, key, body) VALUES (?, ?, ?)", [(_key64(k), k, b) for k, b, _ in batch])
+        self.c.executemany("INSERT INTO results (k, key, body) VALUES (?, ?, ?)", [(self.index(k), k, b) for k, b, _ in batch])
         self.c.executemany("INSERT INTO imported (s, scope, key, imported, at) VALUES (?, ?, ?, ?, ?)",
-                           [(_key64(s), s, k, digest, now) for k, _, s in batch])  # fmt: skip
+                           [(self.index(s), s, k, digest, now) for k, _, s in batch])  # fmt: skip
 
 
 class SqlMainFound(SqlMain):
@@ -166,19 +168,7 @@ class SqlMainFound(SqlMain):
 class SqlHash32(SqlHash):
     """As SqlHash, the index on the key's first 32 bits (4-byte integers)."""
 
-    def found(self, keys: list[str]) -> set[str]:
-        want = {_key32(k): k for k in keys}
-        hits: set[int] = set()
-        ks = list(want)
-        for i in range(0, len(ks), 500):
-            chunk = ks[i : i + 500]
-            hits.update(r[0] for r in self.c.execute(f"SELECT k FROM results WHERE k IN ({','.join('?' * len(chunk))})", chunk))
-        return {want[h] for h in hits}
-
-    def write(self, batch: list[tuple[str, bytes, str]], digest: str, now: float) -> None:
-        self.c.executemany("INSERT INTO results (k, key, body) VALUES (?, ?, ?)", [(_key32(k), k, b) for k, b, _ in batch])
-        self.c.executemany("INSERT INTO imported (s, scope, key, imported, at) VALUES (?, ?, ?, ?, ?)",
-                           [(_key32(s), s, k, digest, now) for k, _, s in batch])  # fmt: skip
+    index = staticmethod(lambda key: _key32(key))
 
 
 def _key32(key: str) -> int:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -57,10 +59,9 @@ def xrun(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None 
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def local_worker_processes(pid: int) -> list:
-    """The Dask worker processes of the local clusters under ``pid``: each a
-    child of its nanny (a ``dask_worker`` process), whether the nanny forked it
-    (the same command line) or spawned it (``spawn_main``)."""
+def descendants(pid: int, keep: Callable[[Any], bool]) -> list:
+    """The processes under ``pid`` (all generations) that ``keep`` accepts;
+    those that exit meanwhile are left out."""
     import psutil
 
     try:
@@ -70,13 +71,24 @@ def local_worker_processes(pid: int) -> list:
     found = []
     for p in procs:
         try:
-            parent = p.parent()
-            line = " ".join(p.cmdline())
-            if parent is not None and "dask_worker" in " ".join(parent.cmdline()) and "resource_tracker" not in line:
+            if keep(p):
                 found.append(p)
         except psutil.Error:
             pass
     return found
+
+
+def local_worker_processes(pid: int) -> list:
+    """The Dask worker processes of the local clusters under ``pid``: each a
+    child of its nanny (a ``dask_worker`` process), whether the nanny forked it
+    (the same command line) or spawned it (``spawn_main``)."""
+
+    def is_worker(p: Any) -> bool:
+        parent = p.parent()
+        return (parent is not None and "dask_worker" in " ".join(parent.cmdline())
+                and "resource_tracker" not in " ".join(p.cmdline()))  # fmt: skip
+
+    return descendants(pid, is_worker)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 
 from runner.bundle.journal import read_journal
 from runner.bundle.manifest import verify
-from tests.conftest import local_worker_processes
+from tests.conftest import descendants, local_worker_processes
 
 TRIAL = '''
 import time
@@ -64,25 +64,15 @@ def start(spec: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def descendants(pid: int, marker: str) -> list[psutil.Process]:
-    try:
-        procs = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for p in procs:
-        try:
-            if marker in " ".join(p.cmdline()):
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
+def with_marker(pid: int, marker: str) -> list[psutil.Process]:
+    """The processes under ``pid`` whose command line holds ``marker``."""
+    return descendants(pid, lambda p: marker in " ".join(p.cmdline()))
 
 
 def worker_processes(pid: int) -> list[psutil.Process]:
     """Nannies (``dask_worker``) and the worker processes they fork (or spawn)."""
     workers = local_worker_processes(pid)
-    return [p for p in descendants(pid, "dask_worker") if p not in workers] + workers
+    return [p for p in with_marker(pid, "dask_worker") if p not in workers] + workers
 
 
 def journal(out: Path) -> list[dict]:
@@ -200,7 +190,7 @@ def test_killed_local_scheduler_ends_with_exit_3_and_a_resumable_cache(project) 
     out = project.root / "out"
     proc = start(spec, project.root)
     wait_until(lambda: len(journal(out)) >= 3, proc)
-    scheduler = descendants(proc.pid, "dask_scheduler")
+    scheduler = with_marker(proc.pid, "dask_scheduler")
     assert len(scheduler) == 1
     workers = worker_processes(proc.pid)
     scheduler[0].send_signal(signal.SIGKILL)
@@ -230,7 +220,7 @@ def test_killed_driver_leaves_no_process_and_the_rerun_resumes(project, seed: in
     procs: list[psutil.Process] = []
 
     def snapshot() -> list[psutil.Process]:
-        procs[:] = worker_processes(proc.pid) + descendants(proc.pid, "dask_scheduler")
+        procs[:] = worker_processes(proc.pid) + with_marker(proc.pid, "dask_scheduler")
         return procs
 
     kill_at_random_moment(proc, out, rng, snapshot, lambda _: proc.send_signal(signal.SIGKILL))
