@@ -3,8 +3,10 @@ checks) and the pre-flight import of the trial before any trial runs."""
 
 from __future__ import annotations
 
+import csv
 import difflib
 import importlib
+import inspect
 import os
 import pkgutil
 import platform
@@ -12,16 +14,15 @@ import re
 import socket
 import sys
 from importlib import metadata
+from pathlib import PurePosixPath
 from typing import Any
 
 
 def worker_info() -> dict[str, Any]:
     """Versions a worker reports for host.json and lock checks."""
     packages: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            packages[_normalize(name)] = dist.version
+    for name, version, _ in _installed():
+        packages.setdefault(_normalize(name), version)
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -33,6 +34,78 @@ def worker_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "packages": dict(sorted(packages.items())),
     }
+
+
+def _installed() -> list[tuple[str, str, Any]]:
+    """(name, version, distribution) of each installed distribution, in
+    ``sys.path`` order (as :func:`importlib.metadata.distributions`); the
+    same values as its ``metadata["Name"]`` and ``version`` without parsing
+    each one's whole metadata file (its long description included): only the
+    header lines before the first blank one are read."""
+    found = []
+    for dist in metadata.distributions():
+        name, version = _headers(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or dist.read_text("") or "")
+        if name:
+            found.append((name, version, dist))
+    return found
+
+
+def _headers(text: str) -> tuple[str, str]:
+    """The first ``Name`` and ``Version`` headers of a metadata file."""
+    name = version = ""
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key == "name" and not name:
+            name = value.strip()
+        elif sep and key == "version" and not version:
+            version = value.strip()
+    return name, version
+
+
+def _tops(dist: Any) -> set[str]:
+    """The top-level import names a distribution provides, as Python 3.11's
+    :func:`importlib.metadata.packages_distributions` finds them: its
+    ``top_level.txt``, else the first part of each path its ``RECORD`` (or an
+    egg's ``SOURCES.txt``) lists, without a ``pathlib`` object per path."""
+    declared = (dist.read_text("top_level.txt") or "").split()
+    if declared:
+        return set(declared)
+    record = dist.read_text("RECORD")
+    if record:
+        paths = [row[0] for row in csv.reader(record.splitlines()) if row]
+    else:
+        paths = (dist.read_text("SOURCES.txt") or "").splitlines()
+    names = {_top_of(path) for path in paths if path}
+    return {name for name in names if name and "." not in name}
+
+
+def _top_of(path: str) -> str:
+    """The first part of a listed path, or a lone file's module name."""
+    if path[0] in "./" or path[-1] in "./" or "//" in path or "/./" in path:
+        parts = PurePosixPath(path).parts  # the uncommon shapes, exactly as the standard library splits them
+    else:
+        parts = tuple(path.split("/", 1))
+    if len(parts) > 1:
+        return parts[0]
+    return inspect.getmodulename(parts[0]) or parts[0] if parts else ""
+
+
+def _owners() -> dict[str, list[tuple[str, str]]]:
+    """top-level module name -> (distribution name, version) of each
+    distribution providing it; the version of a name installed twice is the
+    one found first on ``sys.path`` (as :func:`importlib.metadata.version`)."""
+    installed = _installed()
+    first: dict[str, str] = {}
+    for name, version, _ in installed:
+        first.setdefault(_normalize(name), version)
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for name, _, dist in installed:
+        for top in _tops(dist):
+            owners.setdefault(top, []).append((name, first[_normalize(name)]))
+    return owners
 
 
 _IMPORTED: dict[str, Any] = {"modules": -1, "result": {}, "owners": None}
@@ -50,20 +123,14 @@ def imported_distributions() -> dict[str, str]:
     if loaded == _IMPORTED["modules"]:
         return dict(_IMPORTED["result"])
     if _IMPORTED["owners"] is None:
-        _IMPORTED["owners"] = metadata.packages_distributions()
+        _IMPORTED["owners"] = _owners()
     owners: Any = _IMPORTED["owners"]
     stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     tops = {name.partition(".")[0] for name in list(sys.modules)}
     found: dict[str, str] = {}
     for top in sorted(tops - set(stdlib) - set(sys.builtin_module_names)):
-        for dist in owners.get(top, ()):
-            key = _normalize(dist)
-            if key in found:
-                continue
-            try:
-                found[key] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                continue
+        for dist, version in owners.get(top, ()):
+            found.setdefault(_normalize(dist), version)
     _IMPORTED.update(modules=loaded, result=dict(sorted(found.items())))
     return dict(_IMPORTED["result"])
 
