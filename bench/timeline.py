@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 import time
 from typing import Any
@@ -27,6 +28,12 @@ PHASES = [
     ("runner.cluster.local", "_wait", "LocalBackend"), ("runner.cluster.local", "_teardown", "LocalBackend"),
     ("runner.cluster.local", "wait_closed", "LocalBackend"), ("runner.execute.executor", "run", "Executor"),
     ("runner.search.driver", "decide", "AdaptiveSearch"),
+]  # fmt: skip
+# With XRUN_TIMELINE_DETAIL=1: the driver's calls to the cluster before the first trial too.
+DETAIL = [
+    ("distributed", "__init__", "Client"), ("distributed", "wait_for_workers", "Client"),
+    ("distributed", "register_plugin", "Client"), ("distributed", "run", "Client"),
+    ("runner.run", "check_workers", None), ("runner.execute.executor", "_handle", "Executor"),
 ]  # fmt: skip
 
 
@@ -55,7 +62,8 @@ def wrap(module: str, name: str, owner_name: str | None) -> None:
 
 def main() -> None:
     stamp("interpreter up")
-    for module, name, owner in PHASES:
+    detail = DETAIL if os.environ.get("XRUN_TIMELINE_DETAIL") else []
+    for module, name, owner in PHASES + detail:
         wrap(module, name, owner)
     stamp("xrun imported")
     from runner.cli.app import main as xrun

@@ -159,7 +159,7 @@ def _install_worker_package(base: Path, sources: dict[str, str]) -> None:
     fresh = (module is not None and getattr(module, "__file__", None) == str(target / "__init__.py")
              and getattr(module, "_xrun_sources", None) == sources)  # fmt: skip
     if not fresh:
-        for name in [n for n in sys.modules if n == WORKER_MODULE or n.startswith(WORKER_MODULE + ".")]:
+        for name in [n for n in list(sys.modules) if n == WORKER_MODULE or n.startswith(WORKER_MODULE + ".")]:
             del sys.modules[name]
         importlib.invalidate_caches()
         module = importlib.import_module(WORKER_MODULE)

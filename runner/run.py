@@ -178,9 +178,10 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
     place, which reports it as it always has."""
     if options.stop.is_set():
         return None
-    from runner.cluster.local import for_cluster  # deferred: the local backend only
+    from runner.cluster.local import for_cluster, warm_modules  # deferred: the local backend only
 
-    backend = for_cluster(loaded.spec.cluster, stop=options.stop)  # the driver's interpreter, as from_launch gives
+    spec = loaded.spec  # the driver's interpreter, as from_launch gives
+    backend = for_cluster(spec.cluster, stop=options.stop, warm=warm_modules(spec.trial))
     try:
         backend.start()
     except KeyboardInterrupt:  # a Ctrl-C held while a process was spawned: the run stops before it starts

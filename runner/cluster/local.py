@@ -61,6 +61,47 @@ SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
 # that loaded system frameworks is unsafe (Dask's own default is spawn).
 # A user's own DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD wins.
 FORK_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+# A worker imports the trial's own modules from the environment (a
+# scikit-learn estimator's, its dataset loader's) in a thread of its own as
+# soon as it starts, while it registers with the scheduler and the driver
+# installs xrun on it: the pre-flight check and the first trial then find them
+# imported. A failing import is left to the check, which reports it.
+WARM_ENV = "XRUN_WARM_MODULES"
+WARM_PRELOAD = """\
+\"\"\"Written by xrun: a Dask worker preload importing the trial's modules in the background.\"\"\"
+import importlib
+import os
+import threading
+
+
+def _warm(names):
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # the pre-flight check imports it again and reports it
+            pass
+
+
+def dask_setup(worker):
+    names = [n for n in os.environ.get("XRUN_WARM_MODULES", "").split(",") if n]
+    if names:
+        threading.Thread(target=_warm, args=(names,), name="xrun-warm", daemon=True).start()
+"""
+
+
+def warm_modules(trial: Any) -> tuple[str, ...]:
+    """The modules a spec's trial imports from its environment before any of
+    the user's code: a scikit-learn trial's estimator and dataset modules and
+    the model selection it calls. None for a function trial, whose module comes
+    with the code the driver ships later."""
+    sk = getattr(trial, "sklearn", None)
+    if sk is None:
+        return ()
+    names = [sk.estimator.rpartition(".")[0]]
+    if sk.dataset:
+        names.append(sk.dataset.partition(":")[0])
+    names.append("sklearn.model_selection")
+    return tuple(dict.fromkeys(names))
 
 
 def _dashboard_wanted() -> bool:
@@ -138,6 +179,7 @@ class LocalBackend:
         env: dict[str, str] | None = None,
         start_timeout: float = 120,
         stop: threading.Event | None = None,
+        warm: tuple[str, ...] = (),
     ) -> None:
         self.workers = workers
         self.threads = threads_per_worker
@@ -146,6 +188,7 @@ class LocalBackend:
         self.env = env or {}
         self.start_timeout = start_timeout
         self.stop = stop or threading.Event()
+        self.warm = warm
         self._slots: list[_Slot] = []
         self._scheduler: subprocess.Popen[bytes] | None = None
         self._logs: Path | None = None
@@ -166,6 +209,8 @@ class LocalBackend:
         if self._logs is not None:
             return
         self._logs = Path(tempfile.mkdtemp(prefix="xrun-local-"))
+        if self.warm:
+            (self._logs / "xrun_warm.py").write_text(WARM_PRELOAD, encoding="utf-8")
         self._start_scheduler()
         self._slots = [_Slot(i) for i in range(self.workers)]
         with self._lock:
@@ -277,6 +322,10 @@ class LocalBackend:
             "--name", f"xrun-local-{slot.index}-{slot.starts}", "--nanny", "--death-timeout", "60",
         ]  # fmt: skip
         env = {**os.environ, **self.env}
+        if self.warm:
+            assert self._logs is not None
+            args += ["--preload", str(self._logs / "xrun_warm.py")]
+            env[WARM_ENV] = ",".join(self.warm)
         if self.python is not None:
             env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
         if sys.platform.startswith("linux"):
@@ -438,11 +487,13 @@ def _quiet_close(close: Callable[[], Any]) -> None:
 
 def from_launch(launch: Launch) -> LocalBackend:
     python = create_env(launch.env) if launch.env.kind != "current" else None
-    return for_cluster(launch.spec.cluster, python=python, stop=launch.stop)
+    return for_cluster(launch.spec.cluster, python=python, stop=launch.stop, warm=warm_modules(launch.spec.trial))
 
 
-def for_cluster(c: Any, *, python: Path | None = None, stop: threading.Event | None = None) -> LocalBackend:
+def for_cluster(c: Any, *, python: Path | None = None, stop: threading.Event | None = None,
+                warm: tuple[str, ...] = ()) -> LocalBackend:  # fmt: skip
     """The backend of a spec's ``cluster`` section (``python``: the environment's
-    interpreter, None for the driver's own); also what ``run`` starts before planning."""
+    interpreter, None for the driver's own; ``warm``: see :func:`warm_modules`);
+    also what ``run`` starts before planning."""
     return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
-                        memory_limit=c.memory_limit, python=python, stop=stop)  # fmt: skip
+                        memory_limit=c.memory_limit, python=python, stop=stop, warm=warm)  # fmt: skip
