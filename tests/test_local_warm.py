@@ -39,21 +39,33 @@ def test_each_worker_imports_the_modules_as_it_starts_and_a_failing_one_is_ignor
     (mods / "warm_a.py").write_text(MARKER.format(name="warm_a"))
     (mods / "warm_b.py").write_text("raise RuntimeError('broken at import')\n")
     (mods / "warm_c.py").write_text(MARKER.format(name="warm_c"))
-    env = {"PYTHONPATH": f"{mods}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "WARM_MARKS": str(marks)}
+    # A worker preload of the user's own, from Dask's configuration: it still runs (and is torn down).
+    user = tmp_path / "user_preload.py"
+    user.write_text(
+        "import os, pathlib\n"
+        "def dask_setup(worker):\n"
+        "    pathlib.Path(os.environ['WARM_MARKS'], f'{os.getpid()}-user').write_text(worker.name)\n"
+        "def dask_teardown(worker):\n"
+        "    pathlib.Path(os.environ['WARM_MARKS'], f'{os.getpid()}-user-teardown').write_text('')\n"
+    )
+    env = {"PYTHONPATH": f"{mods}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "WARM_MARKS": str(marks),
+           "DASK_DISTRIBUTED__WORKER__PRELOAD": f'["{user}"]'}  # fmt: skip
     backend = local.LocalBackend(workers=2, threads_per_worker=1, memory_limit=None, env=env,
                                  warm=("warm_a", "warm_b", "warm_c"))  # fmt: skip
     with backend.open() as info:
         # Nothing was submitted: the workers imported both loadable modules on their own, in a thread of their own.
         workers = wait_until(lambda: len(found := local_worker_processes(os.getpid())) == 2 and found)
         pids = {p.pid for p in workers}
-        wait_until(lambda: {f.name for f in marks.iterdir()} == {f"{pid}-{m}" for pid in pids for m in ("warm_a", "warm_c")})
-        assert {f.read_text() for f in marks.iterdir()} == {"xrun-warm"}
+        wanted = {f"{pid}-{m}" for pid in pids for m in ("warm_a", "warm_c", "user")}
+        wait_until(lambda: {f.name for f in marks.iterdir()} == wanted)
+        assert {f.read_text() for f in marks.iterdir() if not f.name.endswith("-user")} == {"xrun-warm"}
         from distributed import Client
 
         with Client(info.address, set_as_default=False) as client:
             assert client.submit(lambda: 41 + 1, pure=False).result(timeout=60) == 42  # the failed import broke nothing
             seen = client.run(lambda: sorted(m for m in ("warm_a", "warm_b", "warm_c") if m in sys.modules))
             assert list(seen.values()) == [["warm_a", "warm_c"]] * 2
+    assert {f.name for f in marks.iterdir()} == wanted | {f"{pid}-user-teardown" for pid in pids}
 
 
 def test_what_a_spec_s_trial_warms() -> None:

@@ -68,10 +68,14 @@ FORK_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 # imported. A failing import is left to the check, which reports it.
 WARM_ENV = "XRUN_WARM_MODULES"
 WARM_PRELOAD = """\
-\"\"\"Written by xrun: a Dask worker preload importing the trial's modules in the background.\"\"\"
+\"\"\"Written by xrun: a Dask worker preload that imports the trial's modules in a
+thread of its own, and runs the worker preloads Dask is configured with (the
+--preload option that names this file replaces them).\"\"\"
 import importlib
 import os
 import threading
+
+_configured = None
 
 
 def _warm(names):
@@ -82,10 +86,24 @@ def _warm(names):
             pass
 
 
-def dask_setup(worker):
+async def dask_setup(worker):
+    global _configured
     names = [n for n in os.environ.get("XRUN_WARM_MODULES", "").split(",") if n]
     if names:
         threading.Thread(target=_warm, args=(names,), name="xrun-warm", daemon=True).start()
+    import dask
+    from distributed import preloading
+
+    preload = dask.config.get("distributed.worker.preload", [])
+    if preload:
+        argv = dask.config.get("distributed.worker.preload-argv", [])
+        _configured = preloading.process_preloads(worker, preload, argv, file_dir=worker.local_directory)
+        await _configured.start()
+
+
+async def dask_teardown(worker):
+    if _configured is not None:
+        await _configured.teardown()
 """
 
 
