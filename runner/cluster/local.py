@@ -442,7 +442,9 @@ class LocalBackend:
                         f"no local worker joined the scheduler within {self.start_timeout:.0f}s; the log of worker 0:\n"
                         f"{_read_tail(self._log('worker-0'))}"
                     )
-                time.sleep(0.1)
+                # Asking a connected scheduler costs a round trip: the run starts
+                # within 20 ms of its first worker joining, not up to 100 ms later.
+                time.sleep(0.02 if client is not None else 0.1)
         finally:
             if client is not None:
                 with sigint_deferred():
