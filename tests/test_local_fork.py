@@ -71,7 +71,8 @@ def test_workers_are_forked_and_one_killed_mid_sweep_is_restarted(project) -> No
         nanny = victim.parent()
         assert forked(victim)
         victim.send_signal(signal.SIGKILL)
-        wait_until(lambda: [p for p in nanny.children() if p.pid != victim.pid and forked(p)], proc)
+        # The nannies' process holds both workers: the victim's nanny forks a new one beside the other.
+        wait_until(lambda: len([p for p in nanny.children() if p.pid != victim.pid and forked(p)]) == 2, proc)
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:

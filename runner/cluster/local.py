@@ -1,19 +1,21 @@
 """``backend: local``: a Dask cluster of processes on this machine.
 
-The scheduler is a ``dask scheduler`` process and each worker a ``dask worker``
-process with its nanny, started from the environment's interpreter (the
+The scheduler is a ``dask scheduler`` process, and the workers run under one
+``dask worker --nworkers N`` process holding a nanny for each (Dask imported
+once for all of them), started from the environment's interpreter (the
 driver's own when no environment is locked), so trials import the pinned
-packages; on Linux the nanny forks its worker process (see ``FORK_ENV``).
+packages; on Linux each nanny forks its worker process (see ``FORK_ENV``).
 All of them run in their own process groups: a Ctrl-C at the terminal reaches
 the driver alone, which decides what stops. They die with the driver
 (``PR_SET_PDEATHSIG`` on Linux, the nanny taking its worker along) even when
 it is killed.
 
-Worker loss at any moment is ordinary: a worker process that exits, while the
-cluster starts or later, is started again (at most ``MAX_STARTS`` times per
-worker); the run proceeds as soon as one worker is ready. Only a cluster where
-no worker could start at all, or whose scheduler died, is an error
-(:class:`InfraError`, with the tail of the process's own log).
+Worker loss at any moment is ordinary: a worker process that exits is started
+again by its nanny, and the nannies' process, should it exit, while the cluster
+starts or later, is started again (at most ``MAX_STARTS`` times); the run
+proceeds as soon as one worker is ready. Only a cluster where no worker could
+start at all, or whose scheduler died, is an error (:class:`InfraError`, with
+the tail of the process's own log).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from runner.errors import InfraError
 
 log = logging.getLogger(__name__)
 
-MAX_STARTS = 4  # per worker: the first start and three restarts
+MAX_STARTS = 4  # of the nannies' process: the first start and three restarts
 RESTART_BACKOFF = 0.5  # seconds, times the number of starts so far
 # Our schedulers let xrun decide what a lost worker means for a task: a task is
 # never run again by Dask on another worker (a batch of trials is split, a
@@ -175,7 +177,7 @@ def _read_tail(path: Path) -> str:
 
 
 class _Slot:
-    """One worker: its current process and how often it was started."""
+    """The process holding the workers' nannies: the current one and how often it was started."""
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -230,7 +232,7 @@ class LocalBackend:
         if self.warm:
             (self._logs / "xrun_warm.py").write_text(WARM_PRELOAD, encoding="utf-8")
         self._start_scheduler()
-        self._slots = [_Slot(i) for i in range(self.workers)]
+        self._slots = [_Slot(0)]
         with self._lock:
             for slot in self._slots:
                 self._start_worker(slot)
@@ -296,7 +298,7 @@ class LocalBackend:
         return None
 
     def processes(self) -> dict[str, list[int]]:
-        """Pids of the scheduler and of the workers' nannies (for tests that kill them)."""
+        """Pids of the scheduler and of the process holding the workers' nannies."""
         with self._lock:
             return {
                 "scheduler": [self._scheduler.pid] if self._scheduler else [],
@@ -336,7 +338,7 @@ class LocalBackend:
     def _start_worker(self, slot: _Slot) -> None:
         args = [
             self._python(), "-m", "distributed.cli.dask_worker", self._address,
-            "--nthreads", str(self.threads), "--memory-limit", self._memory(),
+            "--nworkers", str(self.workers), "--nthreads", str(self.threads), "--memory-limit", self._memory(),
             "--name", f"xrun-local-{slot.index}-{slot.starts}", "--nanny", "--death-timeout", "60",
         ]  # fmt: skip
         env = {**os.environ, **self.env}
@@ -375,7 +377,7 @@ class LocalBackend:
             _kill_group(proc)  # its worker process, if the nanny alone died
             slot.last_exit = f"exited with code {proc.returncode}"
             slot.proc = None
-            log.warning("local worker %d %s; its log:\n%s", slot.index, slot.last_exit,
+            log.warning("the local workers' process %d %s; its log:\n%s", slot.index, slot.last_exit,
                         _read_tail(self._log(f"worker-{slot.index}")))  # fmt: skip
             if slot.starts >= MAX_STARTS:
                 slot.exhausted = True
@@ -387,8 +389,8 @@ class LocalBackend:
     def _no_worker_message(self) -> str:
         slot = self._slots[-1]
         return (
-            f"no local worker could start: each of the {self.workers} worker(s) ({self._python()}) was "
-            f"started {MAX_STARTS} times and exited ({slot.last_exit}); the log of worker {slot.index}:\n"
+            f"no local worker could start: the process of the {self.workers} worker(s) ({self._python()}) was "
+            f"started {MAX_STARTS} times and exited ({slot.last_exit}); its log:\n"
             f"{_read_tail(self._log(f'worker-{slot.index}'))}"
         )
 
