@@ -383,7 +383,9 @@ class Executor:
         if not isinstance(msg, dict):
             return
         batch = msg.get("batch")
-        if isinstance(batch, list):  # the messages of a worker's trials shorter than a few milliseconds, in order
+        # the messages of a worker's trials shorter than a few milliseconds, in order
+        # (a tuple when it came over TCP: Dask's msgpack decodes arrays as tuples)
+        if isinstance(batch, (list, tuple)):
             for one in batch:
                 if isinstance(one, dict) and "batch" not in one:
                     self._on_worker_message(one)
