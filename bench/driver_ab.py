@@ -33,16 +33,15 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import run as h  # noqa: E402  (the harness: measure, with a pseudo-terminal)
 
-_VOLATILE = re.compile(rb'"(start|end|worker)":("[^"]*"|[0-9.e+-]+|null)')
+_VOLATILE = re.compile(rb'"(start|end|worker|cached_from)":("[^"]*"|[0-9.e+-]+|null)')
 
 
 def _digest_journal(path: Path) -> str:
-    """sha256 of the journal with the fields that differ between runs blanked (times, workers)."""
-    d = hashlib.sha256()
+    """sha256 of the journal's lines, sorted (they are written as trials end), with
+    the fields that differ between runs blanked (times, workers, the run a cached result came from)."""
     with open(path, "rb") as fh:
-        for line in fh:
-            d.update(_VOLATILE.sub(rb'"\1":_', line))
-    return d.hexdigest()[:16]
+        lines = sorted(_VOLATILE.sub(rb'"\1":_', line) for line in fh)
+    return hashlib.sha256(b"".join(lines)).hexdigest()[:16]
 
 
 def _digest_csv(path: Path) -> str:
@@ -51,7 +50,7 @@ def _digest_csv(path: Path) -> str:
         header = fh.readline()
         d.update(header)
         cols = header.decode().rstrip("\r\n").split(",")
-        blank = [i for i, c in enumerate(cols) if c in ("start", "end", "worker", "duration_s", "cached", "cached_from")]
+        blank = [i for i, c in enumerate(cols) if c in ("start", "end", "worker", "duration")]
         for line in fh:
             parts = line.rstrip(b"\r\n").split(b",")
             for i in blank:

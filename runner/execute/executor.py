@@ -56,6 +56,17 @@ def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[s
     return line, body
 
 
+def _unpack(data: bytes) -> Any:
+    """The messages of a packed event (plain msgpack: maps, arrays, strings,
+    bytes, numbers; None when it is not that)."""
+    import msgpack  # deferred: a dependency of Dask
+
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception:
+        return None
+
+
 class Executor:
     def __init__(
         self,
@@ -383,6 +394,8 @@ class Executor:
         if not isinstance(msg, dict):
             return
         batch = msg.get("batch")
+        if isinstance(msg.get("packed"), bytes):  # runner.worker._base.packed
+            batch = _unpack(msg["packed"])
         # the messages of a worker's trials shorter than a few milliseconds, in order
         # (a tuple when it came over TCP: Dask's msgpack decodes arrays as tuples)
         if isinstance(batch, (list, tuple)):
