@@ -46,11 +46,15 @@ def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[s
     """The journal line of a live trial's record and its cache entry's JSON
     (the record without "cached", with "run_id" and "log"), from one encoding
     of the record: ``json.dumps`` of each, compact, keys in record order."""
-    head = {k: v for k, v in record.items() if k not in _TAIL}
-    encoded = _encode(head)[:-1]
     history = _encode(record["history"]) if record["history"] else "[]"
     cached = "true" if record["cached"] is True else _encode(record["cached"])
-    line = f'{encoded},"cached":{cached},"history":{history}}}'
+    tail = f',"cached":{cached},"history":{history}}}'
+    line = _encode(record)
+    if line.endswith(tail):  # "cached" and "history" last, as Executor._record makes them: the line is the record's JSON
+        encoded = line[: -len(tail)]
+    else:
+        encoded = _encode({k: v for k, v in record.items() if k not in _TAIL})[:-1]
+        line = f"{encoded}{tail}"
     log_json = _encode(log_text) if log_text else '""'
     body = f'{encoded},"history":{history},"run_id":{_encode(run_id)},"log":{log_json}}}'
     return line, body
