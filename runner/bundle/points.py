@@ -21,7 +21,6 @@ from typing import Any
 from runner.objective import Objective
 from runner.objective import is_number as _number
 
-
 # json.dumps with these options builds an encoder on every call: this one is made once.
 _POINT_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
