@@ -179,7 +179,8 @@ def test_several_messages_travel_as_one_packed_blob_and_the_driver_reads_them_ov
                 done.set()
 
     listener = Listener()
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
         with distributed.Client(cluster) as c:
             packed_events: list[bool] = []
 
