@@ -9,7 +9,8 @@ the driver and the scheduler and workers it reaped), peak driver RSS, the load
 average around it, and a digest of results.csv and of the journal with its
 times and worker addresses blanked (the outputs must be the same bytes).
 
-    python bench/driver_ab.py [--trials 100000] [--pairs 2] [--a DIR] [--b DIR] [--out bench/raw/driver-x.json]
+    python bench/driver_ab.py --a DIR [--b DIR] [--trials 100000] [--pairs 2] [--labels 'main REV,branch REV']
+                              [--out bench/raw/driver-x.json]
     (DIR: mkdir DIR && git -C MAIN archive REV runner | tar -x -C DIR; default --b: this tree)
 
 The trees alternate within each pair (a, b, b, a, ...) so load drifts touch both.
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--a", type=Path, help="baseline source tree (holds runner/)")
     ap.add_argument("--b", type=Path, default=BENCH.parent, help="candidate source tree (default: this one)")
+    ap.add_argument("--labels", default="", help="what the trees are, e.g. 'main a48694e,branch 420aad0'")
     ap.add_argument("--no-cached", action="store_true", help="first runs only")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -126,6 +128,7 @@ def main() -> None:
     summary = {f"{t}/{run}/{k}": med(t, run, k) for t in trees for run in ("first (empty cache)", "cached re-run")
                for k in ("wall_s", "driver_cpu_s", "driver_us_per_trial", "tree_cpu_s", "driver_peak_rss_mb")}  # fmt: skip
     result = {"what": __doc__.split("\n\n")[0], "trials": args.trials, "trees": {k: str(v) for k, v in trees.items()},
+              "labels": dict(zip(trees, args.labels.split(","))) if args.labels else {},
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
               "medians": summary, "runs": rows}  # fmt: skip
     print(json.dumps(summary, indent=1))
