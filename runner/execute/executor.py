@@ -36,6 +36,8 @@ TRIAL_PREFIX = "xrun-trial"
 FLUSH_SECONDS = 0.5
 FLUSH_MAX_TRIALS = 10_000
 FLUSH_MAX_BYTES = 64 * 1024 * 1024
+# Cached trials' journal lines are flushed (and shown) this many at a time.
+CACHED_LINES = 256
 
 # The journal's encoding (runner.bundle.journal), made once.
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -131,17 +133,34 @@ class Executor:
     # ------------------------------------------------------------------ cached
 
     def record_cached(self) -> None:
-        # a streamed sweep's entries are read (and journaled) a chunk at a time, never all held
+        # a streamed sweep's entries are read (and journaled) a chunk at a time, never all held;
+        # their lines are flushed CACHED_LINES at a time, each flush before the display hears of them
+        told: list[Event] = []
+        try:
+            self._record_cached(told)
+        finally:
+            self._tell_cached(told)
+
+    def _tell_cached(self, told: list[Event]) -> None:
+        self.writer.journal.flush()
+        for event in told:
+            self.on_event(event)
+        told.clear()
+
+    def _record_cached(self, told: list[Event]) -> None:
         for t, entry, reused in cached_trials(self.plan, self.cache):
             record = self._record(t, entry, attempts=entry.get("attempts", 1), cached=True)
             record["cached_from"] = entry.get("run_id")
             if reused is not None:  # environment: current, nothing it imported changed
                 record["cached_key"] = reused
             stored = reused or t.key
-            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored))
+            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored),
+                                     flush=False)  # fmt: skip
             self.outcome.counts["cached"] += 1
             self._update_best(record)
-            self.on_event(Event("cached", record, dict(self.outcome.counts), self.outcome.best))
+            told.append(Event("cached", record, dict(self.outcome.counts), self.outcome.best))
+            if len(told) >= CACHED_LINES:
+                self._tell_cached(told)
 
     # ------------------------------------------------------------------ live
 
