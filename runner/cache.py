@@ -199,6 +199,23 @@ class TrialCache:
         """The entry for ``key``, or None for a miss (absent, or anything but a valid entry)."""
         return self.get_many([key]).get(key)
 
+    def holds_nothing(self) -> bool:
+        """Whether looking trials up here can find nothing: no result and no
+        imported-versions row in the database (or no database), and no files of
+        an earlier release. A first run's plan then keys no trial to look it up."""
+        if self._legacy or (self.root / "imports").is_dir():
+            return False
+        with self._lock:
+            try:
+                conn = self._db(create=False)
+                if conn is None:
+                    return True
+                return not conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM results) OR EXISTS (SELECT 1 FROM entries) "
+                    "OR EXISTS (SELECT 1 FROM scope_imports) OR EXISTS (SELECT 1 FROM imports)").fetchone()[0]  # fmt: skip
+            except (OSError, sqlite3.Error):  # unreadable: looked up trial by trial (misses) as before
+                return False
+
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """``get`` of each of ``keys`` (the hits), a few hundred keys per query."""
         out: dict[str, dict[str, Any]] = {}

@@ -382,6 +382,8 @@ def look_up(plan: Plan, trials: list[PlannedTrial], cache: TrialCache) -> None:
 def take_census(plan: Plan, cache: TrialCache) -> Census:
     """Look a streamed sweep's trials up, a chunk at a time, keeping only counts and bits."""
     census = Census.none_cached(len(plan.trials))
+    if cache.holds_nothing():  # a new cache: nothing to find, no trial keyed for it
+        return census
     for chunk in _chunks(plan.trials):
         found, reused, blocked = _find(plan, chunk, cache)
         for t in chunk:

@@ -180,3 +180,25 @@ def test_a_commit_stores_what_the_rules_say_for_any_mix_of_keys(tmp_path_factory
         assert {k for k, _, _ in fresh.imports_under("aa" * 32, 100, 1 << 20)} == imports
         with sqlite3.connect(root / "trials.sqlite") as conn:  # a stored result replaced the key's corrupt rows
             assert all(conn.execute("SELECT count(*) FROM results WHERE key = ?", (k,)).fetchone()[0] == 1 for k in written)
+
+
+def test_a_cache_holds_nothing_only_while_no_lookup_could_find_anything(tmp_path: Path) -> None:
+    """A plan keys no trial to look it up in a cache that holds nothing; anything
+    a lookup could find (a result, an imported-versions row, an earlier release's
+    tables or files) makes the cache not empty."""
+    root = tmp_path / "c"
+    assert TrialCache(root).holds_nothing()  # no directory at all
+    cache = TrialCache(root)
+    cache.stage_imports(E1, OLD_KEYS[0], {"numpy": "2.0.0"})  # an imports row alone: reuse may find it
+    cache.commit()
+    assert not TrialCache(root).holds_nothing()
+    other = TrialCache(tmp_path / "d")
+    other.put(entry(E2, 1.0))
+    assert not TrialCache(tmp_path / "d").holds_nothing()
+    assert not TrialCache(old_cache(tmp_path)).holds_nothing()  # the previous release's tables
+    legacy = tmp_path / "legacy"
+    (legacy / "trials" / "ab").mkdir(parents=True)  # one file per trial, as older releases stored them
+    assert not TrialCache(legacy).holds_nothing()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "trials.sqlite").write_bytes(b"not a database")
+    assert not TrialCache(tmp_path / "bad").holds_nothing()  # unreadable: looked up as before

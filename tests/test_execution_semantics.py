@@ -220,6 +220,49 @@ def test_innocent_trials_batched_with_a_dying_one_run_once_and_are_kept(project,
     assert sum(extra.values()) <= 4, extra
 
 
+FAST_COUNTING = '''
+import os, time
+
+def train(params, ctx):
+    fd = os.open(params["runs"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, (ctx.trial_id + "\\n").encode())
+    os.close(fd)
+    if params["x"] == 1300:
+        time.sleep(0.5)   # long past the coalescing window: what finished before has left
+        os._exit(1)
+    return {"score": float(params["x"])}
+'''
+
+
+def test_a_dying_trials_batch_mates_that_finished_before_it_are_kept_not_run_again(project, tmp_path: Path, run_xrun) -> None:
+    """Trials shorter than the coalescing window stream their results in one
+    event per few milliseconds, which arrived over TCP with the messages in a
+    tuple: the driver ignored them all, gathered every batch's result from its
+    worker instead, and re-ran every finished trial of a batch whose worker died."""
+    project.file("experiments/fast.py", FAST_COUNTING)
+    runs = tmp_path / "runs.txt"
+    spec = project.spec(f"""
+        xrun: 1
+        name: fast
+        code: {{include: ["experiments/*.py"]}}
+        trial: {{function: "experiments.fast:train"}}
+        sweep: {{parameters: {{x: {list(range(2000))}, runs: ['{runs}']}}}}
+        cluster: {{workers: 2}}
+        output: out
+    """)
+    res = run_xrun(spec, "-q", cwd=project.root)
+    assert res.code == 1, res.err
+    rows = {r["params"]["x"]: r for r in read_journal(res.bundle / "trials.jsonl")}
+    assert len(rows) == 2000
+    assert rows[1300]["failure_class"] == "worker-lost"
+    meta = json.loads((res.bundle / "bundle.json").read_text())
+    assert meta["dask_tasks"] < 1000  # they were batched
+    counts = Counter(runs.read_text().split())
+    poison = rows[1300]["id"]
+    extra = {t: n - 1 for t, n in counts.items() if t != poison and n > 1}
+    assert sum(extra.values()) <= 2, extra
+
+
 STUCK = '''
 import os, time
 

@@ -66,3 +66,30 @@ def test_no_cache_runs_everything(project, run_xrun) -> None:
     res = run_xrun(spec, "-q", "--no-cache", cwd=project.root)
     assert res.code == 0
     assert not any(r["cached"] for r in read_journal(res.bundle / "trials.jsonl"))
+
+
+def test_each_cached_trial_is_in_the_journal_before_the_display_hears_of_it(project, run_xrun, monkeypatch) -> None:
+    """Cached trials' lines are flushed a few hundred at a time (not one write
+    each); whoever hears of a cached trial (the progress display) can already
+    read its line, and every one of them is heard of once."""
+    from runner.run import RunOptions, run
+    from runner.spec import load_spec
+
+    spec = make(project, grid_a=str(list(range(700))))  # 1,400 trials: several flushes
+    first = run_xrun("run", spec, "-q", cwd=project.root)
+    assert first.code == 0, first.err
+    monkeypatch.chdir(project.root)
+    out = project.root / "again"
+    heard: list[str] = []
+
+    def on_event(e) -> None:
+        if e.kind != "cached":
+            return
+        heard.append(e.record["id"])
+        (journal,) = out.glob("*/trials.jsonl")
+        with open(journal, "rb") as fh:  # another reader: only what reached the kernel
+            assert f'"id":"{e.record["id"]}"'.encode() in fh.read()
+
+    result = run(load_spec(spec), RunOptions(output=out, on_event=on_event))
+    assert result.outcome.counts["cached"] == 1400
+    assert sorted(heard) == sorted(r["id"] for r in read_journal(first.bundle / "trials.jsonl"))

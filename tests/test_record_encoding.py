@@ -36,3 +36,14 @@ def test_journal_line_and_cache_entry_are_the_json_of_each(record, run_id, log) 
     entry.pop("cached")
     assert body == json.dumps(entry, separators=(",", ":"))
     assert "\n" not in line  # one journal line
+
+
+@given(record=records, run_id=text, log=text)
+def test_a_record_in_another_order_still_ends_with_cached_then_history(record, run_id, log) -> None:
+    shuffled = {k: record[k] for k in reversed(ORDER)}  # "history" and "cached" first
+    line, body = encode_record(shuffled, run_id, log)
+    moved = {**{k: v for k, v in shuffled.items() if k not in ("cached", "history")},
+             "cached": record["cached"], "history": record["history"]}  # fmt: skip
+    assert line == json.dumps(moved, separators=(",", ":"), default=str)
+    entry = {k: v for k, v in moved.items() if k != "cached"}
+    assert body == json.dumps({**entry, "run_id": run_id, "log": log}, separators=(",", ":"))

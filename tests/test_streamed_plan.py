@@ -92,3 +92,29 @@ def test_xrun_plan_json_counts_a_sweep_without_listing_it(project, tmp_path) -> 
     info = json.loads(r.out)
     assert (info["trials"], info["cached"], info["to_run"]) == (600, 0, 600)
     assert loaded.spec.sweep.samples == 600
+
+
+def test_a_plan_against_a_new_cache_keys_no_trial_and_runs_them_all(project, tmp_path, monkeypatch) -> None:
+    """Nothing can be found in a cache that holds nothing: planning does not
+    expand and key the sweep to look it up (the first pass over the sweep is
+    the one that submits it), and every trial is pending, in order."""
+    loaded = _loaded(project, samples=700)
+    trials = list(make_plan(loaded, ENV, use_cache=False).trials)
+    from runner import plan as plan_mod
+
+    keyed: list[int] = []
+    real = plan_mod._Keys.trial
+
+    def counting(self, point, text=None):
+        keyed.append(point.index)
+        return real(self, point, text)
+
+    monkeypatch.setattr(plan_mod._Keys, "trial", counting)
+    plan = make_plan(loaded, ENV, cache=TrialCache(tmp_path / "new"))
+    assert keyed == [] and plan.census is not None and plan.n_cached == 0
+    assert list(plan.pending) == trials
+    # With one entry in it, the cache is looked up as before: that trial is cached.
+    cache = TrialCache(tmp_path / "new")
+    cache.put(_entry(trials[5]))
+    plan = make_plan(loaded, ENV, cache=TrialCache(tmp_path / "new"))
+    assert plan.n_cached == 1 and list(plan.pending) == trials[:5] + trials[6:]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 distributed = pytest.importorskip("distributed")
+msgpack = pytest.importorskip("msgpack")
 
 from runner.worker import _base  # noqa: E402
 from runner.worker.guard import Watchdog  # noqa: E402
@@ -78,7 +79,10 @@ def _collect(client: Any) -> tuple[list[dict[str, Any]], list[int], threading.Ev
 
     def on_event(event: tuple[float, Any]) -> None:
         msg = event[1]
-        batch = msg["batch"] if "batch" in msg else [msg]
+        if "packed" in msg:  # several messages: one msgpack blob the scheduler forwards as it is
+            batch = msgpack.unpackb(msg["packed"])
+        else:
+            batch = msg["batch"] if "batch" in msg else [msg]
         sizes.append(len(batch))
         seen.extend(batch)
         if any(m.get("last") for m in batch):
@@ -155,3 +159,54 @@ def test_messages_of_several_threads_each_stay_in_order(client) -> None:
             assert [m["i"] for m in seen if m.get("tag") == tag] == list(range(1000))
     finally:
         client.unsubscribe_topic(_base.EVENT_TOPIC)
+
+
+def test_several_messages_travel_as_one_packed_blob_and_the_driver_reads_them_over_tcp() -> None:
+    """Over TCP (worker and scheduler processes), the scheduler forwards a packed
+    event as one bytes object; the executor's reading of worker events gets
+    every message back, in order, with bytes and floats intact."""
+    from runner.execute.executor import Executor
+
+    heard: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    class Listener:  # the executor's reading of worker events, fed what a real TCP cluster delivers
+        _on_worker_event = Executor._on_worker_event
+
+        def _on_worker_message(self, msg: dict[str, Any]) -> None:
+            heard.append(msg)
+            if msg.get("last"):
+                done.set()
+
+    listener = Listener()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            packed_events: list[bool] = []
+
+            def on_event(event: tuple[float, Any]) -> None:
+                packed_events.append(isinstance(event[1], dict) and isinstance(event[1].get("packed"), bytes))
+                listener._on_worker_event(event)
+
+            c.subscribe_topic(_base.EVENT_TOPIC, on_event)
+            assert c.submit(_many_blobs, 2000, pure=False).result(timeout=120) == 0
+            assert done.wait(60)
+    got = [m for m in heard if "i" in m]
+    assert [m["i"] for m in got] == list(range(2000))
+    assert all(m["blob"] == bytes([m["i"] % 256]) * 3 and m["t"] == m["i"] / 3 for m in got)
+    assert any(packed_events), "no event was packed"
+
+
+def _many_blobs(n: int) -> int:
+    for i in range(n):
+        _base.emit({"i": i, "blob": bytes([i % 256]) * 3, "t": i / 3}, handed_over=True)
+    _base.emit({"last": True}, handed_over=True)
+    _base.flush()
+    return len(_base._outbox(_base.current_worker()).messages)
+
+
+def test_messages_msgpack_cannot_encode_go_as_a_plain_batch() -> None:
+    big = {"i": 2**70}  # beyond 64 bits: msgpack refuses it
+    assert _base.packed([big, {"i": 1}]) == {"batch": [big, {"i": 1}]}
+    blob = _base.packed([{"i": 1}, {"x": b"\x00", "f": 0.1}])
+    assert msgpack.unpackb(blob["packed"]) == [{"i": 1}, {"x": b"\x00", "f": 0.1}]

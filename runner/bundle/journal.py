@@ -22,9 +22,13 @@ FSYNC_EVERY_SECONDS = 0.5
 FSYNC_EVERY_LINES = 256
 
 
+# json.dumps with these options builds an encoder on every call: this one is made once.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def encode(record: dict[str, Any]) -> str:
     """A journal line's JSON (without its newline)."""
-    return json.dumps(record, separators=(",", ":"), default=str)
+    return _ENCODE(record)
 
 
 class Journal:

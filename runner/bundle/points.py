@@ -21,10 +21,13 @@ from typing import Any
 from runner.objective import Objective
 from runner.objective import is_number as _number
 
+# json.dumps with these options builds an encoder on every call: this one is made once.
+_POINT_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
 
 def point_key(params: dict[str, Any]) -> str:
     """Canonical JSON of a point's params: equal points, equal keys."""
-    return json.dumps(params or {}, sort_keys=True, separators=(",", ":"), default=str)
+    return _POINT_KEY(params or {})
 
 
 def _key(params: dict[str, Any]) -> Any:

@@ -36,6 +36,8 @@ TRIAL_PREFIX = "xrun-trial"
 FLUSH_SECONDS = 0.5
 FLUSH_MAX_TRIALS = 10_000
 FLUSH_MAX_BYTES = 64 * 1024 * 1024
+# Cached trials' journal lines are flushed (and shown) this many at a time.
+CACHED_LINES = 256
 
 # The journal's encoding (runner.bundle.journal), made once.
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -46,14 +48,29 @@ def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[s
     """The journal line of a live trial's record and its cache entry's JSON
     (the record without "cached", with "run_id" and "log"), from one encoding
     of the record: ``json.dumps`` of each, compact, keys in record order."""
-    head = {k: v for k, v in record.items() if k not in _TAIL}
-    encoded = _encode(head)[:-1]
     history = _encode(record["history"]) if record["history"] else "[]"
     cached = "true" if record["cached"] is True else _encode(record["cached"])
-    line = f'{encoded},"cached":{cached},"history":{history}}}'
+    tail = f',"cached":{cached},"history":{history}}}'
+    line = _encode(record)
+    if line.endswith(tail):  # "cached" and "history" last, as Executor._record makes them: the line is the record's JSON
+        encoded = line[: -len(tail)]
+    else:
+        encoded = _encode({k: v for k, v in record.items() if k not in _TAIL})[:-1]
+        line = f"{encoded}{tail}"
     log_json = _encode(log_text) if log_text else '""'
     body = f'{encoded},"history":{history},"run_id":{_encode(run_id)},"log":{log_json}}}'
     return line, body
+
+
+def _unpack(data: bytes) -> Any:
+    """The messages of a packed event (plain msgpack: maps, arrays, strings,
+    bytes, numbers; None when it is not that)."""
+    import msgpack  # deferred: a dependency of Dask
+
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception:
+        return None
 
 
 class Executor:
@@ -116,17 +133,34 @@ class Executor:
     # ------------------------------------------------------------------ cached
 
     def record_cached(self) -> None:
-        # a streamed sweep's entries are read (and journaled) a chunk at a time, never all held
+        # a streamed sweep's entries are read (and journaled) a chunk at a time, never all held;
+        # their lines are flushed CACHED_LINES at a time, each flush before the display hears of them
+        told: list[Event] = []
+        try:
+            self._record_cached(told)
+        finally:
+            self._tell_cached(told)
+
+    def _tell_cached(self, told: list[Event]) -> None:
+        self.writer.journal.flush()
+        for event in told:
+            self.on_event(event)
+        told.clear()
+
+    def _record_cached(self, told: list[Event]) -> None:
         for t, entry, reused in cached_trials(self.plan, self.cache):
             record = self._record(t, entry, attempts=entry.get("attempts", 1), cached=True)
             record["cached_from"] = entry.get("run_id")
             if reused is not None:  # environment: current, nothing it imported changed
                 record["cached_key"] = reused
             stored = reused or t.key
-            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored))
+            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored),
+                                     flush=False)  # fmt: skip
             self.outcome.counts["cached"] += 1
             self._update_best(record)
-            self.on_event(Event("cached", record, dict(self.outcome.counts), self.outcome.best))
+            told.append(Event("cached", record, dict(self.outcome.counts), self.outcome.best))
+            if len(told) >= CACHED_LINES:
+                self._tell_cached(told)
 
     # ------------------------------------------------------------------ live
 
@@ -383,7 +417,11 @@ class Executor:
         if not isinstance(msg, dict):
             return
         batch = msg.get("batch")
-        if isinstance(batch, list):  # the messages of a worker's trials shorter than a few milliseconds, in order
+        if isinstance(msg.get("packed"), bytes):  # runner.worker._base.packed
+            batch = _unpack(msg["packed"])
+        # the messages of a worker's trials shorter than a few milliseconds, in order
+        # (a tuple when it came over TCP: Dask's msgpack decodes arrays as tuples)
+        if isinstance(batch, (list, tuple)):
             for one in batch:
                 if isinstance(one, dict) and "batch" not in one:
                     self._on_worker_message(one)
