@@ -186,7 +186,7 @@ def _install_code(base: Path, code_tar: bytes, code_hash: str) -> None:
     stale = [p for p in sys.path if p.startswith(prefix) and p != str(target)]
     for p in stale:
         sys.path.remove(p)
-    for name, module in list(sys.modules.items()):
+    for name, module in sys.modules.copy().items():  # one C-level copy: a thread importing meanwhile cannot break it
         file = getattr(module, "__file__", None) or ""
         if file.startswith(prefix) and not file.startswith(str(target) + os.sep):
             del sys.modules[name]
