@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,9 @@ FSYNC_EVERY_SECONDS = 0.5
 FSYNC_EVERY_LINES = 256
 
 
-# json.dumps with these options builds an encoder on every call: this one is made once.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def encode(record: dict[str, Any]) -> str:
-    """A journal line's JSON (without its newline)."""
-    return _ENCODE(record)
+# A journal line's JSON (without its newline): compact, keys in record order.
+# One encoder, made once (json.dumps with these options builds one per call).
+encode: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 class Journal:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import threading
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runner._redact import scrub
+from runner.bundle.journal import encode as _encode
 from runner.bundle.write import BundleWriter
 from runner.cache import TrialCache
 from runner.env.imported import remember
@@ -39,8 +39,6 @@ FLUSH_MAX_BYTES = 64 * 1024 * 1024
 # Cached trials' journal lines are flushed (and shown) this many at a time.
 CACHED_LINES = 256
 
-# The journal's encoding (runner.bundle.journal), made once.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _TAIL = ("cached", "history")
 
 
