@@ -191,31 +191,37 @@ def train(params, ctx):
 '''
 
 
-def test_innocent_trials_batched_with_a_dying_one_run_once_and_are_kept(project, tmp_path: Path, run_xrun) -> None:
-    """Once, Dask re-ran the whole batch on 4 workers: its finished trials were
-    lost with each worker and ran again and again."""
-    project.file("experiments/counting.py", COUNTING)
+def run_with_a_dying_trial(project, tmp_path: Path, run_xrun, source: str, n: int, poison: int) -> tuple[dict, dict, dict]:
+    """A 2-worker sweep of ``n`` counting trials (``source``) in which trial
+    x=``poison`` kills its worker: its rows by x, bundle.json, and how many
+    extra times each other trial ran."""
+    project.file("experiments/counting.py", source)
     runs = tmp_path / "runs.txt"
     spec = project.spec(f"""
         xrun: 1
         name: counting
         code: {{include: ["experiments/*.py"]}}
         trial: {{function: "experiments.counting:train"}}
-        sweep: {{parameters: {{x: {list(range(400))}, runs: ['{runs}']}}}}
+        sweep: {{parameters: {{x: {list(range(n))}, runs: ['{runs}']}}}}
         cluster: {{workers: 2}}
         output: out
     """)
     res = run_xrun(spec, "-q", cwd=project.root)
     assert res.code == 1, res.err
     rows = {r["params"]["x"]: r for r in read_journal(res.bundle / "trials.jsonl")}
-    assert len(rows) == 400
-    assert rows[300]["failure_class"] == "worker-lost"
-    assert all(r["status"] == "ok" for x, r in rows.items() if x != 300)
-    meta = json.loads((res.bundle / "bundle.json").read_text())
-    assert meta["dask_tasks"] < 300  # they were batched
+    assert len(rows) == n
+    assert rows[poison]["failure_class"] == "worker-lost"
     counts = Counter(runs.read_text().split())
-    poison = rows[300]["id"]
-    extra = {t: n - 1 for t, n in counts.items() if t != poison and n > 1}
+    extra = {t: c - 1 for t, c in counts.items() if t != rows[poison]["id"] and c > 1}
+    return rows, json.loads((res.bundle / "bundle.json").read_text()), extra
+
+
+def test_innocent_trials_batched_with_a_dying_one_run_once_and_are_kept(project, tmp_path: Path, run_xrun) -> None:
+    """Once, Dask re-ran the whole batch on 4 workers: its finished trials were
+    lost with each worker and ran again and again."""
+    rows, meta, extra = run_with_a_dying_trial(project, tmp_path, run_xrun, COUNTING, 400, 300)
+    assert all(r["status"] == "ok" for x, r in rows.items() if x != 300)
+    assert meta["dask_tasks"] < 300  # they were batched
     # At most the trial that finished just before each death, if its result had not left yet.
     assert sum(extra.values()) <= 4, extra
 
@@ -239,27 +245,8 @@ def test_a_dying_trials_batch_mates_that_finished_before_it_are_kept_not_run_aga
     event per few milliseconds, which arrived over TCP with the messages in a
     tuple: the driver ignored them all, gathered every batch's result from its
     worker instead, and re-ran every finished trial of a batch whose worker died."""
-    project.file("experiments/fast.py", FAST_COUNTING)
-    runs = tmp_path / "runs.txt"
-    spec = project.spec(f"""
-        xrun: 1
-        name: fast
-        code: {{include: ["experiments/*.py"]}}
-        trial: {{function: "experiments.fast:train"}}
-        sweep: {{parameters: {{x: {list(range(2000))}, runs: ['{runs}']}}}}
-        cluster: {{workers: 2}}
-        output: out
-    """)
-    res = run_xrun(spec, "-q", cwd=project.root)
-    assert res.code == 1, res.err
-    rows = {r["params"]["x"]: r for r in read_journal(res.bundle / "trials.jsonl")}
-    assert len(rows) == 2000
-    assert rows[1300]["failure_class"] == "worker-lost"
-    meta = json.loads((res.bundle / "bundle.json").read_text())
+    rows, meta, extra = run_with_a_dying_trial(project, tmp_path, run_xrun, FAST_COUNTING, 2000, 1300)
     assert meta["dask_tasks"] < 1000  # they were batched
-    counts = Counter(runs.read_text().split())
-    poison = rows[1300]["id"]
-    extra = {t: n - 1 for t, n in counts.items() if t != poison and n > 1}
     assert sum(extra.values()) <= 2, extra
 
 
