@@ -20,9 +20,7 @@ from typing import Any
 
 def worker_info() -> dict[str, Any]:
     """Versions a worker reports for host.json and lock checks."""
-    packages: dict[str, str] = {}
-    for name, version, _ in _installed():
-        packages.setdefault(_normalize(name), version)
+    packages = _first_versions(_installed())
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -50,6 +48,15 @@ def _installed() -> list[tuple[str, str, Any]]:
     return found
 
 
+def _first_versions(installed: list[tuple[str, str, Any]]) -> dict[str, str]:
+    """Normalized name -> version of the first distribution of that name on
+    ``sys.path``: the one imported (and :func:`importlib.metadata.version`'s)."""
+    first: dict[str, str] = {}
+    for name, version, _ in installed:
+        first.setdefault(_normalize(name), version)
+    return first
+
+
 def _headers(text: str) -> tuple[str, str]:
     """The first ``Name`` and ``Version`` headers of a metadata file."""
     name = version = ""
@@ -66,8 +73,8 @@ def _headers(text: str) -> tuple[str, str]:
 
 
 def _tops(dist: Any) -> set[str]:
-    """The top-level import names a distribution provides, as Python 3.11's
-    :func:`importlib.metadata.packages_distributions` finds them: its
+    """The top-level import names a distribution provides, as
+    :func:`importlib.metadata.packages_distributions` finds them since Python 3.12: its
     ``top_level.txt``, else the first part of each path its ``RECORD`` (or an
     egg's ``SOURCES.txt``) lists, without a ``pathlib`` object per path."""
     declared = (dist.read_text("top_level.txt") or "").split()
@@ -94,17 +101,15 @@ def _top_of(path: str) -> str:
 
 
 def _owners() -> dict[str, list[tuple[str, str]]]:
-    """top-level module name -> (distribution name, version) of each
-    distribution providing it; the version of a name installed twice is the
-    one found first on ``sys.path`` (as :func:`importlib.metadata.version`)."""
+    """top-level module name -> (normalized distribution name, version) of
+    each distribution providing it (see :func:`_first_versions`)."""
     installed = _installed()
-    first: dict[str, str] = {}
-    for name, version, _ in installed:
-        first.setdefault(_normalize(name), version)
+    first = _first_versions(installed)
     owners: dict[str, list[tuple[str, str]]] = {}
     for name, _, dist in installed:
+        key = _normalize(name)
         for top in _tops(dist):
-            owners.setdefault(top, []).append((name, first[_normalize(name)]))
+            owners.setdefault(top, []).append((key, first[key]))
     return owners
 
 
@@ -129,8 +134,8 @@ def imported_distributions() -> dict[str, str]:
     tops = {name.partition(".")[0] for name in list(sys.modules)}
     found: dict[str, str] = {}
     for top in sorted(tops - set(stdlib) - set(sys.builtin_module_names)):
-        for dist, version in owners.get(top, ()):
-            found.setdefault(_normalize(dist), version)
+        for key, version in owners.get(top, ()):
+            found.setdefault(key, version)
     _IMPORTED.update(modules=loaded, result=dict(sorted(found.items())))
     return dict(_IMPORTED["result"])
 
