@@ -176,11 +176,10 @@ def _read_tail(path: Path) -> str:
         return "(no log)"
 
 
-class _Slot:
+class _Nannies:
     """The process holding the workers' nannies: the current one and how often it was started."""
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+    def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.exhausted = False
@@ -209,7 +208,7 @@ class LocalBackend:
         self.start_timeout = start_timeout
         self.stop = stop or threading.Event()
         self.warm = warm
-        self._slots: list[_Slot] = []
+        self._nannies = _Nannies()
         self._scheduler: subprocess.Popen[bytes] | None = None
         self._logs: Path | None = None
         self._address = ""
@@ -232,10 +231,8 @@ class LocalBackend:
         if self.warm:
             (self._logs / "xrun_warm.py").write_text(WARM_PRELOAD, encoding="utf-8")
         self._start_scheduler()
-        self._slots = [_Slot(0)]
         with self._lock:
-            for slot in self._slots:
-                self._start_worker(slot)
+            self._start_workers()
 
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
@@ -293,7 +290,7 @@ class LocalBackend:
                 f"the local Dask scheduler exited (code {sched.returncode}); its log:\n"
                 f"{_read_tail(self._log('scheduler'))}"
             )
-        if self._slots and all(s.exhausted for s in self._slots):
+        if self._nannies.exhausted:
             return self._no_worker_message()
         return None
 
@@ -302,7 +299,7 @@ class LocalBackend:
         with self._lock:
             return {
                 "scheduler": [self._scheduler.pid] if self._scheduler else [],
-                "workers": [s.proc.pid for s in self._slots if s.proc is not None and s.proc.poll() is None],
+                "workers": [proc.pid] if (proc := self._nannies.proc) is not None and proc.poll() is None else [],
             }
 
     # ----------------------------------------------------------------- helpers
@@ -335,11 +332,12 @@ class LocalBackend:
         # so the driver spawns workers without importing Dask first.
         return repr(1 / max(1, self.workers))
 
-    def _start_worker(self, slot: _Slot) -> None:
+    def _start_workers(self) -> None:
+        nannies = self._nannies
         args = [
             self._python(), "-m", "distributed.cli.dask_worker", self._address,
             "--nworkers", str(self.workers), "--nthreads", str(self.threads), "--memory-limit", self._memory(),
-            "--name", f"xrun-local-{slot.index}-{slot.starts}", "--nanny", "--death-timeout", "60",
+            "--name", f"xrun-local-{nannies.starts}", "--nanny", "--death-timeout", "60",
         ]  # fmt: skip
         env = {**os.environ, **self.env}
         if self.warm:
@@ -350,48 +348,47 @@ class LocalBackend:
             env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
         if sys.platform.startswith("linux"):
             env.setdefault(FORK_ENV, "fork")
-        slot.starts += 1
+        nannies.starts += 1
         try:
             with sigint_deferred():  # see _spawn
-                slot.proc = _spawn(args, env, self._log(f"worker-{slot.index}"))
+                nannies.proc = _spawn(args, env, self._log("workers"))
         except OSError as exc:
-            slot.proc = None
-            slot.exhausted = True
-            slot.last_exit = f"cannot start a worker with {self._python()}: {exc}"
+            nannies.proc = None
+            nannies.exhausted = True
+            nannies.last_exit = f"cannot start a worker with {self._python()}: {exc}"
 
     def _supervise(self) -> None:
         """Start again every worker process that exits, at most MAX_STARTS times each."""
         while not self._closing.wait(0.2):
             with self._lock:
-                for slot in self._slots:
-                    self._check_slot(slot)
+                self._check_nannies()
 
-    def _check_slot(self, slot: _Slot) -> None:
-        proc = slot.proc
-        if slot.exhausted or self._closing.is_set():
+    def _check_nannies(self) -> None:
+        nannies = self._nannies
+        proc = nannies.proc
+        if nannies.exhausted or self._closing.is_set():
             return
         if proc is not None and proc.poll() is None:
             return
         now = time.monotonic()
         if proc is not None:
             _kill_group(proc)  # its worker process, if the nanny alone died
-            slot.last_exit = f"exited with code {proc.returncode}"
-            slot.proc = None
-            log.warning("the local workers' process %d %s; its log:\n%s", slot.index, slot.last_exit,
-                        _read_tail(self._log(f"worker-{slot.index}")))  # fmt: skip
-            if slot.starts >= MAX_STARTS:
-                slot.exhausted = True
+            nannies.last_exit = f"exited with code {proc.returncode}"
+            nannies.proc = None
+            log.warning("the local workers' process %s; its log:\n%s", nannies.last_exit, _read_tail(self._log("workers")))
+            if nannies.starts >= MAX_STARTS:
+                nannies.exhausted = True
                 return
-            slot.next_start = now + RESTART_BACKOFF * slot.starts
-        if now >= slot.next_start:
-            self._start_worker(slot)
+            nannies.next_start = now + RESTART_BACKOFF * nannies.starts
+        if now >= nannies.next_start:
+            self._start_workers()
 
     def _no_worker_message(self) -> str:
-        slot = self._slots[-1]
+        nannies = self._nannies
         return (
             f"no local worker could start: the process of the {self.workers} worker(s) ({self._python()}) was "
-            f"started {MAX_STARTS} times and exited ({slot.last_exit}); its log:\n"
-            f"{_read_tail(self._log(f'worker-{slot.index}'))}"
+            f"started {MAX_STARTS} times and exited ({nannies.last_exit}); its log:\n"
+            f"{_read_tail(self._log('workers'))}"
         )
 
     def _wait(self) -> str | None:
@@ -441,8 +438,8 @@ class LocalBackend:
                         return f"http://127.0.0.1:{port}/status" if port else None
                 if time.monotonic() > deadline:
                     raise InfraError(
-                        f"no local worker joined the scheduler within {self.start_timeout:.0f}s; the log of worker 0:\n"
-                        f"{_read_tail(self._log('worker-0'))}"
+                        f"no local worker joined the scheduler within {self.start_timeout:.0f}s; the workers' log:\n"
+                        f"{_read_tail(self._log('workers'))}"
                     )
                 # Asking a connected scheduler costs a round trip: the run starts
                 # within 20 ms of its first worker joining, not up to 100 ms later.
@@ -467,19 +464,18 @@ class LocalBackend:
 
     def _restart_all(self) -> None:
         with self._lock:
-            for slot in self._slots:
-                if slot.proc is not None:
-                    _kill_group(slot.proc)
-                    slot.proc.wait()
-                    slot.proc = None
+            nannies = self._nannies
+            if nannies.proc is not None:
+                _kill_group(nannies.proc)
+                nannies.proc.wait()
+                nannies.proc = None
             self._start_scheduler()
-            for slot in self._slots:
-                if not slot.exhausted:
-                    self._start_worker(slot)
+            if not nannies.exhausted:
+                self._start_workers()
 
     def _teardown(self) -> None:
         with self._lock:
-            procs = [s.proc for s in self._slots if s.proc is not None]
+            procs = [self._nannies.proc] if self._nannies.proc is not None else []
         for p in procs:
             _kill_group(p, signal.SIGTERM)
         deadline = time.monotonic() + 15
