@@ -63,21 +63,38 @@ SCHEDULER_ENV = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
 # that loaded system frameworks is unsafe (Dask's own default is spawn).
 # A user's own DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD wins.
 FORK_ENV = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
-# A worker imports the trial's own modules from the environment (a
-# scikit-learn estimator's, its dataset loader's) in a thread of its own as
-# soon as it starts, while it registers with the scheduler and the driver
-# installs xrun on it: the pre-flight check and the first trial then find them
-# imported. A failing import is left to the check, which reports it.
+# Every process of the cluster runs PRELOAD, a Dask preload xrun writes (with
+# the preloads Dask is configured with for that kind of server: the option
+# naming the file replaces them).
+#
+# It imports the trial's own modules (a scikit-learn estimator's, its dataset
+# loader's: see warm_modules) before the driver sends anything. Where the
+# nannies fork their workers, the nannies' process imports scikit-learn's
+# modules among them once, before it forks the first worker: every worker (and
+# every restarted one) starts with them imported, and scikit-learn is imported
+# once instead of once per worker. Each worker imports the rest (all of them
+# where workers are spawned) in a thread of its own as soon as it starts, while
+# it registers with the scheduler and the driver installs xrun on it. The
+# pre-flight check and the first trial then find them imported; a failing
+# import is left to the check, which reports it. Only scikit-learn's own modules
+# are imported before a fork: a library unknown to xrun may start threads as it
+# is imported.
+#
+# The scheduler's and the nannies' processes freeze the garbage collector's
+# objects as they exit: the interpreter's last collection, over Dask's (and
+# scikit-learn's) objects, would take ~0.1-0.2 s of each, and the driver waits
+# for them before it returns.
 WARM_ENV = "XRUN_WARM_MODULES"
-WARM_PRELOAD = """\
-\"\"\"Written by xrun: a Dask worker preload that imports the trial's modules in a
-thread of its own, and runs the worker preloads Dask is configured with (the
---preload option that names this file replaces them).\"\"\"
+PRELOAD = """\
+\"\"\"Written by xrun: the Dask preload of its local scheduler, nannies and workers
+(see runner.cluster.local).\"\"\"
+import atexit
+import gc
 import importlib
 import os
 import threading
 
-_configured = None
+CONFIGURED = "_xrun_configured_preloads"
 
 
 def _warm(names):
@@ -88,24 +105,35 @@ def _warm(names):
             pass
 
 
-async def dask_setup(worker):
-    global _configured
-    names = [n for n in os.environ.get("XRUN_WARM_MODULES", "").split(",") if n]
-    if names:
-        threading.Thread(target=_warm, args=(names,), name="xrun-warm", daemon=True).start()
+async def dask_setup(server):
     import dask
-    from distributed import preloading
+    from distributed import Nanny, Scheduler, preloading
 
-    preload = dask.config.get("distributed.worker.preload", [])
+    names = [n for n in os.environ.get("XRUN_WARM_MODULES", "").split(",") if n]
+    if isinstance(server, Scheduler):
+        kind = "scheduler"
+        atexit.register(gc.freeze)  # run first: the others run as they would
+    elif isinstance(server, Nanny):
+        kind = "nanny"
+        atexit.register(gc.freeze)
+        if dask.config.get("distributed.worker.multiprocessing-method") == "fork":
+            _warm([n for n in names if n.partition(".")[0] == "sklearn"])  # before this nanny forks its worker
+    else:
+        kind = "worker"
+        if names:
+            threading.Thread(target=_warm, args=(names,), name="xrun-warm", daemon=True).start()
+    preload = dask.config.get(f"distributed.{kind}.preload", [])
     if preload:
-        argv = dask.config.get("distributed.worker.preload-argv", [])
-        _configured = preloading.process_preloads(worker, preload, argv, file_dir=worker.local_directory)
-        await _configured.start()
+        argv = dask.config.get(f"distributed.{kind}.preload-argv", [])
+        configured = preloading.process_preloads(server, preload, argv, file_dir=getattr(server, "local_directory", None))
+        setattr(server, CONFIGURED, configured)  # not a global: the nannies share one process, and this module
+        await configured.start()
 
 
-async def dask_teardown(worker):
-    if _configured is not None:
-        await _configured.teardown()
+async def dask_teardown(server):
+    configured = getattr(server, CONFIGURED, None)
+    if configured is not None:
+        await configured.teardown()
 """
 
 
@@ -228,8 +256,7 @@ class LocalBackend:
         if self._logs is not None:
             return
         self._logs = Path(tempfile.mkdtemp(prefix="xrun-local-"))
-        if self.warm:
-            (self._logs / "xrun_warm.py").write_text(WARM_PRELOAD, encoding="utf-8")
+        self._preload().write_text(PRELOAD, encoding="utf-8")
         self._start_scheduler()
         with self._lock:
             self._start_workers()
@@ -308,6 +335,10 @@ class LocalBackend:
         assert self._logs is not None
         return self._logs / f"{name}.log"
 
+    def _preload(self) -> Path:
+        assert self._logs is not None
+        return self._logs / "xrun_preload.py"
+
     def _python(self) -> str:
         return str(self.python) if self.python is not None else sys.executable
 
@@ -316,7 +347,7 @@ class LocalBackend:
         self._address = f"tcp://127.0.0.1:{port}"
         dash = ["--dashboard-address", "127.0.0.1:0"] if _dashboard_wanted() else ["--no-dashboard"]
         args = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                "--port", str(port), *dash]  # fmt: skip
+                "--port", str(port), *dash, "--preload", str(self._preload())]  # fmt: skip
         env = {**os.environ, **SCHEDULER_ENV}
         try:
             with sigint_deferred():  # see _spawn
@@ -340,9 +371,8 @@ class LocalBackend:
             "--name", f"xrun-local-{nannies.starts}", "--nanny", "--death-timeout", "60",
         ]  # fmt: skip
         env = {**os.environ, **self.env}
+        args += ["--preload", str(self._preload()), "--preload-nanny", str(self._preload())]
         if self.warm:
-            assert self._logs is not None
-            args += ["--preload", str(self._logs / "xrun_warm.py")]
             env[WARM_ENV] = ",".join(self.warm)
         if self.python is not None:
             env.pop("PYTHONPATH", None)  # the worker sees its environment, not the driver's
