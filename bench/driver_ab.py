@@ -107,6 +107,8 @@ def main() -> None:
     ctx = h.Ctx(work=work, quick=False, repeats=None, keep=False)
     spec = h.noop_spec(ctx, args.trials)
     trees = {"a": args.a.resolve(), "b": args.b.resolve()}
+    for tree in trees.values():
+        h.precompile(tree)
     rows: list[dict[str, Any]] = []
     try:
         for p in range(args.pairs):

@@ -4,7 +4,8 @@
 
 CASE is ``quickstart`` (specs/quickstart.yaml) or ``svc`` (the 16-point SVC grid of bench/perf_cases.py).
 Each NAME=SRC is a directory holding a ``runner/`` (``git archive REV runner | tar -x -C SRC``), run with
-PYTHONPATH=SRC ahead of the editable install; ``NAME=.`` is this worktree. Every round runs each source
+PYTHONPATH=SRC ahead of the editable install, byte-compiled first as installing does (see run.precompile);
+``NAME=.`` is this worktree. Every round runs each source
 and the peer (GridSearchCV(n_jobs=2, refit=False), bench/baselines/) once, in an order rotated per round,
 each xrun through bench/timeline.py (``xrun run SPEC -q --no-cache -o DIR``, a new empty cache): the
 whole-process wall time, the 1-minute load before it and the driver's phase stamps are recorded.
@@ -77,6 +78,11 @@ def main() -> None:
     spec = REPO / "specs" / "quickstart.yaml" if case == "quickstart" else svc_spec(work)
     peer = BENCH / "baselines" / ("quickstart_gridsearch.py" if case == "quickstart" else "svc_gridsearch.py")
     sides = [*sources, "peer"]
+    sys.path.insert(0, str(BENCH))
+    from run import precompile
+
+    for src in sources.values():
+        precompile(Path(src).resolve())
     res: dict[str, object] = {"case": case, "sources": sources, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "rounds": []}  # fmt: skip
     for i in range(rounds):
