@@ -821,6 +821,11 @@ HOW_TO_READ = [
     "by the same harness on the same machine (`--phase before` / `--phase after`); the dates and loads differ.",
     "- A run killed at its time limit gives a lower bound (`> N s`), a goal it misses is NOT MET; "
     "RSS is the xrun driver process's own peak (not its Dask workers), polled every 20 ms.",
+    "- xrun runs from byte-compiled sources (the harness compiles `runner/` first, as installing xrun does): "
+    "this machine's shell sets PYTHONDONTWRITEBYTECODE, under which a checkout's xrun would compile its modules "
+    "in every process of every run. Runs before 2026-12-01 did not: they include ~0.1 s of CPU per xrun process.",
+    "- The machine's own speed varies by up to 2× over a day for reasons outside the repository (the same "
+    "code and peer, hours apart): compare a figure with its peer in the same run.",
     "",
 ]
 
