@@ -250,6 +250,71 @@ def test_a_dying_trials_batch_mates_that_finished_before_it_are_kept_not_run_aga
     assert sum(extra.values()) <= 2, extra
 
 
+NEXT_KILLS = '''
+import os, time
+
+def train(params, ctx):
+    fd = os.open(params["runs"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, (ctx.trial_id + "\\n").encode())
+    os.close(fd)
+    if params["x"] == 1:
+        time.sleep(0.5)   # x=0's result has long left
+        os._exit(1)
+    return {"score": float(params["x"])}
+'''
+
+
+def test_a_finished_task_is_not_run_again_when_its_worker_dies_before_the_driver_handles_it(
+        project, tmp_path: Path, monkeypatch) -> None:  # fmt: skip
+    """Under load the driver's loop can be seconds behind its workers. A task
+    whose results had all come as events stayed wanted until the loop handled
+    it, so when its worker died meanwhile (killed by its next task), Dask
+    computed it again on the restarted worker: every trial of it ran twice. Here
+    the loop is held back on purpose while the one worker finishes x=0 and
+    x=1, already queued behind it, kills the worker."""
+    from runner.execute.executor import Executor
+    from runner.run import RunOptions, run
+    from runner.spec import load_spec
+
+    project.file("experiments/next_kills.py", NEXT_KILLS)
+    runs = tmp_path / "runs.txt"
+    runs.touch()
+    points = ", ".join(f"{{x: {x}, runs: '{runs}'}}" for x in range(8))  # more than the tasks kept out at once
+    spec = project.spec(f"""
+        sweep: {{method: list, points: [{points}]}}
+        trial: {{function: "experiments.next_kills:train"}}
+        name: next-kills
+        cluster: {{workers: 1}}
+        code: {{include: ["experiments/*.py"]}}
+        xrun: 1
+        output: out
+    """)
+    handle_unit = Executor._handle_unit
+    held: list[object] = []
+
+    def behind(self, unit, queue):  # as a driver busy elsewhere
+        if not held:
+            held.append(unit)
+            deadline = time.monotonic() + 60
+            while "t00001" not in runs.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # x=1 kills the worker 0.5 s later, and its nanny starts it again at once: Dask
+            # ran x=0 again there well within this (and then this waits no longer).
+            deadline = time.monotonic() + 5
+            while runs.read_text().split().count("t00000") < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return handle_unit(self, unit, queue)
+
+    monkeypatch.setattr(Executor, "_handle_unit", behind)
+    monkeypatch.chdir(project.root)
+    result = run(load_spec(spec), RunOptions(output=project.root / "out", use_cache=False))
+    rows = {r["id"]: r for r in read_journal(result.bundle / "trials.jsonl")}
+    assert rows["t00001"]["failure_class"] == "worker-lost", rows["t00001"]
+    assert all(rows[f"t0000{x}"]["status"] == "ok" for x in (0, 2, 3, 4, 5, 6, 7)), rows
+    counts = Counter(runs.read_text().split())
+    assert all(counts[f"t0000{x}"] == 1 for x in (0, 2, 3, 4, 5, 6, 7)), counts
+
+
 STUCK = '''
 import os, time
 

@@ -111,10 +111,14 @@ class Executor:
         # trial key -> result a worker sent as an event when the trial ended
         # (the scheduler keeps at most distributed.admin.low-level-log-length of them)
         self._streamed: dict[str, dict[str, Any]] = {}
-        # Dask keys of the tasks submitted and not yet handled: a result streamed by
-        # any other (late, of a task already handled) is dropped. Bounded by the
-        # tasks in flight, not by the trials recorded.
-        self._live_units: set[str] = set()
+        # Dask keys of the tasks submitted and not yet handled, and how many of their
+        # trials' results have not been streamed yet: a result streamed by any other
+        # (late, of a task already handled) is dropped. Bounded by the tasks in
+        # flight, not by the trials recorded.
+        self._live_units: dict[str, int] = {}
+        # Their futures: a task whose every result has been streamed is released at
+        # once, from the client's event loop (see _on_worker_message).
+        self._unit_futures: dict[str, Any] = {}
         self._events = threading.Lock()
         self._stop_sent = False
         self._check: Callable[[], str | None] | None = None  # the backend's health check
@@ -218,13 +222,18 @@ class Executor:
                 first, attempt = items[0]
                 key = f"{TRIAL_PREFIX}-{first.id}-{attempt}-{counter}-{self.run_id[-6:]}"
                 with self._events:
-                    self._live_units.add(key)  # before a worker can stream anything for it
+                    self._live_units[key] = len(items)  # before a worker can stream anything for it
                 if len(items) == 1:
                     fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
                     # One bytes argument: Dask would otherwise walk every task dict looking for keys.
                     payload = pickle.dumps([self._task(t, key) for t, _ in items], protocol=pickle.HIGHEST_PROTOCOL)
                     fut = client.submit(batch_fn, payload, key=key, pure=False)
+                with self._events:
+                    self._unit_futures[key] = fut
+                    streamed_all = self._live_units[key] == 0  # (a worker quicker than this thread)
+                if streamed_all:
+                    self._release(fut)
                 in_flight[key] = Unit(items, fut)
                 self.outcome.tasks += 1
                 ac.add(fut)
@@ -314,10 +323,12 @@ class Executor:
             streamed = {t.key: self._streamed.pop(t.key) for t, _ in unit.items
                         if self._streamed.get(t.key, {}).get("unit") == fut.key}  # fmt: skip
         status = fut.status
-        if status == "finished" and len(streamed) == len(unit.items):
-            # Every result already came as an event: nothing to gather from a
-            # worker that may be gone by now.
+        if len(streamed) == len(unit.items):
+            # Every result already came as an event, and the task was released
+            # then (whatever its state now: finished, cancelled by that release, or
+            # lost with its worker): nothing to gather from a worker that may be gone.
             results = [streamed[t.key] for t, _ in unit.items]
+            status = "finished"
         elif status == "finished":
             results = fut.result()
             if len(unit.items) == 1:
@@ -376,9 +387,23 @@ class Executor:
                     self._started.pop(trial.key, None)
                     queue.append((trial, attempt, True))
         with self._events:
-            self._live_units.discard(fut.key)
+            self._live_units.pop(fut.key, None)
+            self._unit_futures.pop(fut.key, None)
             self._imports_of.pop(fut.key, None)
         fut.release()
+
+    def _release(self, fut: Any) -> None:
+        """Tell the scheduler this task's output is not wanted: every result of it
+        came as an event. Dask keeps a finished task's output on its worker while
+        the driver holds the future, and computes it again should that worker die
+        before the driver has handled it (under load, the driver's loop can be
+        seconds behind): its trials would run twice. Called from any thread; the
+        executor's loop sees the task as cancelled and takes the streamed results."""
+        client = self._client
+        try:
+            client.loop.add_callback(client._cancel, [fut])
+        except Exception:  # the client is closing: nothing will run it again either
+            log.debug("releasing a streamed task failed", exc_info=True)
 
     def _flush_if_due(self) -> None:
         if self._journal_later and (time.monotonic() - self._flushed_at >= FLUSH_SECONDS
@@ -431,13 +456,21 @@ class Executor:
         if "result" in msg and isinstance(msg["result"], dict):
             result = msg["result"]
             unit = result.get("unit")
+            release = None
             with self._events:
                 if unit in self._live_units:  # else late: its task was handled already
                     if result.pop("same_imported", False):  # as the batch's previous streamed result
                         result["imported"] = self._imports_of.get(unit)
                     elif result.get("imported") is not None:
                         self._imports_of[unit] = result["imported"]
-                    self._streamed[result.get("key", "")] = result
+                    key = result.get("key", "")
+                    if self._streamed.get(key, {}).get("unit") != unit:  # a result of this task not counted yet
+                        self._live_units[unit] -= 1
+                        if self._live_units[unit] == 0:
+                            release = self._unit_futures.get(unit)  # None: submit_more releases it
+                    self._streamed[key] = result
+            if release is not None:
+                self._release(release)
         if "start" in msg:
             self._started[msg["start"]] = (msg.get("worker", ""), time.monotonic())
         elif "oom" in msg:
