@@ -109,6 +109,7 @@ def test_scikit_learn_is_imported_once_before_the_workers_are_forked(tmp_path: P
         from distributed import Client
 
         with Client(info.address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=120)  # spawned ones register later than they exist
             parents = set(client.run(os.getppid).values())
             pids = set(client.run(os.getpid).values())
         assert parents == {nannies}
