@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner._json import loads
 from runner.bundle.journal import SLIM_FIELDS, iter_journal, records_at
 from runner.bundle.points import Point, aggregate, best_point, point_key, rank
 from runner.objective import Objective, is_number, is_real
@@ -191,7 +192,7 @@ class Ledger:
                 if pk != current:
                     if point is not None:
                         flush(point)
-                    current, point = pk, Point(json.loads(pk))
+                    current, point = pk, Point(loads(pk))
                 assert point is not None
                 tid = tid.decode("utf-8", "surrogatepass")
                 point.trials.append(tid)
