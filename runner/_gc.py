@@ -7,9 +7,12 @@ tracked object each time: about two dozen of them over a 100,000-trial run
 cost more than a second of the driver's CPU. While a run lasts, the objects
 that exist when it starts are frozen (``gc.freeze``: left out of collections,
 still freed when nothing refers to them) and the youngest generation is
-collected every :data:`YOUNG_THRESHOLD` allocations rather than 700. When the
-outermost run ends both are undone, so a process running many runs (a test
-suite, a notebook) still collects the cycles among those objects later.
+collected every :data:`YOUNG_THRESHOLD` allocations rather than 700: the
+records, tasks and events a run holds for a moment (a flush's worth, half a
+second of results) are walked by fewer collections, and at most that many
+objects' worth of cyclic garbage waits for one. When the outermost run ends
+both are undone, so a process running many runs (a test suite, a notebook)
+still collects the cycles among those objects later.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-YOUNG_THRESHOLD = 10_000
+YOUNG_THRESHOLD = 50_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
