@@ -75,6 +75,7 @@ class Ledger:
         self._n_points: int | None = None  # distinct points, once counted
         self.db = sqlite3.connect("")  # deleted when closed
         try:
+            self.db.execute("PRAGMA page_size = 65536")  # rows of a few hundred bytes: fewer pages to walk, split and spill
             self.db.execute("PRAGMA journal_mode = OFF")  # a private scratch database: nothing to roll back
             self.db.execute("PRAGMA cache_size = -4096")  # KiB: the pages being filled (and a sort's run) stay in memory
             self.db.execute("CREATE TABLE last (id BLOB PRIMARY KEY, off INTEGER NOT NULL, kind INTEGER NOT NULL, "
