@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import config
+from runner._json import loads
 from runner._safeio import read_bytes
 
 log = logging.getLogger(__name__)
@@ -357,7 +358,8 @@ class TrialCache:
                 # Under the write lock with no valid entry: files already at the
                 # artifacts place belong to no stored result (a corrupt entry, or a
                 # writer killed before its transaction committed).
-                self._store_artifacts(key, artifacts)
+                if artifacts or self._artifacts_root:  # else nothing to put or replace (see _store_artifacts)
+                    self._store_artifacts(key, artifacts)
                 rows.append((ks[key], key, body))
             if corrupt:  # rows of these keys that are not entries: replaced by the new ones
                 conn.executemany("DELETE FROM results WHERE k = ? AND key = ?", [(ks[k], k) for k in corrupt])
@@ -569,7 +571,7 @@ def _decode(data: Any, key: str) -> dict[str, Any] | None:
     if not isinstance(data, (bytes, str)) or len(data) > MAX_ENTRY_BYTES:
         return None
     try:
-        entry = json.loads(data)
+        entry = loads(data)
     except (ValueError, RecursionError):  # garbage, truncated, or not UTF-8
         return None
     return entry if valid_entry(entry, key) else None

@@ -24,12 +24,18 @@ if TYPE_CHECKING:
 
 def is_real(v: Any) -> bool:
     """An int or a float, finite or not (a boolean is not)."""
+    t = type(v)
+    if t is float or t is int:  # the common cases first: called for every metric of every trial
+        return True
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def is_number(v: Any) -> bool:
     """A metric value that can be ranked and averaged: finite, not a boolean."""
-    return is_real(v) and math.isfinite(v)
+    t = type(v)
+    if t is float or t is int:  # the common cases first: called for every metric of every trial
+        return math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class Objective(NamedTuple):

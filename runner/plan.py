@@ -271,9 +271,11 @@ class SweepTrials:
     def where(self, want: Callable[[int], bool] | None) -> Iterator[PlannedTrial]:
         """The trials whose index ``want`` accepts (only those are keyed)."""
         keys = _Keys(self.plan)
+        key, scope = keys.key, keys.scope  # what _Keys.trial does, for each of up to millions of trials
         for point, text in sweep_mod.expand_json(self.plan.spec.sweep, self.plan.sweep_version):
             if want is None or want(point.index):
-                yield keys.trial(point, text)
+                seed = point.seed
+                yield PlannedTrial(point, key(text, seed), None, scope(text, seed) if scope is not None else None)
 
 
 @dataclass
@@ -326,7 +328,7 @@ class PendingTrials:
         trials = self.plan.trials
         assert isinstance(trials, SweepTrials)
         census = self.plan.census
-        return trials.where(census.is_missing if census else None)
+        return trials.where(census.is_missing if census and census.cached else None)  # none cached: all run
 
     def __getitem__(self, index: slice) -> list[PlannedTrial]:
         """The first pending trials (``pending[:10]``)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from runner import config
 from runner import sweep as sweep_mod
+from runner._gc import tuned_for_a_run
 from runner._redact import scrub
 from runner.bundle.glance import GLANCE_ROWS
 from runner.bundle.journal import BUNDLE_VERSION
@@ -200,6 +201,7 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
 Finalizer = Callable[[BundleWriter, Outcome, dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 
 
+@tuned_for_a_run  # many short-lived objects per trial: see runner._gc
 def run_plan(
     plan: Plan,
     options: RunOptions,

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner._json import encoder
 from runner.spec.check import (
     MAX_TRIALS as MAX_TRIALS,  # the sweep size limit is part of a valid spec
 )
@@ -44,8 +44,8 @@ KEY_VERSIONS = {1: "xrun-trial-key-v1", 2: "xrun-trial-key-v2"}
 KEY_VERSION = KEY_VERSIONS[SWEEP_VERSION]
 
 
-# json.dumps with these options builds an encoder on every call: this one is made once.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+# json.dumps with these options builds an encoder on every call: this one is made once (runner._json).
+_canonical = encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def canonical_json(value: Any) -> str:

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner._display import trial_rows
+from runner.bundle import ledger as ledger_mod
 from runner.bundle.journal import latest_records, read_journal
 from runner.bundle.ledger import Ledger
 from runner.bundle.points import best_point
@@ -116,6 +117,31 @@ def test_one_pass_gives_what_every_latest_record_gives(tmp_path_factory, records
 
 
 @settings(max_examples=30, deadline=None)
+@given(records=st.lists(RECORD, max_size=50), metric=st.sampled_from([None, "score"]),
+       held=st.sampled_from([0, 1, 3, 20_000]))  # fmt: skip
+def test_points_are_the_same_whether_repeated_ones_are_held_or_grouped_by_sqlite(tmp_path_factory, records, metric,
+                                                                                  held) -> None:  # fmt: skip
+    """points.csv holds the points with more than one trial (up to ``held`` trials in them) while
+    it writes the others in id order; with more, SQLite groups every point. Either way the
+    same bytes as the whole list gives, and the terminal's points are those of a ledger that
+    counted its points itself."""
+    tmp = tmp_path_factory.mktemp("held")
+    root = _bundle(tmp, records, metric, "maximize")
+    journal = root / "trials.jsonl"
+    objective = Objective(metric) if metric else None
+    with mock.patch.object(ledger_mod, "REPEATED_TRIALS_HELD", held):
+        with Ledger(journal, objective) as ledger:
+            ledger.write_tables(tmp / "results.csv", tmp / "points.csv")
+            glanced = ledger.glance(metric, "maximize", 3)
+    with Ledger(journal, objective) as alone:
+        expected = alone.glance(metric, "maximize", 3)
+    reference_points(tmp / "ref-points.csv", journal)
+    assert (tmp / "points.csv").read_bytes() == (tmp / "ref-points.csv").read_bytes()
+    assert (glanced.n_points, glanced.points) == (expected.n_points, expected.points)
+    assert glanced == expected
+
+
+@settings(max_examples=30, deadline=None)
 @given(records=st.lists(RECORD, max_size=50))
 def test_the_objective_inferred_in_one_pass_is_that_of_a_second(tmp_path_factory, records) -> None:
     """No objective recorded: the report ranks by the first numeric metric name;
@@ -150,6 +176,7 @@ def test_a_final_stage_s_digest_streams_in_key_order(tmp_path: Path) -> None:
 _PEAK = r"""
 import json, os, resource, sys
 from pathlib import Path
+from runner.bundle import ledger as ledger_mod
 from runner.bundle.ledger import Ledger
 from runner.objective import Objective
 root = Path(sys.argv[1])

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner.bundle.points import aggregate, best_point, rank
-from runner.objective import Objective, objective_of, recorded_objective
+from runner.objective import Objective, is_number, is_real, objective_of, recorded_objective
 from runner.spec import loads_spec
 
 SKLEARN = """\
@@ -62,3 +62,29 @@ def test_points_and_trials_rank_by_the_same_rule():
     best = best_point(recs, "m", "minimize")
     assert best is not None and best["trial"] == "t0" and best["value"] == 1.5
     assert Objective("m", "minimize").rank(recs)[0]["id"] == "t0"
+
+
+class _Int(int):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+@given(v=st.one_of(st.integers(), st.integers(min_value=2**1024, max_value=2**1100), st.floats(), st.booleans(),
+                   st.none(), st.text(max_size=2), st.integers().map(_Int), st.floats().map(_Float)))  # fmt: skip
+def test_a_number_is_a_finite_int_or_float_and_not_a_boolean(v) -> None:
+    """The type checks made first for plain ints and floats say what the general ones say (an int too
+    large for a float raises as math.isfinite does)."""
+    real = isinstance(v, (int, float)) and not isinstance(v, bool)
+    assert is_real(v) == real
+    try:
+        want: object = real and math.isfinite(v)
+    except OverflowError:
+        want = OverflowError
+    try:
+        got: object = is_number(v)
+    except OverflowError:
+        got = OverflowError
+    assert got == want

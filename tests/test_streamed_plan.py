@@ -100,19 +100,20 @@ def test_a_plan_against_a_new_cache_keys_no_trial_and_runs_them_all(project, tmp
     the one that submits it), and every trial is pending, in order."""
     loaded = _loaded(project, samples=700)
     trials = list(make_plan(loaded, ENV, use_cache=False).trials)
-    from runner import plan as plan_mod
+    from runner import sweep as sweep_mod
 
     keyed: list[int] = []
-    real = plan_mod._Keys.trial
+    real = sweep_mod.Keyer.key
 
-    def counting(self, point, text=None):
-        keyed.append(point.index)
-        return real(self, point, text)
+    def counting(self, params_json, seed):
+        keyed.append(seed)
+        return real(self, params_json, seed)
 
-    monkeypatch.setattr(plan_mod._Keys, "trial", counting)
+    monkeypatch.setattr(sweep_mod.Keyer, "key", counting)
     plan = make_plan(loaded, ENV, cache=TrialCache(tmp_path / "new"))
     assert keyed == [] and plan.census is not None and plan.n_cached == 0
     assert list(plan.pending) == trials
+    assert len(keyed) == 2 * len(trials)  # the pass that submits them keys each once (its key and its scope)
     # With one entry in it, the cache is looked up as before: that trial is cached.
     cache = TrialCache(tmp_path / "new")
     cache.put(_entry(trials[5]))

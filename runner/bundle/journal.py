@@ -8,13 +8,13 @@ torn last line.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from runner._json import encoder, loads
 from runner._safeio import open_regular
 
 BUNDLE_VERSION = 1
@@ -23,8 +23,8 @@ FSYNC_EVERY_LINES = 256
 
 
 # A journal line's JSON (without its newline): compact, keys in record order.
-# One encoder, made once (json.dumps with these options builds one per call).
-encode: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# One encoder, made once (json.dumps with these options builds one per call; see runner._json).
+encode: Callable[[Any], str] = encoder(separators=(",", ":"), default=str)
 
 
 class Journal:
@@ -92,7 +92,7 @@ def iter_journal(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads(line)
             except ValueError:
                 continue
             if isinstance(record, dict) and isinstance(record.get("id"), str):  # else not a trial record
@@ -111,7 +111,7 @@ def records_at(path: Path, offsets: list[int]) -> Iterator[tuple[int, dict[str, 
         for offset in sorted(offsets):
             fh.seek(offset)
             try:
-                rec = json.loads(fh.readline(MAX_LINE_BYTES + 1))
+                rec = loads(fh.readline(MAX_LINE_BYTES + 1))
             except ValueError:
                 continue
             if isinstance(rec, dict) and isinstance(rec.get("id"), str):

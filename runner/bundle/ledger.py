@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner._json import loads
 from runner.bundle.journal import SLIM_FIELDS, iter_journal, records_at
 from runner.bundle.points import Point, aggregate, best_point, point_key, rank
 from runner.objective import Objective, is_number, is_real
@@ -31,6 +32,9 @@ from runner.sweep import canonical_json
 OK, PRUNED, FAILED = 0, 1, 2
 MAX_NAMES = 1000  # metric names collected for the terminal tables' columns
 _MEMO = 256  # distinct metric-name lists whose JSON is remembered
+# points.csv: up to this many trials in points with more than one trial are held
+# while the others are written in id order; more, and SQLite groups them all
+REPEATED_TRIALS_HELD = 20_000
 
 
 
@@ -68,8 +72,10 @@ class Ledger:
         self.metrics: set[str] = set()  # metric names of every line
         self._ok_numeric: set[str] = set()  # numeric metric names of successful lines
         self._names: dict[Any, tuple[str, str]] = {}
+        self._n_points: int | None = None  # distinct points, once counted
         self.db = sqlite3.connect("")  # deleted when closed
         try:
+            self.db.execute("PRAGMA page_size = 65536")  # rows of a few hundred bytes: fewer pages to walk, split and spill
             self.db.execute("PRAGMA journal_mode = OFF")  # a private scratch database: nothing to roll back
             self.db.execute("PRAGMA cache_size = -4096")  # KiB: the pages being filled (and a sort's run) stay in memory
             self.db.execute("CREATE TABLE last (id BLOB PRIMARY KEY, off INTEGER NOT NULL, kind INTEGER NOT NULL, "
@@ -169,11 +175,6 @@ class Ledger:
             self._write_points(points, sorted(point_params), sorted(point_metrics))
 
     def _write_points(self, path: Path, p_cols: list[str], m_cols: list[str]) -> None:
-        db = self.db
-        db.execute("DROP TABLE IF EXISTS firsts")
-        db.execute("CREATE TEMP TABLE firsts (pk TEXT PRIMARY KEY, first BLOB NOT NULL)")
-        db.execute("INSERT INTO firsts SELECT pk, MIN(id) FROM last GROUP BY pk")
-        grouped = db.execute("SELECT last.pk, id, vals FROM last JOIN firsts ON firsts.pk = last.pk ORDER BY first, id")
         with open(path, "w", newline="", encoding="utf-8", errors="replace") as fh:  # a lone surrogate from JSON: "?"
             w = csv.writer(fh)
             w.writerow([f"param.{p}" for p in p_cols] + ["n", "trials"]
@@ -185,22 +186,64 @@ class Ledger:
                     row += [_cell(p.mean(m)), _cell(p.std(m))]
                 w.writerow(row)
 
-            point: Point | None = None
-            current = None
-            for pk, tid, values in grouped:
-                if pk != current:
-                    if point is not None:
-                        flush(point)
-                    current, point = pk, Point(json.loads(pk))
-                assert point is not None
-                tid = tid.decode("utf-8", "surrogatepass")
-                point.trials.append(tid)
-                if values is not None:
-                    point.ok.append(tid)
-                    for name, v in marshal.loads(values).items():
-                        point.values.setdefault(name, []).append(v)
-            if point is not None:
+            repeated = self._repeated_points()
+            if repeated is None:  # many trials share points: grouped and ordered by SQLite
+                self._grouped_points(flush)
+                return
+            # Most points have one trial: read in id order, each point is written at its
+            # first trial; the few points with more are gathered beforehand.
+            done: set[str] = set()
+            for pk, tid, values in self.db.execute("SELECT pk, id, vals FROM last ORDER BY id"):
+                point = repeated.get(pk)
+                if point is None:
+                    point = Point(loads(pk))
+                    _file(point, tid, values)
+                elif pk in done:
+                    continue
+                else:
+                    done.add(pk)
                 flush(point)
+
+    def _repeated_points(self) -> dict[str, Point] | None:
+        """The points with more than one trial, each whole (None: too many trials
+        in them to hold), and the number of points (for :meth:`glance`)."""
+        db = self.db
+        db.execute("DROP TABLE IF EXISTS repeated")
+        db.execute("CREATE TEMP TABLE repeated AS SELECT pk, COUNT(*) AS n FROM last GROUP BY pk HAVING n > 1")
+        try:
+            dups, in_dups = db.execute("SELECT COUNT(*), COALESCE(SUM(n), 0) FROM repeated").fetchone()
+            self._n_points = self.trials - in_dups + dups
+            if in_dups > REPEATED_TRIALS_HELD:
+                return None
+            points: dict[str, Point] = {}
+            if dups:
+                for pk, tid, values in db.execute("SELECT pk, id, vals FROM last WHERE pk IN (SELECT pk FROM repeated) "
+                                                  "ORDER BY id"):  # fmt: skip
+                    point = points.get(pk)
+                    if point is None:
+                        point = points[pk] = Point(loads(pk))
+                    _file(point, tid, values)
+            return points
+        finally:
+            db.execute("DROP TABLE repeated")
+
+    def _grouped_points(self, flush: Callable[[Point], None]) -> None:
+        db = self.db
+        db.execute("DROP TABLE IF EXISTS firsts")
+        db.execute("CREATE TEMP TABLE firsts (pk TEXT PRIMARY KEY, first BLOB NOT NULL)")
+        db.execute("INSERT INTO firsts SELECT pk, MIN(id) FROM last GROUP BY pk")
+        grouped = db.execute("SELECT last.pk, id, vals FROM last JOIN firsts ON firsts.pk = last.pk ORDER BY first, id")
+        point: Point | None = None
+        current = None
+        for pk, tid, values in grouped:
+            if pk != current:
+                if point is not None:
+                    flush(point)
+                current, point = pk, Point(loads(pk))
+            assert point is not None
+            _file(point, tid, values)
+        if point is not None:
+            flush(point)
         db.execute("DROP TABLE firsts")
 
     # ------------------------------------------------------------------ what a final stage knows
@@ -278,9 +321,11 @@ class Ledger:
         for kind in (PRUNED, FAILED):
             shown += [o for (o,) in db.execute("SELECT off FROM last WHERE kind = ? ORDER BY id LIMIT ?", (kind, limit))]
         rows = sorted((_slim(r) for _, r in records_at(self.journal, shown)), key=lambda r: str(r.get("id")))
-        n_points = db.execute("SELECT COUNT(DISTINCT pk) FROM last").fetchone()[0]
+        n_points = self._n_points
+        if n_points is None:
+            n_points = db.execute("SELECT COUNT(DISTINCT pk) FROM last").fetchone()[0]
         points = None
-        if db.execute("SELECT 1 FROM last GROUP BY pk HAVING COUNT(*) > 1 LIMIT 1").fetchone():
+        if n_points < self.trials:  # a point with more than one trial
             points = self._top_points(metric, goal, sign, limit, v)
         return Glance(rows, counts.get(OK, 0), counts.get(PRUNED, 0), counts.get(FAILED, 0), points, n_points,
                       shown_metrics, numeric_metrics)  # fmt: skip
@@ -297,6 +342,16 @@ class Ledger:
                 (limit - len(scored),)))  # fmt: skip
         records = [_slim(r) for _, r in records_at(self.journal, self._offsets_of(chosen))]
         return rank(aggregate(records), metric, goal)[:limit]
+
+
+def _file(point: Point, tid: bytes, values: bytes | None) -> None:
+    """One trial's row of ``last`` (its id and its metric values, marshalled) added to its point."""
+    text = tid.decode("utf-8", "surrogatepass")
+    point.trials.append(text)
+    if values is not None:
+        point.ok.append(text)
+        for name, v in marshal.loads(values).items():
+            point.values.setdefault(name, []).append(v)
 
 
 def _base_row(r: dict[str, Any]) -> list[Any]:

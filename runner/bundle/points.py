@@ -11,18 +11,18 @@ the objective; ties go to the point whose first trial id is lowest.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner._json import encoder
 from runner.objective import Objective
 from runner.objective import is_number as _number
 
-# json.dumps with these options builds an encoder on every call: this one is made once.
-_POINT_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+# json.dumps with these options builds an encoder on every call: this one is made once (runner._json).
+_POINT_KEY = encoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 def point_key(params: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import threading
@@ -47,7 +48,7 @@ def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[s
     (the record without "cached", with "run_id" and "log"), from one encoding
     of the record: ``json.dumps`` of each, compact, keys in record order."""
     history = _encode(record["history"]) if record["history"] else "[]"
-    cached = "true" if record["cached"] is True else _encode(record["cached"])
+    cached = "false" if record["cached"] is False else "true" if record["cached"] is True else _encode(record["cached"])
     tail = f',"cached":{cached},"history":{history}}}'
     line = _encode(record)
     if line.endswith(tail):  # "cached" and "history" last, as Executor._record makes them: the line is the record's JSON
@@ -56,8 +57,11 @@ def encode_record(record: dict[str, Any], run_id: str, log_text: str) -> tuple[s
         encoded = _encode({k: v for k, v in record.items() if k not in _TAIL})[:-1]
         line = f"{encoded}{tail}"
     log_json = _encode(log_text) if log_text else '""'
-    body = f'{encoded},"history":{history},"run_id":{_encode(run_id)},"log":{log_json}}}'
+    body = f'{encoded},"history":{history},"run_id":{_run_json(run_id)},"log":{log_json}}}'
     return line, body
+
+
+_run_json = functools.lru_cache(maxsize=4)(_encode)  # a run encodes its one id for every record
 
 
 def _unpack(data: bytes) -> Any:
@@ -131,6 +135,7 @@ class Executor:
         self._flushed_at = time.monotonic()
         self._imports_of: dict[Any, Any] = {}  # Dask task -> imported versions of its last streamed result
         self._unsubmitted = 0
+        self._common: dict[str, Any] | None = None  # of every task (see _common_task)
 
     # ------------------------------------------------------------------ cached
 
@@ -173,6 +178,7 @@ class Executor:
 
         self._client = client
         self._check = check
+        self._common = None  # the stage outputs as they are now
         client.subscribe_topic("xrun", self._on_worker_event)
         client.subscribe_topic(MEMORY_TOPIC, self._on_memory_event)
         queue: deque[tuple[PlannedTrial, int, bool]] = deque()  # (trial, attempt, run alone)
@@ -496,21 +502,33 @@ class Executor:
         return worker in self._oom_workers
 
     def _task(self, trial: PlannedTrial, unit: str = "") -> dict[str, Any]:
-        return {
-            "trial_id": trial.id,
+        point = trial.point
+        task = {
+            "trial_id": point.id,
             "key": trial.key,
-            "params": trial.point.params,
-            "seed": trial.point.seed,
-            "definition": self.plan.definition,
-            "timeout": self.timeout,
-            "data": self.data_paths,
-            "data_sha256": self.data_sha256,
-            "inputs": self.plan.inputs,  # stage outputs (prepare) the trial gets as ctx.inputs
-            "run": self.run_id,
+            "params": point.params,
+            "seed": point.seed,
+            **self._common_task(),
             "unit": unit,  # the Dask task, echoed in the result a worker streams
             **self._artifact_store,
-            **({"early_stop": trial.early_stop} if trial.early_stop else {}),  # adaptive sweeps (runner.search)
         }
+        if trial.early_stop:
+            task["early_stop"] = trial.early_stop  # adaptive sweeps (runner.search)
+        return task
+
+    def _common_task(self) -> dict[str, Any]:
+        """What every trial's task holds alike, made once per run (its inputs as they are when the run starts)."""
+        common = self._common
+        if common is None:
+            common = self._common = {
+                "definition": self.plan.definition,
+                "timeout": self.timeout,
+                "data": self.data_paths,
+                "data_sha256": self.data_sha256,
+                "inputs": self.plan.inputs,  # stage outputs (prepare) the trial gets as ctx.inputs
+                "run": self.run_id,
+            }
+        return common
 
     def _scrub(self, result: dict[str, Any]) -> dict[str, Any]:
         """Secret values never reach the bundle, the cache or the terminal."""

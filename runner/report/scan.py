@@ -77,6 +77,12 @@ class Smallest(Generic[T]):
             self.items = heapq.nsmallest(self.k, self.items)  # type: ignore[type-var]
             self._above = self.items[-1]
 
+    def wants(self, head: tuple[Any, ...]) -> bool:
+        """Whether :meth:`add` would keep, now, an item that starts with ``head``
+        (the fields that order it, unique to it)."""
+        above: Any = self._above  # an item: a tuple
+        return above is None or bool(head < above[: len(head)])
+
     def result(self) -> list[T]:
         """The ``k`` smallest, smallest first."""
         return heapq.nsmallest(self.k, self.items)  # type: ignore[type-var]
@@ -183,20 +189,27 @@ class Scan:
     ok_first: Smallest[tuple[str, int, dict[str, Any]]] = field(default_factory=lambda: Smallest(10))
 
     def add(self, offset: int, rec: dict[str, Any]) -> None:
-        slim = {k: rec[k] for k in SLIM_FIELDS if k in rec}
+        # Fields are read from the record itself (its slim copy holds the same values); the slim
+        # copy, what the kept lists hold, is made once a list keeps the record (past the first
+        # few thousand lines, most lines are kept by none).
+        slim: dict[str, Any] | None = None
         tid: str = rec["id"]
-        status = slim.get("status")
+        status = rec.get("status")
         cols = self.columns
         cols.id_hash.append(hash(tid))
         cols.offset.append(offset)
-        raw = slim.get("params")
+        raw = rec.get("params")
         params = raw if isinstance(raw, dict) else {}
         cols.point_hash.append(hash(_key(params)))
         self.total += 1
-        self.first.add((tid, offset, slim))
+        if self.first.wants((tid, offset)):
+            slim = _slim(rec)
+            self.first.add((tid, offset, slim))
         if tid == self.best_id:
+            if slim is None:
+                slim = _slim(rec)
             self.best_record = (offset, slim)
-        raw_m = slim.get("metrics")
+        raw_m = rec.get("metrics")
         metrics: dict[str, Any] = raw_m if isinstance(raw_m, dict) else {}
         if len(self.metrics_all) < MAX_NAMES:
             self.metrics_all.update(metrics)
@@ -229,18 +242,40 @@ class Scan:
                     if self.infer and names:
                         self._infer(min(names))
                     self.numeric_ok.update(names)
-            if self.infer:
+            if self.infer and self.ok_first.wants((tid, offset)):
+                if slim is None:
+                    slim = _slim(rec)
                 self.ok_first.add((tid, offset, slim))
-            v = self.objective.value(slim) if self.objective else None
+            objective = self.objective
+            if objective is None:
+                v = None
+            elif raw_m is metrics:  # a dict: Objective.value, without its Mapping check
+                m = metrics.get(objective.metric)
+                v = float(m) if is_number(m) else None
+            else:
+                v = objective.value(rec)
             if v is None:
-                self.unscored.add((tid, offset, slim))
+                if self.unscored.wants((tid, offset)):
+                    if slim is None:
+                        slim = _slim(rec)
+                    self.unscored.add((tid, offset, slim))
             else:
                 value = v
                 self.n_scored += 1
-                assert self.objective is not None
-                self.best.add((self.objective.sign * v, tid, offset, slim))
-                self.sample.add((sample_rank(tid), offset, slim))
+                assert objective is not None
+                signed = objective.sign * v
+                if self.best.wants((signed, tid, offset)):
+                    if slim is None:
+                        slim = _slim(rec)
+                    self.best.add((signed, tid, offset, slim))
+                rank = sample_rank(tid)
+                if self.sample.wants((rank, offset)):
+                    if slim is None:
+                        slim = _slim(rec)
+                    self.sample.add((rank, offset, slim))
                 if self.scored is not None:
+                    if slim is None:
+                        slim = _slim(rec)
                     self.scored.append(slim)
                     if len(self.scored) > BEST_TRIALS + SAMPLE_TRIALS:
                         self.scored = None
@@ -248,16 +283,16 @@ class Scan:
             self.n_pruned += 1
         else:
             self.n_failed += 1
-            self._failure(tid, offset, slim)
+            self._failure(tid, offset, slim if slim is not None else _slim(rec))
         cols.value.append(value)
         cols.ok.append(status == "ok")
-        if slim.get("cached"):
+        if rec.get("cached"):
             self.n_cached += 1
             self.cached_ids.add(tid)
-            if slim.get("cached_from") and len(self.cached_from) < NOTE_IDS:
-                self.cached_from.add(str(slim["cached_from"]))
+            if rec.get("cached_from") and len(self.cached_from) < NOTE_IDS:
+                self.cached_from.add(str(rec["cached_from"]))
         else:
-            self._ran(tid, slim)
+            self._ran(tid, rec)
 
     def _infer(self, name: str) -> None:
         """``name`` is a numeric metric of a successful trial: when it comes
@@ -296,14 +331,15 @@ class Scan:
 
     def _ran(self, tid: str, t: dict[str, Any]) -> None:
         tl = self.timeline
-        d = trial_duration(t)
-        if d is not None:
-            self.columns.duration.append(d)
+        s: Any = t.get("start")
+        e: Any = t.get("end")
+        if is_number(s) and is_number(e) and e >= s:  # trial_duration(t) is not None
+            self.columns.duration.append(float(e - s))
             worker = worker_label(t.get("worker"))
             if worker not in tl.workers and len(tl.workers) >= MAX_WORKERS:
                 worker = OTHER_WORKERS
             tl.workers[worker] = None
-            tl.add(worker, float(t["start"]), float(t["end"]), _status(t))
+            tl.add(worker, float(s), float(e), _status(t))
             return
         end: Any = t.get("end")
         if t.get("status") == "timeout" and is_number(end) and is_number(self.timeout):
@@ -365,6 +401,10 @@ class Scan:
         for (_, tid), off, _ in self.sample.items:
             out[tid] = off
         return out
+
+
+def _slim(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in SLIM_FIELDS if k in rec}
 
 
 def _status(t: dict[str, Any]) -> str:

@@ -118,6 +118,19 @@ def test_smallest_keeps_the_k_smallest(items, k) -> None:
     assert keep.result() == sorted(items)[:k]
 
 
+@given(items=st.lists(st.tuples(st.integers(0, 20), st.integers()), unique_by=lambda t: t[1]), k=st.integers(1, 8))
+def test_smallest_says_beforehand_whether_it_keeps_an_item(items, k) -> None:
+    """The scan makes a record's slim copy only for a list that keeps it: ``wants``
+    of an item's ordering fields says what ``add`` of the whole item does."""
+    keep: scan_mod.Smallest[tuple[int, int, dict]] = scan_mod.Smallest(k)
+    for a, b in items:
+        item = (a, b, {"record": b})  # never compared: (a, b) is unique
+        above = keep._above
+        assert keep.wants((a, b)) == (above is None or item < above)
+        keep.add(item)
+    assert keep.result() == sorted((a, b, {"record": b}) for a, b in items)[:k]
+
+
 bar = st.tuples(st.sampled_from(["w0", "w1"]), st.floats(0, 100), st.floats(0, 5), st.sampled_from(["ok", "error"]))
 
 
