@@ -315,6 +315,31 @@ def test_a_finished_task_is_not_run_again_when_its_worker_dies_before_the_driver
     assert all(counts[f"t0000{x}"] == 1 for x in (0, 2, 3, 4, 5, 6, 7)), counts
 
 
+def test_trials_that_drew_the_same_point_in_tasks_in_flight_at_once_are_all_recorded(project, run_xrun) -> None:
+    """Two trials of one sweep can share a point, and so a key (a random sweep
+    drawing a value twice, a list repeating one): streamed results were filed by
+    that key, so one task took the other's result for its own, was released as if
+    complete while it was not, and the run ended as if the scheduler had dropped it."""
+    project.file("experiments/same.py", "def train(params, ctx):\n    return {'score': float(params['x'])}\n")
+    points = ", ".join(f"{{x: {i % 7}}}" for i in range(2000))
+    spec = project.spec(f"""
+        cluster: {{workers: 2}}
+        trial: {{function: "experiments.same:train"}}
+        sweep: {{method: list, points: [{points}]}}
+        code: {{include: ["experiments/*.py"]}}
+        name: same-points
+        xrun: 1
+        output: out
+    """)
+    res = run_xrun(spec, "-q", "--no-cache", cwd=project.root)
+    assert res.code == 0, res.err
+    rows = read_journal(res.bundle / "trials.jsonl")
+    assert len({r["id"] for r in rows}) == 2000 and all(r["status"] == "ok" for r in rows)
+    assert all(r["metrics"]["score"] == r["params"]["x"] for r in rows)
+    meta = json.loads((res.bundle / "bundle.json").read_text())
+    assert meta["dask_tasks"] < 2000  # batched: several tasks held one point at once
+
+
 STUCK = '''
 import os, time
 

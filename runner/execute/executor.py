@@ -112,14 +112,15 @@ class Executor:
         self._oom_warned: set[str] = set()
         self._oom_workers: set[str] = set()  # workers their nanny killed for memory
         self._lost: dict[str, int] = {}  # trial key -> times its worker died under it
-        # trial key -> result a worker sent as an event when the trial ended
-        # (the scheduler keeps at most distributed.admin.low-level-log-length of them)
-        self._streamed: dict[str, dict[str, Any]] = {}
-        # Dask keys of the tasks submitted and not yet handled, and how many of their
-        # trials' results have not been streamed yet: a result streamed by any other
-        # (late, of a task already handled) is dropped. Bounded by the tasks in
+        # (Dask key of its task, trial id) -> result a worker sent as an event when the
+        # trial ended. Not the trial's key: two trials of a random sweep may draw the
+        # same point, and be in flight in two tasks at once.
+        self._streamed: dict[tuple[str, str], dict[str, Any]] = {}
+        # Dask keys of the tasks submitted and not yet handled, and the ids of their
+        # trials whose results have not been streamed yet: a result streamed by any
+        # other (late, of a task already handled) is dropped. Bounded by the tasks in
         # flight, not by the trials recorded.
-        self._live_units: dict[str, int] = {}
+        self._live_units: dict[str, set[str]] = {}
         # Their futures: a task whose every result has been streamed is released at
         # once, from the client's event loop (see _on_worker_message).
         self._unit_futures: dict[str, Any] = {}
@@ -228,7 +229,7 @@ class Executor:
                 first, attempt = items[0]
                 key = f"{TRIAL_PREFIX}-{first.id}-{attempt}-{counter}-{self.run_id[-6:]}"
                 with self._events:
-                    self._live_units[key] = len(items)  # before a worker can stream anything for it
+                    self._live_units[key] = {t.id for t, _ in items}  # before a worker can stream anything for it
                 if len(items) == 1:
                     fut = client.submit(trial_fn, self._task(first, key), key=key, pure=False)
                 else:
@@ -237,7 +238,7 @@ class Executor:
                     fut = client.submit(batch_fn, payload, key=key, pure=False)
                 with self._events:
                     self._unit_futures[key] = fut
-                    streamed_all = self._live_units[key] == 0  # (a worker quicker than this thread)
+                    streamed_all = not self._live_units[key]  # (a worker quicker than this thread)
                 if streamed_all:
                     self._release(fut)
                 in_flight[key] = Unit(items, fut)
@@ -326,14 +327,13 @@ class Executor:
         forced = self._forced.pop(fut.key, None)  # key of the trial the monitor timed out
         with self._events:
             # only results of this task: a late event of an earlier attempt is not this one's
-            streamed = {t.key: self._streamed.pop(t.key) for t, _ in unit.items
-                        if self._streamed.get(t.key, {}).get("unit") == fut.key}  # fmt: skip
+            streamed = {t.id: r for t, _ in unit.items if (r := self._streamed.pop((fut.key, t.id), None)) is not None}
         status = fut.status
         if len(streamed) == len(unit.items):
             # Every result already came as an event, and the task was released
             # then (whatever its state now: finished, cancelled by that release, or
             # lost with its worker): nothing to gather from a worker that may be gone.
-            results = [streamed[t.key] for t, _ in unit.items]
+            results = [streamed[t.id] for t, _ in unit.items]
             status = "finished"
         elif status == "finished":
             results = fut.result()
@@ -370,8 +370,8 @@ class Executor:
             except Exception:
                 log.debug("cancel failed", exc_info=True)
             for trial, attempt in unit.items:
-                if trial.key in streamed:
-                    self._handle(trial, attempt, streamed[trial.key], queue)
+                if trial.id in streamed:
+                    self._handle(trial, attempt, streamed[trial.id], queue)
                 else:
                     self._started.pop(trial.key, None)
                     queue.append((trial, attempt, True))
@@ -381,8 +381,8 @@ class Executor:
             # the trial that was running is judged; the rest run again alone,
             # without counting an attempt.
             for trial, attempt in unit.items:
-                if trial.key in streamed:
-                    self._handle(trial, attempt, streamed[trial.key], queue)
+                if trial.id in streamed:
+                    self._handle(trial, attempt, streamed[trial.id], queue)
                 elif forced == trial.key or (forced is None and (len(unit.items) == 1 or trial.key in self._started)):
                     judged = self._lost_result(fut, trial, forced == trial.key)
                     if judged is None:
@@ -396,6 +396,8 @@ class Executor:
             self._live_units.pop(fut.key, None)
             self._unit_futures.pop(fut.key, None)
             self._imports_of.pop(fut.key, None)
+            for t, _ in unit.items:  # one that came while this ran
+                self._streamed.pop((fut.key, t.id), None)
         fut.release()
 
     def _release(self, fut: Any) -> None:
@@ -469,12 +471,15 @@ class Executor:
                         result["imported"] = self._imports_of.get(unit)
                     elif result.get("imported") is not None:
                         self._imports_of[unit] = result["imported"]
-                    key = result.get("key", "")
-                    if self._streamed.get(key, {}).get("unit") != unit:  # a result of this task not counted yet
-                        self._live_units[unit] -= 1
-                        if self._live_units[unit] == 0:
+                    trial_id = str(result.get("trial_id", ""))
+                    waiting = self._live_units[unit]
+                    if trial_id in waiting:  # one of this task's trials, not streamed before
+                        waiting.discard(trial_id)
+                        if not waiting:
                             release = self._unit_futures.get(unit)  # None: submit_more releases it
-                    self._streamed[key] = result
+                        self._streamed[(unit, trial_id)] = result
+                    elif (unit, trial_id) in self._streamed:  # streamed again: the last one counts
+                        self._streamed[(unit, trial_id)] = result
             if release is not None:
                 self._release(release)
         if "start" in msg:
@@ -537,8 +542,6 @@ class Executor:
 
     def _handle(self, trial: PlannedTrial, attempt: int, result: dict[str, Any], queue: deque[tuple[PlannedTrial, int, bool]]) -> None:
         self._started.pop(trial.key, None)
-        with self._events:
-            self._streamed.pop(trial.key, None)
         if result.get("artifacts"):  # lists when they came as an event
             result["artifacts"] = [(rel, blob) for rel, blob in result["artifacts"]]
         if self.redact:
