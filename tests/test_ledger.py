@@ -13,7 +13,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from runner._display import trial_rows
@@ -75,9 +75,17 @@ def _report_numbers(run) -> dict:
     }  # fmt: skip
 
 
+def _same(i: str) -> dict:
+    return {"id": i, "key": "k1", "params": {"x": 1}, "status": "ok", "metrics": {}, "start": None, "end": None,
+            "worker": "tcp://a:1", "cached": False}  # fmt: skip
+
+
 @settings(max_examples=30, deadline=None)
 @given(records=st.lists(RECORD, max_size=50), metric=st.sampled_from([None, "score"]),
        goal=st.sampled_from(["maximize", "minimize"]))  # fmt: skip
+# Once, the whole list's trials table sized its id column for a trial it did not show (t100000, past the 3 shown).
+@example(records=[_same("t00000")] * 11 + [_same("t00001"), _same("t00002"), _same("t100000")], metric=None,
+         goal="maximize")  # fmt: skip
 def test_one_pass_gives_what_every_latest_record_gives(tmp_path_factory, records, metric, goal) -> None:
     tmp = tmp_path_factory.mktemp("ledger")
     root = _bundle(tmp, records, metric, goal)

@@ -186,7 +186,7 @@ def trials_table(trials: list[dict[str, Any]], metric: str | None, goal: str = "
         metrics.insert(0, metric)
     metrics = metrics[:4]
     table = Table(title=f"trials (best {metric} first)" if metric else "trials", title_justify="left")
-    _whole(table, "id", [t.get("id") for t in trials])
+    _whole(table, "id", [t.get("id") for t in ok[:limit] + pruned[:limit] + failed[:limit]])  # the rows shown
     table.add_column("status", no_wrap=True)
     table.add_column("params", overflow="fold", ratio=1)
     for m in metrics:
