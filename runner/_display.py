@@ -15,9 +15,10 @@ from typing import Any
 
 from rich.markup import escape
 
-# C0 and C1 controls except newline and tab, DEL, and the Unicode bidirectional
-# overrides and isolates (which reorder what the terminal shows).
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls except newline and tab, DEL, the Unicode bidirectional
+# overrides and isolates (which reorder what the terminal shows), and lone
+# surrogates (a JSON escape can make one; no terminal encoding can write it).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def clean(text: str) -> str:

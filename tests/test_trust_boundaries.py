@@ -361,6 +361,31 @@ def test_show_verify_and_diff_never_print_escapes_or_markup_from_a_bundle(made: 
     assert "[link=https://evil.example/]click[/link]" in outputs[2].out + outputs[3].out
 
 
+def test_lone_surrogates_in_a_bundle_that_verifies_are_shown_and_reported(made: Made, tmp_path: Path) -> None:
+    """A JSON escape ("\\ud800") makes a string no text encoding can write: once,
+    `xrun show` of a bundle holding one ended in an internal error and `xrun report`
+    could not write report.html (its plots failed with a traceback first). The
+    bundle's manifest is made again, as a forger would, so it verifies."""
+    from runner.bundle.manifest import write_manifest
+
+    bundle = copy_bundle(made, tmp_path / "b")
+    lines = (bundle / "trials.jsonl").read_text().splitlines()
+    rec = json.loads(lines[-1])
+    rec.update(params={"x": "\ud800odd"}, metrics={"score": 1.0, "m\udfff": 2.0})
+    failed = {**rec, "id": "t09999", "status": "error", "failure_class": "error", "error": "boom \ud83d", "metrics": {}}
+    (bundle / "trials.jsonl").write_text("\n".join([*lines, json.dumps(rec), json.dumps(failed)]) + "\n")
+    write_manifest(bundle)
+    outputs = [bounded_xrun("verify", bundle, cwd=tmp_path), bounded_xrun("show", bundle, cwd=tmp_path),
+               bounded_xrun("report", bundle, cwd=tmp_path, timeout=120)]  # fmt: skip
+    assert [r.code for r in outputs] == [0, 0, 0], [r.err for r in outputs]
+    for r in outputs:
+        assert "Traceback" not in r.err and "internal error" not in r.err, r.err
+    assert "\\ud800odd" in outputs[1].out and "boom \\ud83d" in outputs[1].out  # shown as escapes
+    page = (bundle / "report.html").read_text(encoding="utf-8")
+    assert "t09999" in page and "?odd" in page
+    assert bounded_xrun("verify", bundle, cwd=tmp_path).code == 0  # re-sealed whole
+
+
 # ------------------------------------------------------------------ 6. re-sealing
 
 

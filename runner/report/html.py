@@ -121,9 +121,10 @@ def fmt(value: Any) -> str:
 
 
 def param_label(value: Any) -> str:
-    """A parameter value as a category label: strings as they are, JSON for the rest."""
+    """A parameter value as a category label: strings as they are (a lone surrogate,
+    which a JSON escape can make and no text encoding can write, as "?"), JSON for the rest."""
     if isinstance(value, str):
-        return value
+        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return json.dumps(value)
     return json.dumps(value, sort_keys=True, default=str)

@@ -50,7 +50,8 @@ def write_report(bundle_dir: Path, *, scanned: Scan | None = None) -> Path:
     text = render_report(bundle_dir, scanned=scanned)
     path = bundle_dir / REPORT_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    # "replace": a string of a bundle may hold a lone surrogate (a JSON escape), which UTF-8 cannot encode
+    tmp.write_bytes(text.encode("utf-8", "replace"))
     tmp.replace(path)
     return path
 
@@ -81,7 +82,8 @@ def _section(anchor: str, title: str, render: Callable[[Run], str], run: Run) ->
         log.warning("report: the %s section needs %s", anchor, exc.name or exc)
         inner = f'<p class="note">Plots need matplotlib ({h.esc(exc)}): <code>pip install matplotlib</code>.</p>'
     except Exception as exc:  # a report must not take a finished run down with it
-        log.warning("report: the %s section failed: %s", anchor, exc, exc_info=True)
+        log.warning("report: the %s section failed: %s", anchor, f"{type(exc).__name__}: {exc}"[:300])
+        log.debug("report: the %s section failed", anchor, exc_info=True)
         inner = f'<p class="note">This section could not be rendered: {h.esc(exc)}</p>'
     return f'<section id="{anchor}">\n<h2>{h.esc(title)}</h2>\n{inner}\n</section>'
 
