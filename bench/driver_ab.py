@@ -124,20 +124,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     def med(tree: str, run: str, key: str) -> float | None:
-        vals = sorted(r[key] for r in rows if r["tree"] == tree and r["run"] == run and r.get(key) is not None)
-        return vals[len(vals) // 2] if len(vals) % 2 else (round((vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2, 3) if vals else None)
+        return h.middle([r[key] for r in rows if r["tree"] == tree and r["run"] == run and r.get(key) is not None])
 
     summary = {f"{t}/{run}/{k}": med(t, run, k) for t in trees for run in ("first (empty cache)", "cached re-run")
                for k in ("wall_s", "driver_cpu_s", "driver_us_per_trial", "tree_cpu_s", "driver_peak_rss_mb")}  # fmt: skip
-    result = {"what": __doc__.split("\n\n")[0], "trials": args.trials, "trees": {k: str(v) for k, v in trees.items()},
-              "labels": dict(zip(trees, args.labels.split(","))) if args.labels else {},
-              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
-              "medians": summary, "runs": rows}  # fmt: skip
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-
+    h.write_ab(args.out, __doc__.split("\n\n")[0], args.trials, trees, args.labels, summary, rows)
 
 if __name__ == "__main__":
     main()

@@ -118,6 +118,8 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xrun-driver-phases-"))
     trees = {"a": args.a.resolve(), "b": args.b.resolve()}
+    for tree in trees.values():
+        h.precompile(tree)
     rows: list[dict[str, Any]] = []
     try:
         ctx = h.Ctx(work=work, quick=False, repeats=None, keep=False)
@@ -132,25 +134,13 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     def med(tree: str, key: str) -> float | None:
-        vals = sorted(r[key] for r in rows if r["tree"] == tree and r.get(key) is not None)
-        if not vals:
-            return None
-        mid = len(vals) // 2
-        return vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2, 3)
+        return h.middle([r[key] for r in rows if r["tree"] == tree and r.get(key) is not None])
 
     medians = {f"{t}/{k}": med(t, k) for t in trees for k in ("process_cpu_s", "main_thread_cpu_s", "peak_rss_mb")}
     for t in trees:
         cpu = medians[f"{t}/process_cpu_s"]
         medians[f"{t}/process_cpu_us_per_trial"] = round(cpu / args.trials * 1e6, 1) if cpu else None
-    result = {"what": __doc__.split("\n\n")[0], "trials": args.trials, "trees": {k: str(v) for k, v in trees.items()},
-              "labels": dict(zip(trees, args.labels.split(","))) if args.labels else {},
-              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
-              "medians": medians, "runs": rows}  # fmt: skip
-    print(json.dumps(medians, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-
+    h.write_ab(args.out, __doc__.split("\n\n")[0], args.trials, trees, args.labels, medians, rows)
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,28 @@ def precompile(tree: Path) -> None:
                    stdout=subprocess.DEVNULL)  # fmt: skip
 
 
+def middle(values: list[float]) -> float | None:
+    """The median of ``values`` (of an even count: the mean of the middle two, to 3 places); None for none."""
+    vals = sorted(values)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2, 3)
+
+
+def write_ab(out: Path | None, what: str, trials: int, trees: dict[str, Path], labels: str,
+             medians: dict[str, Any], rows: list[dict[str, Any]]) -> None:  # fmt: skip
+    """Print an A/B script's medians and write them with every run to ``out`` (JSON)."""
+    result = {"what": what, "trials": trials, "trees": {k: str(v) for k, v in trees.items()},
+              "labels": dict(zip(trees, labels.split(","))) if labels else {},
+              "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+              "medians": medians, "runs": rows}  # fmt: skip
+    print(json.dumps(medians, indent=1))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def _load1() -> float:
     return round(os.getloadavg()[0], 2)
 
