@@ -35,7 +35,7 @@ def is_number(v: Any) -> bool:
     t = type(v)
     if t is float or t is int:  # the common cases first: called for every metric of every trial
         return math.isfinite(v)
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return is_real(v) and math.isfinite(v)
 
 
 class Objective(NamedTuple):
@@ -51,7 +51,11 @@ class Objective(NamedTuple):
 
     def value(self, record: Mapping[str, Any]) -> float | None:
         metrics = record.get("metrics")
-        v: Any = metrics.get(self.metric) if isinstance(metrics, Mapping) else None
+        return self.value_in(metrics) if isinstance(metrics, Mapping) else None
+
+    def value_in(self, metrics: Mapping[str, Any]) -> float | None:
+        """The objective's value among a record's ``metrics`` (a mapping)."""
+        v: Any = metrics.get(self.metric)
         return float(v) if is_number(v) else None
 
     def better(self, value: float, than: float) -> bool:

@@ -249,9 +249,8 @@ class Scan:
             objective = self.objective
             if objective is None:
                 v = None
-            elif raw_m is metrics:  # a dict: Objective.value, without its Mapping check
-                m = metrics.get(objective.metric)
-                v = float(m) if is_number(m) else None
+            elif raw_m is metrics:  # a dict: Objective.value without its Mapping check
+                v = objective.value_in(metrics)
             else:
                 v = objective.value(rec)
             if v is None:
