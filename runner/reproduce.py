@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import config
+from runner import _yaml, config
 from runner._hashing import file_digest
 from runner._plugin import UnsafeArchive, safe_extract
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
@@ -33,7 +33,6 @@ from runner.objective import recorded_objective
 from runner.plan import diff_versions, make_plan
 from runner.run import RunOptions, load_environment, run_plan, secret_values
 from runner.spec import apply_override, validate
-from runner.spec import yaml as _yaml
 from runner.stages import compare_stages
 from runner.sweep import SWEEP_VERSIONS
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -96,6 +97,8 @@ def run(loaded: LoadedSpec, options: RunOptions | None = None) -> RunResult:
     cache = TrialCache()
     early: Any | None = None
     held = _InterruptsHeld(options) if _start_early(loaded, options, cache) else None
+    if held is None:
+        _discard_ahead()  # a cluster spawned before the spec was validated is not needed (yet)
     try:
         with held or nullcontext():
             early = _start_cluster_early(loaded, options) if held else None
@@ -177,12 +180,17 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
     """The started local backend (see :func:`_start_early`), or None. A failure
     to spawn is not reported here: the cluster is started again in its usual
     place, which reports it as it always has."""
-    if options.stop.is_set():
-        return None
-    from runner.cluster.local import for_cluster, warm_modules  # deferred: the local backend only
+    from runner.cluster.local import (  # deferred: the local backend only
+        adopt,
+        for_cluster,
+        warm_modules,
+    )
 
     spec = loaded.spec  # the driver's interpreter, as from_launch gives
-    backend = for_cluster(spec.cluster, stop=options.stop, warm=warm_modules(spec.trial))
+    backend = adopt(for_cluster(spec.cluster, stop=options.stop, warm=warm_modules(spec.trial)))
+    if options.stop.is_set():
+        backend.close()
+        return None
     try:
         backend.start()
     except KeyboardInterrupt:  # a Ctrl-C held while a process was spawned: the run stops before it starts
@@ -194,6 +202,13 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
         backend.close()
         return None
     return backend
+
+
+def _discard_ahead() -> None:
+    if "runner.cluster.local" in sys.modules:  # else nothing was spawned ahead
+        from runner.cluster.local import discard_ahead  # deferred: the local backend only
+
+        discard_ahead()
 
 
 # Called after the trials ran, before the bundle is sealed: returns extra JSON

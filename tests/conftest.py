@@ -49,7 +49,7 @@ class Result:
 def xrun(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
     """Run the real `xrun` command in a subprocess."""
     proc = subprocess.run(
-        [sys.executable, "-m", "runner.cli", *map(str, args)],
+        [sys.executable, "-m", "runner", *map(str, args)],  # as the `xrun` script: runner._entry
         cwd=cwd,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         capture_output=True,

@@ -20,9 +20,11 @@ the tail of the process's own log).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -40,7 +42,6 @@ from typing import Any
 from runner import _proc
 from runner.cluster import ClusterInfo, Launch
 from runner.cluster._lifecycle import sigint_deferred
-from runner.env import create_env
 from runner.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -143,11 +144,13 @@ def warm_modules(trial: Any) -> tuple[str, ...]:
     the model selection it calls. None for a function trial, whose module comes
     with the code the driver ships later."""
     sk = getattr(trial, "sklearn", None)
-    if sk is None:
-        return ()
-    names = [sk.estimator.rpartition(".")[0]]
-    if sk.dataset:
-        names.append(sk.dataset.partition(":")[0])
+    return () if sk is None else _sklearn_modules(sk.estimator, sk.dataset)
+
+
+def _sklearn_modules(estimator: str, dataset: str | None) -> tuple[str, ...]:
+    names = [estimator.rpartition(".")[0]]
+    if dataset:
+        names.append(dataset.partition(":")[0])
     names.append("sklearn.model_selection")
     return tuple(dict.fromkeys(names))
 
@@ -299,6 +302,28 @@ class LocalBackend:
             self._closing.set()
             self.wait_closed()
             self._close()
+
+    def discard(self) -> None:
+        """Kill what :meth:`start` spawned, at once: nothing ran on it yet
+        (a cluster spawned ahead that the run does not adopt)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            procs = [p for p in (self._nannies.proc, self._scheduler) if p is not None]
+        with sigint_deferred():
+            for p in procs:
+                _kill_group(p)  # its whole group: the nannies' worker processes too
+            for p in procs:
+                p.wait()
+        if self._logs is not None:
+            shutil.rmtree(self._logs, ignore_errors=True)
+
+    def shape(self) -> tuple[Any, ...]:
+        """What decides the processes :meth:`start` spawns (two backends of one
+        shape spawn the same processes)."""
+        env = tuple(sorted(self.env.items()))
+        return (self.workers, self.threads, self.memory_limit, self.python, env, self.warm)
 
     def _close(self) -> None:
         with self._lock:
@@ -534,6 +559,10 @@ def _quiet_close(close: Callable[[], Any]) -> None:
 
 
 def from_launch(launch: Launch) -> LocalBackend:
+    from runner.env import (
+        create_env,  # deferred: this module is imported before the spec is (see start_ahead)
+    )
+
     python = create_env(launch.env) if launch.env.kind != "current" else None
     return for_cluster(launch.spec.cluster, python=python, stop=launch.stop, warm=warm_modules(launch.spec.trial))
 
@@ -545,3 +574,100 @@ def for_cluster(c: Any, *, python: Path | None = None, stop: threading.Event | N
     also what ``run`` starts before planning."""
     return LocalBackend(workers=c.workers, threads_per_worker=c.threads_per_worker,
                         memory_limit=c.memory_limit, python=python, stop=stop, warm=warm)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- ahead
+#
+# ``xrun run SPEC`` spawns the local cluster as the process starts, from the
+# spec's parsed YAML before it is validated (runner._entry): its processes
+# import Dask while the driver imports the command line, validates, hashes and
+# plans. The run adopts it only where the validated spec asks for a cluster of
+# the same shape; otherwise, and when the command ends without a run (a spec
+# error, nothing to run), it is killed.
+
+_ahead: list[LocalBackend] = []  # at most one
+
+
+def start_ahead(raw: Any) -> bool:
+    """Spawn the cluster a spec's parsed YAML (``raw``, not validated) asks
+    for, when it surely is a local cluster of the driver's own interpreter and
+    every value that shapes it reads as validation will read it; whether one
+    was spawned. Killed at exit unless a run adopts it (:func:`adopt`)."""
+    backend = _from_raw(raw)
+    if backend is None or _ahead:
+        return False
+    _ahead.append(backend)
+    if len(_ahead) == 1:
+        atexit.register(discard_ahead)
+    try:
+        backend.start()
+    except Exception:  # the run starts its cluster again in its usual place, which reports the failure
+        log.debug("spawning the local cluster ahead failed", exc_info=True)
+        discard_ahead()
+        return False
+    return True
+
+
+def adopt(backend: LocalBackend) -> LocalBackend:
+    """The cluster spawned ahead when it has ``backend``'s shape (it is then
+    ``backend``'s, already starting), else ``backend``; one spawned ahead and
+    not adopted is killed."""
+    if not _ahead:
+        return backend
+    ahead = _ahead.pop()
+    if ahead.shape() == backend.shape() and not ahead._closed:
+        ahead.stop = backend.stop
+        log.debug("the local cluster spawned ahead is the spec's")
+        return ahead
+    log.debug("the local cluster spawned ahead is not the spec's: %s, not %s", ahead.shape(), backend.shape())
+    ahead.discard()
+    return backend
+
+
+def discard_ahead() -> None:
+    """Kill a cluster spawned ahead that no run adopted."""
+    while _ahead:
+        _ahead.pop().discard()
+
+
+def _from_raw(raw: Any) -> LocalBackend | None:
+    """The backend of a spec's parsed YAML, or None where validation could
+    read it otherwise (the defaults are the spec models')."""
+    if not isinstance(raw, dict):
+        return None
+    cluster, environment = raw.get("cluster", {}), raw.get("environment", {"current": True})
+    if not isinstance(cluster, dict) or cluster.get("backend", "local") != "local" or environment != {"current": True}:
+        return None
+    workers, threads = cluster.get("workers", 2), cluster.get("threads_per_worker", 1)
+    if not (type(workers) is int and 1 <= workers <= 10_000 and type(threads) is int and 1 <= threads <= 1024):
+        return None
+    memory = cluster.get("memory_limit")
+    if memory is not None:
+        memory = byte_size(memory)
+        if memory is None:
+            return None
+    trial = raw.get("trial")
+    sk = trial.get("sklearn") if isinstance(trial, dict) else None
+    warm: tuple[str, ...] = ()
+    if sk is not None:
+        estimator, dataset = (sk.get("estimator"), sk.get("dataset")) if isinstance(sk, dict) else (None, None)
+        if not isinstance(estimator, str) or not isinstance(dataset, (str, type(None))):
+            return None
+        warm = _sklearn_modules(estimator, dataset)
+    return LocalBackend(workers=workers, threads_per_worker=threads, memory_limit=memory, warm=warm)
+
+
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+_BYTES = re.compile(r"([0-9]{1,12})([a-z]{1,3})?", re.IGNORECASE)
+
+
+def byte_size(value: Any) -> int | None:
+    """A ``memory_limit`` in bytes as the spec's ByteSize reads it, for the
+    plain forms (``2147483648``, ``2GiB``, ``512MB``); None for any other."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if not isinstance(value, str) or not (m := _BYTES.fullmatch(value)):
+        return None
+    unit = _UNITS.get((m[2] or "b").lower())
+    return None if unit is None else int(m[1]) * unit

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from runner import _yaml
 from runner.data import on_workers
 from runner.errors import InfraError, SpecError
 from runner.plan import Plan, pin_worker_data
@@ -52,7 +53,6 @@ def preflight(plan: Plan, client: Any) -> list[Any]:
     futures of those imports (hold them until trials run: a released future's
     task may be cancelled before it starts)."""
     from runner import _plugin  # deferred: imports Dask
-    from runner.spec import yaml as _yaml  # deferred: imports pydantic
 
     check = shipped(_plugin.call_check)
     workers = sorted(client.scheduler_info().get("workers", {}))
@@ -98,7 +98,6 @@ def hash_volume_data(plan: Plan, client: Any, cache: Any) -> bool:
     digests are pinned in ``plan.data`` and the trials keyed and looked up with them.
     True when there was such data."""
     from runner import _plugin  # deferred: imports Dask
-    from runner.spec import yaml as _yaml  # deferred: imports pydantic
 
     paths = on_workers(plan.data)
     if not paths:

@@ -1,12 +1,13 @@
 """The spec stage: what a valid spec is and how a file becomes one.
 
 - :mod:`~runner.spec.models`: the pydantic models of spec v1 and :class:`LoadedSpec`
-- :mod:`~runner.spec.yaml`: YAML with line numbers for every key
 - :mod:`~runner.spec.load`: reading a file, ``--set`` overrides, validation
 - :mod:`~runner.spec.check`: checks across keys that field types cannot express
 - :mod:`~runner.spec.messages`: pydantic errors as ``file:line key.path: what``
 
-Imports only :mod:`runner.errors` and :mod:`runner.config` from the rest of xrun.
+Reads YAML with :mod:`runner._yaml` (line numbers for every key, bounded aliases).
+Imports from the rest of xrun only modules below it: ``_yaml``, ``_safeio``, ``errors``,
+``config`` and ``remote``.
 """
 
 from runner.spec.cluster import BACKENDS, KubernetesOptions

@@ -9,9 +9,8 @@ import math
 import os
 from pathlib import Path
 
-from runner import config, remote
+from runner import _yaml, config, remote
 from runner.errors import SpecError
-from runner.spec import yaml as _yaml
 from runner.spec.models import ADAPTIVE_METHODS, LoadedSpec, SklearnTrial, Sweep
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from runner import _yaml
 from runner._safeio import MAX_SPEC_BYTES, UnsafePath, read_bytes
 from runner.errors import SpecError
-from runner.spec import yaml as _yaml
 from runner.spec.check import check_semantics
 from runner.spec.messages import spec_error
 from runner.spec.models import SPEC_VERSION, LoadedSpec, Spec, display_path

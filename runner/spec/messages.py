@@ -14,8 +14,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Discriminator, ValidationError
 
+from runner import _yaml
 from runner.errors import SpecError
-from runner.spec import yaml as _yaml
 from runner.spec.cluster import BACKENDS
 from runner.spec.models import Spec
 from runner.spec.values import kind_of, short_repr

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from runner.spec import yaml as _yaml
+from runner import _yaml
 from runner.spec.cluster import (  # the cluster models the spec tree holds
     Cluster,
     DockerCluster,
