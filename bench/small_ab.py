@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 BENCH = REPO / "bench"
-STAMP = re.compile(r"^\[\s*([\d.]+)\] ([<>] \w+|xrun imported|interpreter up|xrun returned)$")
+STAMP = re.compile(r"^\[\s*([\d.]+)\] ([<>] \w+|xrun imported|interpreter up|spawned ahead|xrun returned)$")
 
 
 def svc_spec(work: Path) -> Path:

@@ -62,6 +62,13 @@ def wrap(module: str, name: str, owner_name: str | None) -> None:
 
 def main() -> None:
     stamp("interpreter up")
+    try:  # as the xrun script does first (an older xrun has no such step)
+        from runner._entry import spawn_ahead
+    except ImportError:
+        pass
+    else:
+        spawn_ahead(sys.argv[1:])
+        stamp("spawned ahead")
     detail = DETAIL if os.environ.get("XRUN_TIMELINE_DETAIL") else []
     for module, name, owner in PHASES + detail:
         wrap(module, name, owner)

@@ -27,7 +27,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a spec name (runner.spec.model
 
 def main() -> None:
     try:
-        _spawn_ahead(sys.argv[1:])
+        spawn_ahead(sys.argv[1:])
     except KeyboardInterrupt:  # as the command line says it (a cluster spawned ahead is killed at exit)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -62,7 +62,7 @@ def spec_to_run(args: list[str]) -> tuple[str, bool] | None:
     return (positional[0], no_cache) if len(positional) == 1 else None
 
 
-def _spawn_ahead(args: list[str]) -> None:
+def spawn_ahead(args: list[str]) -> None:
     found = spec_to_run(args)
     if found is None:
         return
