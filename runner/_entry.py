@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
+
+from runner import _yaml
+from runner._safeio import MAX_SPEC_BYTES, read_bytes
 
 # `xrun run`'s options that take a value, and those that change nothing the cluster depends on.
 _VALUED = ("--output", "-o", "--build-arg")
@@ -31,7 +35,7 @@ def main() -> None:
     except KeyboardInterrupt:  # as the command line says it (a cluster spawned ahead is killed at exit)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    from runner.cli import main as cli_main
+    from runner.cli import main as cli_main  # deferred: while the cluster spawned ahead starts
 
     cli_main()
 
@@ -68,21 +72,16 @@ def spawn_ahead(args: list[str]) -> None:
         return
     path, no_cache = found
     try:
-        from pathlib import Path
-
-        from runner import _yaml
-        from runner._safeio import MAX_SPEC_BYTES, read_bytes
-
         raw, _ = _yaml.load(_yaml.decode(read_bytes(Path(path), MAX_SPEC_BYTES, follow=True), path), path)
         if not no_cache:
             name = raw.get("name") if isinstance(raw, dict) else None
             if not isinstance(name, str) or not _NAME.fullmatch(name):
                 return
-            from runner.cache import TrialCache
+            from runner.cache import TrialCache  # deferred: only to look for a run (sqlite3)
 
             if next(TrialCache().run_records(name), None) is not None:  # a run may find its trials cached
                 return
-        from runner.cluster.local import start_ahead
+        from runner.cluster.local import start_ahead  # deferred: only for a run
 
         start_ahead(raw)
     except Exception:  # the command reads the spec again and reports whatever is wrong with it
