@@ -180,14 +180,10 @@ def _start_cluster_early(loaded: LoadedSpec, options: RunOptions) -> Any | None:
     """The started local backend (see :func:`_start_early`), or None. A failure
     to spawn is not reported here: the cluster is started again in its usual
     place, which reports it as it always has."""
-    from runner.cluster.local import (  # deferred: the local backend only
-        adopt,
-        for_cluster,
-        warm_modules,
-    )
+    from runner.cluster.local import adopt, for_spec  # deferred: the local backend only
 
     spec = loaded.spec  # the driver's interpreter, as from_launch gives
-    backend = adopt(for_cluster(spec.cluster, stop=options.stop, warm=warm_modules(spec.trial)))
+    backend = adopt(for_spec(spec, stop=options.stop))
     if options.stop.is_set():
         backend.close()
         return None

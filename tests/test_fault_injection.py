@@ -184,9 +184,16 @@ def test_no_worker_can_start_is_an_infrastructure_error_with_its_log(project, tm
     assert "internal error" not in res.stderr and "Traceback" not in res.stderr
 
 
+def big_spec_text(n: int = 1_001, slow: int = 12) -> str:
+    """A sweep too large for a scheduler in the driver's process (runner.cluster.local.IN_DRIVER_MAX_TRIALS):
+    its first ``slow`` trials take 0.5 s, the rest none."""
+    points = "\n".join(f"    - {{x: {i}, sleep: {0.5 if i < slow else 0}}}" for i in range(n))
+    return spec_text(n=0).replace("  points:\n", f"  points:\n{points}")
+
+
 def test_killed_local_scheduler_ends_with_exit_3_and_a_resumable_cache(project) -> None:
     project.file("experiments/faulty.py", TRIAL)
-    spec = project.spec(spec_text(n=N, sleep=0.5))
+    spec = project.spec(big_spec_text())
     out = project.root / "out"
     proc = start(spec, project.root)
     wait_until(lambda: len(journal(out)) >= 3, proc)
@@ -203,6 +210,51 @@ def test_killed_local_scheduler_ends_with_exit_3_and_a_resumable_cache(project) 
     assert json.loads(bundle.read_text())["status"] == "error"
     assert no_process_left(workers)
     again = subprocess.run([sys.executable, "-m", "runner.cli", "run", spec.name, "-q"], cwd=project.root,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    records = read_journal(Path(again.stdout.strip().splitlines()[-1]) / "trials.jsonl")
+    assert sorted(r["id"] for r in records) == [f"t{i:05d}" for i in range(1_001)]
+    assert {r["key"] for r in records if r["cached"]} == finished
+
+
+# A scheduler preload (configured in Dask, as a user may) that closes the scheduler once three trials' tasks are done.
+CLOSER = """
+import asyncio
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+class Closer(SchedulerPlugin):
+    def __init__(self, scheduler):
+        self.scheduler, self.done = scheduler, 0
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "memory" and str(key).startswith("xrun-trial"):  # the trials' tasks, not the pre-flight's
+            self.done += 1
+            if self.done == 3:
+                asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(self.scheduler.close()))
+
+async def dask_setup(scheduler):
+    scheduler.add_plugin(Closer(scheduler))
+"""
+
+
+def test_a_scheduler_in_the_driver_that_stops_ends_with_exit_3_and_a_resumable_cache(project) -> None:
+    """A small sweep's scheduler runs in the driver's process; when it stops by
+    itself mid-sweep the run ends as when the scheduler's process dies."""
+    project.file("experiments/faulty.py", TRIAL)
+    closer = project.file("closer.py", CLOSER)
+    spec = project.spec(spec_text(n=N, sleep=0.5))
+    out = project.root / "out"
+    env = {**os.environ, "COLUMNS": "200", "DASK_DISTRIBUTED__SCHEDULER__PRELOAD": json.dumps([str(closer)])}
+    res = subprocess.run([sys.executable, "-m", "runner", "run", spec.name, "-q"], cwd=project.root, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 3, res.stderr
+    assert "scheduler exited" in res.stderr and "internal error" not in res.stderr and "Traceback" not in res.stderr
+    assert not with_marker(os.getpid(), "dask_scheduler")
+    finished = {r["key"] for r in journal(out) if r["status"] == "ok"}
+    assert len(finished) >= 3
+    bundle = sorted(out.glob("*/bundle.json"))[-1]
+    assert json.loads(bundle.read_text())["status"] == "error"
+    again = subprocess.run([sys.executable, "-m", "runner", "run", spec.name, "-q"], cwd=project.root,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr
     records = read_journal(Path(again.stdout.strip().splitlines()[-1]) / "trials.jsonl")

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ByteSize, TypeAdapter
 
 from runner._entry import spec_to_run
+from runner.bundle.journal import read_journal
 from runner.cluster import local
 from runner.errors import SpecError
 from runner.spec.load import validate
@@ -85,9 +86,9 @@ def test_a_run_adopts_the_cluster_spawned_before_its_spec_was_validated(project,
     assert res.code == 0, res.err
     seen = notes(log)
     roles = sorted(r for r, _, _ in seen)
-    assert roles == ["nannies", "scheduler", "validating"], seen  # one cluster, the one spawned ahead
+    assert roles == ["nannies", "validating"], seen  # one cluster, the one spawned ahead (its scheduler in the driver)
     when = {r: t for r, _, t in seen}
-    assert when["scheduler"] < when["validating"] and when["nannies"] < when["validating"]
+    assert when["nannies"] < when["validating"]
     assert not [p for r, p, _ in seen if r != "validating" and alive(p)]
     assert (project.root / "runs").is_dir() and res.bundle.parent == project.root / "runs"
 
@@ -123,8 +124,28 @@ def test_no_cluster_is_spawned_ahead_for_command_lines_that_may_change_it(projec
     assert res.code == 0, res.err
     seen = notes(log)
     when = {r: t for r, _, t in seen}
-    assert sorted(r for r, _, _ in seen) == ["nannies", "scheduler", "validating"]
-    assert when["scheduler"] > when["validating"]  # spawned in its usual place, after validation
+    assert sorted(r for r, _, _ in seen) == ["nannies", "validating"]
+    assert when["nannies"] > when["validating"]  # spawned in its usual place, after validation
+
+
+def test_a_large_sweep_spawned_ahead_has_a_scheduler_process_of_its_own(project, run_xrun, tmp_path) -> None:
+    """Over runner.cluster.local.IN_DRIVER_MAX_TRIALS trials the scheduler is a process, spawned ahead too."""
+    project.file("experiments/t.py", "def train(params, ctx):\n    return {'score': float(params['x'])}\n")
+    spec = project.spec(f"""
+        trial: {{function: "experiments.t:train"}}
+        sweep: {{method: grid, parameters: {{x: {list(range(501))}, y: [0, 1]}}}}
+        name: large
+        xrun: 1
+        output: out
+    """)
+    env, log = spied(tmp_path)
+    res = run_xrun("run", spec.name, "-q", "--no-cache", cwd=project.root, env=env)
+    assert res.code == 0, res.err
+    seen = notes(log)
+    assert sorted(r for r, _, _ in seen) == ["nannies", "scheduler", "validating"], seen
+    when = {r: t for r, _, t in seen}
+    assert when["scheduler"] < when["validating"] and when["nannies"] < when["validating"]
+    assert len(read_journal(res.bundle / "trials.jsonl")) == 1_002
 
 
 def project_dir(base: Path) -> Path:
@@ -134,8 +155,9 @@ def project_dir(base: Path) -> Path:
     return base
 
 
-def raw_spec(cluster: Any, trial: Any, environment: Any = None) -> dict[str, Any]:
-    raw: dict[str, Any] = {"xrun": 1, "name": "shape", "trial": trial, "sweep": {"method": "grid", "parameters": {"x": [1]}}}
+def raw_spec(cluster: Any, trial: Any, environment: Any = None, sweep: Any = None) -> dict[str, Any]:
+    sweep = {"method": "grid", "parameters": {"x": [1]}} if sweep is None else sweep
+    raw: dict[str, Any] = {"xrun": 1, "name": "shape", "trial": trial, "sweep": sweep}
     if cluster is not None:
         raw["cluster"] = cluster
     if environment is not None:
@@ -161,20 +183,29 @@ trials = st.one_of(
         {"estimator": st.sampled_from(["sklearn.svm.SVC", "sklearn.linear_model.Ridge", 3]),
          "dataset": st.sampled_from(["sklearn.datasets:load_iris", "sklearn.datasets:load_digits", None])})}),
 )  # fmt: skip
+sizes = st.one_of(st.integers(1, 40), st.sampled_from([999, 1000, 1001, 0, -1, 2.0, "3", None, True]))
+sweeps = st.one_of(
+    st.builds(lambda a, b: {"method": "grid", "parameters": {"a": list(range(a)), "b": list(range(b))}},
+              st.integers(0, 40), st.integers(1, 40)),
+    st.builds(lambda n: {"method": "list", "points": [{"a": i} for i in range(n)]}, st.integers(0, 1002)),
+    st.builds(lambda n: {"method": "random", "samples": n, "parameters": {"a": {"float": [0, 1]}}}, sizes),
+    st.builds(lambda n, r: {"method": "grid", "parameters": {"a": list(range(n))}, "repeats": r}, st.integers(1, 600), sizes),
+    st.sampled_from([{"method": "grid", "parameters": {"a": {"int": [0, 3]}}}, {"method": "grid"}, [], "grid"]),
+)  # fmt: skip
 environments = st.one_of(st.none(), st.just({"current": True}), st.just({"current": False}),
                          st.just({"pip": "requirements.txt"}), st.just({"current": True, "pip": "r.txt"}))  # fmt: skip
 
 
-@given(cluster=clusters, trial=trials, environment=environments)
+@given(cluster=clusters, trial=trials, environment=environments, sweep=sweeps)
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @example(cluster={"memory_limit": "2GiB", "workers": 2},
          trial={"sklearn": {"estimator": "sklearn.svm.SVC", "dataset": "sklearn.datasets:load_digits"}},
-         environment={"current": True})  # fmt: skip
+         environment={"current": True}, sweep={"method": "list", "points": [{"a": i} for i in range(1001)]})  # fmt: skip
 def test_a_cluster_is_spawned_ahead_only_in_the_shape_the_validated_spec_asks_for(tmp_path_factory, cluster, trial,
-                                                                                  environment) -> None:  # fmt: skip
+                                                                                  environment, sweep) -> None:  # fmt: skip
     """What is spawned ahead is what the validated spec spawns, or nothing:
     never a cluster the run would kill and spawn again (see runner.cluster.local._from_raw)."""
-    raw = raw_spec(cluster, trial, environment)
+    raw = raw_spec(cluster, trial, environment, sweep)
     ahead = local._from_raw(raw)
     if ahead is None:
         return
@@ -185,8 +216,7 @@ def test_a_cluster_is_spawned_ahead_only_in_the_shape_the_validated_spec_asks_fo
         return  # the command ends with the spec's error; the cluster spawned ahead is killed
     spec = loaded.spec
     assert spec.cluster.backend == "local" and spec.environment.kind == "current"
-    validated = local.for_cluster(spec.cluster, warm=local.warm_modules(spec.trial))
-    assert ahead.shape() == validated.shape()
+    assert ahead.shape() == local.for_spec(spec).shape()
 
 
 @pytest.mark.parametrize(
@@ -203,7 +233,7 @@ def test_common_specs_are_spawned_ahead_in_their_validated_shape(tmp_path, clust
     ahead = local._from_raw(raw)
     assert ahead is not None
     spec = validate(raw, project_dir(tmp_path) / "spec.yaml").spec
-    assert ahead.shape() == local.for_cluster(spec.cluster, warm=local.warm_modules(spec.trial)).shape()
+    assert ahead.shape() == local.for_spec(spec).shape()
 
 
 @given(value=st.one_of(memory, st.text(max_size=8), st.floats(allow_nan=False), st.booleans()))
@@ -255,7 +285,7 @@ def test_a_cluster_spawned_ahead_of_another_shape_is_killed_and_not_used() -> No
 def test_a_cluster_spawned_ahead_of_the_same_shape_is_the_runs() -> None:
     assert local.start_ahead(raw_spec({"workers": 1, "threads_per_worker": 1}, {"function": "experiments.t:train"}))
     ahead = local._ahead[0]
-    same = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None)
+    same = local.LocalBackend(workers=1, threads_per_worker=1, memory_limit=None, scheduler_in_driver=True)
     try:
         assert local.adopt(same) is ahead and not local._ahead
         assert same._scheduler is None  # never spawned anything
