@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from runner import _yaml
+from runner import _yaml, config
 from runner._safeio import MAX_SPEC_BYTES, read_bytes
 
 # `xrun run`'s options that take a value, and those that change nothing the cluster depends on.
@@ -30,6 +30,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a spec name (runner.spec.model
 
 
 def main() -> None:
+    verbose = sum(2 if a == "-vv" else 1 for a in sys.argv[1:] if a in ("-v", "--verbose", "-vv"))
+    config.quiet_dask(verbose)  # before a scheduler spawned ahead imports Dask
     try:
         spawn_ahead(sys.argv[1:])
     except KeyboardInterrupt:  # as the command line says it (a cluster spawned ahead is killed at exit)

@@ -29,6 +29,15 @@ def debug() -> bool:
     return os.environ.get(ENV_DEBUG, "") not in ("", "0", "false", "no")
 
 
+def quiet_dask(verbose: int) -> None:
+    """Below ``-vv``, Dask's own loggers print nothing (the driver's client and a
+    scheduler running in the driver alike). Dask reads this as ``distributed`` is
+    first imported, which may be before the command line is parsed (a scheduler
+    spawned ahead: runner._entry); a user's own setting wins."""
+    if verbose < 2:
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+
+
 def cache_dir() -> Path:
     """Root of xrun's caches: trial results, environments, image metadata."""
     value = os.environ.get(ENV_CACHE_DIR)

@@ -291,6 +291,13 @@ def test_a_cluster_spawned_ahead_of_the_same_shape_is_the_runs() -> None:
         assert same._scheduler is None  # never spawned anything
         with ahead.open() as info:
             assert info.backend == "local" and info.address == ahead._address
+            assert ahead.processes()["scheduler"] == []  # a sweep of one trial: the scheduler runs in this process
+            from distributed import Client
+
+            with Client(info.address, set_as_default=False) as client:
+                settings = client.run_on_scheduler(lambda dask_scheduler: (
+                    dask_scheduler.WORKER_SATURATION, dask_scheduler.allowed_failures, os.getpid()))  # fmt: skip
+            assert settings == (1.0, 0, os.getpid())  # xrun's scheduler settings (runner.cluster.local.SCHEDULER_CONFIG)
     finally:
         local.discard_ahead()
         ahead.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -47,8 +46,7 @@ def _root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="more detail (-vv: debug logs)"),
 ) -> None:
     _state["quiet"], _state["verbose"] = quiet, verbose
-    if verbose < 2:  # read by dask's config when distributed is first imported
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+    config.quiet_dask(verbose)
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:

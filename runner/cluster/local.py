@@ -354,7 +354,10 @@ class LocalBackend:
         """Why the cluster cannot run trials any more, or None while it can."""
         sched = self._scheduler
         if isinstance(sched, _DriverScheduler) and sched.poll() is not None:
-            return f"the local Dask scheduler exited (it ran in a thread of this process): {sched.error}"
+            return (
+                f"the local Dask scheduler exited (it ran in a thread of this process): {sched.error}; its log:\n"
+                f"{_read_tail(self._log('scheduler'))}"
+            )
         if sched is not None and sched.poll() is not None:
             return (
                 f"the local Dask scheduler exited (code {sched.returncode}); its log:\n"
@@ -389,7 +392,7 @@ class LocalBackend:
         port = _free_port()
         self._address = f"tcp://127.0.0.1:{port}"
         if self.scheduler_in_driver:
-            self._scheduler = _DriverScheduler(port, dashboard=_dashboard_wanted())
+            self._scheduler = _DriverScheduler(port, dashboard=_dashboard_wanted(), log_path=self._log("scheduler"))
             self._scheduler.start()
             return
         dash = ["--dashboard-address", "127.0.0.1:0"] if _dashboard_wanted() else ["--no-dashboard"]
@@ -609,9 +612,10 @@ class _DriverScheduler:
     and ``returncode`` as the scheduler's process would have them; ``error``
     says why it ended by itself."""
 
-    def __init__(self, port: int, *, dashboard: bool) -> None:
+    def __init__(self, port: int, *, dashboard: bool, log_path: Path) -> None:
         self.port = port
         self.dashboard = dashboard
+        self.log_path = log_path
         self.returncode: int | None = None
         self.error = ""
         self._listening = threading.Event()
@@ -642,33 +646,46 @@ class _DriverScheduler:
             self._thread.join(timeout)
 
     def _main(self) -> None:
-        import asyncio
+        import asyncio  # deferred: in the scheduler's thread, after the cluster is spawned
 
+        filed = _ThreadToFile(self.log_path, self._thread.name)
+        handlers: list[logging.Handler] = []
         try:
-            asyncio.run(self._serve())
+            from distributed import (
+                Scheduler,  # deferred: imported in this thread while the driver imports the rest
+            )
+
+            handlers = list(logging.getLogger("distributed").handlers)  # Dask's own, set up as it was imported
+            for handler in handlers:
+                handler.addFilter(filed)
+            asyncio.run(self._serve(lambda: Scheduler(
+                host="127.0.0.1", port=self.port, dashboard=self.dashboard,
+                dashboard_address="127.0.0.1:0" if self.dashboard else None)))  # fmt: skip
         except BaseException as exc:  # e.g. its port taken meanwhile: open() starts it again
             self.error = f"{type(exc).__name__}: {exc}"
             log.debug("the local scheduler's thread ended", exc_info=True)
+        finally:
+            for handler in handlers:
+                handler.removeFilter(filed)
+            filed.close()
         if not self._stop.is_set():
             self.error = self.error or "it closed"
             self.returncode = 1
         else:
             self.returncode = 0
 
-    async def _serve(self) -> None:
-        import asyncio
+    async def _serve(self, make: Callable[[], Any]) -> None:
+        import asyncio  # deferred: in the scheduler's thread, after the cluster is spawned
 
-        import dask  # deferred: imported in this thread while the driver imports the rest
-        from distributed import Scheduler
+        import dask  # deferred: (imported with distributed)
 
         self._stopping = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self._stop.is_set():
             return
-        with dask.config.set(SCHEDULER_CONFIG):
-            scheduler = Scheduler(host="127.0.0.1", port=self.port, dashboard=self.dashboard,
-                                  dashboard_address="127.0.0.1:0" if self.dashboard else None)  # fmt: skip
-            await scheduler
+        with dask.config.set(SCHEDULER_CONFIG):  # read as the scheduler is made, on this loop
+            scheduler = make()
+        await scheduler  # listens
         try:
             self._listening.set()
             stopping = asyncio.ensure_future(self._stopping.wait())
@@ -677,6 +694,26 @@ class _DriverScheduler:
             stopping.cancel()
         finally:
             await scheduler.close()
+
+
+class _ThreadToFile(logging.Filter):
+    """On the handlers of Dask's loggers: what one thread (the scheduler's)
+    logs goes to a file, as a scheduler process's log does, not to the terminal."""
+
+    def __init__(self, path: Path, thread: str) -> None:
+        super().__init__()
+        self.thread = thread
+        self.file = logging.FileHandler(path, encoding="utf-8", delay=True)
+        self.file.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.threadName != self.thread:
+            return True
+        self.file.handle(record)
+        return False
+
+    def close(self) -> None:
+        self.file.close()
 
 
 # ---------------------------------------------------------------------- ahead
