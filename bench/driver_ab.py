@@ -67,8 +67,13 @@ def one(label: str, tree: Path, spec: Path, cache: Path, ctx: h.Ctx, first: bool
     if first:
         shutil.rmtree(cache, ignore_errors=True)
     t_before = os.times()
-    s = h.measure(f"{label} {'first' if first else 'cached'}", [h.XRUN, "run", str(spec), "-o", str(out)],
+    # The tree's own command: `python -m runner` where it has the xrun script's entry (runner._entry), which the
+    # installed script would take from this checkout; `python -m runner.cli` in older trees.
+    command = [h.PYTHON, "-m", "runner" if (tree / "runner" / "_entry.py").exists() else "runner.cli"]
+    s = h.measure(f"{label} {'first' if first else 'cached'}", [*command, "run", str(spec), "-o", str(out)],
                   timeout=600, env=env, cwd=ctx.work, logdir=ctx.logs, rss=True, tty=True)  # fmt: skip
+    if s.returncode != 0:
+        raise SystemExit(f"{label}: xrun exited with {s.returncode} (log: {ctx.logs})")
     t_after = os.times()
     tree_cpu = (t_after.children_user - t_before.children_user) + (t_after.children_system - t_before.children_system)
     bundles = sorted(out.glob("*/bundle.json"))
