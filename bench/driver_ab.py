@@ -67,10 +67,7 @@ def one(label: str, tree: Path, spec: Path, cache: Path, ctx: h.Ctx, first: bool
     if first:
         shutil.rmtree(cache, ignore_errors=True)
     t_before = os.times()
-    # The tree's own command: `python -m runner` where it has the xrun script's entry (runner._entry), which the
-    # installed script would take from this checkout; `python -m runner.cli` in older trees.
-    command = [h.PYTHON, "-m", "runner" if (tree / "runner" / "_entry.py").exists() else "runner.cli"]
-    s = h.measure(f"{label} {'first' if first else 'cached'}", [*command, "run", str(spec), "-o", str(out)],
+    s = h.measure(f"{label} {'first' if first else 'cached'}", [*h.xrun_command(tree), "run", str(spec), "-o", str(out)],
                   timeout=600, env=env, cwd=ctx.work, logdir=ctx.logs, rss=True, tty=True)  # fmt: skip
     if s.returncode != 0:
         raise SystemExit(f"{label}: xrun exited with {s.returncode} (log: {ctx.logs})")

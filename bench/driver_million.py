@@ -32,7 +32,8 @@ def main() -> None:
         ctx = h.Ctx(work=work, quick=False, repeats=None, keep=False)
         spec = h.noop_spec(ctx, args.trials)
         env = {"PYTHONPATH": str(args.tree.resolve()), "XRUN_CACHE_DIR": str(work / "cache")}
-        s = h.measure("million", [h.XRUN, "run", str(spec), "-q", "--no-cache", "-o", str(work / "out")], timeout=1800,
+        s = h.measure("million", [*h.xrun_command(args.tree.resolve()), "run", str(spec), "-q", "--no-cache", "-o",
+                                  str(work / "out")], timeout=1800,
                       env=env, cwd=work, logdir=ctx.logs, rss=True)  # fmt: skip
         result = {"what": __doc__.split("\n\n")[0], "trials": args.trials, "tree": str(args.tree),
                   "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": s.seconds,

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from run import xrun_command  # noqa: E402
+
 XRUN = str(REPO / ".venv" / "bin" / "xrun")
 PYTHON = sys.executable
 
@@ -42,10 +45,12 @@ def main() -> None:
             if side.startswith("peer"):
                 row[side] = timed([PYTHON, str(REPO / "bench" / "baselines" / "quickstart_gridsearch.py")], env)
                 continue
+            xrun = [XRUN]
             if side == "before":
                 env["PYTHONPATH"] = old_src
+                xrun = xrun_command(Path(old_src))
             bundles = tempfile.mkdtemp(prefix="xrun-ab-runs-")
-            row[side] = timed([XRUN, "run", str(REPO / "specs" / "quickstart.yaml"), "-q", "--no-cache", "-o", bundles], env)
+            row[side] = timed([*xrun, "run", str(REPO / "specs" / "quickstart.yaml"), "-q", "--no-cache", "-o", bundles], env)
         res["pairs"].append(row)
         print(i, row, round(os.getloadavg()[0], 2), flush=True)
         out.write_text(json.dumps(res, indent=1))

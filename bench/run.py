@@ -48,6 +48,13 @@ REPO = BENCH.parent
 BASELINES = BENCH / "baselines"
 PYTHON = sys.executable
 XRUN = str(Path(sys.executable).with_name("xrun"))
+
+
+def xrun_command(tree: Path) -> list[str]:
+    """The ``xrun`` command of another source tree (run with ``PYTHONPATH=tree``): ``python -m runner`` where the
+    tree has the script's entry (``runner/_entry.py``), ``python -m runner.cli`` in older ones. Not the installed
+    script: it would import this checkout's entry beside the other tree's modules."""
+    return [PYTHON, "-m", "runner" if (tree / "runner" / "_entry.py").exists() else "runner.cli"]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
 NAMES = ("startup", "dispatch", "real", "scale", "resume", "images",
          "quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild")  # fmt: skip

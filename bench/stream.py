@@ -32,7 +32,7 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import NOOP_SPEC  # noqa: E402
+from run import NOOP_SPEC, xrun_command  # noqa: E402
 
 XRUN = str(Path(sys.executable).with_name("xrun"))
 
@@ -92,16 +92,17 @@ def main() -> int:
         for i in range(args.repeats):
             for name in (("other", "this") if i % 2 == 0 else ("this", "other")):
                 env = dict(trees[name])
+                xrun = xrun_command(args.xrun_src.resolve()) if name == "other" else [XRUN]
                 if args.case == "plan":
                     env["XRUN_CACHE_DIR"] = str(work / f"cache-{name}-{i}")
-                    s = sample([XRUN, "plan", str(spec), "--json"], env, work, args.timeout)
+                    s = sample([*xrun, "plan", str(spec), "--json"], env, work, args.timeout)
                 elif args.case == "cached":
                     env["XRUN_CACHE_DIR"] = str(work / "cache")
-                    s = sample([XRUN, "run", str(spec), "-q", "-o", str(work / f"out-{name}-{i}")], env, work, args.timeout)
+                    s = sample([*xrun, "run", str(spec), "-q", "-o", str(work / f"out-{name}-{i}")], env, work, args.timeout)
                 else:
                     env["XRUN_CACHE_DIR"] = str(work / f"cache-{name}-{i}")
                     out = work / f"out-{name}-{i}"
-                    s = sample([XRUN, "run", str(spec), "-q", "--no-cache", "-o", str(out)], env, work, args.timeout, out)
+                    s = sample([*xrun, "run", str(spec), "-q", "--no-cache", "-o", str(out)], env, work, args.timeout, out)
                     shutil.rmtree(out, ignore_errors=True)
                     shutil.rmtree(work / f"cache-{name}-{i}", ignore_errors=True)
                 s["tree"] = name
