@@ -17,6 +17,7 @@ unexpected here only means the cluster is spawned in its usual place.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -32,13 +33,19 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a spec name (runner.spec.model
 def main() -> None:
     verbose = sum(2 if a == "-vv" else 1 for a in sys.argv[1:] if a in ("-v", "--verbose", "-vv"))
     config.quiet_dask(verbose)  # before a scheduler spawned ahead imports Dask
+    # A Ctrl-C meanwhile waits until the command line is imported: an import it interrupts can leave the
+    # import system's locks held. Then it ends the command as the command line ends it (exit 130), and a
+    # cluster spawned ahead is killed at exit.
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: pending.append(1))
     try:
         spawn_ahead(sys.argv[1:])
-    except KeyboardInterrupt:  # as the command line says it (a cluster spawned ahead is killed at exit)
+        from runner.cli import main as cli_main  # deferred: while the cluster spawned ahead starts
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    from runner.cli import main as cli_main  # deferred: while the cluster spawned ahead starts
-
     cli_main()
 
 

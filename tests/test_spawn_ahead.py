@@ -7,6 +7,9 @@ leave no process behind. Real commands, schedulers and nannies."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,23 @@ def test_a_command_that_ends_without_a_run_leaves_no_process_spawned_ahead(proje
     assert not [p for _, p in spawned if alive(p)], "a process spawned ahead outlived the command"
     assert time.monotonic() - started < 60
     assert not list(project.root.glob("**/bundle.json"))
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.2, 0.35, 0.6, 1.0])  # (before ~0.05 s the interpreter itself is starting)
+def test_ctrl_c_while_the_command_starts_ends_cleanly_and_leaves_no_process(project, tmp_path, delay) -> None:
+    """Ctrl-C at any moment of the start (reading the spec, spawning ahead, importing the command line):
+    exit 130, no traceback, nothing spawned left running."""
+    project.spec(SKLEARN_SPEC, name="specs/ahead.yaml")
+    env, log = spied(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", "specs/ahead.yaml", "-q", "--no-cache"], cwd=project.root,
+                            env={**os.environ, **env, "COLUMNS": "200"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not [p for r, p, _ in notes(log) if r != "validating" and alive(p)]
 
 
 def test_no_cluster_is_spawned_ahead_for_command_lines_that_may_change_it(project, run_xrun, tmp_path) -> None:

@@ -274,9 +274,10 @@ class LocalBackend:
             return
         self._logs = Path(tempfile.mkdtemp(prefix="xrun-local-"))
         self._preload().write_text(PRELOAD, encoding="utf-8")
-        self._start_scheduler()
-        with self._lock:
+        self._address = f"tcp://127.0.0.1:{_free_port()}"
+        with self._lock:  # first: the nannies' import is the longest (they connect once the scheduler listens)
             self._start_workers()
+        self._start_scheduler()
 
     @contextmanager
     def open(self) -> Iterator[ClusterInfo]:
@@ -389,8 +390,7 @@ class LocalBackend:
         return str(self.python) if self.python is not None else sys.executable
 
     def _start_scheduler(self) -> None:
-        port = _free_port()
-        self._address = f"tcp://127.0.0.1:{port}"
+        port = int(self._address.rsplit(":", 1)[1])
         if self.scheduler_in_driver:
             self._scheduler = _DriverScheduler(port, dashboard=_dashboard_wanted(), log_path=self._log("scheduler"))
             self._scheduler.start()
@@ -552,6 +552,7 @@ class LocalBackend:
                 _kill_group(nannies.proc)
                 nannies.proc.wait()
                 nannies.proc = None
+            self._address = f"tcp://127.0.0.1:{_free_port()}"
             self._start_scheduler()
             if not nannies.exhausted:
                 self._start_workers()
@@ -625,6 +626,11 @@ class _DriverScheduler:
         self._thread = threading.Thread(target=self._main, name="xrun-scheduler", daemon=True)
 
     def start(self) -> None:
+        """Import Dask in the caller's thread, then serve in a thread of its own:
+        never two threads importing at once (a Ctrl-C inside an import can
+        leave the import system's locks held, and the other thread waiting)."""
+        import distributed  # noqa: F401  # deferred: only a scheduler in the driver needs Dask this early
+
         self._thread.start()
 
     def poll(self) -> int | None:
