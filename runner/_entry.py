@@ -26,6 +26,7 @@ from runner._safeio import MAX_SPEC_BYTES, read_bytes
 
 # `xrun run`'s options that take a value, and those that change nothing the cluster depends on.
 _VALUED = ("--output", "-o", "--build-arg")
+_VALUED_INLINE = ("--output=", "--build-arg=")
 _PLAIN = {"--no-cache", "--fail-fast", "--relock", "-q", "--quiet", "-v", "--verbose", "-vv"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a spec name (runner.spec.models.NAME_RE, max_length)
 
@@ -63,7 +64,7 @@ def spec_to_run(args: list[str]) -> tuple[str, bool] | None:
         if arg == "--no-cache":
             no_cache = True
         elif arg.startswith("-"):
-            if arg not in _PLAIN and not arg.startswith(tuple(f"{o}=" for o in _VALUED if o.startswith("--"))):
+            if arg not in _PLAIN and not arg.startswith(_VALUED_INLINE):
                 return None  # --set, --workers, --backend, --help, or one xrun does not know
         else:
             positional.append(arg)

@@ -59,6 +59,16 @@ def xrun(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None 
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting for its parent does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def descendants(pid: int, keep: Callable[[Any], bool]) -> list:
     """The processes under ``pid`` (all generations) that ``keep`` accepts;
     those that exit meanwhile are left out."""

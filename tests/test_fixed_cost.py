@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from runner.bundle.journal import read_journal
+from tests.conftest import alive
 
 TRIAL = '''
 import time
@@ -66,13 +65,6 @@ def started(log: Path) -> list[tuple[str, int]]:
     if not log.exists():
         return []
     return [(role, int(pid)) for role, pid in (line.split() for line in log.read_text().splitlines() if line.strip())]
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_no_cluster_process_outlives_the_run_and_a_cached_rerun_starts_none(project, run_xrun, tmp_path) -> None:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -25,6 +24,7 @@ from runner.bundle.journal import read_journal
 from runner.cluster import local
 from runner.errors import SpecError
 from runner.spec.load import validate
+from tests.conftest import alive
 
 # Every Dask process of a command appends "<role> <pid> <time>" to a file as it
 # starts, and the driver appends "validating <pid> <time>" as it first imports
@@ -71,13 +71,6 @@ def notes(log: Path) -> list[tuple[str, int, float]]:
     if not log.exists():
         return []
     return [(r, int(p), float(t)) for r, p, t in (line.split() for line in log.read_text().splitlines() if line.strip())]
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_a_run_adopts_the_cluster_spawned_before_its_spec_was_validated(project, run_xrun, tmp_path) -> None:

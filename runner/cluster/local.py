@@ -321,20 +321,8 @@ class LocalBackend:
     def discard(self) -> None:
         """Kill what :meth:`start` spawned, at once: nothing ran on it yet
         (a cluster spawned ahead that the run does not adopt)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            procs = [p for p in (self._nannies.proc, self._scheduler) if isinstance(p, subprocess.Popen)]
         with sigint_deferred():
-            for p in procs:
-                _kill_group(p)  # its whole group: the nannies' worker processes too
-            for p in procs:
-                p.wait()
-        if isinstance(self._scheduler, _DriverScheduler):
-            self._scheduler.stop()
-        if self._logs is not None:
-            shutil.rmtree(self._logs, ignore_errors=True)
+            self._close(signal.SIGKILL)
 
     def shape(self) -> tuple[Any, ...]:
         """What decides the processes :meth:`start` spawns (two backends of one
@@ -342,28 +330,22 @@ class LocalBackend:
         env = tuple(sorted(self.env.items()))
         return (self.workers, self.threads, self.memory_limit, self.python, env, self.warm, self.scheduler_in_driver)
 
-    def _close(self) -> None:
+    def _close(self, sig: int = signal.SIGTERM) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._teardown()
+        self._teardown(sig)
         if self._logs is not None:
             shutil.rmtree(self._logs, ignore_errors=True)
 
     def problem(self) -> str | None:
         """Why the cluster cannot run trials any more, or None while it can."""
         sched = self._scheduler
-        if isinstance(sched, _DriverScheduler) and sched.poll() is not None:
-            return (
-                f"the local Dask scheduler exited (it ran in a thread of this process): {sched.error}; its log:\n"
-                f"{_read_tail(self._log('scheduler'))}"
-            )
         if sched is not None and sched.poll() is not None:
-            return (
-                f"the local Dask scheduler exited (code {sched.returncode}); its log:\n"
-                f"{_read_tail(self._log('scheduler'))}"
-            )
+            how = (f"it ran in a thread of this process): {sched.error}" if isinstance(sched, _DriverScheduler)
+                   else f"code {sched.returncode})")  # fmt: skip
+            return f"the local Dask scheduler exited ({how}; its log:\n{_read_tail(self._log('scheduler'))}"
         if self._nannies.exhausted:
             return self._no_worker_message()
         return None
@@ -557,11 +539,12 @@ class LocalBackend:
             if not nannies.exhausted:
                 self._start_workers()
 
-    def _teardown(self) -> None:
+    def _teardown(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the processes with ``sig`` (SIGTERM: let them close; SIGKILL: at once), then the scheduler."""
         with self._lock:
             procs = [self._nannies.proc] if self._nannies.proc is not None else []
         for p in procs:
-            _kill_group(p, signal.SIGTERM)
+            _kill_group(p, sig)
         deadline = time.monotonic() + 15
         for p in procs:
             try:
@@ -574,7 +557,7 @@ class LocalBackend:
         if isinstance(sched, _DriverScheduler):
             sched.stop()
         elif sched is not None:
-            _kill_group(sched, signal.SIGTERM)
+            _kill_group(sched, sig)
             try:
                 sched.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -657,9 +640,7 @@ class _DriverScheduler:
         filed = _ThreadToFile(self.log_path, self._thread.name)
         handlers: list[logging.Handler] = []
         try:
-            from distributed import (
-                Scheduler,  # deferred: imported in this thread while the driver imports the rest
-            )
+            from distributed import Scheduler  # deferred: imported by start()
 
             handlers = list(logging.getLogger("distributed").handlers)  # Dask's own, set up as it was imported
             for handler in handlers:
@@ -683,7 +664,7 @@ class _DriverScheduler:
     async def _serve(self, make: Callable[[], Any]) -> None:
         import asyncio  # deferred: in the scheduler's thread, after the cluster is spawned
 
-        import dask  # deferred: (imported with distributed)
+        import dask  # deferred: imported with distributed by start()
 
         self._stopping = asyncio.Event()
         self._loop = asyncio.get_running_loop()
