@@ -147,6 +147,45 @@ def test_one_large_c_allocation_over_the_memory_limit_is_oom(project, run_xrun) 
     assert rows["t00001"]["status"] == rows["t00002"]["status"] == "ok"
 
 
+LATE_MEMORY_EVENT = """
+import asyncio
+
+async def dask_setup(nanny):
+    log_event = nanny.log_event
+
+    def late(topic, msg):  # as on a loaded machine: the worker's death reaches the scheduler first
+        if topic == "worker-restart-memory":
+            asyncio.get_running_loop().call_later(DELAY, log_event, topic, msg)
+        else:
+            log_event(topic, msg)
+
+    nanny.log_event = late
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_a_worker_killed_for_memory_is_oom_when_the_nannys_event_comes_late(project, run_xrun, delay) -> None:
+    """Once `worker-lost` on a loaded machine: the nanny's event reached the
+    scheduler after the worker's death, and every later attempt died on a new
+    worker whose event was late again."""
+    project.file("experiments/hogc.py", HOG_IN_C)
+    preload = project.file("late_event.py", LATE_MEMORY_EVENT.replace("DELAY", repr(delay)))
+    spec = project.spec("""
+        name: hogc
+        trial: {function: "experiments.hogc:train"}
+        cluster: {memory_limit: 600MiB, workers: 1}
+        xrun: 1
+        sweep: {points: [{mode: ok}, {mode: hog}], method: list}
+        code: {include: ["experiments/*.py"]}
+    """)
+    env = {"DASK_DISTRIBUTED__NANNY__PRELOAD": json.dumps([str(preload)])}
+    res = run_xrun("run", spec.name, "-q", cwd=project.root, env=env)
+    assert res.code == 1, res.err
+    rows = {r["id"]: r for r in read_journal(res.bundle / "trials.jsonl")}
+    assert rows["t00001"]["failure_class"] == "oom", rows["t00001"]
+    assert rows["t00000"]["status"] == "ok"
+
+
 EXITING = '''
 import os, time
 

@@ -111,6 +111,7 @@ class Executor:
         self._started: dict[str, tuple[str, float]] = {}
         self._oom_warned: set[str] = set()
         self._oom_workers: set[str] = set()  # workers their nanny killed for memory
+        self._died_on: dict[str, set[str]] = {}  # trial key -> workers that died running it
         self._lost: dict[str, int] = {}  # trial key -> times its worker died under it
         # (Dask key of its task, trial id) -> result a worker sent as an event when the
         # trial ended. Not the trial's key: two trials of a random sweep may draw the
@@ -492,19 +493,28 @@ class Executor:
         if worker:
             self._oom_workers.add(worker)
 
-    def _killed_for_memory(self, trial: PlannedTrial) -> bool:
+    def _killed_for_memory(self, trial: PlannedTrial, exc: BaseException) -> bool:
+        """Whether a nanny killed a worker running this trial for its memory, in
+        this attempt or an earlier one.
+
+        The worker is the one the trial said it started on, else the one the
+        scheduler names (a trial that holds the GIL from its first line may die
+        before its start message leaves). The nanny's event races the worker's
+        death to the scheduler, so a first death may look like any other; the
+        trial then runs again, and is judged with every worker it died on."""
         if trial.key in self._oom_warned:
             return True
-        worker = (self._started.get(trial.key) or ("", 0.0))[0]
-        if not worker:
-            return False
-        if worker not in self._oom_workers:  # the nanny's event may still be on its way
+        died_on = self._died_on.setdefault(trial.key, set())
+        started = (self._started.get(trial.key) or ("", 0.0))[0]
+        last = getattr(getattr(exc, "last_worker", None), "address", None)
+        died_on.update(w for w in (started, last) if isinstance(w, str) and w)
+        if died_on and not died_on & self._oom_workers:  # the nanny's event may still be on its way
             try:
                 for _, msg in self._client.get_events(MEMORY_TOPIC):
                     self._on_memory_event((0.0, msg))
             except Exception:
                 log.debug("reading memory events failed", exc_info=True)
-        return worker in self._oom_workers
+        return bool(died_on & self._oom_workers)
 
     def _task(self, trial: PlannedTrial, unit: str = "") -> dict[str, Any]:
         point = trial.point
@@ -586,7 +596,8 @@ class Executor:
         exc = fut.exception()
         name = type(exc).__name__
         if name == "KilledWorker":
-            if self._killed_for_memory(trial):
+            if self._killed_for_memory(trial, exc):
+                self._died_on.pop(trial.key, None)
                 return {**base, "status": "oom", "failure_class": "oom",
                         "error": "trial exceeded its worker's memory limit; the worker was killed for it"}  # fmt: skip
             # Dask itself may have run it on other workers already (a scheduler
@@ -597,6 +608,7 @@ class Executor:
             if lost <= LOST_LIMIT:
                 log.info("trial %s: its worker was lost; running it again", trial.id)
                 return None
+            self._died_on.pop(trial.key, None)
             return {**base, "status": "worker-lost", "failure_class": "worker-lost",
                     "error": f"the trial's worker died each of the {lost} times it ran it"}  # fmt: skip
         return {**base, "status": "error", "failure_class": "error", "error": f"{name}: {exc}"}
