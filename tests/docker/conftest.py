@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,25 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"Docker tests must run in CI: {message}", pytrace=False)
     pytest.skip(message)
+
+
+def bridge_gateway(client: Any) -> str:
+    """The host's address on Docker's default bridge: containers reach it, and so does the host.
+
+    The network's IPAM config names it on some engines; others (Debian's 20.10
+    with a bridge it made itself) give the subnet alone, whose first address
+    is the gateway the engine puts on its bridge interface."""
+    import ipaddress
+
+    attrs = client.networks.get("bridge").attrs
+    for config in (attrs.get("IPAM") or {}).get("Config") or []:
+        if config.get("Gateway"):
+            return str(config["Gateway"]).split("/")[0]
+    for config in (attrs.get("IPAM") or {}).get("Config") or []:
+        subnet = config.get("Subnet")
+        if subnet and ipaddress.ip_network(subnet).version == 4:
+            return str(next(ipaddress.ip_network(subnet).hosts()))
+    raise AssertionError(f"Docker's bridge network names no IPv4 subnet: {attrs.get('IPAM')}")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BASE_ARGS, REPO
+from .conftest import BASE_ARGS, REPO, bridge_gateway
 
 pytestmark = pytest.mark.docker
 pytest.importorskip("s3fs")
@@ -38,9 +38,7 @@ def train(params, ctx):
 
 @pytest.fixture(scope="module")
 def host_address(docker_client) -> str:
-    """The host's address on Docker's default bridge: containers reach it, and so does the host."""
-    config = docker_client.networks.get("bridge").attrs["IPAM"]["Config"]
-    return str(config[0]["Gateway"])
+    return bridge_gateway(docker_client)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ..docker.conftest import BASE_ARGS, REPO, locked_env
+from ..docker.conftest import BASE_ARGS, REPO, bridge_gateway, locked_env
 from .test_pod_harness import HarnessBackend, docker_client  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.docker
@@ -48,7 +48,7 @@ def storage_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def host_address(docker_client: Any) -> str:  # noqa: F811
-    return str(docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"])
+    return bridge_gateway(docker_client)
 
 
 @pytest.fixture(scope="module")
