@@ -472,18 +472,22 @@ class TrialCache:
         last_seen: Any = None
         digest = ""
         seen: set[tuple[str, str]] = set()
+        s_of: dict[str, int] = {}  # _k of each scope (a run's trials share a few)
         for scope, key, imported in self._staged_imports:
             if key in stored or (scope, key) in seen:
                 continue
             seen.add((scope, key))
+            s = s_of.get(scope)
+            if s is None:
+                s = s_of[scope] = _k(scope)
             if key not in done and conn.execute(  # a row without a result of this commit: kept once
                 "SELECT 1 FROM scope_imports WHERE s = ? AND scope = ? AND key = ? "
                 "UNION ALL SELECT 1 FROM imports WHERE scope = ? AND key = ? LIMIT 1",
-                (_k(scope), scope, key, scope, key)).fetchone():  # fmt: skip
+                (s, scope, key, scope, key)).fetchone():  # fmt: skip
                 continue
             if imported is not last_seen:  # most results of a run share one set (often one object)
                 last_seen, digest = imported, self._import_digest(conn, imported)
-            rows.append((_k(scope), scope, key, digest, now))
+            rows.append((s, scope, key, digest, now))
         conn.executemany("INSERT INTO scope_imports (s, scope, key, imported, at) VALUES (?, ?, ?, ?, ?)", rows)
 
     def _import_digest(self, conn: sqlite3.Connection, imported: dict[str, str]) -> str:

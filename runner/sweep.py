@@ -27,7 +27,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner._json import encoder
@@ -72,10 +72,10 @@ class TrialPoint:
     params: dict[str, Any]
     seed: int
     repeat: int
+    id: str = field(init=False, repr=False, compare=False)  # "t" and the index: read many times per trial
 
-    @property
-    def id(self) -> str:
-        return f"t{self.index:05d}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"t{self.index:05d}")
 
 
 def normalize(value: Any) -> Any:

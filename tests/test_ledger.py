@@ -31,7 +31,7 @@ from tests.report.test_scan import SMALL
 from tests.test_bundle_tables import reference_points, reference_results
 from tests.test_glance import _text
 
-VALUES = st.one_of(st.sampled_from([0.5, 1.0, 2.0, -1.0, 0.1 + 0.2]), st.integers(-3, 3), st.none(), st.just("n/a"),
+VALUES = st.one_of(st.sampled_from([0.5, 1.0, 2.0, -1.0, 0.1 + 0.2, -0.0, 1e308]), st.integers(-3, 3), st.none(), st.just("n/a"),
                    st.booleans())  # fmt: skip
 RECORD = st.fixed_dictionaries({
     "id": st.sampled_from([f"t{i:05d}" for i in range(12)] + ["t100000", "x", "é"]),
@@ -86,6 +86,8 @@ def _same(i: str) -> dict:
 # Once, the whole list's trials table sized its id column for a trial it did not show (t100000, past the 3 shown).
 @example(records=[_same("t00000")] * 11 + [_same("t00001"), _same("t00002"), _same("t100000")], metric=None,
          goal="maximize")  # fmt: skip
+# A point of one trial has its value as mean: math.fsum gives 0.0 for -0.0.
+@example(records=[{**_same("t00000"), "metrics": {"score": -0.0}}], metric="score", goal="minimize")
 def test_one_pass_gives_what_every_latest_record_gives(tmp_path_factory, records, metric, goal) -> None:
     tmp = tmp_path_factory.mktemp("ledger")
     root = _bundle(tmp, records, metric, goal)

@@ -193,16 +193,25 @@ class Ledger:
             # Most points have one trial: read in id order, each point is written at its
             # first trial; the few points with more are gathered beforehand.
             done: set[str] = set()
+            no_metrics = ["", ""] * len(m_cols)
             for pk, tid, values in self.db.execute("SELECT pk, id, vals FROM last ORDER BY id"):
                 point = repeated.get(pk)
-                if point is None:
-                    point = Point(loads(pk))
-                    _file(point, tid, values)
-                elif pk in done:
+                if point is None:  # a point of one trial: the row flush writes for it, made directly
+                    params = loads(pk)
+                    row = [_cell(params.get(c)) for c in p_cols]
+                    if values is None:  # not successful: no values
+                        row += [0, tid.decode("utf-8", "surrogatepass"), *no_metrics]
+                    else:  # one value each: their mean (math.fsum of -0.0 is 0.0), and no std
+                        vals = marshal.loads(values)
+                        row += [1, tid.decode("utf-8", "surrogatepass")]
+                        for m in m_cols:
+                            v = vals.get(m)
+                            row += ("" if v is None else v + 0.0, "")
+                    w.writerow(row)
                     continue
-                else:
+                if pk not in done:  # a point of several trials: written at its first
                     done.add(pk)
-                flush(point)
+                    flush(point)
 
     def _repeated_points(self) -> dict[str, Point] | None:
         """The points with more than one trial, each whole (None: too many trials
