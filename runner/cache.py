@@ -290,6 +290,12 @@ class TrialCache:
     def artifacts_dir(self, key: str) -> Path:
         return self.trials / key[:2] / f"{key}.artifacts"
 
+    def holds_artifacts(self) -> bool:
+        """Whether any entry may have artifacts: they live under ``trials/``,
+        made with the first (and kept). Without it, no entry stored before
+        this call has any."""
+        return os.path.lexists(self.trials)
+
     def put(self, entry: dict[str, Any], artifacts: list[tuple[str, bytes]] = (), body: bytes | None = None) -> None:  # type: ignore[assignment]
         """Store a successful trial (artifacts first, then the entry; ``body``:
         the entry's JSON when the caller has it already). Inside :meth:`batch`

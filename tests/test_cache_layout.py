@@ -13,6 +13,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runner.bundle.journal import read_journal
 from runner.cache import TrialCache
 from runner.env import imported
 
@@ -202,3 +203,58 @@ def test_a_cache_holds_nothing_only_while_no_lookup_could_find_anything(tmp_path
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "trials.sqlite").write_bytes(b"not a database")
     assert not TrialCache(tmp_path / "bad").holds_nothing()  # unreadable: looked up as before
+
+
+WRITES_SOME = '''
+import os
+
+def train(params, ctx):
+    if params["i"] % 2 == 0:
+        with open(os.path.join(ctx.artifact_dir, "model.txt"), "w") as fh:
+            fh.write(f"model {params['i']}")
+    return {"score": float(params["i"])}
+'''
+
+
+def _artifacts(bundle: Path) -> dict[str, bytes]:
+    root = bundle / "artifacts"
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_cached_re_run_brings_each_trial_s_artifacts_from_the_cache(project, run_xrun, tmp_path: Path) -> None:
+    """The bundle of a run whose every trial is cached holds the artifacts the
+    trials wrote when they ran, and only theirs (none where none was written)."""
+    project.file("experiments/some.py", WRITES_SOME)
+    spec = project.spec("""
+        sweep: {points: [{i: 0}, {i: 1}, {i: 2}, {i: 3}], method: list}
+        trial: {function: "experiments.some:train"}
+        name: some-artifacts
+        xrun: 1
+        code: {include: ["experiments/*.py"]}
+    """)
+    env = {"XRUN_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_xrun("run", spec.name, "-q", "-o", "first", cwd=project.root, env=env)
+    assert first.code == 0, first.err
+    again = run_xrun("run", spec, "-q", "-o", tmp_path / "again", cwd=tmp_path, env=env)
+    assert again.code == 0, again.err
+    assert [r["cached"] for r in read_journal(again.bundle / "trials.jsonl")] == [True] * 4
+    assert _artifacts(again.bundle) == _artifacts(first.bundle) == {
+        "t00000/model.txt": b"model 0", "t00002/model.txt": b"model 2"}  # fmt: skip
+
+
+def test_a_cached_re_run_of_trials_that_wrote_no_artifacts_has_none(project, run_xrun, tmp_path: Path) -> None:
+    project.file("experiments/none.py", "def train(params, ctx):\n    return {'score': 1.0}\n")
+    spec = project.spec("""
+        xrun: 1
+        name: no-artifacts
+        code: {include: ["experiments/*.py"]}
+        trial: {function: "experiments.none:train"}
+        sweep: {method: list, points: [{i: 0}, {i: 1}]}
+    """)
+    env = {"XRUN_CACHE_DIR": str(tmp_path / "cache")}
+    for out in ("first", "again"):
+        res = run_xrun("run", spec.name, "-q", "-o", out, cwd=project.root, env=env)
+        assert res.code == 0, res.err
+    assert not (tmp_path / "cache" / "trials").exists()
+    assert [r["cached"] for r in read_journal(res.bundle / "trials.jsonl")] == [True, True]
+    assert _artifacts(res.bundle) == {}

@@ -157,14 +157,17 @@ class Executor:
         told.clear()
 
     def _record_cached(self, told: list[Event]) -> None:
+        # the census found these entries stored, with their artifacts written before them:
+        # without trials/ now, none has any (a stat per cached trial saved)
+        artifacts = self.cache.holds_artifacts()
         for t, entry, reused in cached_trials(self.plan, self.cache):
             record = self._record(t, entry, attempts=entry.get("attempts", 1), cached=True)
             record["cached_from"] = entry.get("run_id")
             if reused is not None:  # environment: current, nothing it imported changed
                 record["cached_key"] = reused
             stored = reused or t.key
-            self.writer.record_trial(record, entry.get("log", ""), artifacts_from=self.cache.artifacts_dir(stored),
-                                     flush=False)  # fmt: skip
+            self.writer.record_trial(record, entry.get("log", ""), flush=False,
+                                     artifacts_from=self.cache.artifacts_dir(stored) if artifacts else None)  # fmt: skip
             self.outcome.counts["cached"] += 1
             self._update_best(record)
             told.append(Event("cached", record, dict(self.outcome.counts), self.outcome.best))
