@@ -48,6 +48,10 @@ REPO = BENCH.parent
 BASELINES = BENCH / "baselines"
 PYTHON = sys.executable
 XRUN = str(Path(sys.executable).with_name("xrun"))
+QUICKSTART = REPO / "specs" / "quickstart.yaml"
+NAMES = ("startup", "dispatch", "real", "scale", "resume", "images",
+         "quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild")  # fmt: skip
+PHASES = ("before", "after")
 
 
 def xrun_command(tree: Path) -> list[str]:
@@ -55,10 +59,7 @@ def xrun_command(tree: Path) -> list[str]:
     tree has the script's entry (``runner/_entry.py``), ``python -m runner.cli`` in older ones. Not the installed
     script: it would import this checkout's entry beside the other tree's modules."""
     return [PYTHON, "-m", "runner" if (tree / "runner" / "_entry.py").exists() else "runner.cli"]
-QUICKSTART = REPO / "specs" / "quickstart.yaml"
-NAMES = ("startup", "dispatch", "real", "scale", "resume", "images",
-         "quickstart", "svc", "firstrun", "report", "reportsynth", "million", "straggler", "docker", "imagebuild")  # fmt: skip
-PHASES = ("before", "after")
+
 
 RESULTS: dict[str, Any] = {}  # name -> benchmark entry, rendered into RESULTS.md
 CACHE: dict[Any, Any] = {}  # measurements shared between benchmarks (e.g. dispatch 100k -> scale)

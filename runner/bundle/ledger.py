@@ -199,11 +199,12 @@ class Ledger:
                 if point is None:  # a point of one trial: the row flush writes for it, made directly
                     params = loads(pk)
                     row = [_cell(params.get(c)) for c in p_cols]
+                    text = tid.decode("utf-8", "surrogatepass")
                     if values is None:  # not successful: no values
-                        row += [0, tid.decode("utf-8", "surrogatepass"), *no_metrics]
+                        row += [0, text, *no_metrics]
                     else:  # one value each: their mean (math.fsum of -0.0 is 0.0), and no std
                         vals = marshal.loads(values)
-                        row += [1, tid.decode("utf-8", "surrogatepass")]
+                        row += [1, text]
                         for m in m_cols:
                             v = vals.get(m)
                             row += ("" if v is None else v + 0.0, "")
