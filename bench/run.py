@@ -751,6 +751,36 @@ for _name in ("quickstart", "svc", "firstrun", "report", "reportsynth", "million
 # ------------------------------------------------------------------ machine and versions
 
 
+# A fixed pure-Python workload of the driver's kind (a trial-like record built, encoded to JSON, parsed back,
+# hashed): its CPU time tracks the host's speed for per-trial bookkeeping, which drifts by up to 2x over a day.
+SPEED_PROBE = r"""
+import hashlib, json, time
+rec = {"id": "t00001", "key": "ab" * 32, "params": {"C": 0.5, "kernel": "rbf", "i": 12345}, "seed": 1,
+       "status": "ok", "metrics": {"score": 0.91, "fit_time": 0.01}, "start": 1.7e9, "end": 1.7e9 + 0.01,
+       "history": []}
+t = time.thread_time()
+for i in range(20000):
+    line = json.dumps(dict(rec, seed=i), separators=(",", ":"))
+    back = json.loads(line)
+    hashlib.sha256(line.encode()).hexdigest()
+    sorted(back["params"].items())
+print(round((time.thread_time() - t) * 1000, 1))
+"""
+
+
+def host_speed() -> float | None:
+    """CPU milliseconds of :data:`SPEED_PROBE`, the best of 3 fresh processes (None: it failed)."""
+    best = None
+    for _ in range(3):
+        try:
+            out = subprocess.run([PYTHON, "-c", SPEED_PROBE], capture_output=True, text=True, timeout=60).stdout
+            ms = float(out.strip())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            continue
+        best = ms if best is None else min(best, ms)
+    return best
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or "?"
     try:
@@ -768,7 +798,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "os": platform.platform(),
-            "load_at_start": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+            "load_at_start": [round(x, 2) for x in os.getloadavg()], "host_speed_ms_at_start": host_speed()}  # fmt: skip
 
 
 def versions(src: Path | None = None) -> dict[str, Any]:
@@ -856,8 +886,18 @@ HOW_TO_READ = [
     "in every process of every run. Runs before 2026-12-01 did not: they include ~0.1 s of CPU per xrun process.",
     "- The machine's own speed varies by up to 2× over a day for reasons outside the repository (the same "
     "code and peer, hours apart): compare a figure with its peer in the same run.",
+    "- The **host speed reference**, recorded before and after each benchmark since 2026-12-01, is the CPU time of "
+    "a fixed pure-Python workload of the driver's kind (20,000 trial-like records built, encoded to JSON, parsed "
+    "back and hashed; best of 3 fresh processes, `bench/run.py: SPEED_PROBE`). Absolute figures of driver CPU and "
+    "of no-op runs scale with it: read a goal in µs or seconds together with the reference it was measured at.",
     "",
 ]
+
+
+def _speed(entry: dict[str, Any]) -> str:
+    """The host speed reference around a benchmark (runs before 2026-12-01 have none)."""
+    ms = [x for x in entry.get("host_speed_ms") or [] if x is not None]
+    return f"; host speed reference {' → '.join(f'{x:g}' for x in ms)} ms" if ms else ""
 
 
 def _fig(d: dict[str, Any] | None, row: dict[str, Any] | None, peer: bool = False) -> str:
@@ -901,7 +941,7 @@ def render_phases(data: dict[str, Any]) -> list[str]:
             ld = e.get("load") or {}
             L.append("")
             L.append(f"- {label}, {e.get('title', name)}: measured {e.get('date', '?')}, 1-min load min "
-                     f"{ld.get('min')} / median {ld.get('median')} / max {ld.get('max')}")  # fmt: skip
+                     f"{ld.get('min')} / median {ld.get('median')} / max {ld.get('max')}{_speed(e)}")  # fmt: skip
             for n in e.get("notes") or []:
                 L.append(f"  - {n}")
             for r in e.get("rows", []):
@@ -1028,7 +1068,8 @@ def render(data: dict[str, Any]) -> str:
         if b.get("date"):
             ld = b.get("load") or {}
             L.append(f"Measured {b['date']}; 1-min load around the runs: min {ld.get('min')}, "
-                     f"median {ld.get('median')}, max {ld.get('max')}." if ld else f"Measured {b['date']}.")  # fmt: skip
+                     f"median {ld.get('median')}, max {ld.get('max')}{_speed(b)}." if ld
+                     else f"Measured {b['date']}{_speed(b)}.")  # fmt: skip
             L.append("")
         L += ["| case | runs | all runs (s) | median | trial phase (median) | peak RSS (driver process) | status |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -1161,7 +1202,8 @@ def main(argv: list[str] | None = None) -> int:
                 date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
     try:
         for name in selected:
-            progress(f"== {name}")
+            speed = host_speed()
+            progress(f"== {name} (host speed reference {speed} ms)")
             t0 = time.monotonic()
             try:
                 BENCHMARKS[name](ctx)
@@ -1175,6 +1217,7 @@ def main(argv: list[str] | None = None) -> int:
                 "%Y-%m-%d %H:%M UTC"
             )
             RESULTS[name]["harness_seconds"] = round(time.monotonic() - t0, 1)
+            RESULTS[name]["host_speed_ms"] = [speed, host_speed()]  # before and after the benchmark
             data["benchmarks"][name] = RESULTS[name]
             if args.phase:
                 data.setdefault("phases", {}).setdefault(args.phase, {})[name] = RESULTS[name]
