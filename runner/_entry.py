@@ -34,6 +34,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a spec name (runner.spec.model
 def main() -> None:
     verbose = sum(2 if a == "-vv" else 1 for a in sys.argv[1:] if a in ("-v", "--verbose", "-vv"))
     config.quiet_dask(verbose)  # before a scheduler spawned ahead imports Dask
+    config.quiet_dependency_warnings()  # before any thread starts
     # A Ctrl-C meanwhile waits until the command line is imported: an import it interrupts can leave the
     # import system's locks held. Then it ends the command as the command line ends it (exit 130), and a
     # cluster spawned ahead is killed at exit.

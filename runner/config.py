@@ -6,6 +6,7 @@ Precedence everywhere: command-line flag > environment variable > spec > default
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 ENV_CACHE_DIR = "XRUN_CACHE_DIR"
@@ -36,6 +37,16 @@ def quiet_dask(verbose: int) -> None:
     spawned ahead: runner._entry); a user's own setting wins."""
     if verbose < 2:
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
+
+
+def quiet_dependency_warnings() -> None:
+    """Silence what a dependency silences for itself at import, for good:
+    ``requests`` turns off urllib3's warning that SOCKS proxies need PySocks
+    with a filter added as it is imported. An import in another thread (the
+    driver imports what sealing needs while trials run) can add that filter
+    inside a ``warnings.catch_warnings()`` block of this one, which drops it on
+    exit, and the warning then reached the terminal. Called before any thread starts."""
+    warnings.filterwarnings("ignore", message="SOCKS support in urllib3", module=r"urllib3\.contrib\.socks")
 
 
 def cache_dir() -> Path:

@@ -426,6 +426,7 @@ def _preload_sealing() -> threading.Thread:
         except Exception:  # sealing imports them again and reports any problem
             pass
 
+    config.quiet_dependency_warnings()  # the imports below race this thread's catch_warnings() blocks
     thread = threading.Thread(target=work, name="xrun-preload", daemon=True)
     thread.start()
     return thread

@@ -62,3 +62,45 @@ def test_a_run_closes_the_trial_cache_before_exit(project, run_xrun, tmp_path: P
     assert (cache / "trials.sqlite").is_file()
     wal = cache / "trials.sqlite-wal"
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+# What the driver does while a run starts: a thread imports what sealing needs (requests, through
+# rocrate), which adds requests' filter for urllib3's PySocks warning, while the main thread is inside
+# a `warnings.catch_warnings()` block (the Dask client's creation), whose exit drops that filter.
+_SOCKS_RACE = textwrap.dedent("""
+    import sys, threading, warnings
+    if sys.argv[1] == "quiet":
+        from runner import config
+        config.quiet_dependency_warnings()
+    inside, imported = threading.Event(), threading.Event()
+    def preload():
+        inside.wait()
+        import requests  # noqa: F401  (adds its filter, then imports urllib3.contrib.socks itself)
+        imported.set()
+    threading.Thread(target=preload).start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inside.set()
+        imported.wait()
+    sys.modules.pop("urllib3.contrib.socks", None)
+    try:  # as requests' adapters import it, after the block
+        import urllib3.contrib.socks  # noqa: F401
+    except ImportError:  # without PySocks, after its warning
+        pass
+""")
+
+
+@pytest.mark.parametrize("setup", ["quiet", "plain"])
+def test_a_dependency_warning_silenced_by_its_package_stays_silent_across_threads(setup: str) -> None:
+    try:
+        import socks  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("PySocks is installed: urllib3 has nothing to warn about")
+    p = subprocess.run([sys.executable, "-c", _SOCKS_RACE, setup], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    if setup == "quiet":
+        assert "SOCKS support" not in p.stderr, p.stderr
+    else:  # the race itself: without xrun's filter, the warning is shown
+        assert "SOCKS support in urllib3" in p.stderr, p.stderr
