@@ -1201,8 +1201,8 @@ def main(argv: list[str] | None = None) -> int:
     data.update(machine=machine(), versions=versions(args.xrun_src.resolve() if args.xrun_src else None), quick=args.quick,
                 date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))  # fmt: skip
     try:
+        speed = data["machine"]["host_speed_ms_at_start"]  # before the first benchmark; then after the last one
         for name in selected:
-            speed = host_speed()
             progress(f"== {name} (host speed reference {speed} ms)")
             t0 = time.monotonic()
             try:
@@ -1217,7 +1217,9 @@ def main(argv: list[str] | None = None) -> int:
                 "%Y-%m-%d %H:%M UTC"
             )
             RESULTS[name]["harness_seconds"] = round(time.monotonic() - t0, 1)
-            RESULTS[name]["host_speed_ms"] = [speed, host_speed()]  # before and after the benchmark
+            after = host_speed()
+            RESULTS[name]["host_speed_ms"] = [speed, after]  # before and after the benchmark
+            speed = after
             data["benchmarks"][name] = RESULTS[name]
             if args.phase:
                 data.setdefault("phases", {}).setdefault(args.phase, {})[name] = RESULTS[name]

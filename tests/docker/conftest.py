@@ -69,15 +69,16 @@ def bridge_gateway(client: Any) -> str:
     is the gateway the engine puts on its bridge interface."""
     import ipaddress
 
-    attrs = client.networks.get("bridge").attrs
-    for config in (attrs.get("IPAM") or {}).get("Config") or []:
+    ipam = client.networks.get("bridge").attrs.get("IPAM") or {}
+    configs = ipam.get("Config") or []
+    for config in configs:
         if config.get("Gateway"):
             return str(config["Gateway"]).split("/")[0]
-    for config in (attrs.get("IPAM") or {}).get("Config") or []:
+    for config in configs:
         subnet = config.get("Subnet")
         if subnet and ipaddress.ip_network(subnet).version == 4:
             return str(next(ipaddress.ip_network(subnet).hosts()))
-    raise AssertionError(f"Docker's bridge network names no IPv4 subnet: {attrs.get('IPAM')}")
+    raise AssertionError(f"Docker's bridge network names no IPv4 subnet: {ipam}")
 
 
 @pytest.fixture(scope="session")
